@@ -1,0 +1,107 @@
+"""The record value type shared by the store, the zone model, zone files and the server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import dns.exception
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.ttl
+
+from nameserver.errors import RecordSyntaxError
+
+MAX_TTL = 2**31 - 1  # RFC 2181 §8
+
+
+class Record(NamedTuple):
+    """One resource record of class IN: absolute owner name, TTL and rdata."""
+
+    name: dns.name.Name
+    ttl: int
+    rdata: dns.rdata.Rdata
+
+    @property
+    def rdtype(self) -> int:
+        """The record's type code."""
+        return int(self.rdata.rdtype)
+
+    @property
+    def identity(self) -> tuple[dns.name.Name, int, dns.rdata.Rdata]:
+        """What makes two records the same RR (RFC 2181 §5): owner, type and rdata, not TTL."""
+        return (self.name, int(self.rdata.rdtype), self.rdata)
+
+    def to_text(self, origin: dns.name.Name | None = None) -> str:
+        """Presentation form, names relative to ``origin`` when given."""
+        name = self.name.relativize(origin) if origin is not None else self.name
+        rdtype = dns.rdatatype.to_text(self.rdata.rdtype)
+        rdata = self.rdata.to_text(origin=origin, relativize=origin is not None)
+        return f"{name} {self.ttl} IN {rdtype} {rdata}"
+
+
+def canonical_key(name: dns.name.Name) -> tuple[bytes, ...]:
+    """A sort key that orders names in DNSSEC canonical order (RFC 4034 §6.1)."""
+    return tuple(label.lower() for label in reversed(name.labels))
+
+
+def parse_name(text: str, origin: dns.name.Name) -> dns.name.Name:
+    """Parse an owner name; ``@`` and relative names are taken relative to ``origin``."""
+    try:
+        if text == "@":
+            return origin
+        return dns.name.from_text(text, origin=origin)
+    except dns.exception.DNSException as e:
+        raise RecordSyntaxError(f"name {text!r}: {e}") from e
+
+
+def parse_rdtype(text: str) -> int:
+    """Parse a type mnemonic (``A``, ``TYPE65``)."""
+    try:
+        rdtype = dns.rdatatype.from_text(text)
+    except dns.exception.DNSException as e:
+        raise RecordSyntaxError(f"type {text!r} is not a known RR type") from e
+    if dns.rdatatype.is_metatype(rdtype) or rdtype == dns.rdatatype.OPT:
+        raise RecordSyntaxError(f"type {text!r} is a meta-type and cannot be stored")
+    return int(rdtype)
+
+
+def parse_ttl(value: str | int) -> int:
+    """Parse a TTL (seconds or BIND units like ``1h``) and check its range (RFC 2181 §8)."""
+    try:
+        ttl = int(dns.ttl.from_text(value)) if isinstance(value, str) else int(value)
+    except dns.exception.DNSException as e:
+        raise RecordSyntaxError(f"TTL {value!r} is not a number of seconds") from e
+    if not 0 <= ttl <= MAX_TTL:
+        raise RecordSyntaxError(f"TTL {ttl} is outside 0..{MAX_TTL} (RFC 2181 §8)")
+    return ttl
+
+
+def parse_rdata(rdtype: int, text: str, origin: dns.name.Name) -> dns.rdata.Rdata:
+    """Parse rdata in presentation form; relative names in it are relative to ``origin``."""
+    try:
+        return dns.rdata.from_text(dns.rdataclass.IN, rdtype, text, origin=origin)
+    except dns.exception.DNSException as e:
+        tname = dns.rdatatype.to_text(rdtype)
+        raise RecordSyntaxError(f"{tname} rdata {text!r} is malformed: {e}") from e
+
+
+def parse_record(
+    name: str, ttl: str | int, rdtype: str, rdata: str, origin: dns.name.Name
+) -> Record:
+    """Build a :class:`Record` from its text fields, raising :class:`RecordSyntaxError`."""
+    t = parse_rdtype(rdtype)
+    return Record(parse_name(name, origin), parse_ttl(ttl), parse_rdata(t, rdata, origin))
+
+
+def dedupe(records: Iterable[Record]) -> list[Record]:
+    """Drop repeated RRs (same owner, type and rdata), keeping the first; order is kept."""
+    seen: set[tuple[dns.name.Name, int, dns.rdata.Rdata]] = set()
+    out: list[Record] = []
+    for r in records:
+        if r.identity not in seen:
+            seen.add(r.identity)
+            out.append(r)
+    return out

@@ -1,0 +1,56 @@
+"""Helpers for tests that use independent tools (dig, nsd, named-checkzone, ...).
+
+With CI=true a missing tool fails the test; elsewhere it skips with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_TESTDATA = PROJECT_ROOT.parent / "shared" / "testdata"
+
+
+def in_ci() -> bool:
+    """True when running under CI, where every tool must be present."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_tool(name: str) -> str:
+    """Path of an external tool, or skip (fail under CI) with a clear reason."""
+    for candidate in (name, f"/usr/sbin/{name}", f"/usr/bin/{name}"):
+        path = shutil.which(candidate)
+        if path:
+            return path
+    reason = f"{name} is not installed (the README's test command installs it)"
+    if in_ci():
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def shared_file(name: str) -> Path:
+    """A file of ../shared/testdata, or skip when the checkout has no shared/ beside it."""
+    path = SHARED_TESTDATA / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent (a clone without ../shared)")
+    return path
+
+
+def free_port(family: int = socket.AF_INET, host: str = "127.0.0.1") -> int:
+    """An ephemeral port free for both UDP and TCP on ``host`` right now."""
+    for _ in range(50):
+        with socket.socket(family, socket.SOCK_STREAM) as t:
+            t.bind((host, 0))
+            port = int(t.getsockname()[1])
+            with socket.socket(family, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind((host, port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port found for UDP and TCP")
