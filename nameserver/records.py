@@ -82,7 +82,9 @@ def parse_ttl(value: str | int) -> int:
 def parse_rdata(rdtype: int, text: str, origin: dns.name.Name) -> dns.rdata.Rdata:
     """Parse rdata in presentation form; relative names in it are relative to ``origin``."""
     try:
-        return dns.rdata.from_text(dns.rdataclass.IN, rdtype, text, origin=origin)
+        return dns.rdata.from_text(
+            dns.rdataclass.IN, rdtype, text, origin=origin, relativize=False
+        )
     except dns.exception.DNSException as e:
         tname = dns.rdatatype.to_text(rdtype)
         raise RecordSyntaxError(f"{tname} rdata {text!r} is malformed: {e}") from e

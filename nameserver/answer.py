@@ -1,0 +1,241 @@
+"""Answering a question from one zone snapshot: RFC 1034 §4.3.2 with RFC 2308 negative
+answers, RFC 4592 wildcards, RFC 6672 DNAME and RFC 8482 minimal ANY.
+
+Works on wire-form names only; the result is a list of RRsets per section that the
+response writer turns into a packet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import dns.rcode
+import dns.rdatatype
+
+from nameserver.snapshot import Node, RRsetData, ZoneSnapshot
+from nameserver.wirename import WILDCARD_LABEL, label_starts, lower
+
+NS = int(dns.rdatatype.NS)
+SOA = int(dns.rdatatype.SOA)
+CNAME = int(dns.rdatatype.CNAME)
+DNAME = int(dns.rdatatype.DNAME)
+DS = int(dns.rdatatype.DS)
+MX = int(dns.rdatatype.MX)
+SRV = int(dns.rdatatype.SRV)
+A = int(dns.rdatatype.A)
+AAAA = int(dns.rdatatype.AAAA)
+ANY = int(dns.rdatatype.ANY)
+
+NOERROR = int(dns.rcode.NOERROR)
+NXDOMAIN = int(dns.rcode.NXDOMAIN)
+YXDOMAIN = int(dns.rcode.YXDOMAIN)
+SERVFAIL = int(dns.rcode.SERVFAIL)
+
+MAX_CHAIN = 16  # CNAME/DNAME hops followed inside one zone before giving up
+MAX_NAME_WIRE = 255
+
+# (owner wire as it goes on the wire, RRset)
+Entry = tuple[bytes, RRsetData]
+
+
+@dataclass(slots=True)
+class Answer:
+    """What to put in a response. ``glue_required`` counts the leading additional entries
+    that must fit, or the response is truncated (RFC 9471)."""
+
+    rcode: int = NOERROR
+    aa: bool = True
+    answer: list[Entry] = field(default_factory=list)
+    authority: list[Entry] = field(default_factory=list)
+    additional: list[Entry] = field(default_factory=list)
+    glue_required: int = 0
+
+
+def resolve(zone: ZoneSnapshot, qname: bytes, qtype: int, full_any: bool = False) -> Answer:
+    """Answer ``qname``/``qtype`` from ``zone``; ``qname`` is wire form in the query's case.
+
+    ``full_any``: answer ANY with every RRset (over TCP); otherwise one RRset (RFC 8482).
+    """
+    ans = Answer()
+    seen: set[bytes] = set()
+    name = qname
+    for _ in range(MAX_CHAIN):
+        key = lower(name)
+        if key in seen:
+            break  # a CNAME loop: answer with the chain so far, as NSD and BIND do
+        seen.add(key)
+        follow = _answer_name(zone, ans, name, key, qtype, full_any)
+        if follow is None or not _in_zone(zone, lower(follow)):
+            return ans  # done, or the chain leaves the zone: the resolver goes on from here
+        name = follow
+    if not ans.answer:
+        ans.rcode = SERVFAIL
+    return ans
+
+
+def _answer_name(
+    zone: ZoneSnapshot, ans: Answer, name: bytes, key: bytes, qtype: int, full_any: bool
+) -> bytes | None:
+    """Add what ``name`` contributes; return the next name to chase (CNAME/DNAME), if any."""
+    origin = zone.origin
+    starts = label_starts(key)
+    depth = len(key) - len(origin)
+    # Suffixes from just below the apex down to the name itself, top first.
+    below_apex = [s for s in reversed(starts) if s < depth]
+    apex = zone.node(origin)
+    if apex is not None and depth > 0 and DNAME in apex.rrsets:
+        return _dname(ans, name, depth, apex, apex.rrsets[DNAME])
+    encloser = origin
+    for s in below_apex:
+        suffix = key[s:]
+        node = zone.node(suffix)
+        if node is None:
+            if not zone.exists(suffix):
+                return _wildcard(zone, ans, name, encloser, qtype, full_any)
+            encloser = suffix
+            continue
+        encloser = suffix
+        rrsets = node.rrsets
+        if NS in rrsets and not (s == 0 and qtype == DS):
+            _referral(zone, ans, node, rrsets[NS])
+            return None
+        if s != 0 and DNAME in rrsets:
+            return _dname(ans, name, s, node, rrsets[DNAME])
+    node = zone.node(key)
+    if node is not None:
+        return _at_node(zone, ans, name, node, qtype, full_any)
+    # An empty non-terminal: the name exists but owns nothing.
+    _negative(zone, ans, NOERROR)
+    return None
+
+
+def _at_node(
+    zone: ZoneSnapshot, ans: Answer, owner: bytes, node: Node, qtype: int, full_any: bool
+) -> bytes | None:
+    rrsets = node.rrsets
+    if qtype == ANY:
+        chosen = list(rrsets.values()) if full_any else [_minimal_any(rrsets)]
+        ans.answer.extend((owner, rs) for rs in chosen)
+        _add_additional(zone, ans, chosen)
+        return None
+    found = rrsets.get(qtype)
+    if found is not None:
+        ans.answer.append((owner, found))
+        _add_additional(zone, ans, [found])
+        return None
+    cname = rrsets.get(CNAME)
+    if cname is not None:
+        ans.answer.append((owner, cname))
+        return cname.rdatas[0]
+    _negative(zone, ans, NOERROR)
+    return None
+
+
+def _wildcard(
+    zone: ZoneSnapshot, ans: Answer, name: bytes, encloser: bytes, qtype: int, full_any: bool
+) -> bytes | None:
+    """RFC 4592 §3.3.1: synthesize from ``*.<closest encloser>`` or deny the name."""
+    source = zone.node(WILDCARD_LABEL + encloser)
+    if source is None:
+        _negative(zone, ans, NXDOMAIN)
+        return None
+    return _at_node(zone, ans, name, source, qtype, full_any)
+
+
+def _dname(ans: Answer, name: bytes, cut: int, node: Node, dname: RRsetData) -> bytes | None:
+    """RFC 6672 §2.2: answer with the DNAME and a CNAME synthesized from it."""
+    ans.answer.append((node.owner, dname))
+    target = name[:cut] + dname.rdatas[0]
+    if len(target) > MAX_NAME_WIRE:
+        ans.rcode = YXDOMAIN
+        return None
+    ans.answer.append((name, RRsetData(CNAME, dname.ttl, (target,))))
+    return target
+
+
+def _referral(zone: ZoneSnapshot, ans: Answer, cut: Node, ns: RRsetData) -> None:
+    """A delegation: NS in authority, glue in additional, and no AA for the referral."""
+    if not ans.answer:
+        ans.aa = False
+    ans.authority.append((cut.owner, ns))
+    before = len(ans.additional)
+    cut_key = lower(cut.owner)
+    for target in ns.rdatas:
+        tkey = lower(target)
+        if not tkey.endswith(cut_key) or not _in_zone(zone, tkey):
+            continue
+        _add_addresses(zone, ans, tkey)
+    # Glue for names inside the delegated zone is needed to reach it at all (RFC 9471).
+    ans.glue_required = len(ans.additional) - before if not ans.answer else 0
+    for target in ns.rdatas:
+        tkey = lower(target)
+        if not tkey.endswith(cut_key):
+            _add_addresses(zone, ans, tkey, authoritative_only=True)
+
+
+def _negative(zone: ZoneSnapshot, ans: Answer, rcode: int) -> None:
+    """RFC 2308 §3: the SOA in authority, TTL = min(SOA TTL, SOA MINIMUM)."""
+    ans.rcode = rcode
+    apex = zone.node(zone.origin)
+    soa = apex.rrsets.get(SOA) if apex else None
+    if apex is None or soa is None:
+        return
+    minimum = int.from_bytes(soa.rdatas[0][-4:], "big")
+    ttl = min(soa.ttl, minimum)
+    ans.authority.append((apex.owner, soa if ttl == soa.ttl else RRsetData(SOA, ttl, soa.rdatas)))
+
+
+def _minimal_any(rrsets: Mapping[int, RRsetData]) -> RRsetData:
+    """RFC 8482 §4.1: one RRset stands for all; the lowest type code keeps it predictable."""
+    return rrsets[min(rrsets)]
+
+
+def _add_additional(zone: ZoneSnapshot, ans: Answer, rrsets: list[RRsetData]) -> None:
+    """Addresses of NS, MX and SRV targets that this zone holds (RFC 1034 §4.3.2 step 6)."""
+    for rs in rrsets:
+        if rs.rdtype == NS:
+            targets = list(rs.rdatas)
+        elif rs.rdtype == MX:
+            targets = [w[2:] for w in rs.rdatas]
+        elif rs.rdtype == SRV:
+            targets = [w[6:] for w in rs.rdatas]
+        else:
+            continue
+        for target in targets:
+            _add_addresses(zone, ans, lower(target), authoritative_only=True)
+
+
+def _add_addresses(
+    zone: ZoneSnapshot, ans: Answer, tkey: bytes, authoritative_only: bool = False
+) -> None:
+    if not _in_zone(zone, tkey) or (authoritative_only and _below_cut(zone, tkey)):
+        return
+    node = zone.node(tkey)
+    if node is None:
+        return
+    present = {(lower(o), rs.rdtype) for o, rs in (*ans.answer, *ans.additional)}
+    for rdtype in (A, AAAA):
+        rs = node.rrsets.get(rdtype)
+        if rs is not None and (tkey, rdtype) not in present:
+            ans.additional.append((node.owner, rs))
+
+
+def _in_zone(zone: ZoneSnapshot, key: bytes) -> bool:
+    origin = zone.origin
+    if not key.endswith(origin):
+        return False
+    cut = len(key) - len(origin)
+    return cut == 0 or cut in label_starts(key)
+
+
+def _below_cut(zone: ZoneSnapshot, key: bytes) -> bool:
+    """True when ``key`` is at or below a delegation point (so it is glue, not ours)."""
+    depth = len(key) - len(zone.origin)
+    for s in label_starts(key):
+        if s >= depth:
+            return False
+        node = zone.node(key[s:])
+        if node is not None and NS in node.rrsets:
+            return True
+    return False

@@ -1,0 +1,259 @@
+"""Changing zones: every edit becomes one validated changeset committed in one transaction.
+
+The flow is the same for an import, a record edit or a rollback: compute the removed and
+added RRs against the current version, move the SOA serial by the zone's policy, check the
+result, then commit (the store refuses it if the zone moved meanwhile).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import dns.name
+import dns.rdatatype
+import dns.rdtypes.ANY.SOA
+
+from nameserver.changeset import Changeset
+from nameserver.errors import Problem, UnknownZoneError, ZoneExistsError, ZoneValidationError
+from nameserver.records import Record, dedupe
+from nameserver.serial import Clock, SerialPolicy, next_serial, serial_gt
+from nameserver.snapshot import ZoneSnapshot
+from nameserver.store import Store
+from nameserver.validate import SIGNER_TYPES, Locator, check_change, check_records, check_zone
+from nameserver.wirename import key_of
+
+SOA = int(dns.rdatatype.SOA)
+Identity = tuple[dns.name.Name, int, object]
+
+
+@dataclass(frozen=True)
+class Author:
+    """Who makes a change and why; goes into the journal."""
+
+    name: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A change worked out but not yet committed (what ``--dry-run`` shows)."""
+
+    changeset: Changeset
+    dropped_dnssec: int = 0
+
+
+def _nowhere(_key: bytes, _rdtype: int | None) -> str | None:
+    return None
+
+
+class ZoneEditor:
+    """Validated changes to the zones of one store."""
+
+    def __init__(self, store: Store, clock: Clock = time.time) -> None:
+        self.store = store
+        self.clock = clock
+
+    # -- whole zones ----------------------------------------------------------------------
+
+    def plan_import(
+        self,
+        origin: dns.name.Name,
+        records: Sequence[Record],
+        author: Author,
+        policy: SerialPolicy | None = None,
+        strip_dnssec: bool = False,
+        locate: Locator = _nowhere,
+    ) -> Plan:
+        """Plan creating ``origin`` from ``records``, or replacing its contents if it exists."""
+        dropped = 0
+        if strip_dnssec:
+            kept = [r for r in records if r.rdtype not in SIGNER_TYPES]
+            dropped, records = len(records) - len(kept), kept
+        records = dedupe(records)
+        _refuse(origin, check_records(origin, records, locate))
+        if not self.store.has_zone(origin):
+            snapshot = ZoneSnapshot.from_records(origin, records)
+            _refuse(origin, check_zone(snapshot, locate))
+            serial = int(_soa_rdata(_soa_record(records, origin)).serial)
+            cs = self._changeset(origin, None, serial, (), tuple(_soa_first(records)), author)
+            return Plan(cs, dropped)
+        info = self.store.zone_info(origin)
+        current = self.store.records(origin)
+        new_soa = _soa_record(records, origin)
+        serial = _next_serial_for(
+            info.serial, policy or info.serial_policy, _soa_rdata(new_soa), self.clock
+        )
+        wanted = [r for r in records if r.rdtype != SOA]
+        removed, added = _difference(current, wanted)
+        old_soa = _soa_record(current, origin)
+        cs = self._plan_edit(origin, (info.serial, serial), (removed, added), old_soa, new_soa, author)
+        snapshot = self._snapshot(origin).patched(cs.removed, cs.added)
+        _refuse(origin, check_zone(snapshot, locate))
+        return Plan(cs, dropped)
+
+    def create_or_replace(self, plan: Plan, policy: SerialPolicy) -> Changeset:
+        """Commit a plan made by :meth:`plan_import`."""
+        cs = plan.changeset
+        if cs.serial_before is None:
+            return self.store.create_zone(cs, policy)
+        return self.store.commit(cs)
+
+    def rollback(self, origin: dns.name.Name, serial: int, author: Author) -> Changeset:
+        """A new version whose data equals the version at ``serial`` (its SOA fields too),
+        with a serial greater than the current one."""
+        info = self.store.zone_info(origin)
+        target = self.store.records_at(origin, serial)
+        target_soa = _soa_record(target, origin)
+        new_serial = _next_serial_for(info.serial, info.serial_policy, None, self.clock)
+        current = self.store.records(origin)
+        wanted = [r for r in target if r.rdtype != SOA]
+        removed, added = _difference(current, wanted)
+        if not author.message:
+            author = Author(author.name, f"rollback to serial {serial}")
+        old_soa = _soa_record(current, origin)
+        serials = (info.serial, new_serial)
+        cs = self._plan_edit(origin, serials, (removed, added), old_soa, target_soa, author)
+        return self._validated_commit(origin, cs)
+
+    # -- records --------------------------------------------------------------------------
+
+    def change_records(
+        self,
+        origin: dns.name.Name,
+        remove: Iterable[Record],
+        add: Iterable[Record],
+        author: Author,
+    ) -> Changeset:
+        """Remove then add RRs; removing an absent RR or adding a present one is a no-op,
+        so the changeset says exactly what changed. SOA edits keep our serial rule."""
+        info = self.store.zone_info(origin)
+        current = self.store.records(origin)
+        by_identity = {r.identity: r for r in current}
+        add = dedupe(add)
+        new_soa = next((r for r in add if r.rdtype == SOA), None)
+        removed = [by_identity[r.identity] for r in dedupe(remove) if r.identity in by_identity]
+        removed = [r for r in removed if r.rdtype != SOA]
+        gone = {r.identity for r in removed}
+        added = [
+            r
+            for r in add
+            if r.rdtype != SOA and (r.identity not in by_identity or r.identity in gone)
+        ]
+        given = _soa_rdata(new_soa) if new_soa else None
+        serial = _next_serial_for(info.serial, info.serial_policy, given, self.clock)
+        old_soa = _soa_record(current, origin)
+        _refuse(origin, check_records(origin, [*added, new_soa or old_soa]))
+        serials = (info.serial, serial)
+        cs = self._plan_edit(origin, serials, (removed, added), old_soa, new_soa or old_soa, author)
+        if cs.is_empty and new_soa is None:
+            raise ZoneValidationError(
+                str(origin), [Problem("the change changes nothing (the records are as asked)")]
+            )
+        return self._validated_commit(origin, cs)
+
+    def set_rrset(
+        self, origin: dns.name.Name, name: dns.name.Name, rdtype: int, records: Sequence[Record],
+        author: Author,
+    ) -> Changeset:
+        """Replace the whole RRset ``name``/``rdtype`` with ``records`` (empty: delete it)."""
+        current = [
+            r for r in self.store.records(origin) if r.name == name and r.rdtype == rdtype
+        ]
+        return self.change_records(origin, current, records, author)
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _snapshot(self, origin: dns.name.Name) -> ZoneSnapshot:
+        return ZoneSnapshot.from_rows(origin, self.store.rows(origin))
+
+    def _validated_commit(self, origin: dns.name.Name, cs: Changeset) -> Changeset:
+        snapshot = self._snapshot(origin).patched(cs.removed, cs.added)
+        touched = {key_of(r.name) for r in (*cs.removed, *cs.added)}
+        _refuse(origin, check_change(snapshot, touched))
+        return self.store.commit(cs)
+
+    def _plan_edit(
+        self,
+        origin: dns.name.Name,
+        serials: tuple[int, int],
+        diff: tuple[Sequence[Record], Sequence[Record]],
+        old_soa: Record,
+        soa: Record,
+        author: Author,
+    ) -> Changeset:
+        """The changeset of an edit: the old SOA goes, ``soa`` with the new serial comes."""
+        before, after = serials
+        removed, added = diff
+        new_soa = _with_serial(soa, after)
+        return self._changeset(
+            origin, before, after, (old_soa, *removed), (new_soa, *added), author
+        )
+
+    def _changeset(
+        self,
+        origin: dns.name.Name,
+        before: int | None,
+        after: int,
+        removed: tuple[Record, ...],
+        added: tuple[Record, ...],
+        author: Author,
+    ) -> Changeset:
+        return Changeset(
+            origin, before, after, removed, added, author.name, author.message, self.clock()
+        )
+
+
+def _refuse(origin: dns.name.Name, problems: list[Problem]) -> None:
+    if problems:
+        raise ZoneValidationError(str(origin), problems)
+
+
+def _difference(
+    current: Iterable[Record], wanted: Iterable[Record]
+) -> tuple[list[Record], list[Record]]:
+    """RRs to remove and to add to go from ``current`` to ``wanted`` (SOA excluded); an RR
+    whose TTL changes is removed and added again."""
+    have = {r.identity: r for r in current if r.rdtype != SOA}
+    want = {r.identity: r for r in wanted}
+    removed = [r for i, r in have.items() if i not in want or want[i].ttl != r.ttl]
+    added = [r for i, r in want.items() if i not in have or have[i].ttl != r.ttl]
+    return removed, added
+
+
+def _soa_first(records: Sequence[Record]) -> list[Record]:
+    return sorted(records, key=lambda r: r.rdtype != SOA)
+
+
+def _soa_record(records: Iterable[Record], origin: dns.name.Name) -> Record:
+    for r in records:
+        if r.rdtype == SOA and r.name == origin:
+            return r
+    raise ZoneValidationError(str(origin), [Problem("the zone apex has no SOA record")])
+
+
+def _soa_rdata(record: Record) -> dns.rdtypes.ANY.SOA.SOA:
+    assert isinstance(record.rdata, dns.rdtypes.ANY.SOA.SOA)
+    return record.rdata
+
+
+def _with_serial(soa: Record, serial: int) -> Record:
+    assert isinstance(soa.rdata, dns.rdtypes.ANY.SOA.SOA)
+    return Record(soa.name, soa.ttl, soa.rdata.replace(serial=serial))
+
+
+def _next_serial_for(
+    current: int,
+    policy: SerialPolicy,
+    given: dns.rdtypes.ANY.SOA.SOA | None,
+    clock: Clock,
+) -> int:
+    """The policy's next serial, or the one given with the new SOA when that is larger."""
+    serial = next_serial(current, policy, clock)
+    if given is not None and serial_gt(given.serial, serial):
+        return int(given.serial)
+    return serial
+
+
+__all__ = ["Author", "Plan", "UnknownZoneError", "ZoneEditor", "ZoneExistsError"]

@@ -1,0 +1,141 @@
+"""Parsing an incoming DNS message just far enough to answer it.
+
+The parser never raises on hostile input: it returns a :class:`Query` (possibly with an
+``error`` rcode to send back) or None when the packet deserves no reply at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dns.opcode
+import dns.rcode
+import dns.rdatatype
+
+OPT = int(dns.rdatatype.OPT)
+FORMERR = int(dns.rcode.FORMERR)
+NOTIMP = int(dns.rcode.NOTIMP)
+BADVERS = int(dns.rcode.BADVERS)
+QUERY = int(dns.opcode.QUERY)
+HEADER_LEN = 12
+MAX_NAME = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Edns:
+    """The requester's EDNS0 OPT record (RFC 6891 §6.1.2)."""
+
+    payload: int
+    version: int
+    do: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A parsed question. ``question`` is the question section exactly as received (its
+    case is echoed back); ``error`` is an rcode to answer with instead of looking it up."""
+
+    id: bytes
+    flags: int
+    opcode: int
+    qname: bytes
+    qtype: int
+    qclass: int
+    question: bytes
+    edns: Edns | None
+    error: int | None = None
+
+
+def parse_query(data: bytes) -> Query | None:
+    """Parse ``data``; None means: send nothing (too short to answer, or a response)."""
+    if len(data) < HEADER_LEN:
+        return None
+    flags = int.from_bytes(data[2:4], "big")
+    if flags & 0x8000:
+        return None  # QR set: a response, never answered (avoids reflection loops)
+    opcode = (flags >> 11) & 0xF
+    qdcount, ancount, nscount, arcount = (
+        int.from_bytes(data[i : i + 2], "big") for i in range(4, 12, 2)
+    )
+    header = _Header(data[:2], flags, opcode)
+    if qdcount != 1:
+        return header.failed(FORMERR if opcode == QUERY else NOTIMP)
+    end = _name_end(data, HEADER_LEN)
+    if end is None or end + 4 > len(data):
+        return header.failed(FORMERR)
+    qname = data[HEADER_LEN:end]
+    qtype = int.from_bytes(data[end : end + 2], "big")
+    qclass = int.from_bytes(data[end + 2 : end + 4], "big")
+    question = data[HEADER_LEN : end + 4]
+    if opcode != QUERY:
+        return header.failed(NOTIMP, qname, qtype, qclass, question)
+    if ancount or nscount:
+        return header.failed(FORMERR, qname, qtype, qclass, question)
+    edns, error = _parse_additional(data, end + 4, arcount)
+    return Query(data[:2], flags, opcode, qname, qtype, qclass, question, edns, error)
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    id: bytes
+    flags: int
+    opcode: int
+
+    def failed(
+        self, rcode: int, qname: bytes = b"", qtype: int = 0, qclass: int = 0, q: bytes = b""
+    ) -> Query:
+        return Query(self.id, self.flags, self.opcode, qname, qtype, qclass, q, None, rcode)
+
+
+def _name_end(data: bytes, offset: int) -> int | None:
+    """End of an uncompressed name at ``offset``; None if malformed or compressed."""
+    start = offset
+    while True:
+        if offset >= len(data):
+            return None
+        length = data[offset]
+        if length == 0:
+            offset += 1
+            return offset if offset - start <= MAX_NAME else None
+        if length & 0xC0:
+            return None  # a pointer or an extended label: not allowed in a question
+        offset += length + 1
+
+
+def _skip_name(data: bytes, offset: int) -> int | None:
+    """End of a possibly compressed name (in the additional section)."""
+    while offset < len(data):
+        length = data[offset]
+        if length == 0:
+            return offset + 1
+        if length & 0xC0 == 0xC0:
+            return offset + 2 if offset + 2 <= len(data) else None
+        if length & 0xC0:
+            return None
+        offset += length + 1
+    return None
+
+
+def _parse_additional(data: bytes, offset: int, count: int) -> tuple[Edns | None, int | None]:
+    """Find the OPT record (RFC 6891 §6.1.1: at most one, owned by the root)."""
+    edns: Edns | None = None
+    for _ in range(count):
+        owner_end = _skip_name(data, offset)
+        if owner_end is None or owner_end + 10 > len(data):
+            return None, FORMERR
+        rdtype = int.from_bytes(data[owner_end : owner_end + 2], "big")
+        rdlen = int.from_bytes(data[owner_end + 8 : owner_end + 10], "big")
+        rr_end = owner_end + 10 + rdlen
+        if rr_end > len(data):
+            return None, FORMERR
+        if rdtype == OPT:
+            if edns is not None or data[offset:owner_end] != b"\x00":
+                return None, FORMERR
+            payload = int.from_bytes(data[owner_end + 2 : owner_end + 4], "big")
+            version = data[owner_end + 5]
+            do = bool(data[owner_end + 6] & 0x80)
+            edns = Edns(payload, version, do)
+        offset = rr_end
+    if edns is not None and edns.version > 0:
+        return edns, BADVERS
+    return edns, None

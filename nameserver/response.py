@@ -1,0 +1,178 @@
+"""Writing a response packet: header, question echo, sections with name compression,
+EDNS0 OPT, and truncation by whole RRsets."""
+
+from __future__ import annotations
+
+import struct
+
+import dns.rdatatype
+
+from nameserver.answer import Answer, Entry
+from nameserver.query import BADVERS, Query
+from nameserver.wirename import lower
+
+# Types whose rdata names may be compressed (RFC 3597 §4): how many fixed octets come before
+# the name, and whether a second name follows (SOA).
+_COMPRESSIBLE = {
+    int(dns.rdatatype.NS): 0,
+    int(dns.rdatatype.CNAME): 0,
+    int(dns.rdatatype.PTR): 0,
+    int(dns.rdatatype.MX): 2,
+    int(dns.rdatatype.SOA): 0,
+}
+SOA = int(dns.rdatatype.SOA)
+OPT = int(dns.rdatatype.OPT)
+CLASS_IN = 1
+HEADER_LEN = 12
+OPT_RR_LEN = 11
+MAX_TCP = 65535
+
+
+class _Writer:
+    """A growing packet with a compression table of lowercased name suffixes."""
+
+    __slots__ = ("buf", "table")
+
+    def __init__(self, head: bytes) -> None:
+        self.buf = bytearray(head)
+        self.table: dict[bytes, int] = {}
+
+    def name(self, wire: bytes) -> None:
+        """Append ``wire`` compressed against names already written (RFC 1035 §4.1.4)."""
+        key = lower(wire)
+        i = 0
+        while wire[i]:
+            pointer = self.table.get(key[i:])
+            if pointer is not None:
+                self.buf += wire[:i]
+                self.buf += struct.pack("!H", 0xC000 | pointer)
+                self._remember(key, i)
+                return
+            i += wire[i] + 1
+        self.buf += wire
+        self._remember(key, i)
+
+    def _remember(self, key: bytes, upto: int) -> None:
+        """Record suffixes that start before ``upto`` (the part written in full)."""
+        base = len(self.buf) - self._written_len(key, upto)
+        i = 0
+        while i < upto:
+            offset = base + i
+            if offset < 0x4000:
+                self.table.setdefault(key[i:], offset)
+            i += key[i] + 1
+
+    def _written_len(self, key: bytes, upto: int) -> int:
+        return upto + (2 if key[upto] else 1)
+
+    def remember_question(self, qname: bytes) -> None:
+        """The question name sits at offset 12; later owners point into it."""
+        key = lower(qname)
+        i = 0
+        while key[i]:
+            self.table.setdefault(key[i:], HEADER_LEN + i)
+            i += key[i] + 1
+
+    def rdata(self, rdtype: int, wire: bytes) -> None:
+        """Append rdata with its length, compressing names where RFC 3597 allows it."""
+        fixed = _COMPRESSIBLE.get(rdtype)
+        length_at = len(self.buf)
+        self.buf += b"\x00\x00"
+        if fixed is None:
+            self.buf += wire
+        elif rdtype == SOA:
+            mname_end = _name_end(wire, 0)
+            rname_end = _name_end(wire, mname_end)
+            self.name(wire[:mname_end])
+            self.name(wire[mname_end:rname_end])
+            self.buf += wire[rname_end:]
+        else:
+            self.buf += wire[:fixed]
+            self.name(wire[fixed:])
+        struct.pack_into("!H", self.buf, length_at, len(self.buf) - length_at - 2)
+
+
+def _name_end(wire: bytes, offset: int) -> int:
+    while wire[offset]:
+        offset += wire[offset] + 1
+    return offset + 1
+
+
+def _write_rrset(w: _Writer, entry: Entry) -> int:
+    owner, rs = entry
+    head = struct.pack("!HHI", rs.rdtype, CLASS_IN, rs.ttl)
+    for rdata in rs.rdatas:
+        w.name(owner)
+        w.buf += head
+        w.rdata(rs.rdtype, rdata)
+    return len(rs.rdatas)
+
+
+def render(query: Query, answer: Answer | None, rcode: int, max_size: int) -> bytes:
+    """The response to ``query``. ``answer`` is None for error responses (header, question
+    and OPT only). Whole RRsets that do not fit in ``max_size`` are left out: in answer or
+    authority, or required glue, that sets TC; other additional data is just dropped."""
+    flags = 0x8000 | (query.flags & 0x7910)  # QR; copy opcode, RD and CD
+    aa = answer.aa if answer is not None else False
+    if aa:
+        flags |= 0x0400
+    ext_rcode = rcode >> 4
+    flags |= rcode & 0xF
+    has_question = bool(query.question)
+    w = _Writer(b"\x00" * HEADER_LEN)
+    if has_question:
+        w.buf += query.question
+        w.remember_question(query.qname)
+    reserve = OPT_RR_LEN if query.edns is not None else 0
+    limit = max_size - reserve
+    counts = [0, 0, 0]
+    truncated = False
+    if answer is not None:
+        sections = (answer.answer, answer.authority, answer.additional)
+        for index, section in enumerate(sections):
+            for position, entry in enumerate(section):
+                mark = len(w.buf)
+                table = dict(w.table)
+                n = _write_rrset(w, entry)
+                if len(w.buf) <= limit:
+                    counts[index] += n
+                    continue
+                del w.buf[mark:]
+                w.table = table
+                if index < 2 or position < answer.glue_required:
+                    truncated = True
+                break
+            if truncated:
+                break
+    if truncated:
+        flags |= 0x0200
+    additional = counts[2]
+    if query.edns is not None:
+        w.buf += _opt_rr(ext_rcode, query.edns.do)
+        additional += 1
+    struct.pack_into(
+        "!2sHHHHH", w.buf, 0, query.id, flags, int(has_question), counts[0], counts[1], additional
+    )
+    return bytes(w.buf)
+
+
+def _opt_rr(ext_rcode: int, do: bool) -> bytes:
+    """Our OPT: advertised UDP size, extended rcode, version 0, the DO bit echoed (RFC 3225)."""
+    ttl = (ext_rcode << 24) | (0x8000 if do else 0)
+    return b"\x00" + struct.pack("!HHIH", OPT, ADVERTISED_UDP_SIZE, ttl, 0)
+
+
+# RFC 6891 §6.2.5 and DNS Flag Day 2020: 1232 avoids IP fragmentation on common paths.
+ADVERTISED_UDP_SIZE = 1232
+
+
+def udp_limit(query: Query, server_max: int = ADVERTISED_UDP_SIZE) -> int:
+    """How large a UDP response to ``query`` may be (RFC 6891 §6.2.3 and §6.2.5)."""
+    if query.edns is None:
+        return 512
+    return max(512, min(query.edns.payload, server_max))
+
+
+def badvers(query: Query) -> bytes:
+    """RFC 6891 §6.1.3: BADVERS with our OPT at version 0."""
+    return render(query, None, BADVERS, MAX_TCP)

@@ -1,0 +1,211 @@
+"""The immutable in-memory zone: what the query path reads and what changes are checked on.
+
+A snapshot is never modified after it is built. A change builds a new snapshot that shares
+every untouched node with the old one (:meth:`ZoneSnapshot.patched`), and the server swaps
+the reference in one assignment, so a query always sees one whole version of the zone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+
+from nameserver.records import Record
+from nameserver.wirename import ancestors, key_of, lower
+
+SOA = int(dns.rdatatype.SOA)
+
+# (owner wire with original case, type, TTL, rdata wire): the rows the store keeps.
+WireRow = tuple[bytes, int, int, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class RRsetData:
+    """One RRset in wire form: rdata as uncompressed wire with the case it was given."""
+
+    rdtype: int
+    ttl: int
+    rdatas: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """The RRsets at one owner name. ``owner`` keeps the case the name was entered with."""
+
+    owner: bytes
+    rrsets: Mapping[int, RRsetData]
+
+
+class ZoneSnapshot:
+    """One version of one zone, indexed by lowercased wire names.
+
+    ``nodes`` holds names that own data; ``below`` counts, for every name that has data
+    beneath it, how many data names lie strictly below. A name exists in the zone tree
+    (RFC 4592 §2.2) when it owns data or has data below it (an empty non-terminal).
+    """
+
+    __slots__ = ("_below", "_nodes", "origin", "origin_wire", "serial")
+
+    def __init__(
+        self, origin_wire: bytes, nodes: dict[bytes, Node], below: dict[bytes, int]
+    ) -> None:
+        self.origin_wire = origin_wire
+        self.origin = lower(origin_wire)
+        self._nodes = nodes
+        self._below = below
+        self.serial = _serial_of(nodes.get(self.origin))
+
+    # -- building -------------------------------------------------------------------------
+
+    @classmethod
+    def from_rows(cls, origin: dns.name.Name, rows: Iterable[WireRow]) -> ZoneSnapshot:
+        """Build a snapshot from wire rows (owner, type, TTL, rdata); repeats are dropped."""
+        grouped: dict[bytes, tuple[bytes, dict[int, tuple[int, list[bytes]]]]] = {}
+        for owner, rdtype, ttl, rdata in rows:
+            key = lower(owner)
+            entry = grouped.get(key)
+            if entry is None:
+                entry = grouped[key] = (owner, {})
+            sets = entry[1]
+            current = sets.get(rdtype)
+            if current is None:
+                sets[rdtype] = (ttl, [rdata])
+            elif rdata not in current[1]:
+                current[1].append(rdata)
+        nodes = {
+            key: Node(owner, {t: RRsetData(t, ttl, tuple(rds)) for t, (ttl, rds) in sets.items()})
+            for key, (owner, sets) in grouped.items()
+        }
+        origin_wire = origin.to_wire() or b"\x00"
+        origin_key = lower(origin_wire)
+        below: dict[bytes, int] = {}
+        for key in nodes:
+            for up in ancestors(key, origin_key):
+                below[up] = below.get(up, 0) + 1
+        return cls(origin_wire, nodes, below)
+
+    @classmethod
+    def from_records(cls, origin: dns.name.Name, records: Iterable[Record]) -> ZoneSnapshot:
+        """Build a snapshot from records."""
+        return cls.from_rows(origin, (record_row(r) for r in records))
+
+    def patched(self, removed: Iterable[Record], added: Iterable[Record]) -> ZoneSnapshot:
+        """A new snapshot with ``removed`` taken out and then ``added`` put in.
+
+        Removal matches RRs by identity (case-insensitive names, canonical rdata). Untouched
+        nodes are shared with this snapshot; this one is left as it was.
+        """
+        work: dict[bytes, tuple[bytes, dict[int, RRsetData]]] = {}
+
+        def node_for(record: Record) -> tuple[bytes, dict[int, RRsetData]]:
+            key = key_of(record.name)
+            if key not in work:
+                old = self._nodes.get(key)
+                owner = old.owner if old else (record.name.to_wire() or b"\x00")
+                work[key] = (owner, dict(old.rrsets) if old else {})
+            return work[key]
+
+        for r in removed:
+            sets = node_for(r)[1]
+            current = sets.get(r.rdtype)
+            if current is None:
+                continue
+            kept = tuple(w for w in current.rdatas if not _same_rdata(r.rdtype, w, r.rdata))
+            if kept:
+                sets[r.rdtype] = RRsetData(r.rdtype, current.ttl, kept)
+            else:
+                del sets[r.rdtype]
+        for r in added:
+            sets = node_for(r)[1]
+            wire = r.rdata.to_wire()
+            current = sets.get(r.rdtype)
+            if current is None:
+                sets[r.rdtype] = RRsetData(r.rdtype, r.ttl, (wire,))
+            elif not any(_same_rdata(r.rdtype, w, r.rdata) for w in current.rdatas):
+                sets[r.rdtype] = RRsetData(r.rdtype, r.ttl, (*current.rdatas, wire))
+        return self._with_nodes(work)
+
+    def _with_nodes(self, work: dict[bytes, tuple[bytes, dict[int, RRsetData]]]) -> ZoneSnapshot:
+        nodes = dict(self._nodes)
+        below = dict(self._below)
+        for key, (owner, sets) in work.items():
+            existed = key in nodes
+            if sets:
+                nodes[key] = Node(owner, sets)
+                if not existed:
+                    for up in ancestors(key, self.origin):
+                        below[up] = below.get(up, 0) + 1
+            elif existed:
+                del nodes[key]
+                for up in ancestors(key, self.origin):
+                    below[up] -= 1
+                    if not below[up]:
+                        del below[up]
+        return ZoneSnapshot(self.origin_wire, nodes, below)
+
+    # -- reading --------------------------------------------------------------------------
+
+    @property
+    def origin_name(self) -> dns.name.Name:
+        """The zone's origin as a dnspython name."""
+        return dns.name.from_wire(self.origin_wire, 0)[0]
+
+    @property
+    def nodes(self) -> Mapping[bytes, Node]:
+        """Every name that owns data, by key (read-only)."""
+        return MappingProxyType(self._nodes)
+
+    def node(self, key: bytes) -> Node | None:
+        """The node at ``key``, or None when the name owns no data."""
+        return self._nodes.get(key)
+
+    def exists(self, key: bytes) -> bool:
+        """True when the name owns data or is an empty non-terminal."""
+        return key in self._nodes or key in self._below
+
+    def has_descendants(self, key: bytes) -> bool:
+        """True when some name below ``key`` owns data."""
+        return key in self._below
+
+    def rrset(self, key: bytes, rdtype: int) -> RRsetData | None:
+        """The RRset of ``rdtype`` at ``key``, if any."""
+        node = self._nodes.get(key)
+        return node.rrsets.get(rdtype) if node else None
+
+    def __len__(self) -> int:
+        return sum(len(rs.rdatas) for n in self._nodes.values() for rs in n.rrsets.values())
+
+    def records(self) -> Iterator[Record]:
+        """Every RR as a :class:`Record` (decodes wire; meant for export and checks)."""
+        for node in self._nodes.values():
+            name = dns.name.from_wire(node.owner, 0)[0]
+            for rs in node.rrsets.values():
+                for wire in rs.rdatas:
+                    rdata = dns.rdata.from_wire(dns.rdataclass.IN, rs.rdtype, wire, 0, len(wire))
+                    yield Record(name, rs.ttl, rdata)
+
+
+def record_row(record: Record) -> WireRow:
+    """The wire row of a record."""
+    return (record.name.to_wire() or b"\x00", record.rdtype, record.ttl, record.rdata.to_wire())
+
+
+def _same_rdata(rdtype: int, wire: bytes, rdata: dns.rdata.Rdata) -> bool:
+    """RR identity on rdata (RFC 4034 §6.2 canonical form: names in rdata case-insensitive)."""
+    if wire == rdata.to_wire():
+        return True
+    other = dns.rdata.from_wire(dns.rdataclass.IN, rdtype, wire, 0, len(wire))
+    return bool(other == rdata)
+
+
+def _serial_of(apex: Node | None) -> int:
+    soa = apex.rrsets.get(SOA) if apex else None
+    if soa is None or not soa.rdatas:
+        return 0
+    return int.from_bytes(soa.rdatas[0][-20:-16], "big")
