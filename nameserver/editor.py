@@ -88,7 +88,9 @@ class ZoneEditor:
         wanted = [r for r in records if r.rdtype != SOA]
         removed, added = _difference(current, wanted)
         old_soa = _soa_record(current, origin)
-        cs = self._plan_edit(origin, (info.serial, serial), (removed, added), old_soa, new_soa, author)
+        cs = self._plan_edit(
+            origin, (info.serial, serial), (removed, added), old_soa, new_soa, author
+        )
         snapshot = self._snapshot(origin).patched(cs.removed, cs.added)
         _refuse(origin, check_zone(snapshot, locate))
         return Plan(cs, dropped)
@@ -154,13 +156,15 @@ class ZoneEditor:
         return self._validated_commit(origin, cs)
 
     def set_rrset(
-        self, origin: dns.name.Name, name: dns.name.Name, rdtype: int, records: Sequence[Record],
+        self,
+        origin: dns.name.Name,
+        name: dns.name.Name,
+        rdtype: int,
+        records: Sequence[Record],
         author: Author,
     ) -> Changeset:
         """Replace the whole RRset ``name``/``rdtype`` with ``records`` (empty: delete it)."""
-        current = [
-            r for r in self.store.records(origin) if r.name == name and r.rdtype == rdtype
-        ]
+        current = [r for r in self.store.records(origin) if r.name == name and r.rdtype == rdtype]
         return self.change_records(origin, current, records, author)
 
     # -- plumbing -------------------------------------------------------------------------

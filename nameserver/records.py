@@ -37,9 +37,21 @@ class Record(NamedTuple):
     def to_text(self, origin: dns.name.Name | None = None) -> str:
         """Presentation form, names relative to ``origin`` when given."""
         name = self.name.relativize(origin) if origin is not None else self.name
-        rdtype = dns.rdatatype.to_text(self.rdata.rdtype)
+        rdtype = type_text(self.rdata.rdtype)
         rdata = self.rdata.to_text(origin=origin, relativize=origin is not None)
         return f"{name} {self.ttl} IN {rdtype} {rdata}"
+
+
+def type_text(rdtype: int) -> str:
+    """The mnemonic of a type code (``TYPE65534`` for unknown ones)."""
+    return str(dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype)))
+
+
+def rdata_wire(rdata: dns.rdata.Rdata) -> bytes:
+    """Uncompressed wire form of rdata, names in the case they were given."""
+    wire = rdata.to_wire()
+    assert wire is not None
+    return wire
 
 
 def canonical_key(name: dns.name.Name) -> tuple[bytes, ...]:
@@ -82,11 +94,10 @@ def parse_ttl(value: str | int) -> int:
 def parse_rdata(rdtype: int, text: str, origin: dns.name.Name) -> dns.rdata.Rdata:
     """Parse rdata in presentation form; relative names in it are relative to ``origin``."""
     try:
-        return dns.rdata.from_text(
-            dns.rdataclass.IN, rdtype, text, origin=origin, relativize=False
-        )
+        t = dns.rdatatype.RdataType.make(rdtype)
+        return dns.rdata.from_text(dns.rdataclass.IN, t, text, origin=origin, relativize=False)
     except dns.exception.DNSException as e:
-        tname = dns.rdatatype.to_text(rdtype)
+        tname = type_text(rdtype)
         raise RecordSyntaxError(f"{tname} rdata {text!r} is malformed: {e}") from e
 
 

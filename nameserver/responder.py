@@ -30,9 +30,7 @@ DEFAULT_CACHE_ENTRIES = 500_000
 class Responder:
     """Answers packets from the zones of a :class:`ZoneRegistry`."""
 
-    def __init__(
-        self, zones: ZoneRegistry, cache_entries: int = DEFAULT_CACHE_ENTRIES
-    ) -> None:
+    def __init__(self, zones: ZoneRegistry, cache_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
         self.zones = zones
         self.cache_entries = cache_entries
         self.udp_cache: dict[bytes, bytes] = {}

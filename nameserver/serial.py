@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 
 from nameserver.errors import SerialError
 
@@ -15,7 +15,7 @@ _HALF = 2 ** (SERIAL_BITS - 1)
 _MOD = 2**SERIAL_BITS
 
 
-class SerialPolicy(str, Enum):
+class SerialPolicy(StrEnum):
     """How a zone's SOA serial moves on each change."""
 
     INCREMENT = "increment"
@@ -36,7 +36,7 @@ def serial_add(serial: int, n: int) -> int:
     """RFC 1982 §3.1 addition; ``n`` must be in 0..2^31-1."""
     if not 0 <= n <= _HALF - 1:
         raise SerialError(f"cannot add {n} to a serial (RFC 1982 allows 0..{_HALF - 1})")
-    return (serial + n) % _MOD
+    return int((serial + n) % _MOD)
 
 
 def serial_gt(a: int, b: int) -> bool:
@@ -66,5 +66,5 @@ def next_serial(current: int, policy: SerialPolicy, clock: Clock = time.time) ->
     # A clock-derived serial is used only when it moves forward and by less than half the
     # space; otherwise the zone keeps counting from where it is (e.g. 100 changes in a day).
     if serial_gt(candidate, current):
-        return candidate
+        return int(candidate)
     return bumped

@@ -200,8 +200,7 @@ def serve(config: ServerConfig) -> None:
     """Run the server in a fresh event loop (uvloop when installed)."""
     try:
         import uvloop
-
-        runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        runner = asyncio.run
-    runner(run_forever(config))
+        asyncio.run(run_forever(config))
+        return
+    uvloop.run(run_forever(config))

@@ -16,7 +16,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
-from nameserver.records import Record
+from nameserver.records import Record, rdata_wire
 from nameserver.wirename import ancestors, key_of, lower
 
 SOA = int(dns.rdatatype.SOA)
@@ -123,7 +123,7 @@ class ZoneSnapshot:
                 del sets[r.rdtype]
         for r in added:
             sets = node_for(r)[1]
-            wire = r.rdata.to_wire()
+            wire = rdata_wire(r.rdata)
             current = sets.get(r.rdtype)
             if current is None:
                 sets[r.rdtype] = RRsetData(r.rdtype, r.ttl, (wire,))
@@ -187,20 +187,26 @@ class ZoneSnapshot:
             name = dns.name.from_wire(node.owner, 0)[0]
             for rs in node.rrsets.values():
                 for wire in rs.rdatas:
-                    rdata = dns.rdata.from_wire(dns.rdataclass.IN, rs.rdtype, wire, 0, len(wire))
+                    rdata = decode_rdata(rs.rdtype, wire)
                     yield Record(name, rs.ttl, rdata)
 
 
 def record_row(record: Record) -> WireRow:
     """The wire row of a record."""
-    return (record.name.to_wire() or b"\x00", record.rdtype, record.ttl, record.rdata.to_wire())
+    return (record.name.to_wire() or b"\x00", record.rdtype, record.ttl, rdata_wire(record.rdata))
+
+
+def decode_rdata(rdtype: int, wire: bytes) -> dns.rdata.Rdata:
+    """Rdata from its uncompressed wire form."""
+    t = dns.rdatatype.RdataType.make(rdtype)
+    return dns.rdata.from_wire(dns.rdataclass.IN, t, wire, 0, len(wire))
 
 
 def _same_rdata(rdtype: int, wire: bytes, rdata: dns.rdata.Rdata) -> bool:
     """RR identity on rdata (RFC 4034 §6.2 canonical form: names in rdata case-insensitive)."""
-    if wire == rdata.to_wire():
+    if wire == rdata_wire(rdata):
         return True
-    other = dns.rdata.from_wire(dns.rdataclass.IN, rdtype, wire, 0, len(wire))
+    other = decode_rdata(rdtype, wire)
     return bool(other == rdata)
 
 

@@ -9,7 +9,7 @@ import dns.name
 import dns.rdatatype
 
 from nameserver.errors import Problem
-from nameserver.records import MAX_TTL, Record
+from nameserver.records import MAX_TTL, Record, type_text
 from nameserver.snapshot import ZoneSnapshot
 from nameserver.wirename import WILDCARD_LABEL, ancestors, is_below_or_at, key_of, to_text
 
@@ -43,7 +43,7 @@ def check_records(
     for r in records:
         key = key_of(r.name)
         where = locate(key, r.rdtype)
-        tname = T.to_text(r.rdtype)
+        tname = type_text(r.rdtype)
         if not r.name.is_subdomain(origin):
             problems.append(Problem(f"{tname} is outside the zone {origin}", str(r.name), where))
             continue
@@ -130,7 +130,7 @@ def _check_node(snapshot: ZoneSnapshot, key: bytes, locate: Locator) -> list[Pro
             refuse("CNAME at the zone apex is not allowed (it would hide SOA and NS)", CNAME)
         others = types - {CNAME} - DNSSEC_META
         if others:
-            listed = ", ".join(sorted(T.to_text(t) for t in others))
+            listed = ", ".join(sorted(type_text(t) for t in others))
             refuse(f"CNAME cannot coexist with other data ({listed}) (RFC 1034 §3.6.2)", CNAME)
     if SOA in types and not is_apex:
         refuse("SOA is only allowed at the zone apex", SOA)
@@ -143,7 +143,7 @@ def _check_node(snapshot: ZoneSnapshot, key: bytes, locate: Locator) -> list[Pro
     if NS in types and not is_apex:
         stray = types - AT_CUT
         if stray:
-            listed = ", ".join(sorted(T.to_text(t) for t in stray))
+            listed = ", ".join(sorted(type_text(t) for t in stray))
             refuse(f"data at a delegation point other than NS, DS and glue: {listed}", None)
     problems.extend(_check_ancestors(snapshot, key, name, types, locate))
     return problems
@@ -162,7 +162,7 @@ def _check_ancestors(
         if up != snapshot.origin and NS in above.rrsets:
             stray = types - ADDRESS_TYPES
             if stray:
-                listed = ", ".join(sorted(T.to_text(t) for t in stray))
+                listed = ", ".join(sorted(type_text(t) for t in stray))
                 msg = (
                     f"{listed} below the delegation at {to_text(above.owner)}: only glue "
                     "(A/AAAA) may exist below a zone cut"

@@ -52,7 +52,7 @@ def is_below_or_at(key: bytes, ancestor: bytes) -> bool:
 def ancestors(key: bytes, stop: bytes) -> list[bytes]:
     """Keys strictly above ``key`` up to and including ``stop`` (which must be an ancestor)."""
     out = []
-    while key != stop and key != ROOT:
+    while key not in (stop, ROOT):
         key = key[key[0] + 1 :]
         out.append(key)
     return out

@@ -127,7 +127,10 @@ def test_any_is_minimal_over_udp_and_full_over_tcp() -> None:
     tcp = ask("example.test", "ANY", tcp=True)
     assert len(udp.answer) == 1
     assert {rr.rdtype for rr in tcp.answer} == {
-        dns.rdatatype.SOA, dns.rdatatype.NS, dns.rdatatype.MX}
+        dns.rdatatype.SOA,
+        dns.rdatatype.NS,
+        dns.rdatatype.MX,
+    }
 
 
 def test_outside_our_zones_is_refused() -> None:
@@ -155,7 +158,9 @@ def test_truncation_over_udp_and_full_answer_over_tcp() -> None:
 
 def test_edns_payload_is_honoured_and_opt_echoed() -> None:
     responder = big_registry()
-    q = dns.message.make_query("big.example.test", "TXT", use_edns=0, payload=4096, want_dnssec=True)
+    q = dns.message.make_query(
+        "big.example.test", "TXT", use_edns=0, payload=4096, want_dnssec=True
+    )
     wire = responder.respond(q.to_wire(), tcp=False) or b""
     m = dns.message.from_wire(wire)
     # 4096 asked, but we never send more than our advertised 1232 over UDP.

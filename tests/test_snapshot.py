@@ -31,7 +31,9 @@ def view(s: ZoneSnapshot, probe: list[dns.name.Name]) -> tuple[object, ...]:
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(rr, max_size=12), st.lists(rr, max_size=12), st.data())
-def test_patched_equals_rebuilt(start: list[Record], add: list[Record], data: st.DataObject) -> None:
+def test_patched_equals_rebuilt(
+    start: list[Record], add: list[Record], data: st.DataObject
+) -> None:
     base = records()
     before = ZoneSnapshot.from_records(ORIGIN, [*base, *start])
     frozen = view(before, [])

@@ -40,8 +40,15 @@ def test_the_base_zone_is_valid() -> None:
         (("x.dn", 3600, "A", "192.0.2.1"), "below the DNAME"),
         (("*.wild", 3600, "NS", "ns1"), "wildcard"),
         (("host", 60, "A", "192.0.2.4"), "differs from 3600"),
-        (("host", 3600, "RRSIG", "A 13 3 3600 20300101000000 20200101000000 1 example.test. AAAA"),
-         "belong to the signer"),
+        (
+            (
+                "host",
+                3600,
+                "RRSIG",
+                "A 13 3 3600 20300101000000 20200101000000 1 example.test. AAAA",
+            ),
+            "belong to the signer",
+        ),
     ],
 )
 def test_rules(extra: Row, fragment: str | None) -> None:

@@ -16,16 +16,23 @@ from typing import Any, TypeVar
 import click
 import dns.name
 import dns.rdatatype
+from nameserver.zonefile import read_zone_file, write_zone_file
 
 from nameserver.changeset import Changeset
 from nameserver.editor import Author, ZoneEditor
 from nameserver.errors import NameserverError, RecordSyntaxError
-from nameserver.records import Record, parse_name, parse_rdata, parse_rdtype, parse_ttl
+from nameserver.records import (
+    Record,
+    parse_name,
+    parse_rdata,
+    parse_rdtype,
+    parse_ttl,
+    type_text,
+)
 from nameserver.serial import SerialPolicy
 from nameserver.server import ServerConfig, parse_listen, serve
 from nameserver.store import Store
 from nameserver.wirename import key_of
-from nameserver.zonefile import read_zone_file, write_zone_file
 from zonefan.settings import command_defaults, load_config, resolve_db
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -52,7 +59,9 @@ def _author(author: str | None, message: str) -> Author:
     return Author(author or f"{getpass.getuser()}@{socket.gethostname()}", message)
 
 
-@click.group(context_settings={"auto_envvar_prefix": "ZONEFAN", "help_option_names": ["-h", "--help"]})
+@click.group(
+    context_settings={"auto_envvar_prefix": "ZONEFAN", "help_option_names": ["-h", "--help"]}
+)
 @click.option(
     "--db",
     envvar="ZONEFAN_DB",
@@ -132,7 +141,9 @@ def serve_cmd(ctx: click.Context, listen: Sequence[str], tcp_idle_timeout: float
     with open_store(ctx) as store:
         zones = store.zone_names()
     if not zones:
-        click.echo("note: the store has no zones yet; import one with `zonefan zone import`", err=True)
+        click.echo(
+            "note: the store has no zones yet; import one with `zonefan zone import`", err=True
+        )
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
     config = ServerConfig(ctx.obj, addresses, tcp_idle_timeout=tcp_idle_timeout)
@@ -159,7 +170,9 @@ def zone_group() -> None:
     default=None,
     help="How the SOA serial moves on changes (default for new zones: increment).",
 )
-@click.option("--strip-dnssec", is_flag=True, help="Drop RRSIG/NSEC/DNSKEY/... of an old signed zone.")
+@click.option(
+    "--strip-dnssec", is_flag=True, help="Drop RRSIG/NSEC/DNSKEY/... of an old signed zone."
+)
 @click.option("--dry-run", is_flag=True, help="Show what would change; store nothing.")
 @author_options
 @json_option
@@ -199,13 +212,18 @@ def zone_import(
         )
         cs = plan.changeset
         if plan.dropped_dnssec and not as_json:
-            click.echo(f"dropped {plan.dropped_dnssec} DNSSEC record(s) of the old signed zone", err=True)
+            click.echo(
+                f"dropped {plan.dropped_dnssec} DNSSEC record(s) of the old signed zone", err=True
+            )
         if dry_run:
             _print_changeset(cs, as_json, header="plan (nothing stored)")
             return
         if cs.serial_before is not None and cs.is_empty:
-            _say(as_json, {"zone": str(cs.zone), "changed": False, "serial": cs.serial_before},
-                 f"zone {cs.zone}: no change (serial {cs.serial_before})")
+            _say(
+                as_json,
+                {"zone": str(cs.zone), "changed": False, "serial": cs.serial_before},
+                f"zone {cs.zone}: no change (serial {cs.serial_before})",
+            )
             return
         done = editor.create_or_replace(plan, policy or SerialPolicy.INCREMENT)
         if policy is not None and done.serial_before is not None:
@@ -236,16 +254,23 @@ def zone_list(ctx: click.Context, as_json: bool) -> None:
     with open_store(ctx) as store:
         infos = [store.zone_info(z) for z in store.zone_names()]
     rows = [
-        {"zone": str(i.name), "serial": i.serial, "records": i.record_count,
-         "serial_policy": i.serial_policy.value, "updated": _iso(i.updated)}
+        {
+            "zone": str(i.name),
+            "serial": i.serial,
+            "records": i.record_count,
+            "serial_policy": i.serial_policy.value,
+            "updated": _iso(i.updated),
+        }
         for i in infos
     ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
-        click.echo(f"{row['zone']:<40} serial {row['serial']:<12} {row['records']:>8} records  "
-                   f"updated {row['updated']}")
+        click.echo(
+            f"{row['zone']:<40} serial {row['serial']:<12} {row['records']:>8} records  "
+            f"updated {row['updated']}"
+        )
 
 
 @zone_group.command("show")
@@ -261,8 +286,12 @@ def zone_show(ctx: click.Context, zone: str, records: bool, as_json: bool) -> No
         last = store.changesets(origin)[-1:]
         rrs = store.records(origin) if records else []
     data: dict[str, Any] = {
-        "zone": str(info.name), "serial": info.serial, "serial_policy": info.serial_policy.value,
-        "records": info.record_count, "created": _iso(info.created), "updated": _iso(info.updated),
+        "zone": str(info.name),
+        "serial": info.serial,
+        "serial_policy": info.serial_policy.value,
+        "records": info.record_count,
+        "created": _iso(info.created),
+        "updated": _iso(info.updated),
     }
     if last:
         data["last_change"] = _changeset_summary(last[0])
@@ -298,8 +327,10 @@ def zone_history(ctx: click.Context, zone: str, limit: int, as_json: bool) -> No
         return
     for r in rows:
         before = r["serial_before"] if r["serial_before"] is not None else "(new)"
-        click.echo(f"#{r['id']:<5} {r['time']}  {before} -> {r['serial_after']}  "
-                   f"-{r['removed']} +{r['added']}  {r['author']}: {r['message']}")
+        click.echo(
+            f"#{r['id']:<5} {r['time']}  {before} -> {r['serial_after']}  "
+            f"-{r['removed']} +{r['added']}  {r['author']}: {r['message']}"
+        )
 
 
 @zone_group.command("diff")
@@ -310,8 +341,12 @@ def zone_history(ctx: click.Context, zone: str, limit: int, as_json: bool) -> No
 @json_option
 @click.pass_context
 def zone_diff(
-    ctx: click.Context, zone: str, from_serial: int | None, to_serial: int | None,
-    file: str | None, as_json: bool,
+    ctx: click.Context,
+    zone: str,
+    from_serial: int | None,
+    to_serial: int | None,
+    file: str | None,
+    as_json: bool,
 ) -> None:
     """What changed in ZONE between two serials (default: the last change), or what
     importing --file would change."""
@@ -328,8 +363,16 @@ def zone_diff(
             changesets = store.changesets_between(origin, from_serial, to_serial)
     removed, added = _net_change(changesets)
     if as_json:
-        click.echo(json.dumps({"zone": str(origin), "removed": [_rr_json(r) for r in removed],
-                               "added": [_rr_json(r) for r in added]}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "zone": str(origin),
+                    "removed": [_rr_json(r) for r in removed],
+                    "added": [_rr_json(r) for r in added],
+                },
+                indent=2,
+            )
+        )
         return
     for r in removed:
         click.echo(f"- {r.to_text()}")
@@ -397,8 +440,15 @@ def _records(
 @json_option
 @click.pass_context
 def record_add(
-    ctx: click.Context, zone: str, name: str, ttl: str, rdtype: str, rdata: Sequence[str],
-    author: str | None, message: str, as_json: bool,
+    ctx: click.Context,
+    zone: str,
+    name: str,
+    ttl: str,
+    rdtype: str,
+    rdata: Sequence[str],
+    author: str | None,
+    message: str,
+    as_json: bool,
 ) -> None:
     """Add one RR, e.g. `zonefan record add example.test www 300 A 192.0.2.10`.
 
@@ -419,8 +469,14 @@ def record_add(
 @json_option
 @click.pass_context
 def record_delete(
-    ctx: click.Context, zone: str, name: str, rdtype: str, rdata: Sequence[str],
-    author: str | None, message: str, as_json: bool,
+    ctx: click.Context,
+    zone: str,
+    name: str,
+    rdtype: str,
+    rdata: Sequence[str],
+    author: str | None,
+    message: str,
+    as_json: bool,
 ) -> None:
     """Delete one RR (with RDATA) or the whole RRset NAME/TYPE (without)."""
     origin = zone_name(zone)
@@ -446,8 +502,16 @@ def record_delete(
 @json_option
 @click.pass_context
 def record_set(
-    ctx: click.Context, zone: str, name: str, ttl: str, rdtype: str, rdata: Sequence[str],
-    more: Sequence[str], author: str | None, message: str, as_json: bool,
+    ctx: click.Context,
+    zone: str,
+    name: str,
+    ttl: str,
+    rdtype: str,
+    rdata: Sequence[str],
+    more: Sequence[str],
+    author: str | None,
+    message: str,
+    as_json: bool,
 ) -> None:
     """Replace the RRset NAME/TYPE with the given RR(s), e.g.
     `zonefan record set example.test www 600 A 192.0.2.10 -r 192.0.2.11`."""
@@ -469,8 +533,12 @@ def _iso(t: float) -> str:
 
 
 def _rr_json(r: Record) -> dict[str, Any]:
-    return {"name": str(r.name), "ttl": r.ttl, "type": dns.rdatatype.to_text(r.rdtype),
-            "rdata": r.rdata.to_text()}
+    return {
+        "name": str(r.name),
+        "ttl": r.ttl,
+        "type": type_text(r.rdtype),
+        "rdata": r.rdata.to_text(),
+    }
 
 
 def _ordered(records: Sequence[Record]) -> list[Record]:
@@ -480,9 +548,17 @@ def _ordered(records: Sequence[Record]) -> list[Record]:
 
 
 def _changeset_summary(cs: Changeset) -> dict[str, Any]:
-    return {"id": cs.id, "zone": str(cs.zone), "serial_before": cs.serial_before,
-            "serial_after": cs.serial_after, "author": cs.author, "message": cs.message,
-            "time": _iso(cs.time), "removed": len(cs.removed), "added": len(cs.added)}
+    return {
+        "id": cs.id,
+        "zone": str(cs.zone),
+        "serial_before": cs.serial_before,
+        "serial_after": cs.serial_after,
+        "author": cs.author,
+        "message": cs.message,
+        "time": _iso(cs.time),
+        "removed": len(cs.removed),
+        "added": len(cs.added),
+    }
 
 
 def _net_change(changesets: Sequence[Changeset]) -> tuple[list[Record], list[Record]]:
@@ -506,7 +582,9 @@ def _net_change(changesets: Sequence[Changeset]) -> tuple[list[Record], list[Rec
 def _print_changeset(cs: Changeset, as_json: bool, header: str) -> None:
     if as_json:
         data = _changeset_summary(cs) | {
-            "removed": [_rr_json(r) for r in cs.removed], "added": [_rr_json(r) for r in cs.added]}
+            "removed": [_rr_json(r) for r in cs.removed],
+            "added": [_rr_json(r) for r in cs.added],
+        }
         click.echo(json.dumps(data, indent=2))
         return
     click.echo(f"{header}: zone {cs.zone} serial {cs.serial_before} -> {cs.serial_after}")
@@ -525,8 +603,10 @@ def _report(cs: Changeset, as_json: bool) -> None:
     if cs.serial_before is None:
         text = f"zone {cs.zone}: created with {len(cs.added)} records, serial {cs.serial_after}"
     else:
-        text = (f"zone {cs.zone}: serial {cs.serial_before} -> {cs.serial_after} "
-                f"(-{len(cs.removed) - 1} +{len(cs.added) - 1} records, change #{cs.id})")
+        text = (
+            f"zone {cs.zone}: serial {cs.serial_before} -> {cs.serial_after} "
+            f"(-{len(cs.removed) - 1} +{len(cs.added) - 1} records, change #{cs.id})"
+        )
     _say(as_json, summary, text)
 
 
