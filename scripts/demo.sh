@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Install zonefan, import the example zone and serve it on 127.0.0.1:5353 (the README's first command).
+# Install zonefan, import the example zone and serve it on 127.0.0.1:5353 (README, first command).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q --disable-pip-version-check .
+if ! command -v dig >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bind9-dnsutils >/dev/null
+fi
+EXTRAS="" source scripts/setup-python.sh
 export ZONEFAN_DB="${ZONEFAN_DB:-$PWD/zonefan.db}"
-zonefan zone import zones/example.test.zone --dry-run >/dev/null  # validate before storing
-if ! zonefan zone list | grep -q '^example.test. '; then
+if ! zonefan zone list | grep -q '^example\.test\. '; then
     zonefan zone import zones/example.test.zone -m "example zone from the README"
 fi
-exec zonefan serve --listen 127.0.0.1:5353 --listen "[::1]:5353"
+echo "serving; try: dig @127.0.0.1 -p 5353 www.example.test"
+exec zonefan serve --listen 127.0.0.1:5353

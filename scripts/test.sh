@@ -20,9 +20,9 @@ for svc in nsd knot named bind9 unbound pdns; do
     (command -v systemctl >/dev/null && systemctl stop "$svc" 2>/dev/null) || true
 done
 
-python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+EXTRAS="[test]" source scripts/setup-python.sh
 
 ruff check .
 ruff format --check .
 mypy
-python3 -m pytest -q -p no:cacheprovider "$@"
+python -m pytest -q -p no:cacheprovider "$@"

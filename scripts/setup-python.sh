@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Sourced by demo.sh and test.sh: make .venv with zonefan installed (EXTRAS: "" or "[test]").
+# A venv, because Debian's system Python refuses global pip installs (PEP 668).
+set -euo pipefail
+if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        python3 python3-venv python3-pip >/dev/null
+fi
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".${EXTRAS:-}"
+export PATH="$PWD/.venv/bin:$PATH"
