@@ -146,7 +146,10 @@ class ZoneEditor:
         given = _soa_rdata(new_soa) if new_soa else None
         serial = _next_serial_for(info.serial, info.serial_policy, given, self.clock)
         old_soa = _soa_record(current, origin)
-        _refuse(origin, check_records(origin, [*added, new_soa or old_soa]))
+        # The RRs an added one joins: its TTL must match theirs (RFC 2181 §5.2).
+        joined = {(r.name, r.rdtype) for r in added}
+        staying = [r for r in current if (r.name, r.rdtype) in joined and r.identity not in gone]
+        _refuse(origin, check_records(origin, [*staying, *added, new_soa or old_soa]))
         serials = (info.serial, serial)
         cs = self._plan_edit(origin, serials, (removed, added), old_soa, new_soa or old_soa, author)
         if cs.is_empty and new_soa is None:
