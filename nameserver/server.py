@@ -10,6 +10,7 @@ import signal
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from nameserver.loader import StoreFollower
 from nameserver.responder import Responder
@@ -40,8 +41,8 @@ class UdpHandler(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # uvloop's transports implement asyncio's interfaces without subclassing them.
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         hit = self.responder.udp_cache.get(data[2:])
@@ -75,11 +76,10 @@ class TcpHandler(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
         TcpHandler.open_connections += 1
         if TcpHandler.open_connections > self.max_connections:
-            transport.close()
+            self.transport.close()
             return
         self._arm_timer()
 
