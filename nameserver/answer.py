@@ -168,10 +168,12 @@ def _referral(zone: ZoneSnapshot, ans: Answer, cut: Node, ns: RRsetData) -> None
         _add_addresses(zone, ans, tkey)
     # Glue for names inside the delegated zone is needed to reach it at all (RFC 9471).
     ans.glue_required = len(ans.additional) - before if not ans.answer else 0
+    # Other NS addresses we hold help too, sibling glue below other cuts included
+    # (RFC 1034 §4.3.2 step 3b, as NSD and BIND do); they may be dropped if they do not fit.
     for target in ns.rdatas:
         tkey = lower(target)
         if not tkey.endswith(cut_key):
-            _add_addresses(zone, ans, tkey, authoritative_only=True)
+            _add_addresses(zone, ans, tkey)
 
 
 def _negative(zone: ZoneSnapshot, ans: Answer, rcode: int) -> None:
@@ -202,8 +204,11 @@ def _add_additional(zone: ZoneSnapshot, ans: Answer, rrsets: list[RRsetData]) ->
             targets = [w[6:] for w in rs.rdatas]
         else:
             continue
+        # NS addresses may come from glue (a resolver priming on `. NS` needs them); MX and
+        # SRV targets only from authoritative data.
+        glue_ok = rs.rdtype == NS
         for target in targets:
-            _add_addresses(zone, ans, lower(target), authoritative_only=True)
+            _add_addresses(zone, ans, lower(target), authoritative_only=not glue_ok)
 
 
 def _add_addresses(

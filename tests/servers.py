@@ -1,0 +1,341 @@
+"""Real DNS servers started from pytest: ``zonefan serve`` and NSD.
+
+Each runs as a subprocess on 127.0.0.1 (and optionally ::1) with an ephemeral port and its
+own files in a temporary directory, is ready once it answers a query, and is stopped by its
+PID: SIGTERM, then SIGKILL after a grace period. Nothing is shared with a system daemon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import dns.exception
+import dns.message
+import dns.query
+import dns.rdatatype
+
+from tests.tools import PROJECT_ROOT, free_port, require_tool
+
+START_TIMEOUT = 10.0  # seconds until a started server must answer
+STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
+QUERY_TIMEOUT = 2.0
+CLI_TIMEOUT = 300.0  # a root zone import is the slowest CLI call the tests make
+PORT_ATTEMPTS = 3  # a free port can be taken by someone else before the server binds it
+
+
+def ipv6_loopback_available() -> bool:
+    """True when ::1 can be bound here (containers often have IPv6 disabled)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def query_message(
+    host: str, port: int, message: dns.message.Message, tcp: bool = False
+) -> dns.message.Message:
+    """Send ``message`` to ``host``:``port`` and return the response (truncated or not)."""
+    if tcp:
+        return dns.query.tcp(message, host, port=port, timeout=QUERY_TIMEOUT)
+    return dns.query.udp(message, host, port=port, timeout=QUERY_TIMEOUT, ignore_trailing=False)
+
+
+def make_query(name: str, rdtype: str | int, **kwargs: Any) -> dns.message.Message:
+    """``dns.message.make_query``; ``rdtype`` as text or a type code."""
+    return dns.message.make_query(name, dns.rdatatype.RdataType.make(rdtype), **kwargs)
+
+
+class _Process:
+    """A server subprocess with its log file, started until it answers and stopped by PID."""
+
+    name = "server"
+
+    def __init__(self, workdir: Path, start_timeout: float = START_TIMEOUT) -> None:
+        self.workdir = workdir
+        self.start_timeout = start_timeout
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.log_path = workdir / f"{self.name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    # -- for subclasses --------------------------------------------------------------------
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _prepare(self) -> None:
+        """Write configuration for ``self.port`` before starting."""
+
+    def _probe_name(self) -> str:
+        return "."
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Start on a free port and wait until it answers; retry if the port was taken."""
+        failure = ""
+        for _ in range(PORT_ATTEMPTS):
+            self.port = free_port()
+            self._prepare()
+            with self.log_path.open("ab") as log:
+                self.proc = subprocess.Popen(
+                    self._command(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.workdir,
+                    env=_clean_env(),
+                )
+            if self._wait_ready():
+                return self
+            failure = self.log_text()
+            self.stop()
+            if "in use" not in failure.lower():
+                break
+        raise RuntimeError(
+            f"{self.name} did not answer on 127.0.0.1 port {self.port} within "
+            f"{self.start_timeout:.0f} s; its output:\n{failure}"
+        )
+
+    def _wait_ready(self) -> bool:
+        assert self.proc is not None
+        deadline = time.monotonic() + self.start_timeout
+        probe = make_query(self._probe_name(), "SOA", flags=0)
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                response = dns.query.udp(probe, self.host, port=self.port, timeout=0.2)
+            except (dns.exception.DNSException, OSError):
+                time.sleep(0.05)
+                continue
+            if response.id == probe.id:
+                return True
+        return False
+
+    def stop(self) -> None:
+        """SIGTERM the server's PID, then SIGKILL it if it has not exited in time."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=STOP_TIMEOUT)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, f"{self.name} is not running"
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def query(
+        self, name: str, rdtype: str | int, tcp: bool = False, **make_query_kwargs: Any
+    ) -> dns.message.Message:
+        """Ask over UDP (default) or TCP; ``make_query_kwargs`` go to ``make_query``."""
+        return self.ask(make_query(name, rdtype, **make_query_kwargs), tcp=tcp)
+
+    def ask(self, message: dns.message.Message, tcp: bool = False) -> dns.message.Message:
+        """Send a prepared message over UDP or TCP."""
+        return query_message(self.host, self.port, message, tcp=tcp)
+
+
+def _clean_env() -> dict[str, str]:
+    """The environment without ZONEFAN_* settings, with the project importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZONEFAN_")}
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = f"{PROJECT_ROOT}{os.pathsep}{path}" if path else str(PROJECT_ROOT)
+    return env
+
+
+class ZonefanServer(_Process):
+    """``zonefan --db DB serve`` on 127.0.0.1 (plus ::1 when ``ipv6``)."""
+
+    name = "zonefan"
+
+    def __init__(
+        self,
+        workdir: Path,
+        db: Path | None = None,
+        extra_args: Sequence[str] = (),
+        ipv6: bool = False,
+        probe_name: str = ".",
+        start_timeout: float = START_TIMEOUT,
+    ) -> None:
+        super().__init__(workdir, start_timeout)
+        self.db = db if db is not None else workdir / "zonefan.db"
+        self.extra_args = list(extra_args)
+        self.ipv6 = ipv6
+        self.port6 = 0
+        self._probe = probe_name
+
+    def _probe_name(self) -> str:
+        return self._probe
+
+    def _prepare(self) -> None:
+        if self.ipv6:
+            self.port6 = free_port(socket.AF_INET6, "::1")
+
+    def _command(self) -> list[str]:
+        listen = ["--listen", f"{self.host}:{self.port}"]
+        if self.ipv6:
+            listen += ["--listen", f"[::1]:{self.port6}"]
+        return [
+            sys.executable,
+            "-m",
+            "zonefan.cli",
+            "--db",
+            str(self.db),
+            "serve",
+            *listen,
+            *self.extra_args,
+        ]
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run ``zonefan --db DB ARGS...`` against this server's store. It runs in the
+        server's work directory (so no ./zonefan.toml is picked up): give absolute paths."""
+        return run_cli(self.db, *args, check=check, cwd=self.workdir)
+
+
+def run_cli(
+    db: Path, *args: str, check: bool = True, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``zonefan --db DB ARGS...`` as a subprocess; on failure (with ``check``) raise with
+    its output so the reason shows in the test report."""
+    done = subprocess.run(
+        [sys.executable, "-m", "zonefan.cli", "--db", str(db), *args],
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        cwd=cwd if cwd is not None else db.parent,
+        env=_clean_env(),
+        check=False,
+    )
+    if check and done.returncode != 0:
+        raise RuntimeError(
+            f"zonefan {' '.join(args)} exited {done.returncode}:\n"
+            f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+        )
+    return done
+
+
+class NsdServer(_Process):
+    """NSD in the foreground (``nsd -d``) serving ``zones`` (origin, file) from a private
+    configuration: no privilege drop, no chroot, no remote control, no rate limiting."""
+
+    name = "nsd"
+
+    def __init__(
+        self,
+        workdir: Path,
+        zones: Sequence[tuple[str, Path]],
+        start_timeout: float = START_TIMEOUT,
+    ) -> None:
+        super().__init__(workdir, start_timeout)
+        self.nsd = require_tool("nsd")
+        self.checkconf = require_tool("nsd-checkconf")
+        self.zones = list(zones)
+        self.conf = workdir / "nsd.conf"
+
+    def _probe_name(self) -> str:
+        return self.zones[0][0] if self.zones else "."
+
+    def _prepare(self) -> None:
+        """Write nsd.conf; rate limiting off when this build has it (nsd-checkconf rejects
+        ``rrl-ratelimit`` otherwise)."""
+        for rrl in (True, False):
+            self._write_conf(rrl)
+            check = self._checkconf()
+            if check.returncode == 0:
+                return
+            if not (rrl and "rrl" in (check.stdout + check.stderr).lower()):
+                break
+        raise RuntimeError(
+            f"nsd-checkconf rejected {self.conf}:\n{check.stdout}{check.stderr}\n"
+            f"{self.conf.read_text(encoding='utf-8')}"
+        )
+
+    def _checkconf(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.checkconf, str(self.conf)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    def _write_conf(self, rrl: bool) -> None:
+        d = self.workdir
+        lines = [
+            "server:",
+            f'    ip-address: "127.0.0.1@{self.port}"',
+            f"    port: {self.port}",
+            '    username: ""',
+            '    chroot: ""',
+            f'    zonesdir: "{d}"',
+            f'    pidfile: "{d}/nsd.pid"',
+            f'    xfrdfile: "{d}/xfrd.state"',
+            f'    xfrdir: "{d}"',
+            f'    zonelistfile: "{d}/zone.list"',
+            '    database: ""',
+            f'    logfile: "{d}/nsd.log"',
+            "    verbosity: 0",
+            "    server-count: 1",
+            "    reuseport: no",
+        ]
+        if rrl:
+            lines.append("    rrl-ratelimit: 0")
+        lines += ["", "remote-control:", "    control-enable: no", ""]
+        for origin, path in self.zones:
+            lines += ["zone:", f'    name: "{origin}"', f'    zonefile: "{path}"', ""]
+        self.conf.write_text("\n".join(lines), encoding="utf-8")
+
+    def _command(self) -> list[str]:
+        return [self.nsd, "-d", "-c", str(self.conf)]
+
+    def log_text(self) -> str:
+        nsd_log = self.workdir / "nsd.log"
+        text = super().log_text()
+        if nsd_log.exists():
+            text += nsd_log.read_text(encoding="utf-8", errors="replace")
+        return text
