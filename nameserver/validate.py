@@ -130,7 +130,7 @@ def _check_node(snapshot: ZoneSnapshot, key: bytes, locate: Locator) -> list[Pro
             refuse("CNAME at the zone apex is not allowed (it would hide SOA and NS)", CNAME)
         others = types - {CNAME} - DNSSEC_META
         if others:
-            listed = ", ".join(sorted(type_text(t) for t in others))
+            listed = ", ".join(_located(locate, key, t) for t in sorted(others))
             refuse(f"CNAME cannot coexist with other data ({listed}) (RFC 1034 §3.6.2)", CNAME)
     if SOA in types and not is_apex:
         refuse("SOA is only allowed at the zone apex", SOA)
@@ -147,6 +147,12 @@ def _check_node(snapshot: ZoneSnapshot, key: bytes, locate: Locator) -> list[Pro
             refuse(f"data at a delegation point other than NS, DS and glue: {listed}", None)
     problems.extend(_check_ancestors(snapshot, key, name, types, locate))
     return problems
+
+
+def _located(locate: Locator, key: bytes, rdtype: int) -> str:
+    """``TXT at file:line`` when the origin of the RRset is known, else just ``TXT``."""
+    where = locate(key, rdtype)
+    return f"{type_text(rdtype)} at {where}" if where else type_text(rdtype)
 
 
 def _check_ancestors(
