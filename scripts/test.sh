@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export DEBIAN_FRONTEND=noninteractive
-packages=(nsd knot knot-dnsutils bind9 bind9-dnsutils bind9-utils dnsperf ldnsutils unbound
+packages=(nsd knot knot-dnsutils knot-dnssecutils bind9 bind9-dnsutils bind9-utils dnsperf ldnsutils unbound
           pdns-server pdns-backend-sqlite3 procps util-linux)
 missing=()
 for p in "${packages[@]}"; do
