@@ -6,6 +6,7 @@ The parser never raises on hostile input: it returns a :class:`Query` (possibly 
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import dns.opcode
@@ -18,6 +19,7 @@ NOTIMP = int(dns.rcode.NOTIMP)
 BADVERS = int(dns.rcode.BADVERS)
 QUERY = int(dns.opcode.QUERY)
 HEADER_LEN = 12
+_COUNTS = struct.Struct("!HHHHH")  # flags and the four section counts
 MAX_NAME = 255
 
 
@@ -50,13 +52,10 @@ def parse_query(data: bytes) -> Query | None:
     """Parse ``data``; None means: send nothing (too short to answer, or a response)."""
     if len(data) < HEADER_LEN:
         return None
-    flags = int.from_bytes(data[2:4], "big")
+    flags, qdcount, ancount, nscount, arcount = _COUNTS.unpack_from(data, 2)
     if flags & 0x8000:
         return None  # QR set: a response, never answered (avoids reflection loops)
     opcode = (flags >> 11) & 0xF
-    qdcount, ancount, nscount, arcount = (
-        int.from_bytes(data[i : i + 2], "big") for i in range(4, 12, 2)
-    )
     header = _Header(data[:2], flags, opcode)
     if qdcount != 1:
         return header.failed(FORMERR if opcode == QUERY else NOTIMP)
