@@ -19,9 +19,16 @@ from nameserver.changeset import Changeset
 from nameserver.errors import Problem, UnknownZoneError, ZoneExistsError, ZoneValidationError
 from nameserver.records import Record, dedupe
 from nameserver.serial import Clock, SerialPolicy, next_serial, serial_gt
-from nameserver.snapshot import ZoneSnapshot
+from nameserver.snapshot import ZoneSnapshot, record_row
 from nameserver.store import Store
-from nameserver.validate import SIGNER_TYPES, Locator, check_change, check_records, check_zone
+from nameserver.validate import (
+    SIGNER_TYPES,
+    Locator,
+    check_change,
+    check_records,
+    check_rows,
+    check_zone,
+)
 from nameserver.wirename import key_of
 
 SOA = int(dns.rdatatype.SOA)
@@ -72,9 +79,10 @@ class ZoneEditor:
             kept = [r for r in records if r.rdtype not in SIGNER_TYPES]
             dropped, records = len(records) - len(kept), kept
         records = dedupe(records)
-        _refuse(origin, check_records(origin, records, locate))
+        rows = [record_row(r) for r in records]
+        _refuse(origin, check_rows(key_of(origin), rows, locate))
         if not self.store.has_zone(origin):
-            snapshot = ZoneSnapshot.from_records(origin, records)
+            snapshot = ZoneSnapshot.from_rows(origin, rows)
             _refuse(origin, check_zone(snapshot, locate))
             serial = int(_soa_rdata(_soa_record(records, origin)).serial)
             cs = self._changeset(origin, None, serial, (), tuple(_soa_first(records)), author)

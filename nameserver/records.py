@@ -111,10 +111,18 @@ def parse_record(
 
 def dedupe(records: Iterable[Record]) -> list[Record]:
     """Drop repeated RRs (same owner, type and rdata), keeping the first; order is kept."""
-    seen: set[tuple[dns.name.Name, int, dns.rdata.Rdata]] = set()
+    seen: set[tuple[bytes, int, bytes]] = set()
     out: list[Record] = []
     for r in records:
-        if r.identity not in seen:
-            seen.add(r.identity)
+        key = identity_key(r)
+        if key not in seen:
+            seen.add(key)
             out.append(r)
     return out
+
+
+def identity_key(record: Record) -> tuple[bytes, int, bytes]:
+    """:attr:`Record.identity` as bytes, cheap to hash: lowercased owner, type and the
+    canonical rdata (RFC 4034 §6.2: names in rdata of the old types compare lowercased)."""
+    owner = record.name.canonicalize().to_wire() or b"\x00"
+    return (owner, record.rdtype, record.rdata.to_digestable())

@@ -10,8 +10,15 @@ import dns.rdatatype
 
 from nameserver.errors import Problem
 from nameserver.records import MAX_TTL, Record, type_text
-from nameserver.snapshot import ZoneSnapshot
-from nameserver.wirename import WILDCARD_LABEL, ancestors, is_below_or_at, key_of, to_text
+from nameserver.snapshot import WireRow, ZoneSnapshot, record_row
+from nameserver.wirename import (
+    WILDCARD_LABEL,
+    ancestors,
+    is_below_or_at,
+    key_of,
+    lower,
+    to_text,
+)
 
 T = dns.rdatatype
 SOA, NS, CNAME, DNAME, DS = int(T.SOA), int(T.NS), int(T.CNAME), int(T.DNAME), int(T.DS)
@@ -35,38 +42,43 @@ def _nowhere(_key: bytes, _rdtype: int | None) -> str | None:
 def check_records(
     origin: dns.name.Name, records: Iterable[Record], locate: Locator = _nowhere
 ) -> list[Problem]:
-    """Rules on the records themselves: inside the zone, TTL range and agreement within an
-    RRset, one RR for singleton types, and no signer-owned types."""
+    """Rules on the records themselves (see :func:`check_rows`)."""
+    return check_rows(key_of(origin), [record_row(r) for r in records], locate)
+
+
+def check_rows(origin: bytes, rows: Iterable[WireRow], locate: Locator = _nowhere) -> list[Problem]:
+    """Rules on the records themselves, as wire rows: inside the zone ``origin`` (a key),
+    TTL range and agreement within an RRset, one RR for singleton types, and no
+    signer-owned types. Works on bytes so a 100k-record import is checked quickly."""
     problems: list[Problem] = []
-    ttls: dict[tuple[dns.name.Name, int], int] = {}
-    counts: dict[tuple[dns.name.Name, int], int] = {}
-    for r in records:
-        key = key_of(r.name)
-        where = locate(key, r.rdtype)
-        tname = type_text(r.rdtype)
-        if not r.name.is_subdomain(origin):
-            problems.append(Problem(f"{tname} is outside the zone {origin}", str(r.name), where))
+    ttls: dict[tuple[bytes, int], int] = {}
+    counts: dict[tuple[bytes, int], int] = {}
+    for owner, rdtype, ttl, _rdata in rows:
+        key = lower(owner)
+        rrset = (key, rdtype)
+
+        def refuse(message: str, key: bytes = key, owner: bytes = owner, t: int = rdtype) -> None:
+            problems.append(Problem(message, to_text(owner), locate(key, t)))
+
+        if not is_below_or_at(key, origin):
+            refuse(f"{type_text(rdtype)} is outside the zone {to_text(origin)}")
             continue
-        if not 0 <= r.ttl <= MAX_TTL:
-            msg = f"{tname} TTL {r.ttl} is outside 0..{MAX_TTL} (RFC 2181 §8)"
-            problems.append(Problem(msg, str(r.name), where))
-        if r.rdtype in SIGNER_TYPES:
-            msg = (
-                f"{tname} records belong to the signer, not to zone data: remove them "
-                "(zone files from a signed zone: import with --strip-dnssec)"
+        if not 0 <= ttl <= MAX_TTL:
+            refuse(f"{type_text(rdtype)} TTL {ttl} is outside 0..{MAX_TTL} (RFC 2181 §8)")
+        if rdtype in SIGNER_TYPES:
+            refuse(
+                f"{type_text(rdtype)} records belong to the signer, not to zone data: remove "
+                "them (zone files from a signed zone: import with --strip-dnssec)"
             )
-            problems.append(Problem(msg, str(r.name), where))
-        rrset = (r.name, r.rdtype)
-        first = ttls.setdefault(rrset, r.ttl)
-        if first != r.ttl:
-            msg = (
-                f"{tname} TTL {r.ttl} differs from {first} of the same RRset; all RRs of an "
-                "RRset share one TTL (RFC 2181 §5.2)"
+        first = ttls.setdefault(rrset, ttl)
+        if first != ttl:
+            refuse(
+                f"{type_text(rdtype)} TTL {ttl} differs from {first} of the same RRset; all "
+                "RRs of an RRset share one TTL (RFC 2181 §5.2)"
             )
-            problems.append(Problem(msg, str(r.name), where))
         counts[rrset] = counts.get(rrset, 0) + 1
-        if r.rdtype in SINGLETONS and counts[rrset] == 2:
-            problems.append(Problem(f"more than one {tname} record", str(r.name), where))
+        if rdtype in SINGLETONS and counts[rrset] == 2:
+            refuse(f"more than one {type_text(rdtype)} record")
     return problems
 
 
@@ -117,13 +129,12 @@ def _check_node(snapshot: ZoneSnapshot, key: bytes, locate: Locator) -> list[Pro
     node = snapshot.node(key)
     if node is None:
         return []
-    name = to_text(node.owner)
     types = set(node.rrsets)
     is_apex = key == snapshot.origin
     problems: list[Problem] = []
 
     def refuse(message: str, rdtype: int | None) -> None:
-        problems.append(Problem(message, name, locate(key, rdtype)))
+        problems.append(Problem(message, to_text(node.owner), locate(key, rdtype)))
 
     if CNAME in types:
         if is_apex:
@@ -145,7 +156,7 @@ def _check_node(snapshot: ZoneSnapshot, key: bytes, locate: Locator) -> list[Pro
         if stray:
             listed = ", ".join(sorted(type_text(t) for t in stray))
             refuse(f"data at a delegation point other than NS, DS and glue: {listed}", None)
-    problems.extend(_check_ancestors(snapshot, key, name, types, locate))
+    problems.extend(_check_ancestors(snapshot, key, node.owner, types, locate))
     return problems
 
 
@@ -156,7 +167,7 @@ def _located(locate: Locator, key: bytes, rdtype: int) -> str:
 
 
 def _check_ancestors(
-    snapshot: ZoneSnapshot, key: bytes, name: str, types: set[int], locate: Locator
+    snapshot: ZoneSnapshot, key: bytes, owner: bytes, types: set[int], locate: Locator
 ) -> list[Problem]:
     for up in ancestors(key, snapshot.origin):
         above = snapshot.node(up)
@@ -164,7 +175,7 @@ def _check_ancestors(
             continue
         if DNAME in above.rrsets:
             msg = f"no data may exist below the DNAME at {to_text(above.owner)} (RFC 6672 §2.4)"
-            return [Problem(msg, name, locate(key, None))]
+            return [Problem(msg, to_text(owner), locate(key, None))]
         if up != snapshot.origin and NS in above.rrsets:
             stray = types - ADDRESS_TYPES
             if stray:
@@ -173,5 +184,5 @@ def _check_ancestors(
                     f"{listed} below the delegation at {to_text(above.owner)}: only glue "
                     "(A/AAAA) may exist below a zone cut"
                 )
-                return [Problem(msg, name, locate(key, None))]
+                return [Problem(msg, to_text(owner), locate(key, None))]
     return []

@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 import click
 import dns.name
 import dns.rdatatype
-from nameserver.zonefile import read_zone_file, write_zone_file
 
 from nameserver.changeset import Changeset
 from nameserver.editor import Author, ZoneEditor
@@ -33,6 +32,7 @@ from nameserver.serial import SerialPolicy
 from nameserver.server import ServerConfig, parse_listen, serve
 from nameserver.store import Store
 from nameserver.wirename import key_of
+from nameserver.zonefile import read_zone_file, write_zone_file
 from zonefan.settings import command_defaults, load_config, resolve_db
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -194,11 +194,9 @@ def zone_import(
     except NameserverError as e:
         raise click.ClickException(str(e)) from e
     where: dict[tuple[bytes, int | None], str] = {}
-    for r in parsed.records:
-        loc = parsed.where_of(r)
-        if loc:
-            where.setdefault((key_of(r.name), r.rdtype), loc)
-            where.setdefault((key_of(r.name), None), loc)
+    for (owner, rdtype, _rdata), loc in parsed.where.items():
+        where.setdefault((key_of(owner), rdtype), loc)
+        where.setdefault((key_of(owner), None), loc)
     policy = SerialPolicy(serial_policy) if serial_policy else None
     with open_store(ctx) as store:
         editor = ZoneEditor(store)
