@@ -138,19 +138,44 @@ class ZoneEditor:
     ) -> Changeset:
         """Remove then add RRs; removing an absent RR or adding a present one is a no-op,
         so the changeset says exactly what changed. SOA edits keep our serial rule."""
-        info = self.store.zone_info(origin)
+        return self._change(origin, self.store.records(origin), list(remove), add, author)
+
+    def set_rrset(
+        self,
+        origin: dns.name.Name,
+        name: dns.name.Name,
+        rdtype: int,
+        records: Sequence[Record],
+        author: Author,
+    ) -> Changeset:
+        """Replace the whole RRset ``name``/``rdtype`` with ``records`` (empty: delete it)."""
         current = self.store.records(origin)
+        old = [r for r in current if r.name == name and r.rdtype == rdtype]
+        return self._change(origin, current, old, records, author)
+
+    def _change(
+        self,
+        origin: dns.name.Name,
+        current: Sequence[Record],
+        remove: Sequence[Record],
+        add: Iterable[Record],
+        author: Author,
+    ) -> Changeset:
+        info = self.store.zone_info(origin)
         by_identity = {r.identity: r for r in current}
         add = dedupe(add)
         new_soa = next((r for r in add if r.rdtype == SOA), None)
-        removed = [by_identity[r.identity] for r in dedupe(remove) if r.identity in by_identity]
-        removed = [r for r in removed if r.rdtype != SOA]
-        gone = {r.identity for r in removed}
-        added = [
-            r
-            for r in add
-            if r.rdtype != SOA and (r.identity not in by_identity or r.identity in gone)
+        wanted = {r.identity: r for r in add if r.rdtype != SOA}
+        # An RR removed and added back with the same TTL does not change.
+        removed = [
+            by_identity[r.identity]
+            for r in dedupe(remove)
+            if r.rdtype != SOA
+            and r.identity in by_identity
+            and not (r.identity in wanted and wanted[r.identity].ttl == by_identity[r.identity].ttl)
         ]
+        gone = {r.identity for r in removed}
+        added = [r for i, r in wanted.items() if i not in by_identity or i in gone]
         given = _soa_rdata(new_soa) if new_soa else None
         serial = _next_serial_for(info.serial, info.serial_policy, given, self.clock)
         old_soa = _soa_record(current, origin)
@@ -165,18 +190,6 @@ class ZoneEditor:
                 str(origin), [Problem("the change changes nothing (the records are as asked)")]
             )
         return self._validated_commit(origin, cs)
-
-    def set_rrset(
-        self,
-        origin: dns.name.Name,
-        name: dns.name.Name,
-        rdtype: int,
-        records: Sequence[Record],
-        author: Author,
-    ) -> Changeset:
-        """Replace the whole RRset ``name``/``rdtype`` with ``records`` (empty: delete it)."""
-        current = [r for r in self.store.records(origin) if r.name == name and r.rdtype == rdtype]
-        return self.change_records(origin, current, records, author)
 
     # -- plumbing -------------------------------------------------------------------------
 

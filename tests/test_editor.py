@@ -98,3 +98,18 @@ def test_rollback_restores_an_earlier_version(editor: ZoneEditor) -> None:
     cs = editor.rollback(ORIGIN, 2026010101, Author("tester"))
     assert texts(editor) == original
     assert cs.serial_after == 2026010104 and "rollback to serial 2026010101" in cs.message
+
+
+def test_setting_an_rrset_to_what_it_is_changes_nothing(editor: ZoneEditor) -> None:
+    name = dns.name.from_text("host", ORIGIN)
+    with pytest.raises(ZoneValidationError, match="changes nothing"):
+        editor.set_rrset(ORIGIN, name, 1, [rr("host", 3600, "A", "192.0.2.3")], WHO)
+    cs = editor.set_rrset(
+        ORIGIN,
+        name,
+        1,
+        [rr("host", 3600, "A", "192.0.2.3"), rr("host", 3600, "A", "192.0.2.4")],
+        WHO,
+    )
+    assert [r.to_text(ORIGIN) for r in cs.removed if r.rdtype != 6] == []
+    assert [r.to_text(ORIGIN) for r in cs.added if r.rdtype != 6] == ["host 3600 IN A 192.0.2.4"]
