@@ -16,7 +16,7 @@ import dns.name
 from nameserver.errors import JournalError
 from nameserver.snapshot import ZoneSnapshot
 from nameserver.store import Store
-from nameserver.wirename import key_of
+from nameserver.wirename import key_of, to_text
 from nameserver.zones import ZoneRegistry
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class StoreFollower:
         for origin, snapshot in updates:
             if snapshot is None:
                 self._registry.remove(origin)
-                log.info("zone %s removed", snapshot)
+                log.info("zone %s removed", to_text(origin))
             else:
                 self._registry.install(snapshot)
                 log.info("serving %s serial %d", snapshot.origin_name, snapshot.serial)

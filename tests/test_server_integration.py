@@ -380,3 +380,34 @@ def test_ipv6_loopback(served: Served) -> None:
     assert t.answer == m.answer
     d = dig("::1", port6, served.host_name, "A")
     assert d.status == "NOERROR" and "aa" in d.flags, d.text
+
+
+# -- many zones ----------------------------------------------------------------------------
+
+
+def _wait_rcode(server: ZonefanServer, name: str, rcode: int) -> bool:
+    deadline = time.monotonic() + LIVE_DEADLINE
+    while time.monotonic() < deadline:
+        if server.query(name, "SOA").rcode() == rcode:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_zones_added_and_deleted_while_serving(served: Served, tmp_path: Path) -> None:
+    other = tmp_path / "second.test.zone"
+    other.write_text(
+        "$ORIGIN second.test.\n$TTL 300\n"
+        "@ SOA ns1 hostmaster 7 3600 600 86400 60\n@ NS ns1\nns1 A 192.0.2.7\n"
+    )
+    server = served.server
+    assert server.query("second.test.", "SOA").rcode() == dns.rcode.REFUSED
+    server.cli("zone", "import", str(other))
+    assert _wait_rcode(server, "second.test.", dns.rcode.NOERROR), "new zone not served"
+    m = server.query("ns1.second.test.", "A")
+    assert m.flags & dns.flags.AA and m.answer[0][0].to_text() == "192.0.2.7"
+    # The first zone is still served alongside.
+    assert server.query(served.origin, "SOA").rcode() == dns.rcode.NOERROR
+    server.cli("zone", "delete", "second.test.", "--yes")
+    assert _wait_rcode(server, "second.test.", dns.rcode.REFUSED), "deleted zone still served"
+    assert server.query(served.origin, "SOA").rcode() == dns.rcode.NOERROR
