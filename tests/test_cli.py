@@ -131,3 +131,10 @@ def test_serial_policy_option(db: Path) -> None:
     assert info["serial_policy"] == "unixtime"
     run(db, "record", "add", "example.test", "t", "300", "TXT", "hello")
     assert serial(db) > 1_700_000_000
+
+
+def test_author_comes_from_flag_or_zonefan_author(db: Path) -> None:
+    run(db, "zone", "import", str(EXAMPLE), env={"ZONEFAN_AUTHOR": "ops@example"})
+    run(db, "record", "add", "example.test", "a1", "300", "A", "192.0.2.1", "--author", "alice")
+    history = json.loads(run(db, "zone", "history", "example.test", "--json").output)
+    assert [h["author"] for h in history] == ["ops@example", "alice"]

@@ -50,6 +50,7 @@ def author_options(f: F) -> F:
     f = click.option("--message", "-m", default="", help="Why: kept in the zone's history.")(f)
     return click.option(
         "--author",
+        envvar="ZONEFAN_AUTHOR",
         default=None,
         help="Who makes the change (default: user@host). Env: ZONEFAN_AUTHOR.",
     )(f)
