@@ -138,3 +138,12 @@ def test_author_comes_from_flag_or_zonefan_author(db: Path) -> None:
     run(db, "record", "add", "example.test", "a1", "300", "A", "192.0.2.1", "--author", "alice")
     history = json.loads(run(db, "zone", "history", "example.test", "--json").output)
     assert [h["author"] for h in history] == ["ops@example", "alice"]
+
+
+def test_serve_listen_comes_from_env_and_config_sections(db: Path, tmp_path: Path) -> None:
+    result = run(db, "serve", ok=False, env={"ZONEFAN_SERVE_LISTEN": "not-an-address"})
+    assert "'not-an-address' must be ADDR:PORT" in result.output
+    config = tmp_path / "z.toml"
+    config.write_text('[serve]\nlisten = ["also-bad"]\n')
+    result = CliRunner().invoke(main, ["--db", str(db), "--config", str(config), "serve"])
+    assert result.exit_code != 0 and "'also-bad' must be ADDR:PORT" in result.output
