@@ -138,7 +138,7 @@ class ZoneEditor:
     ) -> Changeset:
         """Remove then add RRs; removing an absent RR or adding a present one is a no-op,
         so the changeset says exactly what changed. SOA edits keep our serial rule."""
-        return self._change(origin, self.store.records(origin), list(remove), add, author)
+        return self._change(origin, self._snapshot(origin), list(remove), add, author)
 
     def set_rrset(
         self,
@@ -149,55 +149,69 @@ class ZoneEditor:
         author: Author,
     ) -> Changeset:
         """Replace the whole RRset ``name``/``rdtype`` with ``records`` (empty: delete it)."""
-        current = self.store.records(origin)
-        old = [r for r in current if r.name == name and r.rdtype == rdtype]
-        return self._change(origin, current, old, records, author)
+        snapshot = self._snapshot(origin)
+        return self._change(origin, snapshot, snapshot.rrset_records(name, rdtype), records, author)
 
     def _change(
         self,
         origin: dns.name.Name,
-        current: Sequence[Record],
+        snapshot: ZoneSnapshot,
         remove: Sequence[Record],
         add: Iterable[Record],
         author: Author,
     ) -> Changeset:
-        info = self.store.zone_info(origin)
-        by_identity = {r.identity: r for r in current}
+        """Only the RRsets a change touches are decoded; ``snapshot.serial`` is the version
+        the change is computed against, so the store refuses it if the zone moved since."""
+        rrsets: dict[tuple[dns.name.Name, int], dict[object, Record]] = {}
+
+        def stored(r: Record) -> Record | None:
+            rrset = (r.name, r.rdtype)
+            if rrset not in rrsets:
+                found = snapshot.rrset_records(r.name, r.rdtype)
+                rrsets[rrset] = {x.identity: x for x in found}
+            return rrsets[rrset].get(r.identity)
+
         add = dedupe(add)
         new_soa = next((r for r in add if r.rdtype == SOA), None)
         wanted = {r.identity: r for r in add if r.rdtype != SOA}
-        # An RR removed and added back with the same TTL does not change.
-        removed = [
-            by_identity[r.identity]
-            for r in dedupe(remove)
-            if r.rdtype != SOA
-            and r.identity in by_identity
-            and not (r.identity in wanted and wanted[r.identity].ttl == by_identity[r.identity].ttl)
-        ]
+        removed = []
+        for r in dedupe(remove):
+            old = stored(r) if r.rdtype != SOA else None
+            again = wanted.get(r.identity)
+            # An RR removed and added back with the same TTL does not change.
+            if old is not None and not (again is not None and again.ttl == old.ttl):
+                removed.append(old)
         gone = {r.identity for r in removed}
-        added = [r for i, r in wanted.items() if i not in by_identity or i in gone]
+        added = [r for i, r in wanted.items() if stored(r) is None or i in gone]
+        policy = self.store.zone_info(origin).serial_policy
         given = _soa_rdata(new_soa) if new_soa else None
-        serial = _next_serial_for(info.serial, info.serial_policy, given, self.clock)
-        old_soa = _soa_record(current, origin)
+        serial = _next_serial_for(snapshot.serial, policy, given, self.clock)
+        old_soa = _soa_record(snapshot.rrset_records(origin, SOA), origin)
         # The RRs an added one joins: its TTL must match theirs (RFC 2181 §5.2).
-        joined = {(r.name, r.rdtype) for r in added}
-        staying = [r for r in current if (r.name, r.rdtype) in joined and r.identity not in gone]
+        staying = [
+            x
+            for r in added
+            for x in rrsets.get((r.name, r.rdtype), {}).values()
+            if x.identity not in gone
+        ]
         _refuse(origin, check_records(origin, [*staying, *added, new_soa or old_soa]))
-        serials = (info.serial, serial)
+        serials = (snapshot.serial, serial)
         cs = self._plan_edit(origin, serials, (removed, added), old_soa, new_soa or old_soa, author)
         if cs.is_empty and new_soa is None:
             raise ZoneValidationError(
                 str(origin), [Problem("the change changes nothing (the records are as asked)")]
             )
-        return self._validated_commit(origin, cs)
+        return self._validated_commit(origin, cs, snapshot)
 
     # -- plumbing -------------------------------------------------------------------------
 
     def _snapshot(self, origin: dns.name.Name) -> ZoneSnapshot:
         return ZoneSnapshot.from_rows(origin, self.store.rows(origin))
 
-    def _validated_commit(self, origin: dns.name.Name, cs: Changeset) -> Changeset:
-        snapshot = self._snapshot(origin).patched(cs.removed, cs.added)
+    def _validated_commit(
+        self, origin: dns.name.Name, cs: Changeset, before: ZoneSnapshot | None = None
+    ) -> Changeset:
+        snapshot = (before or self._snapshot(origin)).patched(cs.removed, cs.added)
         touched = {key_of(r.name) for r in (*cs.removed, *cs.added)}
         _refuse(origin, check_change(snapshot, touched))
         return self.store.commit(cs)

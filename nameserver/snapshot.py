@@ -178,6 +178,15 @@ class ZoneSnapshot:
         node = self._nodes.get(key)
         return node.rrsets.get(rdtype) if node else None
 
+    def rrset_records(self, name: dns.name.Name, rdtype: int) -> list[Record]:
+        """The RRs of one RRset as :class:`Record` objects (empty when absent)."""
+        node = self._nodes.get(key_of(name))
+        rs = node.rrsets.get(rdtype) if node else None
+        if node is None or rs is None:
+            return []
+        owner = dns.name.from_wire(node.owner, 0)[0]
+        return [Record(owner, rs.ttl, decode_rdata(rdtype, w)) for w in rs.rdatas]
+
     def __len__(self) -> int:
         return sum(len(rs.rdatas) for n in self._nodes.values() for rs in n.rrsets.values())
 
