@@ -89,16 +89,15 @@ class ZoneEditor:
             return Plan(cs, dropped)
         info = self.store.zone_info(origin)
         current = self.store.records(origin)
+        old_soa = _soa_record(current, origin)
+        before = int(_soa_rdata(old_soa).serial)  # the version the diff is against
         new_soa = _soa_record(records, origin)
         serial = _next_serial_for(
-            info.serial, policy or info.serial_policy, _soa_rdata(new_soa), self.clock
+            before, policy or info.serial_policy, _soa_rdata(new_soa), self.clock
         )
         wanted = [r for r in records if r.rdtype != SOA]
         removed, added = _difference(current, wanted)
-        old_soa = _soa_record(current, origin)
-        cs = self._plan_edit(
-            origin, (info.serial, serial), (removed, added), old_soa, new_soa, author
-        )
+        cs = self._plan_edit(origin, (before, serial), (removed, added), old_soa, new_soa, author)
         snapshot = self._snapshot(origin).patched(cs.removed, cs.added)
         _refuse(origin, check_zone(snapshot, locate))
         return Plan(cs, dropped)
@@ -113,17 +112,18 @@ class ZoneEditor:
     def rollback(self, origin: dns.name.Name, serial: int, author: Author) -> Changeset:
         """A new version whose data equals the version at ``serial`` (its SOA fields too),
         with a serial greater than the current one."""
-        info = self.store.zone_info(origin)
+        policy = self.store.zone_info(origin).serial_policy
         target = self.store.records_at(origin, serial)
         target_soa = _soa_record(target, origin)
-        new_serial = _next_serial_for(info.serial, info.serial_policy, None, self.clock)
         current = self.store.records(origin)
+        old_soa = _soa_record(current, origin)
+        before = int(_soa_rdata(old_soa).serial)  # the version the diff is against
+        new_serial = _next_serial_for(before, policy, None, self.clock)
         wanted = [r for r in target if r.rdtype != SOA]
         removed, added = _difference(current, wanted)
         if not author.message:
             author = Author(author.name, f"rollback to serial {serial}")
-        old_soa = _soa_record(current, origin)
-        serials = (info.serial, new_serial)
+        serials = (before, new_serial)
         cs = self._plan_edit(origin, serials, (removed, added), old_soa, target_soa, author)
         return self._validated_commit(origin, cs)
 
