@@ -32,9 +32,3 @@ class Changeset:
     def is_empty(self) -> bool:
         """True when nothing but the SOA changes."""
         return not any(r.rdtype != dns.rdatatype.SOA for r in (*self.removed, *self.added))
-
-    def inverted(self) -> tuple[tuple[Record, ...], tuple[Record, ...]]:
-        """(removed, added) of the change that undoes this one, SOAs excluded."""
-        keep = [r for r in self.added if r.rdtype != dns.rdatatype.SOA]
-        back = [r for r in self.removed if r.rdtype != dns.rdatatype.SOA]
-        return tuple(keep), tuple(back)

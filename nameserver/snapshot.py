@@ -169,10 +169,6 @@ class ZoneSnapshot:
         """True when the name owns data or is an empty non-terminal."""
         return key in self._nodes or key in self._below
 
-    def has_descendants(self, key: bytes) -> bool:
-        """True when some name below ``key`` owns data."""
-        return key in self._below
-
     def rrset(self, key: bytes, rdtype: int) -> RRsetData | None:
         """The RRset of ``rdtype`` at ``key``, if any."""
         node = self._nodes.get(key)

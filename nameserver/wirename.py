@@ -58,11 +58,6 @@ def ancestors(key: bytes, stop: bytes) -> list[bytes]:
     return out
 
 
-def label_count(wire: bytes) -> int:
-    """Number of labels, not counting the root label."""
-    return len(label_starts(wire)) - 1
-
-
 def to_text(wire: bytes) -> str:
     """Presentation form, for messages."""
     return str(dns.name.from_wire(wire, 0)[0])
