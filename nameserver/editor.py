@@ -16,7 +16,7 @@ import dns.rdatatype
 import dns.rdtypes.ANY.SOA
 
 from nameserver.changeset import Changeset
-from nameserver.errors import Problem, UnknownZoneError, ZoneExistsError, ZoneValidationError
+from nameserver.errors import Problem, ZoneValidationError
 from nameserver.records import Record, dedupe
 from nameserver.serial import Clock, SerialPolicy, next_serial, serial_gt
 from nameserver.snapshot import ZoneSnapshot, record_row
@@ -32,7 +32,6 @@ from nameserver.validate import (
 from nameserver.wirename import key_of
 
 SOA = int(dns.rdatatype.SOA)
-Identity = tuple[dns.name.Name, int, object]
 
 
 @dataclass(frozen=True)
@@ -296,6 +295,3 @@ def _next_serial_for(
     if given is not None and serial_gt(given.serial, serial):
         return int(given.serial)
     return serial
-
-
-__all__ = ["Author", "Plan", "UnknownZoneError", "ZoneEditor", "ZoneExistsError"]
