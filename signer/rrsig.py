@@ -1,0 +1,240 @@
+"""RRSIG creation (RFC 4034 section 3, RFC 6840 section 5.1).
+
+The signed data of RFC 4034 section 3.1.8.1 is built directly as bytes::
+
+    RRSIG_RDATA (without the signature) | RR(1) | RR(2) | ...
+
+where every RR is ``owner | type | class | original TTL | RDLENGTH | RDATA`` in
+canonical form (RFC 4034 section 6.2): the owner name in lowercase uncompressed wire
+form, and the RDATA with embedded domain names lowercased only for the RR types that
+RFC 4034 section 6.2 lists, as amended by RFC 6840 section 5.1 (NSEC removed; HINFO
+carries no names).  The RRs are sorted by their canonical RDATA and duplicates are
+dropped (RFC 4034 section 6.3).  Only the signature itself is made by
+:meth:`signer.keys.KeyPair.sign`.
+"""
+
+from __future__ import annotations
+
+import struct
+import weakref
+from collections.abc import Iterable, Sequence
+
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+from dns.rdtypes.ANY.RRSIG import RRSIG
+
+from signer.errors import SignerError
+from signer.keys import KeyPair
+
+__all__ = [
+    "LOWERCASE_RDATA_TYPES",
+    "InvalidRRsetError",
+    "cached_key_tag",
+    "canonical_rdata",
+    "label_count",
+    "make_rrsig",
+    "sign_canonical",
+    "sign_rrset",
+    "type_text",
+]
+
+_IN = dns.rdataclass.IN
+_RRSIG = dns.rdatatype.RRSIG
+_UINT32 = 1 << 32
+
+#: RR types whose embedded domain names are lowercased in the canonical form:
+#: RFC 4034 section 6.2 minus NSEC (RFC 6840 section 5.1) and HINFO (no names).
+LOWERCASE_RDATA_TYPES: frozenset[int] = frozenset(
+    {
+        2,  # NS
+        3,  # MD
+        4,  # MF
+        5,  # CNAME
+        6,  # SOA
+        7,  # MB
+        8,  # MG
+        9,  # MR
+        12,  # PTR
+        14,  # MINFO
+        15,  # MX
+        17,  # RP
+        18,  # AFSDB
+        21,  # RT
+        24,  # SIG
+        26,  # PX
+        30,  # NXT
+        33,  # SRV
+        35,  # NAPTR
+        36,  # KX
+        38,  # A6
+        39,  # DNAME
+        46,  # RRSIG
+    }
+)
+
+
+_KEY_TAGS: weakref.WeakKeyDictionary[KeyPair, int] = weakref.WeakKeyDictionary()
+
+
+class InvalidRRsetError(SignerError):
+    """An RRset that cannot be signed (bad TTL, times, rdata or owner name)."""
+
+
+def type_text(rdtype: int) -> str:
+    """Mnemonic of an RR type number, e.g. ``MX`` or ``TYPE65534``."""
+    return dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype))
+
+
+def canonical_rdata(rdtype: int, wire: bytes) -> bytes:
+    """Canonical form (RFC 4034 section 6.2) of uncompressed rdata ``wire`` of ``rdtype``.
+
+    Rdata of types outside :data:`LOWERCASE_RDATA_TYPES`, or without any uppercase
+    ASCII letter, is already canonical and returned unchanged (no parsing).
+    """
+    if rdtype not in LOWERCASE_RDATA_TYPES or wire.lower() == wire:
+        return wire
+    try:
+        rdata = dns.rdata.from_wire(_IN, dns.rdatatype.RdataType.make(rdtype), wire, 0, len(wire))
+    except Exception as exc:
+        raise InvalidRRsetError(
+            f"{type_text(rdtype)} rdata is not valid uncompressed wire form: {exc}"
+        ) from exc
+    return rdata.to_digestable()
+
+
+def label_count(owner: dns.name.Name) -> int:
+    """RRSIG Labels field: labels of ``owner`` without the root and a leading ``*``."""
+    labels = len(owner.labels) - 1 if owner.is_absolute() else len(owner.labels)
+    if owner.is_wild():
+        labels -= 1
+    return labels
+
+
+def cached_key_tag(key: KeyPair) -> int:
+    """``key.key_tag()``, cached per KeyPair object (it re-encodes the DNSKEY)."""
+    tag = _KEY_TAGS.get(key)
+    if tag is None:
+        tag = key.key_tag()
+        _KEY_TAGS[key] = tag
+    return tag
+
+
+def _check_time(value: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidRRsetError(f"RRSIG {what} {value!r} must be a non-negative POSIX time")
+    return value % _UINT32
+
+
+def sign_canonical(
+    owner_wire: bytes,
+    labels: int,
+    rdtype: int,
+    ttl: int,
+    rdatas: Iterable[bytes],
+    signer_wire: bytes,
+    key: KeyPair,
+    key_tag: int,
+    inception: int,
+    expiration: int,
+) -> bytes:
+    """Low-level signer for hot loops: return only the signature bytes.
+
+    ``owner_wire`` and ``signer_wire`` must be lowercase uncompressed wire names,
+    ``rdatas`` already canonical (see :func:`canonical_rdata`), ``inception`` and
+    ``expiration`` already reduced modulo 2**32.  Sorting and de-duplication of
+    ``rdatas`` happen here.
+    """
+    parts = [
+        struct.pack("!HBBIIIH", rdtype, key.algorithm, labels, ttl, expiration, inception, key_tag),
+        signer_wire,
+    ]
+    prefix = owner_wire + struct.pack("!HHI", rdtype, _IN, ttl)
+    pack_len = struct.Struct("!H").pack
+    for rdata in sorted(set(rdatas)):
+        parts.append(prefix)
+        parts.append(pack_len(len(rdata)))
+        parts.append(rdata)
+    return key.sign(b"".join(parts))
+
+
+def sign_rrset(
+    owner: dns.name.Name,
+    rdtype: int,
+    ttl: int,
+    rdatas: Sequence[bytes],
+    signer: dns.name.Name,
+    key: KeyPair,
+    inception: int,
+    expiration: int,
+) -> RRSIG:
+    """Sign one RRset of class IN and return the RRSIG rdata.
+
+    ``rdatas`` are the RRs' rdata in uncompressed wire form (any case; they are
+    canonicalised here).  ``owner`` and ``signer`` must be absolute; ``owner`` may
+    be a wildcard (``*.example.``), which reduces the Labels field by one.
+    ``inception``/``expiration`` are POSIX times, stored modulo 2**32 (RFC 4034
+    section 3.1.5 serial number arithmetic).
+    """
+    if not owner.is_absolute() or not signer.is_absolute():
+        raise InvalidRRsetError(f"owner {owner} and signer {signer} must be absolute names")
+    if not owner.is_subdomain(signer):
+        raise InvalidRRsetError(f"owner {owner} is not in the signer's zone {signer}")
+    if rdtype == _RRSIG:
+        raise InvalidRRsetError("RRSIG RRsets are never signed (RFC 4035 section 2.2)")
+    if not rdatas:
+        raise InvalidRRsetError(f"empty RRset {owner} {type_text(rdtype)}")
+    if isinstance(ttl, bool) or not 0 <= ttl < (1 << 31):
+        raise InvalidRRsetError(f"TTL {ttl!r} must be between 0 and 2147483647")
+    if not 0 < rdtype < 65536:
+        raise InvalidRRsetError(f"RR type {rdtype!r} must be between 1 and 65535")
+    inc = _check_time(inception, "inception")
+    exp = _check_time(expiration, "expiration")
+    if expiration <= inception:
+        raise InvalidRRsetError(
+            f"RRSIG expiration {expiration} must be later than inception {inception}"
+        )
+    tag = cached_key_tag(key)
+    signature = sign_canonical(
+        owner.to_digestable(),
+        label_count(owner),
+        rdtype,
+        ttl,
+        (canonical_rdata(rdtype, r) for r in rdatas),
+        signer.to_digestable(),
+        key,
+        tag,
+        inc,
+        exp,
+    )
+    return make_rrsig(
+        rdtype, key.algorithm, label_count(owner), ttl, exp, inc, tag, signer, signature
+    )
+
+
+def make_rrsig(
+    rdtype: int,
+    algorithm: int,
+    labels: int,
+    ttl: int,
+    expiration: int,
+    inception: int,
+    key_tag: int,
+    signer: dns.name.Name,
+    signature: bytes,
+) -> RRSIG:
+    """Build an RRSIG rdata object from its fields."""
+    return RRSIG(  # type: ignore[no-untyped-call]
+        _IN,
+        _RRSIG,
+        rdtype,
+        algorithm,
+        labels,
+        ttl,
+        expiration,
+        inception,
+        key_tag,
+        signer,
+        signature,
+    )
