@@ -169,11 +169,14 @@ class KeyPair:
     algorithm: int
     flags: int
     private_key: PrivateKey = field(repr=False)
+    # The key tag is needed for every RRSIG made; computed once, from the checked key.
+    _key_tag: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         check_algorithm(self.algorithm)
         _check_flags(self.flags)
         _check_key_matches(self.private_key, self.algorithm)
+        object.__setattr__(self, "_key_tag", int(dns.dnssec.key_id(self.dnskey())))
 
     def __repr__(self) -> str:
         return (
@@ -200,7 +203,7 @@ class KeyPair:
 
     def key_tag(self) -> int:
         """The RFC 4034 Appendix B key tag of :meth:`dnskey`."""
-        return int(dns.dnssec.key_id(self.dnskey()))
+        return self._key_tag
 
     def ds(self, origin: dns.name.Name, digest: int = DS_SHA256) -> DS:
         """DS rdata for this key at ``origin``: digest 2 (SHA-256, default) or 4 (SHA-384)."""

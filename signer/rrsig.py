@@ -16,7 +16,6 @@ dropped (RFC 4034 section 6.3).  Only the signature itself is made by
 from __future__ import annotations
 
 import struct
-import weakref
 from collections.abc import Iterable, Sequence
 
 import dns.name
@@ -31,7 +30,6 @@ from signer.keys import KeyPair
 __all__ = [
     "LOWERCASE_RDATA_TYPES",
     "InvalidRRsetError",
-    "cached_key_tag",
     "canonical_rdata",
     "label_count",
     "make_rrsig",
@@ -75,9 +73,6 @@ LOWERCASE_RDATA_TYPES: frozenset[int] = frozenset(
 )
 
 
-_KEY_TAGS: weakref.WeakKeyDictionary[KeyPair, int] = weakref.WeakKeyDictionary()
-
-
 class InvalidRRsetError(SignerError):
     """An RRset that cannot be signed (bad TTL, times, rdata or owner name)."""
 
@@ -110,15 +105,6 @@ def label_count(owner: dns.name.Name) -> int:
     if owner.is_wild():
         labels -= 1
     return labels
-
-
-def cached_key_tag(key: KeyPair) -> int:
-    """``key.key_tag()``, cached per KeyPair object (it re-encodes the DNSKEY)."""
-    tag = _KEY_TAGS.get(key)
-    if tag is None:
-        tag = key.key_tag()
-        _KEY_TAGS[key] = tag
-    return tag
 
 
 def _check_time(value: int, what: str) -> int:
@@ -195,7 +181,7 @@ def sign_rrset(
         raise InvalidRRsetError(
             f"RRSIG expiration {expiration} must be later than inception {inception}"
         )
-    tag = cached_key_tag(key)
+    tag = key.key_tag()
     signature = sign_canonical(
         owner.to_digestable(),
         label_count(owner),

@@ -30,7 +30,7 @@ from dns.rdtypes.ANY.SOA import SOA
 from signer.errors import SignerError
 from signer.keys import KeyPair
 from signer.nsec import NameInfo, authoritative_names, canonical_key, nsec_chain, nsec_ttl
-from signer.rrsig import cached_key_tag, label_count, make_rrsig, sign_canonical, type_text
+from signer.rrsig import label_count, make_rrsig, sign_canonical, type_text
 
 __all__ = ["SignedInputError", "ZoneDataError", "sign_zone"]
 
@@ -198,7 +198,7 @@ def sign_zone(
 
     # RRSIGs.
     signer_wire = origin.to_digestable()
-    tags = {id(k): cached_key_tag(k) for k in keys}
+    tags = {id(k): k.key_tag() for k in keys}
     signatures: list[Record] = []
     for info in infos:
         owner_wire = info.name.to_digestable()
