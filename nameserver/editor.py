@@ -28,6 +28,7 @@ from nameserver.validate import (
     check_records,
     check_rows,
     check_zone,
+    nowhere,
 )
 from nameserver.wirename import key_of
 
@@ -50,10 +51,6 @@ class Plan:
     dropped_dnssec: int = 0
 
 
-def _nowhere(_key: bytes, _rdtype: int | None) -> str | None:
-    return None
-
-
 class ZoneEditor:
     """Validated changes to the zones of one store."""
 
@@ -70,7 +67,7 @@ class ZoneEditor:
         author: Author,
         policy: SerialPolicy | None = None,
         strip_dnssec: bool = False,
-        locate: Locator = _nowhere,
+        locate: Locator = nowhere,
     ) -> Plan:
         """Plan creating ``origin`` from ``records``, or replacing its contents if it exists."""
         dropped = 0

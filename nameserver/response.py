@@ -8,7 +8,7 @@ import struct
 import dns.rdatatype
 
 from nameserver.answer import Answer, Entry
-from nameserver.query import BADVERS, Query
+from nameserver.query import Query
 from nameserver.wirename import lower
 
 # Types whose rdata names may be compressed (RFC 3597 §4): how many fixed octets come before
@@ -171,8 +171,3 @@ def udp_limit(query: Query, server_max: int = ADVERTISED_UDP_SIZE) -> int:
     if query.edns is None:
         return 512
     return max(512, min(query.edns.payload, server_max))
-
-
-def badvers(query: Query) -> bytes:
-    """RFC 6891 §6.1.3: BADVERS with our OPT at version 0."""
-    return render(query, None, BADVERS, MAX_TCP)

@@ -35,18 +35,19 @@ SINGLETONS = (SOA, CNAME, DNAME)
 Locator = Callable[[bytes, int | None], str | None]
 
 
-def _nowhere(_key: bytes, _rdtype: int | None) -> str | None:
+def nowhere(_key: bytes, _rdtype: int | None) -> str | None:
+    """A :data:`Locator` for records with no known origin."""
     return None
 
 
 def check_records(
-    origin: dns.name.Name, records: Iterable[Record], locate: Locator = _nowhere
+    origin: dns.name.Name, records: Iterable[Record], locate: Locator = nowhere
 ) -> list[Problem]:
     """Rules on the records themselves (see :func:`check_rows`)."""
     return check_rows(key_of(origin), [record_row(r) for r in records], locate)
 
 
-def check_rows(origin: bytes, rows: Iterable[WireRow], locate: Locator = _nowhere) -> list[Problem]:
+def check_rows(origin: bytes, rows: Iterable[WireRow], locate: Locator = nowhere) -> list[Problem]:
     """Rules on the records themselves, as wire rows: inside the zone ``origin`` (a key),
     TTL range and agreement within an RRset, one RR for singleton types, and no
     signer-owned types. Works on bytes so a 100k-record import is checked quickly."""
@@ -82,13 +83,13 @@ def check_rows(origin: bytes, rows: Iterable[WireRow], locate: Locator = _nowher
     return problems
 
 
-def check_zone(snapshot: ZoneSnapshot, locate: Locator = _nowhere) -> list[Problem]:
+def check_zone(snapshot: ZoneSnapshot, locate: Locator = nowhere) -> list[Problem]:
     """Every structural rule over the whole zone."""
     return _check(snapshot, list(snapshot.nodes), locate)
 
 
 def check_change(
-    snapshot: ZoneSnapshot, touched: Iterable[bytes], locate: Locator = _nowhere
+    snapshot: ZoneSnapshot, touched: Iterable[bytes], locate: Locator = nowhere
 ) -> list[Problem]:
     """The structural rules a change can break: at the touched names, below any of them
     that now carries NS or DNAME, and at the apex."""

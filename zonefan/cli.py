@@ -22,6 +22,7 @@ from nameserver.editor import Author, ZoneEditor
 from nameserver.errors import NameserverError, RecordSyntaxError
 from nameserver.records import (
     Record,
+    canonical_key,
     parse_name,
     parse_rdata,
     parse_rdtype,
@@ -541,8 +542,6 @@ def _rr_json(r: Record) -> dict[str, Any]:
 
 
 def _ordered(records: Sequence[Record]) -> list[Record]:
-    from nameserver.records import canonical_key
-
     return sorted(records, key=lambda r: (canonical_key(r.name), r.rdtype))
 
 
