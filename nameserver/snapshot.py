@@ -16,13 +16,35 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
+from nameserver.ordered import OrderedOwners
 from nameserver.records import Record, rdata_wire
 from nameserver.wirename import ancestors, key_of, lower
 
 SOA = int(dns.rdatatype.SOA)
+RRSIG = int(dns.rdatatype.RRSIG)
+# RRSIGs are kept per covered type (their TTLs follow the RRset they cover), under keys
+# above the 16-bit type space so they never collide with a real type.
+_SIG_BASE = RRSIG << 16
 
 # (owner wire with original case, type, TTL, rdata wire): the rows the store keeps.
 WireRow = tuple[bytes, int, int, bytes]
+
+
+def sig_key(covered: int) -> int:
+    """The :attr:`Node.rrsets` key of the RRSIGs covering ``covered``."""
+    return _SIG_BASE | covered
+
+
+def is_sig_key(rrset_key: int) -> bool:
+    """True for a :func:`sig_key` (an RRSIG set), False for a data type."""
+    return rrset_key >= _SIG_BASE
+
+
+def rrset_key(rdtype: int, rdata: bytes) -> int:
+    """Where an RR with uncompressed rdata ``rdata`` is kept in :attr:`Node.rrsets`."""
+    if rdtype == RRSIG:
+        return _SIG_BASE | int.from_bytes(rdata[:2], "big")
+    return rdtype
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +58,10 @@ class RRsetData:
 
 @dataclass(frozen=True, slots=True)
 class Node:
-    """The RRsets at one owner name. ``owner`` keeps the case the name was entered with."""
+    """The RRsets at one owner name. ``owner`` keeps the case the name was entered with.
+
+    ``rrsets`` is keyed by type, except RRSIGs, which are keyed by :func:`sig_key` of the
+    type they cover (``RRsetData.rdtype`` is RRSIG for those)."""
 
     owner: bytes
     rrsets: Mapping[int, RRsetData]
@@ -50,15 +75,21 @@ class ZoneSnapshot:
     (RFC 4592 §2.2) when it owns data or has data below it (an empty non-terminal).
     """
 
-    __slots__ = ("_below", "_nodes", "origin", "origin_wire", "serial")
+    __slots__ = ("_below", "_nodes", "_ordered", "origin", "origin_wire", "serial")
 
     def __init__(
-        self, origin_wire: bytes, nodes: dict[bytes, Node], below: dict[bytes, int]
+        self,
+        origin_wire: bytes,
+        nodes: dict[bytes, Node],
+        below: dict[bytes, int],
+        ordered: dict[int, OrderedOwners] | None = None,
     ) -> None:
         self.origin_wire = origin_wire
         self.origin = lower(origin_wire)
         self._nodes = nodes
         self._below = below
+        # Built on first use per type, then carried along by patched(); a cache, not state.
+        self._ordered: dict[int, OrderedOwners] = ordered or {}
         self.serial = _serial_of(nodes.get(self.origin))
 
     # -- building -------------------------------------------------------------------------
@@ -73,13 +104,20 @@ class ZoneSnapshot:
             if entry is None:
                 entry = grouped[key] = (owner, {})
             sets = entry[1]
-            current = sets.get(rdtype)
+            where = rdtype if rdtype != RRSIG else rrset_key(rdtype, rdata)
+            current = sets.get(where)
             if current is None:
-                sets[rdtype] = (ttl, [rdata])
+                sets[where] = (ttl, [rdata])
             elif rdata not in current[1]:
                 current[1].append(rdata)
         nodes = {
-            key: Node(owner, {t: RRsetData(t, ttl, tuple(rds)) for t, (ttl, rds) in sets.items()})
+            key: Node(
+                owner,
+                {
+                    t: RRsetData(RRSIG if is_sig_key(t) else t, ttl, tuple(rds))
+                    for t, (ttl, rds) in sets.items()
+                },
+            )
             for key, (owner, sets) in grouped.items()
         }
         origin_wire = origin.to_wire() or b"\x00"
@@ -113,27 +151,30 @@ class ZoneSnapshot:
 
         for r in removed:
             sets = node_for(r)[1]
-            current = sets.get(r.rdtype)
+            where = _record_key(r)
+            current = sets.get(where)
             if current is None:
                 continue
             kept = tuple(w for w in current.rdatas if not _same_rdata(r.rdtype, w, r.rdata))
             if kept:
-                sets[r.rdtype] = RRsetData(r.rdtype, current.ttl, kept)
+                sets[where] = RRsetData(r.rdtype, current.ttl, kept)
             else:
-                del sets[r.rdtype]
+                del sets[where]
         for r in added:
             sets = node_for(r)[1]
             wire = rdata_wire(r.rdata)
-            current = sets.get(r.rdtype)
+            where = rrset_key(r.rdtype, wire)
+            current = sets.get(where)
             if current is None:
-                sets[r.rdtype] = RRsetData(r.rdtype, r.ttl, (wire,))
+                sets[where] = RRsetData(r.rdtype, r.ttl, (wire,))
             elif not any(_same_rdata(r.rdtype, w, r.rdata) for w in current.rdatas):
-                sets[r.rdtype] = RRsetData(r.rdtype, r.ttl, (*current.rdatas, wire))
+                sets[where] = RRsetData(r.rdtype, r.ttl, (*current.rdatas, wire))
         return self._with_nodes(work)
 
     def _with_nodes(self, work: dict[bytes, tuple[bytes, dict[int, RRsetData]]]) -> ZoneSnapshot:
         nodes = dict(self._nodes)
         below = dict(self._below)
+        ordered = {t: self._reordered(t, index, work) for t, index in self._ordered.items()}
         for key, (owner, sets) in work.items():
             existed = key in nodes
             if sets:
@@ -147,7 +188,24 @@ class ZoneSnapshot:
                     below[up] -= 1
                     if not below[up]:
                         del below[up]
-        return ZoneSnapshot(self.origin_wire, nodes, below)
+        return ZoneSnapshot(self.origin_wire, nodes, below, ordered)
+
+    def _reordered(
+        self,
+        rdtype: int,
+        index: OrderedOwners,
+        work: dict[bytes, tuple[bytes, dict[int, RRsetData]]],
+    ) -> OrderedOwners:
+        added: list[bytes] = []
+        removed: list[bytes] = []
+        for key, (_owner, sets) in work.items():
+            old = self._nodes.get(key)
+            had = old is not None and rdtype in old.rrsets
+            if rdtype in sets and not had:
+                added.append(key)
+            elif had and rdtype not in sets:
+                removed.append(key)
+        return index.changed(added, removed) if added or removed else index
 
     # -- reading --------------------------------------------------------------------------
 
@@ -174,6 +232,20 @@ class ZoneSnapshot:
         node = self._nodes.get(key)
         return node.rrsets.get(rdtype) if node else None
 
+    def signatures(self, key: bytes, covered: int) -> RRsetData | None:
+        """The RRSIGs at ``key`` covering ``covered``, if any."""
+        node = self._nodes.get(key)
+        return node.rrsets.get(_SIG_BASE | covered) if node else None
+
+    def owners_of(self, rdtype: int) -> OrderedOwners:
+        """Every name owning an RRset of ``rdtype``, in canonical order (built on first use,
+        then kept up to date by :meth:`patched`)."""
+        index = self._ordered.get(rdtype)
+        if index is None:
+            index = OrderedOwners.of(k for k, n in self._nodes.items() if rdtype in n.rrsets)
+            self._ordered[rdtype] = index
+        return index
+
     def rrset_records(self, name: dns.name.Name, rdtype: int) -> list[Record]:
         """The RRs of one RRset as :class:`Record` objects (empty when absent)."""
         node = self._nodes.get(key_of(name))
@@ -199,6 +271,12 @@ class ZoneSnapshot:
 def record_row(record: Record) -> WireRow:
     """The wire row of a record."""
     return (record.name.to_wire() or b"\x00", record.rdtype, record.ttl, rdata_wire(record.rdata))
+
+
+def _record_key(record: Record) -> int:
+    if record.rdtype == RRSIG:
+        return _SIG_BASE | int(record.rdata.covers())
+    return record.rdtype
 
 
 def decode_rdata(rdtype: int, wire: bytes) -> dns.rdata.Rdata:

@@ -61,3 +61,21 @@ def ancestors(key: bytes, stop: bytes) -> list[bytes]:
 def to_text(wire: bytes) -> str:
     """Presentation form, for messages."""
     return str(dns.name.from_wire(wire, 0)[0])
+
+
+def canonical_key(key: bytes) -> tuple[bytes, ...]:
+    """Sort key of a lowercased wire name in RFC 4034 §6.1 canonical order: its labels from
+    the root down (tuple comparison of byte strings is the canonical label comparison)."""
+    labels = []
+    i = 0
+    while key[i]:
+        end = i + 1 + key[i]
+        labels.append(key[i + 1 : end])
+        i = end
+    labels.reverse()
+    return tuple(labels)
+
+
+def from_canonical(ckey: tuple[bytes, ...]) -> bytes:
+    """The wire key of a :func:`canonical_key`."""
+    return b"".join(bytes((len(label),)) + label for label in reversed(ckey)) + ROOT

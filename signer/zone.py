@@ -27,10 +27,11 @@ import dns.rdataclass
 import dns.rdatatype
 from dns.rdtypes.ANY.SOA import SOA
 
+from signer.batch import SignRequest, sign_requests
 from signer.errors import SignerError
 from signer.keys import KeyPair
 from signer.nsec import NameInfo, authoritative_names, canonical_key, nsec_chain, nsec_ttl
-from signer.rrsig import label_count, make_rrsig, sign_canonical, type_text
+from signer.rrsig import label_count, make_rrsig, type_text
 
 __all__ = ["SignedInputError", "ZoneDataError", "sign_zone"]
 
@@ -139,13 +140,15 @@ def sign_zone(
     expiration: int,
     *,
     dnskey_ttl: int | None = None,
+    workers: int = 1,
 ) -> list[Record]:
     """Sign the unsigned zone ``origin`` and return all its records, signed.
 
     ``records`` are ``(owner, ttl, rdata)`` with absolute owner names, class IN,
     and no DNSSEC records (else SignedInputError).  ``keys``: one CSK (flags 257),
     or KSKs (257) plus ZSKs (256); see the module docstring for the roles.
-    ``inception``/``expiration`` are POSIX times for every RRSIG.
+    ``inception``/``expiration`` are POSIX times for every RRSIG.  ``workers``: how many
+    processes may share the signing.
 
     Returns the input records (duplicates removed, TTLs of each RRset made equal),
     the DNSKEY RRset, the NSEC chain and the RRSIGs, sorted in canonical name order
@@ -197,33 +200,40 @@ def sign_zone(
         rrsets[(canonical_key(owner), _NSEC)] = nsec_set
 
     # RRSIGs.
-    signer_wire = origin.to_digestable()
-    tags = {id(k): k.key_tag() for k in keys}
-    signatures: list[Record] = []
+    index_of = {id(k): i for i, k in enumerate(keys)}
+    requests: list[SignRequest] = []
+    owners: list[dns.name.Name] = []
     for info in infos:
         owner_wire = info.name.to_digestable()
         labels = label_count(info.name)
-        rdtypes = sorted(info.signed_types() | {_NSEC})
-        for rdtype in rdtypes:
+        for rdtype in sorted(info.signed_types() | {_NSEC}):
             rrset = rrsets[(info.key, rdtype)]
+            rdatas = tuple(rrset.rdatas)
             for key_pair in dnskey_signers if rdtype == _DNSKEY else data_signers:
-                tag = tags[id(key_pair)]
-                signature = sign_canonical(
-                    owner_wire,
-                    labels,
-                    rdtype,
-                    rrset.ttl,
-                    rrset.rdatas.keys(),
-                    signer_wire,
-                    key_pair,
-                    tag,
-                    inc,
-                    exp,
+                requests.append(
+                    SignRequest(
+                        owner_wire, labels, rdtype, rrset.ttl, rdatas, index_of[id(key_pair)]
+                    )
                 )
-                rrsig = make_rrsig(
-                    rdtype, key_pair.algorithm, labels, rrset.ttl, exp, inc, tag, origin, signature
-                )
-                signatures.append((info.name, rrset.ttl, rrsig))
+                owners.append(info.name)
+    signature_bytes = sign_requests(
+        requests, keys, origin.to_digestable(), inc, exp, workers=workers
+    )
+    tags = [k.key_tag() for k in keys]
+    signatures: list[Record] = []
+    for owner, request, signature in zip(owners, requests, signature_bytes, strict=True):
+        rrsig = make_rrsig(
+            request.rdtype,
+            keys[request.key].algorithm,
+            request.labels,
+            request.ttl,
+            exp,
+            inc,
+            tags[request.key],
+            origin,
+            signature,
+        )
+        signatures.append((owner, request.ttl, rrsig))
 
     output: list[tuple[tuple[bytes, ...], int, int, Record]] = []
     for (key, rdtype), rrset in rrsets.items():
