@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 import dns.name
 import dns.rdatatype
@@ -19,8 +20,9 @@ from nameserver.changeset import Changeset
 from nameserver.errors import Problem, ZoneValidationError
 from nameserver.records import Record, dedupe
 from nameserver.serial import Clock, SerialPolicy, next_serial, serial_gt
+from nameserver.signing import SignerDelta
 from nameserver.snapshot import ZoneSnapshot, record_row
-from nameserver.store import Store
+from nameserver.store import Store, StoredKey
 from nameserver.validate import (
     SIGNER_TYPES,
     Locator,
@@ -33,6 +35,7 @@ from nameserver.validate import (
 from nameserver.wirename import key_of
 
 SOA = int(dns.rdatatype.SOA)
+RRSIG = int(dns.rdatatype.RRSIG)
 
 
 @dataclass(frozen=True)
@@ -49,14 +52,35 @@ class Plan:
 
     changeset: Changeset
     dropped_dnssec: int = 0
+    keys: Sequence[StoredKey] = ()
+
+
+class ChangeSigner(Protocol):
+    """What the editor asks of DNSSEC: whether a zone is signed, and the signer records a
+    change needs (see :mod:`nameserver.dnssec`)."""
+
+    def signs(self, origin: dns.name.Name) -> bool:
+        """True when changes to ``origin`` must be signed."""
+        ...
+
+    def delta(
+        self, old: ZoneSnapshot, new: ZoneSnapshot, changed: Sequence[Record], full: bool
+    ) -> tuple[SignerDelta, Sequence[StoredKey]]:
+        """Signer records for ``new`` (``old`` patched with a data change), and key
+        metadata to store with the change."""
+        ...
 
 
 class ZoneEditor:
-    """Validated changes to the zones of one store."""
+    """Validated changes to the zones of one store; signed zones are re-signed in the same
+    changeset when a :class:`ChangeSigner` is given."""
 
-    def __init__(self, store: Store, clock: Clock = time.time) -> None:
+    def __init__(
+        self, store: Store, clock: Clock = time.time, signer: ChangeSigner | None = None
+    ) -> None:
         self.store = store
         self.clock = clock
+        self.signer = signer
 
     # -- whole zones ----------------------------------------------------------------------
 
@@ -84,7 +108,7 @@ class ZoneEditor:
             cs = self._changeset(origin, None, serial, (), tuple(_soa_first(records)), author)
             return Plan(cs, dropped)
         info = self.store.zone_info(origin)
-        current = self.store.records(origin)
+        current = _data_only(self.store.records(origin))
         old_soa = _soa_record(current, origin)
         before = int(_soa_rdata(old_soa).serial)  # the version the diff is against
         new_soa = _soa_record(records, origin)
@@ -94,24 +118,26 @@ class ZoneEditor:
         wanted = [r for r in records if r.rdtype != SOA]
         removed, added = _difference(current, wanted)
         cs = self._plan_edit(origin, (before, serial), (removed, added), old_soa, new_soa, author)
-        snapshot = self._snapshot(origin).patched(cs.removed, cs.added)
+        old = self._snapshot(origin)
+        snapshot = old.patched(cs.removed, cs.added)
         _refuse(origin, check_zone(snapshot, locate))
-        return Plan(cs, dropped)
+        cs, keys = self._signed(origin, old, snapshot, cs, full=False)
+        return Plan(cs, dropped, keys)
 
     def create_or_replace(self, plan: Plan, policy: SerialPolicy) -> Changeset:
         """Commit a plan made by :meth:`plan_import`."""
         cs = plan.changeset
         if cs.serial_before is None:
             return self.store.create_zone(cs, policy)
-        return self.store.commit(cs)
+        return self.store.commit(cs, plan.keys)
 
     def rollback(self, origin: dns.name.Name, serial: int, author: Author) -> Changeset:
         """A new version whose data equals the version at ``serial`` (its SOA fields too),
         with a serial greater than the current one."""
         policy = self.store.zone_info(origin).serial_policy
-        target = self.store.records_at(origin, serial)
+        target = _data_only(self.store.records_at(origin, serial))
         target_soa = _soa_record(target, origin)
-        current = self.store.records(origin)
+        current = _data_only(self.store.records(origin))
         old_soa = _soa_record(current, origin)
         before = int(_soa_rdata(old_soa).serial)  # the version the diff is against
         new_serial = _next_serial_for(before, policy, None, self.clock)
@@ -207,10 +233,48 @@ class ZoneEditor:
     def _validated_commit(
         self, origin: dns.name.Name, cs: Changeset, before: ZoneSnapshot | None = None
     ) -> Changeset:
-        snapshot = (before or self._snapshot(origin)).patched(cs.removed, cs.added)
+        old = before or self._snapshot(origin)
+        snapshot = old.patched(cs.removed, cs.added)
         touched = {key_of(r.name) for r in (*cs.removed, *cs.added)}
         _refuse(origin, check_change(snapshot, touched))
-        return self.store.commit(cs)
+        cs, keys = self._signed(origin, old, snapshot, cs, full=False)
+        return self.store.commit(cs, keys)
+
+    def _signed(
+        self,
+        origin: dns.name.Name,
+        old: ZoneSnapshot,
+        new: ZoneSnapshot,
+        cs: Changeset,
+        full: bool,
+    ) -> tuple[Changeset, Sequence[StoredKey]]:
+        """``cs`` with the signer records the change needs, when the zone is signed."""
+        if self.signer is None or not self.signer.signs(origin):
+            return cs, ()
+        delta, keys = self.signer.delta(old, new, (*cs.removed, *cs.added), full)
+        signed = replace(cs, removed=(*cs.removed, *delta.removed), added=(*cs.added, *delta.added))
+        return signed, keys
+
+    def resign(
+        self, origin: dns.name.Name, author: Author, *, force: bool = False
+    ) -> Changeset | None:
+        """Bring the zone's DNSSEC records up to date (expiring signatures, key events, a
+        new denial method) in one changeset with a new serial; None when nothing was due
+        and ``force`` is off. ``force`` re-checks every name and always commits."""
+        if self.signer is None or not self.signer.signs(origin):
+            raise ZoneValidationError(
+                str(origin), [Problem("the zone is not signed; sign it with `zonefan zone sign`")]
+            )
+        old = self._snapshot(origin)
+        old_soa = _soa_record(old.rrset_records(origin, SOA), origin)
+        policy = self.store.zone_info(origin).serial_policy
+        serial = _next_serial_for(old.serial, policy, None, self.clock)
+        cs = self._plan_edit(origin, (old.serial, serial), ((), ()), old_soa, old_soa, author)
+        new = old.patched(cs.removed, cs.added)
+        signed, keys = self._signed(origin, old, new, cs, full=True)
+        if not force and not keys and _only_soa_signatures(signed, cs):
+            return None
+        return self.store.commit(signed, keys)
 
     def _plan_edit(
         self,
@@ -258,6 +322,20 @@ def _difference(
     removed = [r for i, r in have.items() if i not in want or want[i].ttl != r.ttl]
     added = [r for i, r in want.items() if i not in have or have[i].ttl != r.ttl]
     return removed, added
+
+
+def _data_only(records: Iterable[Record]) -> list[Record]:
+    """Zone data without what the signer wrote (diffs and rollbacks work on data; the
+    signer then makes its own records for the result)."""
+    return [r for r in records if r.rdtype not in SIGNER_TYPES]
+
+
+def _only_soa_signatures(signed: Changeset, plain: Changeset) -> bool:
+    """True when signing added nothing but the new SOA's signature (and took out the old)."""
+    extra = (*signed.removed[len(plain.removed) :], *signed.added[len(plain.added) :])
+    return all(int(r.rdata.covers()) == SOA for r in extra if r.rdtype == RRSIG) and all(
+        r.rdtype == RRSIG for r in extra
+    )
 
 
 def _soa_first(records: Sequence[Record]) -> list[Record]:

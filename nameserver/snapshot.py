@@ -227,6 +227,10 @@ class ZoneSnapshot:
         """True when the name owns data or is an empty non-terminal."""
         return key in self._nodes or key in self._below
 
+    def count_below(self, key: bytes) -> int:
+        """How many names owning data lie strictly below ``key``."""
+        return self._below.get(key, 0)
+
     def rrset(self, key: bytes, rdtype: int) -> RRsetData | None:
         """The RRset of ``rdtype`` at ``key``, if any."""
         node = self._nodes.get(key)

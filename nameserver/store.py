@@ -28,7 +28,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from itertools import islice
@@ -56,7 +56,7 @@ from nameserver.errors import (
 from nameserver.records import Record, canonical_key
 from nameserver.serial import SerialPolicy
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: DNSSEC tables (dnssec_zones, dnssec_keys)
 APPLICATION_ID = 0x7A6F6E66  # "zonf": marks the SQLite file as a zonefan store
 BUSY_TIMEOUT_S = 10.0
 _CHUNK = 2000  # rows converted and inserted per step while streaming a changeset
@@ -84,6 +84,45 @@ _NAMELESS_TYPES = frozenset(
 # One row of ``records``: owner, owner_key, rtype, ttl, rdata, rdata_key.
 _Row = tuple[str, str, int, int, bytes, bytes]
 _Key = tuple[str, int, bytes]
+
+
+#: RFC 7583 key timestamps kept per key (POSIX seconds, NULL when not set).
+KEY_TIMES = (
+    "created",
+    "publish",
+    "ready",
+    "active",
+    "retire",
+    "remove",
+    "ds_submitted",
+    "ds_seen",
+    "ds_withdrawn",
+    "ds_gone",
+)
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    """A zone's DNSSEC key as the store keeps it: its public DNSKEY and metadata; the
+    private half stays in the key directory (``file``), never in the database."""
+
+    id: str
+    role: str
+    algorithm: int
+    key_tag: int
+    dnskey: bytes  # DNSKEY rdata, wire form
+    file: str
+    times: Mapping[str, int | None]
+
+
+@dataclass(frozen=True)
+class ZoneDnssec:
+    """How a zone is signed: its policy's name, a denial override and whether signing is
+    on."""
+
+    policy: str
+    denial: str | None
+    signed: bool
 
 
 @dataclass(frozen=True)
@@ -530,6 +569,11 @@ class Store:
                 f"{self.path} has store schema version {version}, newer than this zonefan "
                 f"understands ({SCHEMA_VERSION}); upgrade zonefan to use it"
             )
+        if version == 1:
+            with self._write():
+                self._create_dnssec_schema()
+                self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            version = SCHEMA_VERSION
         if version < SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} has store schema version {version}, which this zonefan cannot "
@@ -606,8 +650,37 @@ class Store:
             foreign_keys=[("changeset_id", "changesets", "id")],
             strict=True,
         )
+        self._create_dnssec_schema()
         self._conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _create_dnssec_schema(self) -> None:
+        db = self._db
+        db.table("dnssec_zones").create(
+            {"zone_id": int, "policy": str, "denial": str, "signed": int},
+            pk="zone_id",
+            not_null=["policy", "signed"],
+            foreign_keys=[("zone_id", "zones", "id")],
+            strict=True,
+        )
+        columns: dict[str, type] = {
+            "id": str,
+            "zone_id": int,
+            "role": str,
+            "algorithm": int,
+            "key_tag": int,
+            "dnskey": bytes,
+            "file": str,
+        }
+        columns.update(dict.fromkeys(KEY_TIMES, int))
+        db.table("dnssec_keys").create(
+            columns,
+            pk="id",
+            not_null=["zone_id", "role", "algorithm", "key_tag", "dnskey", "file"],
+            foreign_keys=[("zone_id", "zones", "id")],
+            strict=True,
+        )
+        db.table("dnssec_keys").create_index(["zone_id"], index_name="dnssec_keys_zone")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -751,11 +824,18 @@ class Store:
             self._apply(conn, zone, zone_id, changeset_id, changeset)
         return replace(changeset, id=changeset_id)
 
-    def commit(self, changeset: Changeset) -> Changeset:
+    def commit(
+        self,
+        changeset: Changeset,
+        keys: Sequence[StoredKey] = (),
+        dnssec: ZoneDnssec | None = None,
+    ) -> Changeset:
         """Apply one changeset atomically and journal it; returns it with its id.
 
-        ConflictError when the zone's serial is not ``serial_before`` (the zone changed
-        meanwhile), when a removed RR is not in the zone or an added RR already is.
+        ``keys`` (added or updated) and ``dnssec`` are written in the same transaction, so
+        a key's state and the zone that shows it never disagree. ConflictError when the
+        zone's serial is not ``serial_before`` (the zone changed meanwhile), when a removed
+        RR is not in the zone or an added RR already is.
         """
         zone = changeset.zone
         if changeset.serial_before is None:
@@ -775,7 +855,89 @@ class Store:
             )
             changeset_id = self._insert_changeset(conn, zone_id, changeset)
             self._apply(conn, zone, zone_id, changeset_id, changeset)
+            self._put_keys(conn, zone_id, keys)
+            if dnssec is not None:
+                self._put_dnssec(conn, zone_id, dnssec)
         return replace(changeset, id=changeset_id)
+
+    # -- DNSSEC keys and settings --
+
+    def dnssec(self, zone: dns.name.Name) -> ZoneDnssec | None:
+        """How ``zone`` is signed, or None when DNSSEC was never set up for it."""
+        with self._read() as conn:
+            zone_id = self._zone_id(conn, zone)
+            row = conn.execute(
+                "SELECT policy, denial, signed FROM dnssec_zones WHERE zone_id = ?", (zone_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        return ZoneDnssec(str(row[0]), row[1], bool(row[2]))
+
+    def set_dnssec(self, zone: dns.name.Name, dnssec: ZoneDnssec) -> None:
+        """Record how ``zone`` is signed (no change to its records)."""
+        with self._write() as conn:
+            self._put_dnssec(conn, self._zone_id(conn, zone), dnssec)
+
+    def keys(self, zone: dns.name.Name) -> list[StoredKey]:
+        """The zone's DNSSEC keys, oldest first."""
+        columns = ("id", "role", "algorithm", "key_tag", "dnskey", "file", *KEY_TIMES)
+        with self._read() as conn:
+            zone_id = self._zone_id(conn, zone)
+            rows = conn.execute(
+                f"SELECT {', '.join(columns)} FROM dnssec_keys WHERE zone_id = ? "
+                "ORDER BY created, id",
+                (zone_id,),
+            ).fetchall()
+        return [
+            StoredKey(
+                str(r[0]),
+                str(r[1]),
+                int(r[2]),
+                int(r[3]),
+                bytes(r[4]),
+                str(r[5]),
+                dict(zip(KEY_TIMES, r[6:], strict=True)),
+            )
+            for r in rows
+        ]
+
+    def put_keys(self, zone: dns.name.Name, keys: Sequence[StoredKey]) -> None:
+        """Add or update keys of ``zone`` in one transaction (no change to its records)."""
+        with self._write() as conn:
+            self._put_keys(conn, self._zone_id(conn, zone), keys)
+
+    def _put_keys(self, conn: sqlite3.Connection, zone_id: int, keys: Sequence[StoredKey]) -> None:
+        columns = ("id", "zone_id", "role", "algorithm", "key_tag", "dnskey", "file", *KEY_TIMES)
+        sql = (
+            f"INSERT OR REPLACE INTO dnssec_keys ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' * len(columns))})"
+        )
+        for key in keys:
+            unknown = set(key.times) - set(KEY_TIMES)
+            if unknown:
+                raise StoreError(f"key {key.id}: unknown timestamps {sorted(unknown)}")
+            times = [key.times.get(name) for name in KEY_TIMES]
+            conn.execute(
+                sql,
+                (
+                    key.id,
+                    zone_id,
+                    key.role,
+                    key.algorithm,
+                    key.key_tag,
+                    key.dnskey,
+                    key.file,
+                    *times,
+                ),
+            )
+
+    @staticmethod
+    def _put_dnssec(conn: sqlite3.Connection, zone_id: int, dnssec: ZoneDnssec) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO dnssec_zones (zone_id, policy, denial, signed) "
+            "VALUES (?, ?, ?, ?)",
+            (zone_id, dnssec.policy, dnssec.denial, int(dnssec.signed)),
+        )
 
     def set_serial_policy(self, zone: dns.name.Name, policy: SerialPolicy) -> None:
         """Change how the zone's serial moves on the next changes."""
@@ -797,6 +959,8 @@ class Store:
             )
             conn.execute("DELETE FROM changesets WHERE zone_id = ?", (zone_id,))
             conn.execute("DELETE FROM records WHERE zone_id = ?", (zone_id,))
+            conn.execute("DELETE FROM dnssec_keys WHERE zone_id = ?", (zone_id,))
+            conn.execute("DELETE FROM dnssec_zones WHERE zone_id = ?", (zone_id,))
             conn.execute("DELETE FROM zones WHERE id = ?", (zone_id,))
 
     # -- writing a changeset --

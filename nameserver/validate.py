@@ -30,6 +30,7 @@ SIGNER_TYPES = frozenset(
 DNSSEC_META = frozenset(int(t) for t in (T.RRSIG, T.NSEC))  # may sit beside a CNAME
 AT_CUT = frozenset({NS, DS}) | ADDRESS_TYPES | DNSSEC_META
 SINGLETONS = (SOA, CNAME, DNAME)
+TYPE_LIMIT = 1 << 16  # Node.rrsets keys at or above are RRSIG sets (snapshot.sig_key)
 
 # Where a record came from, for messages: (owner key, type or None) -> "file:line" or None.
 Locator = Callable[[bytes, int | None], str | None]
@@ -130,7 +131,8 @@ def _check_node(snapshot: ZoneSnapshot, key: bytes, locate: Locator) -> list[Pro
     node = snapshot.node(key)
     if node is None:
         return []
-    types = set(node.rrsets)
+    # The signer's records follow the data; the rules are about the data.
+    types = {t for t in node.rrsets if t < TYPE_LIMIT and t not in SIGNER_TYPES}
     is_apex = key == snapshot.origin
     problems: list[Problem] = []
 

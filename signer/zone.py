@@ -1,18 +1,22 @@
-"""Whole-zone signing with NSEC (RFC 4033-4035, RFC 6840, RFC 9077).
+"""Whole-zone signing with NSEC or NSEC3 (RFC 4033-4035, RFC 5155, RFC 6840, RFC 9077).
 
 :func:`sign_zone` takes an unsigned zone and returns it signed: the DNSKEY RRset
-at the apex, an NSEC chain, and RRSIGs over every authoritative RRset.
+at the apex, a denial-of-existence chain, and RRSIGs over every authoritative
+RRset.  The chain is NSEC (:mod:`signer.nsec`) by default, or NSEC3
+(:mod:`signer.nsec3`) with an NSEC3PARAM RR at the apex when ``denial`` gives
+NSEC3 parameters; a zone never holds both.
 
 Key roles: keys with flags 257 (KSK/SEP) sign the DNSKEY RRset; keys with flags
 256 (ZSK) sign everything else.  With no ZSK, the KSKs act as CSKs and sign every
 RRset; with no KSK, the ZSKs sign the DNSKEY RRset too.
 
-What is signed: every authoritative RRset, including DS at delegation points and
-every NSEC.  Not signed: NS RRsets at delegation points and anything below a zone
-cut (glue), which stay in the output unsigned.
+What is signed: every authoritative RRset, including DS at delegation points,
+NSEC3PARAM, and every NSEC or NSEC3.  Not signed: NS RRsets at delegation points
+and anything below a zone cut (glue), which stay in the output unsigned.
 
 TTLs: the DNSKEY RRset gets ``dnskey_ttl`` (default: the SOA record's TTL); NSEC
-records get min(SOA TTL, SOA MINIMUM) (RFC 9077).  When the RRs of one input RRset
+and NSEC3 records get min(SOA TTL, SOA MINIMUM) (RFC 9077); NSEC3PARAM gets 0
+(see :data:`signer.nsec3.NSEC3PARAM_TTL`).  When the RRs of one input RRset
 have different TTLs, the smallest is used for all of them (RFC 2181 section 5.2).
 """
 
@@ -31,6 +35,7 @@ from signer.batch import SignRequest, sign_requests
 from signer.errors import SignerError
 from signer.keys import KeyPair
 from signer.nsec import NameInfo, authoritative_names, canonical_key, nsec_chain, nsec_ttl
+from signer.nsec3 import NSEC3PARAM_TTL, Nsec3Params, nsec3_chain, nsec3param
 from signer.rrsig import label_count, make_rrsig, type_text
 
 __all__ = ["SignedInputError", "ZoneDataError", "sign_zone"]
@@ -41,6 +46,8 @@ _DS = int(dns.rdatatype.DS)
 _DNSKEY = int(dns.rdatatype.DNSKEY)
 _NSEC = int(dns.rdatatype.NSEC)
 _RRSIG = int(dns.rdatatype.RRSIG)
+_NSEC3 = int(dns.rdatatype.NSEC3)
+_NSEC3PARAM = int(dns.rdatatype.NSEC3PARAM)
 _UINT32 = 1 << 32
 _MAX_TTL = (1 << 31) - 1
 
@@ -50,8 +57,8 @@ DNSSEC_TYPES: frozenset[int] = frozenset(
         _DNSKEY,
         _NSEC,
         _RRSIG,
-        int(dns.rdatatype.NSEC3),
-        int(dns.rdatatype.NSEC3PARAM),
+        _NSEC3,
+        _NSEC3PARAM,
         int(dns.rdatatype.SIG),
         int(dns.rdatatype.NXT),
         int(dns.rdatatype.KEY),
@@ -132,6 +139,65 @@ def _roles(keys: Sequence[KeyPair]) -> tuple[list[KeyPair], list[KeyPair]]:
     return (ksks or zsks), (zsks or ksks)
 
 
+_RRsets = dict[tuple[tuple[bytes, ...], int], _RRset]
+
+
+def _put(rrsets: _RRsets, owner: dns.name.Name, ttl: int, rdata: dns.rdata.Rdata) -> _RRset:
+    """Store ``rdata`` as a new one-RR RRset of the signed zone and return it."""
+    rrset = _RRset(owner, int(rdata.rdtype), ttl)
+    rrset.rdatas[rdata.to_digestable()] = rdata
+    rrsets[(canonical_key(owner), rrset.rdtype)] = rrset
+    return rrset
+
+
+def _add_denial(
+    origin: dns.name.Name,
+    apex: dns.name.Name,
+    types_by_name: dict[dns.name.Name, set[int]],
+    ttl: int,
+    denial: Nsec3Params | None,
+    rrsets: _RRsets,
+) -> list[_RRset]:
+    """Add the NSEC or NSEC3 chain (and NSEC3PARAM) to ``rrsets``.
+
+    Returns the NSEC3 RRsets, whose hashed owners are not among the zone's names and
+    are therefore signed apart; NSEC RRsets (and NSEC3PARAM) are signed with the
+    other RRsets of their owner names.
+    """
+    if denial is None:
+        for owner, nsec in nsec_chain(origin, types_by_name):
+            _put(rrsets, owner, ttl, nsec)
+        return []
+    _put(rrsets, apex, NSEC3PARAM_TTL, nsec3param(denial))
+    return [
+        _put(rrsets, owner, nsec3_ttl, nsec3)
+        for owner, nsec3_ttl, nsec3 in nsec3_chain(origin, types_by_name, denial, ttl)
+    ]
+
+
+def _requests(rrset: _RRset, key_indexes: Sequence[int]) -> list[SignRequest]:
+    """One SignRequest for ``rrset`` per key (an index into the keys given to sign_zone)."""
+    owner_wire = rrset.name.to_digestable()
+    labels = label_count(rrset.name)
+    rdatas = tuple(rrset.rdatas)  # the keys of rdatas are the canonical wire forms
+    return [
+        SignRequest(owner_wire, labels, rrset.rdtype, rrset.ttl, rdatas, k) for k in key_indexes
+    ]
+
+
+def _sorted_output(rrsets: _RRsets, signatures: list[Record]) -> list[Record]:
+    """All records in canonical name order, then by type (RRSIGs by covered type)."""
+    output: list[tuple[tuple[bytes, ...], int, int, Record]] = []
+    for (key, rdtype), rrset in rrsets.items():
+        for rdata in rrset.rdatas.values():
+            output.append((key, rdtype, 0, (rrset.name, rrset.ttl, rdata)))
+    for record in signatures:
+        covered = int(record[2].covers())
+        output.append((canonical_key(record[0]), _RRSIG, covered, record))
+    output.sort(key=lambda entry: entry[:3])
+    return [entry[3] for entry in output]
+
+
 def sign_zone(
     origin: dns.name.Name,
     records: Iterable[Record],
@@ -141,6 +207,7 @@ def sign_zone(
     *,
     dnskey_ttl: int | None = None,
     workers: int = 1,
+    denial: Nsec3Params | None = None,
 ) -> list[Record]:
     """Sign the unsigned zone ``origin`` and return all its records, signed.
 
@@ -148,14 +215,19 @@ def sign_zone(
     and no DNSSEC records (else SignedInputError).  ``keys``: one CSK (flags 257),
     or KSKs (257) plus ZSKs (256); see the module docstring for the roles.
     ``inception``/``expiration`` are POSIX times for every RRSIG.  ``workers``: how many
-    processes may share the signing.
+    processes may share the signing.  ``denial``: None for an NSEC chain, or the
+    NSEC3 parameters for an NSEC3 chain and an NSEC3PARAM RR.
 
     Returns the input records (duplicates removed, TTLs of each RRset made equal),
-    the DNSKEY RRset, the NSEC chain and the RRSIGs, sorted in canonical name order
-    and then by type.  Raises ZoneDataError for data that cannot be signed.
+    the DNSKEY RRset, the NSEC or NSEC3 chain (plus NSEC3PARAM) and the RRSIGs,
+    sorted in canonical name order and then by type.  Raises ZoneDataError for data
+    that cannot be signed (Nsec3Error, also a SignerError, when two names have the
+    same NSEC3 hash).
     """
     if not origin.is_absolute():
         raise ZoneDataError(f"zone origin {origin} must be an absolute name (end with '.')")
+    if denial is not None and not isinstance(denial, Nsec3Params):
+        raise ZoneDataError("denial must be None (NSEC) or an Nsec3Params (NSEC3)")
     inc, exp = _check_times(inception, expiration)
     dnskey_signers, data_signers = _roles(keys)
     names, rrsets = _group(origin, records)
@@ -176,6 +248,8 @@ def sign_zone(
             raise ZoneDataError(f"{rrset.name} has an SOA record below the apex; remove it")
         types_by_name.setdefault(names[key], set()).add(rdtype)
     types_by_name[apex].add(_DNSKEY)
+    if denial is not None:
+        types_by_name[apex].add(_NSEC3PARAM)
     infos: list[NameInfo] = authoritative_names(origin, types_by_name)
     for info in infos:
         if _DS in info.types and not info.is_delegation:
@@ -192,30 +266,27 @@ def sign_zone(
         dnskey_set.rdatas[dnskey.to_digestable()] = dnskey
     rrsets[(origin_key, _DNSKEY)] = dnskey_set
 
-    # NSEC chain.
-    ttl_nsec = nsec_ttl(soa_set.ttl, soa.minimum)
-    for owner, nsec in nsec_chain(origin, types_by_name):
-        nsec_set = _RRset(owner, _NSEC, ttl_nsec)
-        nsec_set.rdatas[nsec.to_digestable()] = nsec
-        rrsets[(canonical_key(owner), _NSEC)] = nsec_set
+    # NSEC or NSEC3 chain.
+    ttl_denial = nsec_ttl(soa_set.ttl, soa.minimum)
+    nsec3_sets = _add_denial(origin, apex, types_by_name, ttl_denial, denial, rrsets)
+    chain_type = {_NSEC} if denial is None else set()
 
-    # RRSIGs.
+    # RRSIGs, all made by one sign_requests call.
     index_of = {id(k): i for i, k in enumerate(keys)}
+    dnskey_keys = [index_of[id(k)] for k in dnskey_signers]
+    data_keys = [index_of[id(k)] for k in data_signers]
+    to_sign = [
+        rrsets[(info.key, rdtype)]
+        for info in infos
+        for rdtype in sorted(info.signed_types() | chain_type)
+    ]
+    to_sign.extend(nsec3_sets)
     requests: list[SignRequest] = []
     owners: list[dns.name.Name] = []
-    for info in infos:
-        owner_wire = info.name.to_digestable()
-        labels = label_count(info.name)
-        for rdtype in sorted(info.signed_types() | {_NSEC}):
-            rrset = rrsets[(info.key, rdtype)]
-            rdatas = tuple(rrset.rdatas)
-            for key_pair in dnskey_signers if rdtype == _DNSKEY else data_signers:
-                requests.append(
-                    SignRequest(
-                        owner_wire, labels, rdtype, rrset.ttl, rdatas, index_of[id(key_pair)]
-                    )
-                )
-                owners.append(info.name)
+    for rrset in to_sign:
+        batch = _requests(rrset, dnskey_keys if rrset.rdtype == _DNSKEY else data_keys)
+        requests.extend(batch)
+        owners.extend([rrset.name] * len(batch))
     signature_bytes = sign_requests(
         requests, keys, origin.to_digestable(), inc, exp, workers=workers
     )
@@ -234,13 +305,4 @@ def sign_zone(
             signature,
         )
         signatures.append((owner, request.ttl, rrsig))
-
-    output: list[tuple[tuple[bytes, ...], int, int, Record]] = []
-    for (key, rdtype), rrset in rrsets.items():
-        for rdata in rrset.rdatas.values():
-            output.append((key, rdtype, 0, (rrset.name, rrset.ttl, rdata)))
-    for record in signatures:
-        covered = int(record[2].covers())
-        output.append((canonical_key(record[0]), _RRSIG, covered, record))
-    output.sort(key=lambda entry: entry[:3])
-    return [entry[3] for entry in output]
+    return _sorted_output(rrsets, signatures)
