@@ -86,19 +86,25 @@ _Row = tuple[str, str, int, int, bytes, bytes]
 _Key = tuple[str, int, bytes]
 
 
-#: RFC 7583 key timestamps kept per key (POSIX seconds, NULL when not set).
-KEY_TIMES = (
-    "created",
-    "publish",
-    "ready",
-    "active",
-    "retire",
-    "remove",
-    "ds_submitted",
-    "ds_seen",
-    "ds_withdrawn",
-    "ds_gone",
-)
+#: Key metadata kept per key besides its identity: the RFC 7583 timestamps (POSIX
+#: seconds) and the rollover bookkeeping of signer.timing.KeyTiming; NULL when not set.
+KEY_FIELDS: dict[str, type] = {
+    "created": int,
+    "publish": int,
+    "ready": int,
+    "active": int,
+    "retire": int,
+    "remove": int,
+    "ds_submitted": int,
+    "ds_seen": int,
+    "ds_withdrawn": int,
+    "ds_gone": int,
+    "successor": str,
+    "roll_requested": int,
+    "next_algorithm": int,
+    "compromised": int,
+}
+KEY_TIMES = tuple(KEY_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -112,7 +118,7 @@ class StoredKey:
     key_tag: int
     dnskey: bytes  # DNSKEY rdata, wire form
     file: str
-    times: Mapping[str, int | None]
+    times: Mapping[str, int | str | None]  # KEY_FIELDS
 
 
 @dataclass(frozen=True)
@@ -672,7 +678,7 @@ class Store:
             "dnskey": bytes,
             "file": str,
         }
-        columns.update(dict.fromkeys(KEY_TIMES, int))
+        columns.update(KEY_FIELDS)
         db.table("dnssec_keys").create(
             columns,
             pk="id",

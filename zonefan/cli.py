@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
-import socket
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import dns.name
 import dns.rdatatype
 
 from nameserver.changeset import Changeset
-from nameserver.editor import Author, ZoneEditor
 from nameserver.errors import NameserverError, RecordSyntaxError
 from nameserver.records import (
     Record,
@@ -31,34 +27,21 @@ from nameserver.records import (
 )
 from nameserver.serial import SerialPolicy
 from nameserver.server import ServerConfig, parse_listen, serve
-from nameserver.store import Store
 from nameserver.wirename import key_of
 from nameserver.zonefile import read_zone_file, write_zone_file
+from zonefan.common import (
+    SETTINGS,
+    author_of,
+    author_options,
+    editor_for,
+    json_option,
+    open_store,
+    zone_name,
+)
+from zonefan.keys_cli import keys_group, zone_maintain, zone_sign
 from zonefan.settings import command_defaults, load_config, resolve_db
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 DEFAULT_LISTEN = ("127.0.0.1:5353",)
-
-
-def json_option(f: F) -> F:
-    """``--json``: machine-readable output for scripts."""
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)
-
-
-def author_options(f: F) -> F:
-    """``--author`` and ``--message``: who and why, kept in the journal."""
-    f = click.option("--message", "-m", default="", help="Why: kept in the zone's history.")(f)
-    return click.option(
-        "--author",
-        envvar="ZONEFAN_AUTHOR",
-        default=None,
-        help="Who makes the change (default: user@host). Env: ZONEFAN_AUTHOR.",
-    )(f)
-
-
-def _author(author: str | None, message: str) -> Author:
-    return Author(author or f"{getpass.getuser()}@{socket.gethostname()}", message)
 
 
 @click.group(
@@ -93,31 +76,9 @@ def main(ctx: click.Context, db: str | None, config: str | None, verbose: int) -
     settings = load_config(config)
     ctx.default_map = command_defaults(settings)
     ctx.obj = resolve_db(db, settings)
+    ctx.meta[SETTINGS] = settings
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-@contextmanager
-def open_store(ctx: click.Context) -> Iterator[Store]:
-    """The store named by --db, with nameserver errors turned into clean CLI errors."""
-    try:
-        store = Store(ctx.obj)
-    except NameserverError as e:
-        raise click.ClickException(str(e)) from e
-    try:
-        yield store
-    except NameserverError as e:
-        raise click.ClickException(str(e)) from e
-    finally:
-        store.close()
-
-
-def zone_name(text: str) -> dns.name.Name:
-    """A zone name from the command line (relative names are taken as absolute)."""
-    try:
-        return dns.name.from_text(text)
-    except dns.exception.DNSException as e:
-        raise click.BadParameter(f"{text!r} is not a domain name: {e}") from e
 
 
 # -- serve ---------------------------------------------------------------------------------
@@ -201,11 +162,11 @@ def zone_import(
         where.setdefault((key_of(owner), None), loc)
     policy = SerialPolicy(serial_policy) if serial_policy else None
     with open_store(ctx) as store:
-        editor = ZoneEditor(store)
+        editor = editor_for(ctx, store)
         plan = editor.plan_import(
             parsed.origin,
             parsed.records,
-            _author(author, message or f"import {Path(file).name}"),
+            author_of(author, message or f"import {Path(file).name}"),
             policy,
             strip_dnssec,
             lambda key, rdtype: where.get((key, rdtype)) or where.get((key, None)),
@@ -354,7 +315,7 @@ def zone_diff(
     with open_store(ctx) as store:
         if file:
             parsed = read_zone_file(file, origin)
-            plan = ZoneEditor(store).plan_import(origin, parsed.records, _author(None, ""))
+            plan = editor_for(ctx, store).plan_import(origin, parsed.records, author_of(None, ""))
             _print_changeset(plan.changeset, as_json, header=f"importing {file} would change")
             return
         if from_serial is None:
@@ -392,7 +353,7 @@ def zone_rollback(
     """Make ZONE's data what it was at SERIAL again, as a new change with a new serial."""
     origin = zone_name(zone)
     with open_store(ctx) as store:
-        cs = ZoneEditor(store).rollback(origin, serial, _author(author, message))
+        cs = editor_for(ctx, store).rollback(origin, serial, author_of(author, message))
     _report(cs, as_json)
 
 
@@ -456,7 +417,7 @@ def record_add(
     origin = zone_name(zone)
     _, _, recs = _records(origin, name, ttl, rdtype, [" ".join(rdata)])
     with open_store(ctx) as store:
-        cs = ZoneEditor(store).change_records(origin, [], recs, _author(author, message))
+        cs = editor_for(ctx, store).change_records(origin, [], recs, author_of(author, message))
     _report(cs, as_json)
 
 
@@ -482,8 +443,8 @@ def record_delete(
     origin = zone_name(zone)
     owner, t, recs = _records(origin, name, "0", rdtype, [" ".join(rdata)] if rdata else [])
     with open_store(ctx) as store:
-        editor = ZoneEditor(store)
-        who = _author(author, message)
+        editor = editor_for(ctx, store)
+        who = author_of(author, message)
         if recs:
             cs = editor.change_records(origin, recs, [], who)
         else:
@@ -521,7 +482,7 @@ def record_set(
         raise click.BadParameter("give at least one RDATA (to delete, use `record delete`)")
     owner, t, recs = _records(origin, name, ttl, rdtype, texts)
     with open_store(ctx) as store:
-        cs = ZoneEditor(store).set_rrset(origin, owner, t, recs, _author(author, message))
+        cs = editor_for(ctx, store).set_rrset(origin, owner, t, recs, author_of(author, message))
     _report(cs, as_json)
 
 
@@ -606,6 +567,11 @@ def _report(cs: Changeset, as_json: bool) -> None:
             f"(-{len(cs.removed) - 1} +{len(cs.added) - 1} records, change #{cs.id})"
         )
     _say(as_json, summary, text)
+
+
+main.add_command(keys_group)
+zone_group.add_command(zone_sign)
+zone_group.add_command(zone_maintain)
 
 
 if __name__ == "__main__":  # pragma: no cover

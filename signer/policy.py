@@ -1,0 +1,498 @@
+"""DNSSEC signing policy: what keys a zone uses, how long signatures last, how keys roll.
+
+:class:`Policy` is sound with no settings at all, like Knot's default policy or BIND's
+``dnssec-policy default``: one ECDSA P-256 (algorithm 13) CSK without a lifetime, NSEC,
+14-day signatures refreshed when less than 7 days remain, and CDS/CDNSKEY published so
+a parent that polls them (RFC 7344, RFC 8078) can follow key changes by itself.
+
+:func:`policy_from_mapping` reads a TOML table with kebab-case keys, for example::
+
+    [policy.default]
+    algorithm = 13               # or "ECDSAP256SHA256"
+    key-style = "ksk-zsk"        # or "csk"
+    zsk-lifetime = "90d"         # durations: seconds, or "2w", "90d", "12h", "30m", "45s", "1d12h"
+    rrsig-validity = "14d"
+
+Every problem raises :class:`PolicyError` naming where the table came from and the key.
+
+Time is always passed in (``now``, POSIX seconds); nothing here reads the clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import dns.dnssec
+
+from signer.errors import SignerError
+from signer.keys import DEFAULT_ALGORITHM, SUPPORTED_ALGORITHMS
+
+__all__ = [
+    "Denial",
+    "DsCheck",
+    "KeyStyle",
+    "Policy",
+    "PolicyError",
+    "check_zone_fit",
+    "format_duration",
+    "needs_refresh",
+    "next_refresh_time",
+    "parse_duration",
+    "policy_from_mapping",
+    "policy_to_mapping",
+    "signature_window",
+]
+
+MINUTE = 60
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+WEEK = 7 * DAY
+_MAX_TTL = (1 << 31) - 1
+# RRSIG times are 32-bit serial numbers (RFC 4034 §3.1.5): a validity of more than
+# 2**31 - 1 seconds cannot be told apart from one in the past.
+_MAX_DURATION = (1 << 31) - 1
+_MAX_SALT_BYTES = 255  # RFC 5155 §3.2: one length octet
+
+
+class PolicyError(SignerError):
+    """A policy setting that is missing, malformed or inconsistent with another one.
+
+    ``where`` says which configuration table, ``field`` which key (kebab-case, as
+    written in the configuration), ``reason`` what is wrong and what to do.
+    """
+
+    def __init__(self, where: str, field: str, reason: str) -> None:
+        super().__init__(f"{where} {field}: {reason}")
+        self.where = where
+        self.field = field
+        self.reason = reason
+
+
+class KeyStyle(enum.Enum):
+    """How the key roles are split."""
+
+    CSK = "csk"  # one combined signing key (flags 257) signs everything
+    KSK_ZSK = "ksk-zsk"  # a KSK signs the DNSKEY RRset, a ZSK everything else
+
+
+class Denial(enum.Enum):
+    """Authenticated denial of existence."""
+
+    NSEC = "nsec"
+    NSEC3 = "nsec3"
+
+
+class DsCheck(enum.Enum):
+    """How zonefan learns that the parent publishes (or dropped) a DS record."""
+
+    AUTO = "auto"  # query the parent's nameservers for the DS RRset
+    MANUAL = "manual"  # the operator confirms with ``zonefan keys ds-seen``
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A DNSSEC policy.  All durations and TTLs are in seconds; a lifetime of 0 is unlimited.
+
+    The defaults and why:
+
+    * ``zsk_lifetime`` 90 days: only used with ``key_style`` ``ksk-zsk``.  A ZSK
+      pre-publication rollover needs no parent and takes about Ipub + Iret (a day plus
+      rrsig_validity - rrsig_refresh), so rolling quarterly keeps the machinery exercised
+      without ever having two rollovers back to back.  KSK and CSK lifetimes default to
+      unlimited because each of their rollovers depends on the parent (RFC 8624 and
+      RFC 6781 §3.1 give no cryptographic reason to roll P-256 keys often).
+    * ``rrsig_validity`` 14 days, ``rrsig_refresh`` 7 days: an outage of the hidden
+      primary of up to a week is survivable; see :func:`check_zone_fit` for the SOA
+      EXPIRE side.  ``rrsig_jitter`` 12 hours spreads expirations so re-signing does
+      not happen in one burst.  ``inception_offset`` 1 hour covers clock skew.
+    * ``publish_safety`` / ``retire_safety`` 1 hour: RFC 7583 §3.3 safety margins added to
+      the publication and retire intervals.
+    """
+
+    algorithm: int = DEFAULT_ALGORITHM
+    key_style: KeyStyle = KeyStyle.CSK
+    ksk_lifetime: int = 0
+    zsk_lifetime: int = 90 * DAY
+    csk_lifetime: int = 0
+    denial: Denial = Denial.NSEC
+    nsec3_iterations: int = 0
+    nsec3_salt: str = ""  # hex, empty for no salt (RFC 9276 §3.1)
+    nsec3_opt_out: bool = False
+    rrsig_validity: int = 14 * DAY
+    rrsig_refresh: int = 7 * DAY
+    rrsig_jitter: int = 12 * HOUR
+    inception_offset: int = HOUR
+    dnskey_ttl: int = 3600
+    zone_propagation_delay: int = 300
+    parent_ds_ttl: int = 86400
+    parent_propagation_delay: int = 3600
+    publish_safety: int = HOUR
+    retire_safety: int = HOUR
+    cds_cdnskey: bool = True
+    ds_check: DsCheck = DsCheck.AUTO
+    # Take the zone back to unsigned: withdraw the DS with the RFC 8078 "delete"
+    # CDS/CDNSKEY, then drop the keys once the DS is gone (see signer.timing).
+    insecure: bool = False
+
+    def __post_init__(self) -> None:
+        _check_policy(self, "policy")
+
+    @property
+    def sign_delay(self) -> int:
+        """Dsgn (RFC 7583 §2): the longest a signature by a retired key may stay in the
+        zone when signatures are replaced as they come up for refresh."""
+        return self.rrsig_validity - self.rrsig_refresh
+
+
+# --- durations --------------------------------------------------------------------
+
+_UNITS = {"w": WEEK, "d": DAY, "h": HOUR, "m": MINUTE, "s": 1}
+_SHOWN_UNITS = {"d": DAY, "h": HOUR, "m": MINUTE, "s": 1}  # "90d" reads better than "12w6d"
+_DURATION_RE = re.compile(r"(?:\d+[wdhms])+")
+_PART_RE = re.compile(r"(\d+)([wdhms])")
+
+
+def parse_duration(value: object) -> int:
+    """Seconds from an int, or from a string such as ``"90d"``, ``"12h"``, ``"1d12h"``.
+
+    Raises ValueError (with a message meant for the user) for anything else.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f'{value!r} is not a duration; write seconds or e.g. "14d"')
+    if isinstance(value, int):
+        seconds = value
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if text.isdigit():
+            seconds = int(text)
+        elif _DURATION_RE.fullmatch(text):
+            seconds = sum(int(n) * _UNITS[u] for n, u in _PART_RE.findall(text))
+        else:
+            raise ValueError(
+                f"{value!r} is not a duration; write seconds or a number with a unit "
+                'w, d, h, m or s, e.g. "14d" or "1d12h"'
+            )
+    else:
+        raise ValueError(f'{value!r} is not a duration; write seconds or e.g. "14d"')
+    if seconds < 0:
+        raise ValueError(f"{value!r} is negative")
+    if seconds > _MAX_DURATION:
+        raise ValueError(f"{value!r} is longer than {_MAX_DURATION} seconds (about 68 years)")
+    return seconds
+
+
+def format_duration(seconds: int) -> str:
+    """Text for ``seconds`` in days to seconds: 1209600 -> ``"14d"``, 129600 -> ``"1d12h"``."""
+    if seconds == 0:
+        return "0"
+    parts = []
+    rest = seconds
+    for unit, size in _SHOWN_UNITS.items():
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+# --- checking ---------------------------------------------------------------------
+
+
+def _algorithm_text(algorithm: int) -> str:
+    return f"{algorithm} ({dns.dnssec.algorithm_to_text(algorithm)})"
+
+
+def _check_ranges(p: Policy, where: str) -> None:
+    """Each value on its own: types and ranges."""
+    if p.algorithm not in SUPPORTED_ALGORITHMS:
+        raise PolicyError(
+            where,
+            "algorithm",
+            f"{p.algorithm!r} is not supported; use one of "
+            + ", ".join(_algorithm_text(a) for a in SUPPORTED_ALGORITHMS),
+        )
+    for name in ("key_style", "denial", "ds_check"):
+        expected = {"key_style": KeyStyle, "denial": Denial, "ds_check": DsCheck}[name]
+        if not isinstance(getattr(p, name), expected):
+            raise PolicyError(where, _kebab(name), f"must be a {expected.__name__}")
+    for name in ("nsec3_opt_out", "cds_cdnskey", "insecure"):
+        if not isinstance(getattr(p, name), bool):
+            raise PolicyError(where, _kebab(name), "must be true or false")
+    for name in _DURATION_FIELDS:
+        value = getattr(p, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise PolicyError(where, _kebab(name), f"{value!r} must be a number of seconds >= 0")
+    for name in _TTL_FIELDS:
+        if getattr(p, name) > _MAX_TTL:
+            raise PolicyError(where, _kebab(name), f"must be at most {_MAX_TTL} (RFC 2181 §8)")
+    if p.rrsig_validity == 0:
+        raise PolicyError(where, "rrsig-validity", 'must be longer than 0, e.g. "14d"')
+    if p.rrsig_refresh == 0:
+        raise PolicyError(where, "rrsig-refresh", 'must be longer than 0, e.g. "7d"')
+
+
+def _check_nsec3(p: Policy, where: str) -> None:
+    if isinstance(p.nsec3_iterations, bool) or p.nsec3_iterations != 0:
+        raise PolicyError(
+            where,
+            "nsec3-iterations",
+            f"{p.nsec3_iterations!r}: must be 0 (RFC 9276 §3.1: extra iterations only cost "
+            "CPU, and resolvers may treat such zones as insecure or bogus)",
+        )
+    if not isinstance(p.nsec3_salt, str) or not re.fullmatch(r"(?:[0-9a-fA-F]{2})*", p.nsec3_salt):
+        raise PolicyError(
+            where, "nsec3-salt", f'{p.nsec3_salt!r} must be hex digits, or "" for no salt'
+        )
+    if len(p.nsec3_salt) // 2 > _MAX_SALT_BYTES:
+        raise PolicyError(where, "nsec3-salt", f"must be at most {_MAX_SALT_BYTES} bytes")
+    if p.denial is Denial.NSEC and (p.nsec3_salt or p.nsec3_opt_out):
+        raise PolicyError(
+            where,
+            "nsec3-salt" if p.nsec3_salt else "nsec3-opt-out",
+            'only applies with denial = "nsec3"; remove it or set denial = "nsec3"',
+        )
+
+
+def _check_signature_timing(p: Policy, where: str) -> None:
+    """The signature timers must fit inside each other, or the zone re-signs forever."""
+    validity = format_duration(p.rrsig_validity)
+    refresh = format_duration(p.rrsig_refresh)
+    if p.rrsig_refresh >= p.rrsig_validity:
+        raise PolicyError(
+            where, "rrsig-refresh", f"must be shorter than rrsig-validity ({validity})"
+        )
+    if p.rrsig_jitter >= p.rrsig_refresh:
+        raise PolicyError(
+            where,
+            "rrsig-jitter",
+            f"must be shorter than rrsig-refresh ({refresh}), or signatures could be "
+            "due for refresh as soon as they are made",
+        )
+    if p.rrsig_validity <= p.rrsig_refresh + p.rrsig_jitter:
+        # A fresh signature lasts at least validity - jitter; if that is not more than
+        # refresh, the signer would re-sign it at once, on every pass.
+        raise PolicyError(
+            where,
+            "rrsig-validity",
+            f"must be longer than rrsig-refresh + rrsig-jitter ({refresh} + "
+            f"{format_duration(p.rrsig_jitter)}); lengthen it or shorten the other two",
+        )
+    if p.inception_offset >= p.rrsig_validity - p.rrsig_refresh:
+        raise PolicyError(
+            where,
+            "inception-offset",
+            f"must be shorter than rrsig-validity - rrsig-refresh "
+            f"({format_duration(p.rrsig_validity - p.rrsig_refresh)}); an hour is plenty "
+            "for clock skew",
+        )
+
+
+def _check_lifetimes(p: Policy, where: str) -> None:
+    # A rollover keeps the old key at least until its last signatures are out of
+    # caches, so a key living shorter than one signature validity would have its
+    # successor's rollover start before its own finished.
+    for name in ("ksk_lifetime", "zsk_lifetime", "csk_lifetime"):
+        value = getattr(p, name)
+        if 0 < value < p.rrsig_validity:
+            raise PolicyError(
+                where,
+                _kebab(name),
+                f"must be 0 (unlimited) or at least rrsig-validity "
+                f"({format_duration(p.rrsig_validity)}): a rollover takes about that long",
+            )
+
+
+def _check_policy(p: Policy, where: str) -> None:
+    _check_ranges(p, where)
+    _check_nsec3(p, where)
+    _check_signature_timing(p, where)
+    _check_lifetimes(p, where)
+
+
+def check_zone_fit(policy: Policy, soa_expire: int, max_ttl: int, where: str = "policy") -> None:
+    """Raise PolicyError unless signatures outlast SOA EXPIRE plus the largest TTL.
+
+    A secondary cut off from the hidden primary keeps answering for SOA EXPIRE seconds
+    after its last refresh, and resolvers keep what it served for up to ``max_ttl``
+    more.  The worst moment to be cut off is just before a re-signing pass: the
+    signatures it holds then have ``rrsig_refresh`` left (jitter is taken off the
+    expiration when signing and validity - jitter > refresh is enforced, so jitter never
+    lowers what is left at refresh time).  That must exceed ``soa_expire + max_ttl``.
+    """
+    guaranteed = policy.rrsig_refresh
+    needed = soa_expire + max_ttl
+    if guaranteed > needed:
+        return
+    refresh = needed + HOUR  # keep a little margin in the suggestion
+    # Keep today's gap between refresh and validity (at least a day) on top of jitter.
+    gap = max(policy.rrsig_validity - policy.rrsig_refresh - policy.rrsig_jitter, DAY)
+    validity = refresh + policy.rrsig_jitter + gap
+    raise PolicyError(
+        where,
+        "rrsig-refresh",
+        f"signatures may have only {format_duration(guaranteed)} ({guaranteed} s) left when "
+        f"they are refreshed, but a secondary cut off from the primary serves them for SOA "
+        f"EXPIRE {format_duration(soa_expire)} ({soa_expire} s) and resolvers cache them for "
+        f"up to the largest TTL {format_duration(max_ttl)} ({max_ttl} s) more: "
+        f"{needed} s in all.  Set rrsig-refresh to at least {format_duration(refresh)} and "
+        f"rrsig-validity to at least {format_duration(validity)}, or lower the SOA EXPIRE "
+        f"below {format_duration(max(guaranteed - max_ttl, 0))}",
+    )
+
+
+# --- signature timing ---------------------------------------------------------------
+
+
+def _jitter(policy: Policy, seed: bytes) -> int:
+    """Deterministic jitter in [0, rrsig_jitter) from ``seed`` (e.g. owner + type)."""
+    if policy.rrsig_jitter == 0:
+        return 0
+    digest = hashlib.sha256(seed).digest()
+    return int.from_bytes(digest[:8], "big") % policy.rrsig_jitter
+
+
+def signature_window(policy: Policy, now: int, jitter_seed: bytes) -> tuple[int, int]:
+    """(inception, expiration) for a signature made at ``now``.
+
+    The inception is back-dated by ``inception_offset`` for validators with slow
+    clocks; the expiration is ``now + rrsig_validity`` minus a jitter derived from
+    ``jitter_seed`` (e.g. the owner name's wire form plus the type), so RRsets expire
+    spread out, and the same RRset gets the same window in tests.
+    """
+    inception = max(now - policy.inception_offset, 0)
+    expiration = now + policy.rrsig_validity - _jitter(policy, jitter_seed)
+    return inception, expiration
+
+
+def needs_refresh(policy: Policy, expiration: int, now: int) -> bool:
+    """True when a signature expiring at ``expiration`` has less than rrsig_refresh left."""
+    return expiration - now < policy.rrsig_refresh
+
+
+def next_refresh_time(policy: Policy, expirations: Iterable[int]) -> int | None:
+    """When the first of ``expirations`` comes up for refresh; None if there are none."""
+    earliest = min(expirations, default=None)
+    return None if earliest is None else earliest - policy.rrsig_refresh
+
+
+# --- mapping (TOML) ---------------------------------------------------------------
+
+_DURATION_FIELDS = (
+    "ksk_lifetime",
+    "zsk_lifetime",
+    "csk_lifetime",
+    "rrsig_validity",
+    "rrsig_refresh",
+    "rrsig_jitter",
+    "inception_offset",
+    "dnskey_ttl",
+    "zone_propagation_delay",
+    "parent_ds_ttl",
+    "parent_propagation_delay",
+    "publish_safety",
+    "retire_safety",
+)
+_TTL_FIELDS = ("dnskey_ttl", "parent_ds_ttl")
+_ENUM_FIELDS: dict[str, type[enum.Enum]] = {
+    "key_style": KeyStyle,
+    "denial": Denial,
+    "ds_check": DsCheck,
+}
+_BOOL_FIELDS = ("nsec3_opt_out", "cds_cdnskey", "insecure")
+
+
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
+
+
+_FIELDS = {_kebab(f.name): f.name for f in dataclasses.fields(Policy)}
+
+
+def _parse_algorithm(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not an algorithm")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return int(text)
+        try:
+            return int(dns.dnssec.algorithm_from_text(text.upper()))
+        except ValueError:
+            pass
+    raise ValueError(
+        f"{value!r} is not an algorithm; use one of "
+        + ", ".join(_algorithm_text(a) for a in SUPPORTED_ALGORITHMS)
+    )
+
+
+def _parse_value(name: str, value: object) -> object:
+    """Convert one TOML value for field ``name``; ValueError with a user message."""
+    if name in _DURATION_FIELDS:
+        return parse_duration(value)
+    if name == "algorithm":
+        return _parse_algorithm(value)
+    if name in _ENUM_FIELDS:
+        kind = _ENUM_FIELDS[name]
+        choices = ", ".join(f'"{m.value}"' for m in kind)
+        if not isinstance(value, str):
+            raise ValueError(f"{value!r} must be one of {choices}")
+        try:
+            return kind(value.strip().lower())
+        except ValueError:
+            raise ValueError(f"{value!r} must be one of {choices}") from None
+    if name in _BOOL_FIELDS:
+        if not isinstance(value, bool):
+            raise ValueError(f"{value!r} must be true or false")
+        return value
+    if name == "nsec3_iterations":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{value!r} must be a whole number (0)")
+        return value
+    # nsec3_salt
+    if not isinstance(value, str):
+        raise ValueError(f'{value!r} must be a hex string, or "" for no salt')
+    return "" if value.strip() == "-" else value.strip().lower()
+
+
+def policy_from_mapping(data: Mapping[str, object], where: str) -> Policy:
+    """Build a Policy from a TOML table with kebab-case keys; unset keys keep defaults.
+
+    ``where`` names the table in messages, e.g. ``"zonefan.toml [policy.default]"``.
+    Unknown keys, wrong types and inconsistent values raise PolicyError.
+    """
+    values: dict[str, object] = {}
+    for key, value in data.items():
+        name = _FIELDS.get(key)
+        if name is None:
+            known = ", ".join(sorted(_FIELDS))
+            hint = f" (did you mean {_kebab(key)}?)" if _kebab(key) in _FIELDS else ""
+            raise PolicyError(where, key, f"unknown setting{hint}; known settings: {known}")
+        try:
+            values[name] = _parse_value(name, value)
+        except ValueError as exc:
+            raise PolicyError(where, key, str(exc)) from None
+    policy = object.__new__(Policy)
+    for f in dataclasses.fields(Policy):
+        object.__setattr__(policy, f.name, values.get(f.name, f.default))
+    _check_policy(policy, where)
+    return policy
+
+
+def policy_to_mapping(policy: Policy) -> dict[str, object]:
+    """The effective policy as a TOML-ready table (kebab-case keys, durations as text)."""
+    out: dict[str, object] = {}
+    for f in dataclasses.fields(Policy):
+        value = getattr(policy, f.name)
+        if f.name in _DURATION_FIELDS and f.name not in _TTL_FIELDS:
+            out[_kebab(f.name)] = format_duration(value)
+        elif isinstance(value, enum.Enum):
+            out[_kebab(f.name)] = value.value
+        else:
+            out[_kebab(f.name)] = value
+    return out

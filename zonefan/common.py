@@ -1,0 +1,90 @@
+"""What the CLI commands share: options, the store and editor they open, names."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import dns.exception
+import dns.name
+
+from nameserver.dnssec import DnssecManager
+from nameserver.editor import Author, ZoneEditor
+from nameserver.errors import NameserverError
+from nameserver.store import Store
+from signer.errors import SignerError
+from signer.policy import policy_from_mapping
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SETTINGS = "zonefan.settings"  # ctx.meta key of the loaded TOML settings
+
+
+def json_option(f: F) -> F:
+    """``--json``: machine-readable output for scripts."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)
+
+
+def author_options(f: F) -> F:
+    """``--author`` and ``--message``: who and why, kept in the journal."""
+    f = click.option("--message", "-m", default="", help="Why: kept in the zone's history.")(f)
+    return click.option(
+        "--author",
+        envvar="ZONEFAN_AUTHOR",
+        default=None,
+        help="Who makes the change (default: user@host). Env: ZONEFAN_AUTHOR.",
+    )(f)
+
+
+def author_of(author: str | None, message: str) -> Author:
+    """The journal's author: the one given, else user@host."""
+    return Author(author or f"{getpass.getuser()}@{socket.gethostname()}", message)
+
+
+@contextmanager
+def open_store(ctx: click.Context) -> Iterator[Store]:
+    """The store named by --db, with nameserver errors turned into clean CLI errors."""
+    try:
+        store = Store(ctx.obj)
+    except NameserverError as e:
+        raise click.ClickException(str(e)) from e
+    try:
+        yield store
+    except (NameserverError, SignerError) as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        store.close()
+
+
+def dnssec_manager(ctx: click.Context, store: Store) -> DnssecManager:
+    """The DNSSEC manager for ``store``, with the key directory and policies from settings."""
+    settings: dict[str, Any] = ctx.find_root().meta.get(SETTINGS, {})
+    key_dir = Path(settings.get("key-dir") or settings.get("key_dir") or f"{ctx.obj}.keys")
+    policies = {}
+    origin = ctx.find_root().params.get("config") or "zonefan.toml"
+    for name, table in (settings.get("policy") or {}).items():
+        if not isinstance(table, dict):
+            raise click.ClickException(f"{origin}: [policy.{name}] must be a table")
+        try:
+            policies[name] = policy_from_mapping(table, f"{origin} [policy.{name}]")
+        except SignerError as e:
+            raise click.ClickException(str(e)) from e
+    return DnssecManager(store, key_dir, policies)
+
+
+def editor_for(ctx: click.Context, store: Store) -> ZoneEditor:
+    """An editor that signs signed zones in every change."""
+    return dnssec_manager(ctx, store).editor()
+
+
+def zone_name(text: str) -> dns.name.Name:
+    """A zone name from the command line (relative names are taken as absolute)."""
+    try:
+        return dns.name.from_text(text)
+    except dns.exception.DNSException as e:
+        raise click.BadParameter(f"{text!r} is not a domain name: {e}") from e
