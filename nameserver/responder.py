@@ -71,7 +71,8 @@ class Responder:
         zone = self.zones.find(lower(query.qname), query.qtype)
         if zone is None:
             return render(query, None, REFUSED, limit), True
-        answer = resolve(zone, query.qname, query.qtype, full_any=tcp)
+        dnssec = query.edns is not None and query.edns.do
+        answer = resolve(zone, query.qname, query.qtype, tcp, dnssec)
         return render(query, answer, answer.rcode, limit), True
 
     def _refusal(self, query: Query) -> int | None:

@@ -22,6 +22,7 @@ _COMPRESSIBLE = {
 }
 SOA = int(dns.rdatatype.SOA)
 OPT = int(dns.rdatatype.OPT)
+RRSIG = int(dns.rdatatype.RRSIG)
 CLASS_IN = 1
 HEADER_LEN = 12
 OPT_RR_LEN = 11
@@ -130,17 +131,23 @@ def render(query: Query, answer: Answer | None, rcode: int, max_size: int) -> by
     if answer is not None:
         sections = (answer.answer, answer.authority, answer.additional)
         for index, section in enumerate(sections):
+            last: tuple[int, dict[bytes, int], Entry] | None = None
             for position, entry in enumerate(section):
                 mark = len(w.buf)
                 table = dict(w.table)
                 n = _write_rrset(w, entry)
                 if len(w.buf) <= limit:
                     counts[index] += n
+                    last = (mark, table, entry)
                     continue
-                del w.buf[mark:]
-                w.table = table
                 if index < 2 or position < answer.glue_required:
                     truncated = True
+                    if index < 2 and last is not None and _covers(entry, last[2]):
+                        # RFC 4035 §3.1.1: an RRset goes with its RRSIGs or not at all.
+                        mark, table = last[0], last[1]
+                        counts[index] -= len(last[2][1].rdatas)
+                del w.buf[mark:]
+                w.table = table
                 break
             if truncated:
                 break
@@ -154,6 +161,17 @@ def render(query: Query, answer: Answer | None, rcode: int, max_size: int) -> by
         "!2sHHHHH", w.buf, 0, query.id, flags, int(has_question), counts[0], counts[1], additional
     )
     return bytes(w.buf)
+
+
+def _covers(sigs: Entry, covered: Entry) -> bool:
+    """True when ``sigs`` is the RRSIG set of the RRset ``covered`` (written just before)."""
+    owner, rs = sigs
+    return (
+        rs.rdtype == RRSIG
+        and rs.rdtype != covered[1].rdtype
+        and int.from_bytes(rs.rdatas[0][:2], "big") == covered[1].rdtype
+        and lower(owner) == lower(covered[0])
+    )
 
 
 def _opt_rr(ext_rcode: int, do: bool) -> bytes:

@@ -18,6 +18,7 @@ import os
 import re
 import stat
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn, TypeAlias, cast
@@ -158,6 +159,54 @@ def public_key_wire(private_key: PrivateKey) -> bytes:
     return _rsa_public_wire(private_key.public_key())
 
 
+def _der_to_raw(der: bytes, size: int) -> bytes:
+    """ECDSA signature DER ``SEQUENCE {r INTEGER, s INTEGER}`` to ``r || s`` of ``size`` each.
+
+    Slicing the DER is several times cheaper than ``decode_dss_signature`` plus two
+    ``int.to_bytes``.  For P-256/P-384 the SEQUENCE is always shorter than 128 bytes
+    (short-form lengths); anything unexpected goes through ``decode_dss_signature``.
+    """
+    length = len(der)
+    r_len = der[3] if length > 3 else length
+    s_at = 4 + r_len  # where the INTEGER s starts
+    if (
+        length > 5
+        and der[0] == 0x30
+        and der[1] == length - 2
+        and der[2] == 0x02
+        and r_len <= size + 1
+        and s_at + 1 < length
+        and der[s_at] == 0x02
+        and der[s_at + 1] == length - s_at - 2 <= size + 1
+    ):
+        # INTEGERs are minimal and signed: drop a 0x00 sign octet, left-pad short ones.
+        r = der[4:s_at][-size:].rjust(size, b"\0")
+        return r + der[s_at + 2 :][-size:].rjust(size, b"\0")
+    r_int, s_int = decode_dss_signature(der)
+    return r_int.to_bytes(size, "big") + s_int.to_bytes(size, "big")
+
+
+def _make_signer(key: PrivateKey, algorithm: int) -> Callable[[bytes], bytes]:
+    """A function signing data with ``key`` for ``algorithm``, returning RRSIG wire format."""
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        _, size = _EC_CURVES[algorithm]
+        ecdsa = ec.ECDSA(hashes.SHA256() if algorithm == ECDSAP256SHA256 else hashes.SHA384())
+        ec_sign = key.sign
+
+        def sign_ecdsa(data: bytes) -> bytes:
+            return _der_to_raw(ec_sign(data, ecdsa), size)
+
+        return sign_ecdsa
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign
+    pkcs1, sha256, rsa_sign = padding.PKCS1v15(), hashes.SHA256(), key.sign
+
+    def sign_rsa(data: bytes) -> bytes:
+        return rsa_sign(data, pkcs1, sha256)
+
+    return sign_rsa
+
+
 @dataclass(frozen=True, eq=False)
 class KeyPair:
     """A DNSSEC private key with its algorithm and DNSKEY flags.
@@ -171,12 +220,16 @@ class KeyPair:
     private_key: PrivateKey = field(repr=False)
     # The key tag is needed for every RRSIG made; computed once, from the checked key.
     _key_tag: int = field(init=False, repr=False)
+    # sign() is the hot path of zone signing: the algorithm dispatch and the hash and
+    # padding objects are resolved once here, not per signature.
+    _signer: Callable[[bytes], bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_algorithm(self.algorithm)
         _check_flags(self.flags)
         _check_key_matches(self.private_key, self.algorithm)
         object.__setattr__(self, "_key_tag", int(dns.dnssec.key_id(self.dnskey())))
+        object.__setattr__(self, "_signer", _make_signer(self.private_key, self.algorithm))
 
     def __repr__(self) -> str:
         return (
@@ -221,17 +274,7 @@ class KeyPair:
         ECDSA: r || s, each fixed-size (RFC 6605 section 4); Ed25519: raw 64 bytes
         (RFC 8080); RSA: PKCS#1 v1.5 with SHA-256 (RFC 5702).
         """
-        key = self.private_key
-        if isinstance(key, ec.EllipticCurvePrivateKey):
-            _, size = _EC_CURVES[self.algorithm]
-            hash_alg: hashes.HashAlgorithm = (
-                hashes.SHA256() if self.algorithm == ECDSAP256SHA256 else hashes.SHA384()
-            )
-            r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hash_alg)))
-            return r.to_bytes(size, "big") + s.to_bytes(size, "big")
-        if isinstance(key, ed25519.Ed25519PrivateKey):
-            return key.sign(data)
-        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        return self._signer(data)
 
 
 def generate(

@@ -16,8 +16,11 @@ dropped (RFC 4034 section 6.3).  Only the signature itself is made by
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+import types
+from collections.abc import Callable, Iterable, Sequence
+from typing import cast
 
+import dns.dnssectypes
 import dns.name
 import dns.rdata
 import dns.rdataclass
@@ -35,6 +38,7 @@ __all__ = [
     "make_rrsig",
     "sign_canonical",
     "sign_rrset",
+    "signed_data",
     "type_text",
 ]
 
@@ -113,6 +117,39 @@ def _check_time(value: int, what: str) -> int:
     return value % _UINT32
 
 
+_HEAD = struct.Struct("!HBBIIIH")  # RRSIG RDATA fields before the signer name
+_RR_HEAD = struct.Struct("!HHI")  # type, class, original TTL of each RR
+_RDLENGTH = struct.Struct("!H")
+_ONE_RR_HEAD = struct.Struct("!HHIH")  # the same plus RDLENGTH, for one-RR RRsets
+
+
+def signed_data(
+    owner_wire: bytes,
+    labels: int,
+    rdtype: int,
+    ttl: int,
+    rdatas: Sequence[bytes],
+    signer_wire: bytes,
+    algorithm: int,
+    key_tag: int,
+    inception: int,
+    expiration: int,
+) -> bytes:
+    """The data an RRSIG signs (RFC 4034 section 3.1.8.1); arguments as for
+    :func:`sign_canonical`.  Sorting and de-duplication of ``rdatas`` happen here."""
+    head = _HEAD.pack(rdtype, algorithm, labels, ttl, expiration, inception, key_tag)
+    if len(rdatas) == 1:  # most RRsets: nothing to sort, one join
+        rdata = rdatas[0]
+        rr_head = _ONE_RR_HEAD.pack(rdtype, _IN, ttl, len(rdata))
+        return b"".join((head, signer_wire, owner_wire, rr_head, rdata))
+    parts = [head, signer_wire]
+    prefix = owner_wire + _RR_HEAD.pack(rdtype, _IN, ttl)
+    pack_len = _RDLENGTH.pack
+    for rdata in sorted(set(rdatas)):
+        parts += (prefix, pack_len(len(rdata)), rdata)
+    return b"".join(parts)
+
+
 def sign_canonical(
     owner_wire: bytes,
     labels: int,
@@ -132,17 +169,21 @@ def sign_canonical(
     ``expiration`` already reduced modulo 2**32.  Sorting and de-duplication of
     ``rdatas`` happen here.
     """
-    parts = [
-        struct.pack("!HBBIIIH", rdtype, key.algorithm, labels, ttl, expiration, inception, key_tag),
+    if not isinstance(rdatas, tuple | list):
+        rdatas = tuple(rdatas)
+    data = signed_data(
+        owner_wire,
+        labels,
+        rdtype,
+        ttl,
+        rdatas,
         signer_wire,
-    ]
-    prefix = owner_wire + struct.pack("!HHI", rdtype, _IN, ttl)
-    pack_len = struct.Struct("!H").pack
-    for rdata in sorted(set(rdatas)):
-        parts.append(prefix)
-        parts.append(pack_len(len(rdata)))
-        parts.append(rdata)
-    return key.sign(b"".join(parts))
+        key.algorithm,
+        key_tag,
+        inception,
+        expiration,
+    )
+    return key.sign(data)
 
 
 def sign_rrset(
@@ -199,6 +240,108 @@ def sign_rrset(
     )
 
 
+_RRSIG_SLOTS = (
+    "rdclass",
+    "rdtype",
+    "rdcomment",
+    "type_covered",
+    "algorithm",
+    "labels",
+    "original_ttl",
+    "expiration",
+    "inception",
+    "key_tag",
+    "signer",
+    "signature",
+)
+_Builder = Callable[
+    [dns.rdatatype.RdataType, int, int, int, int, int, int, dns.name.Name, bytes], RRSIG
+]
+
+
+def _slot_builder() -> _Builder | None:
+    """A function storing RRSIG fields straight into a new RRSIG's ``__slots__`` (as
+    dnspython's own unpickling does), or None when dnspython's RRSIG is not (any more) a
+    plain slotted class with exactly :data:`_RRSIG_SLOTS`."""
+    slots = {slot for cls in RRSIG.__mro__ for slot in getattr(cls, "__slots__", ())}
+    descriptors = [getattr(RRSIG, name, None) for name in _RRSIG_SLOTS]
+    if slots != set(_RRSIG_SLOTS) or not all(
+        isinstance(d, types.MemberDescriptorType) for d in descriptors
+    ):
+        return None
+    setters = [cast(types.MemberDescriptorType, d).__set__ for d in descriptors]
+    # Unrolled, with each setter a closure variable: half the cost of a loop.
+    s_class, s_type, s_comment, s_covered, s_alg, s_labels = setters[:6]
+    s_ttl, s_exp, s_inc, s_tag, s_signer, s_signature = setters[6:]
+    new = RRSIG.__new__
+
+    def build(
+        covered: dns.rdatatype.RdataType,
+        algorithm: int,
+        labels: int,
+        ttl: int,
+        expiration: int,
+        inception: int,
+        key_tag: int,
+        signer: dns.name.Name,
+        signature: bytes,
+    ) -> RRSIG:
+        rrsig: RRSIG = new(RRSIG)
+        s_class(rrsig, _IN)
+        s_type(rrsig, _RRSIG)
+        s_comment(rrsig, None)
+        s_covered(rrsig, covered)
+        s_alg(rrsig, algorithm)
+        s_labels(rrsig, labels)
+        s_ttl(rrsig, ttl)
+        s_exp(rrsig, expiration)
+        s_inc(rrsig, inception)
+        s_tag(rrsig, key_tag)
+        s_signer(rrsig, signer)
+        s_signature(rrsig, signature)
+        return rrsig
+
+    return build
+
+
+_BUILD_RRSIG = _slot_builder()
+_RDTYPES: dict[int, dns.rdatatype.RdataType] = {}
+_ALGORITHMS: dict[int, int] = {}  # Algorithm members; unknown numbers stay int
+_MAX_RDATA_TTL = (1 << 32) - 1  # what the RRSIG constructor accepts as original TTL
+
+
+def _fast_path_ok(
+    rdtype: object,
+    algorithm: object,
+    labels: object,
+    ttl: object,
+    expiration: object,
+    inception: object,
+    key_tag: object,
+    signer: object,
+    signature: object,
+) -> bool:
+    """True when every field is already of the type and range the constructor checks."""
+    return (
+        type(rdtype) is int
+        and 0 <= rdtype <= 0xFFFF
+        and type(algorithm) is int
+        and 0 <= algorithm <= 0xFF
+        and type(labels) is int
+        and 0 <= labels <= 0xFF
+        and type(ttl) is int
+        and 0 <= ttl <= _MAX_RDATA_TTL
+        and type(expiration) is int
+        and 0 <= expiration < _UINT32
+        and type(inception) is int
+        and 0 <= inception < _UINT32
+        and type(key_tag) is int
+        and 0 <= key_tag <= 0xFFFF
+        and isinstance(signer, dns.name.Name)
+        and type(signature) is bytes
+    )
+
+
 def make_rrsig(
     rdtype: int,
     algorithm: int,
@@ -210,17 +353,36 @@ def make_rrsig(
     signer: dns.name.Name,
     signature: bytes,
 ) -> RRSIG:
-    """Build an RRSIG rdata object from its fields."""
-    return RRSIG(  # type: ignore[no-untyped-call]
-        _IN,
-        _RRSIG,
-        rdtype,
-        algorithm,
-        labels,
-        ttl,
-        expiration,
-        inception,
-        key_tag,
-        signer,
-        signature,
-    )
+    """Build an RRSIG rdata object from its fields.
+
+    Whole-zone signing makes one per signature, and dnspython's constructor (checks
+    and an immutability context per field) costs more than the rest of the work
+    outside the signature itself.  Fields that are already plain, in-range ints, a Name
+    and bytes are stored straight into the slots, as dnspython's own unpickling does;
+    anything else goes through the constructor, which converts or rejects it.  The
+    result is the same object either way (equal, same text and wire form).
+    """
+    build = _BUILD_RRSIG
+    if build is None or not _fast_path_ok(
+        rdtype, algorithm, labels, ttl, expiration, inception, key_tag, signer, signature
+    ):
+        return RRSIG(  # type: ignore[no-untyped-call]
+            _IN,
+            _RRSIG,
+            rdtype,
+            algorithm,
+            labels,
+            ttl,
+            expiration,
+            inception,
+            key_tag,
+            signer,
+            signature,
+        )
+    covered = _RDTYPES.get(rdtype)
+    if covered is None:
+        covered = _RDTYPES[rdtype] = dns.rdatatype.RdataType.make(rdtype)
+    alg = _ALGORITHMS.get(algorithm)
+    if alg is None:
+        alg = _ALGORITHMS[algorithm] = dns.dnssectypes.Algorithm.make(algorithm)
+    return build(covered, alg, labels, ttl, expiration, inception, key_tag, signer, signature)
