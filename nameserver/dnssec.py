@@ -26,6 +26,7 @@ from nameserver.signing import (
     SigningParams,
     every_name,
     reconcile,
+    seconds_left,
     touched_names,
 )
 from nameserver.snapshot import ZoneSnapshot, is_sig_key
@@ -344,10 +345,7 @@ def _next_refresh(zone: ZoneSnapshot, policy: Policy, now: int) -> int | None:
             if not is_sig_key(key):
                 continue
             for wire in rs.rdatas:
-                expiration = int.from_bytes(wire[8:12], "big")
-                # Serial arithmetic around now (RFC 4034 §3.1.5).
-                delta = (expiration - now) % (1 << 32)
-                absolute = now + (delta - (1 << 32) if delta >= 1 << 31 else delta)
+                absolute = now + seconds_left(wire, now)
                 if earliest is None or absolute < earliest:
                     earliest = absolute
     return None if earliest is None else earliest - policy.rrsig_refresh

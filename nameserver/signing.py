@@ -411,7 +411,7 @@ class _Pass:
                 or ident not in wanted
                 or ident in kept
                 or int.from_bytes(wire[4:8], "big") != rrset.ttl
-                or _remaining(wire, self.params.now) <= self.params.refresh
+                or seconds_left(wire, self.params.now) <= self.params.refresh
             ):
                 stale.append(wire)
             else:
@@ -560,7 +560,7 @@ def _same_set(a: RRsetData, b: RRsetData) -> bool:
     return a.ttl == b.ttl and sorted(a.rdatas) == sorted(b.rdatas)
 
 
-def _remaining(rrsig_wire: bytes, now: int) -> int:
+def seconds_left(rrsig_wire: bytes, now: int) -> int:
     """Seconds until an RRSIG expires (RFC 4034 §3.1.5 serial arithmetic; negative once
     expired)."""
     expiration = int.from_bytes(rrsig_wire[8:12], "big")
@@ -589,5 +589,6 @@ __all__ = [
     "SigningParams",
     "every_name",
     "reconcile",
+    "seconds_left",
     "touched_names",
 ]
