@@ -112,7 +112,9 @@ def _write_rrset(w: _Writer, entry: Entry) -> int:
 def render(query: Query, answer: Answer | None, rcode: int, max_size: int) -> bytes:
     """The response to ``query``. ``answer`` is None for error responses (header, question
     and OPT only). Whole RRsets that do not fit in ``max_size`` are left out: in answer or
-    authority, or required glue, that sets TC; other additional data is just dropped."""
+    authority, or required glue, that sets TC (and an RRset whose RRSIGs do not fit goes
+    too); other additional data is just dropped (an address may stay without its RRSIGs,
+    RFC 4035 §3.1.1)."""
     flags = 0x8000 | (query.flags & 0x7910)  # QR; copy opcode, RD and CD
     aa = answer.aa if answer is not None else False
     if aa:
@@ -131,21 +133,22 @@ def render(query: Query, answer: Answer | None, rcode: int, max_size: int) -> by
     if answer is not None:
         sections = (answer.answer, answer.authority, answer.additional)
         for index, section in enumerate(sections):
-            last: tuple[int, dict[bytes, int], Entry] | None = None
+            # Where the previous entry began: an RRset is dropped with its RRSIGs.
+            last_mark, last_table = 0, w.table
             for position, entry in enumerate(section):
                 mark = len(w.buf)
                 table = dict(w.table)
                 n = _write_rrset(w, entry)
                 if len(w.buf) <= limit:
                     counts[index] += n
-                    last = (mark, table, entry)
+                    last_mark, last_table = mark, table
                     continue
                 if index < 2 or position < answer.glue_required:
                     truncated = True
-                    if index < 2 and last is not None and _covers(entry, last[2]):
+                    if index < 2 and position and _covers(entry, section[position - 1]):
                         # RFC 4035 §3.1.1: an RRset goes with its RRSIGs or not at all.
-                        mark, table = last[0], last[1]
-                        counts[index] -= len(last[2][1].rdatas)
+                        mark, table = last_mark, last_table
+                        counts[index] -= len(section[position - 1][1].rdatas)
                 del w.buf[mark:]
                 w.table = table
                 break
