@@ -176,11 +176,12 @@ class DnssecManager:
         )
         self._advanced[origin] = keys
         try:
-            cs = self.editor().resign(origin, author, force=force or bool(actions))
+            due = force or bool(actions)
+            cs = self.editor().resign(origin, author, force=due, before=snapshot)
         finally:
             self._advanced.pop(origin, None)
             self._generated.clear()
-        after = ZoneSnapshot.from_rows(origin, self.store.rows(origin)) if cs else snapshot
+        after = snapshot.patched(cs.removed, cs.added) if cs else snapshot
         return MaintenanceResult(
             cs.serial_after if cs else None,
             actions,

@@ -256,16 +256,23 @@ class ZoneEditor:
         return signed, keys
 
     def resign(
-        self, origin: dns.name.Name, author: Author, *, force: bool = False
+        self,
+        origin: dns.name.Name,
+        author: Author,
+        *,
+        force: bool = False,
+        before: ZoneSnapshot | None = None,
     ) -> Changeset | None:
         """Bring the zone's DNSSEC records up to date (expiring signatures, key events, a
         new denial method) in one changeset with a new serial; None when nothing was due
-        and ``force`` is off. ``force`` re-checks every name and always commits."""
+        and ``force`` is off. ``force`` re-checks every name and always commits.
+        ``before``: the zone as the caller already loaded it (the store refuses the commit
+        if it moved since)."""
         if self.signer is None or not self.signer.signs(origin):
             raise ZoneValidationError(
                 str(origin), [Problem("the zone is not signed; sign it with `zonefan zone sign`")]
             )
-        old = self._snapshot(origin)
+        old = before or self._snapshot(origin)
         old_soa = _soa_record(old.rrset_records(origin, SOA), origin)
         policy = self.store.zone_info(origin).serial_policy
         serial = _next_serial_for(old.serial, policy, None, self.clock)
