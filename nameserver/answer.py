@@ -125,9 +125,8 @@ def _answer_name(
     for s in below_apex:
         suffix = key[s:]
         node = zone.node(suffix)
-        if node is not None and ans.signed and _is_nsec3_owner(node):
-            # RFC 5155 §7.2.8: answered as if the NSEC3 RR did not exist (DO only, so the
-            # plain path stays as it was).
+        if node is not None and NSEC3 in node.rrsets and _is_nsec3_owner(node):
+            # RFC 5155 §7.2.8: answered as if the NSEC3 RR did not exist, with or without DO.
             return _wildcard(zone, ans, name, encloser, qtype, full_any)
         if node is None:
             if not zone.exists(suffix):

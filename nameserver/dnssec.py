@@ -5,6 +5,9 @@ key directory), and the signer records every change and every maintenance run ne
 inside each change transaction. Key events (generate, publish, activate, DS submit,
 retire, remove) are planned by :mod:`signer.timing` and applied by :meth:`maintain`,
 which commits the new key states and the re-signed zone in one changeset.
+:meth:`DnssecManager.check_parent_ds` asks the parent's nameservers for the zone's DS
+(``ds-check = auto``) and records what every one of them serves;
+:meth:`DnssecManager.generate_key` makes a zone's first keys ahead of `zone sign`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,19 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.resolver
 
+from nameserver.dscheck import (
+    DEFAULT_TIMEOUT,
+    DsCheckResult,
+    ParentKey,
+    ParentServer,
+    Presence,
+    check_parent_ds,
+)
 from nameserver.editor import Author, ZoneEditor
 from nameserver.errors import NameserverError
 from nameserver.records import Record
@@ -31,13 +46,36 @@ from nameserver.signing import (
 )
 from nameserver.snapshot import ZoneSnapshot, is_sig_key
 from nameserver.store import Store, StoredKey, ZoneDnssec
+from nameserver.versions import ZoneVersions
 from signer.errors import SignerError
-from signer.keys import KeyPair, generate, key_file_name, load_keypair, save
+from signer.keys import KeyPair, check_algorithm, generate, key_file_name, load_keypair, save
 from signer.nsec3 import Nsec3Params
-from signer.policy import Denial, Policy, check_zone_fit
-from signer.timing import Action, KeyTiming, Plan, Role, advance, zone_keys
+from signer.policy import Denial, DsCheck, Policy, check_zone_fit
+from signer.timing import (
+    Action,
+    ActionKind,
+    DsExpect,
+    DsWatch,
+    KeyTiming,
+    Phase,
+    Plan,
+    Role,
+    add_key,
+    advance,
+    initial_keys,
+    key_state,
+    observe_parent_ds,
+    plan,
+    zone_keys,
+)
 
-__all__ = ["DEFAULT_POLICY", "DnssecError", "DnssecManager", "MaintenanceResult"]
+__all__ = [
+    "DEFAULT_POLICY",
+    "DnssecError",
+    "DnssecManager",
+    "MaintenanceResult",
+    "ParentDsReport",
+]
 
 DEFAULT_POLICY = "default"
 _SOA = 6
@@ -58,6 +96,23 @@ class MaintenanceResult:
     next_due: int | None
 
 
+@dataclasses.dataclass(frozen=True)
+class ParentDsReport:
+    """What one :meth:`DnssecManager.check_parent_ds` saw and recorded.
+
+    ``watch`` is what the key plan awaited at the parent; ``result`` what the parent's
+    nameservers serve (None when nothing was asked, ``skipped`` says why);
+    ``recorded`` the (key id, ``"seen"`` or ``"gone"``) observations stored.
+    """
+
+    origin: dns.name.Name
+    mode: DsCheck
+    watch: tuple[DsWatch, ...]
+    result: DsCheckResult | None
+    recorded: tuple[tuple[str, str], ...] = ()
+    skipped: str = ""
+
+
 class DnssecManager:
     """Signs the zones of one store; the editor calls :meth:`signs` and :meth:`delta`."""
 
@@ -68,12 +123,14 @@ class DnssecManager:
         policies: Mapping[str, Policy] | None = None,
         clock: Clock = time.time,
         workers: int = 1,
+        versions: ZoneVersions | None = None,
     ) -> None:
         self.store = store
         self.key_dir = key_dir
         self.policies = {DEFAULT_POLICY: Policy(), **(policies or {})}
         self.clock = clock
         self.workers = workers
+        self.versions = versions  # warm snapshots for a long-lived manager (``serve``)
         self._pairs: dict[str, KeyPair] = {}
         # Keys made by maintain() and not stored yet: id -> (file name, key pair).
         self._generated: dict[str, tuple[str, KeyPair]] = {}
@@ -115,7 +172,9 @@ class DnssecManager:
 
     def policy(self, origin: dns.name.Name) -> Policy:
         """The zone's policy, with its denial override applied."""
-        state = self.store.dnssec(origin)
+        return self._policy_of(origin, self.store.dnssec(origin))
+
+    def _policy_of(self, origin: dns.name.Name, state: ZoneDnssec | None) -> Policy:
         name = state.policy if state else DEFAULT_POLICY
         try:
             policy = self.policies[name]
@@ -131,7 +190,7 @@ class DnssecManager:
 
     def editor(self) -> ZoneEditor:
         """An editor of this store that signs through this manager."""
-        return ZoneEditor(self.store, self.clock, signer=self)
+        return ZoneEditor(self.store, self.clock, signer=self, versions=self.versions)
 
     def enable(
         self,
@@ -148,6 +207,8 @@ class DnssecManager:
             denial.value if denial is not None else (state.denial if state else None),
             True,
         )
+        if state is None or not state.signed:
+            self._check_pregenerated(origin, new_state)
         before = state
         self.store.set_dnssec(origin, new_state)
         try:
@@ -164,7 +225,11 @@ class DnssecManager:
         (none when nothing is due and ``force`` is off)."""
         policy = self.policy(origin)
         now = int(self.clock())
-        snapshot = ZoneSnapshot.from_rows(origin, self.store.rows(origin))
+        snapshot = (
+            self.versions.current(origin)
+            if self.versions is not None
+            else ZoneSnapshot.from_rows(origin, self.store.rows(origin))
+        )
         _check_fit(policy, snapshot)
         stored = self.store.keys(origin)
         keys, actions, plan = advance(
@@ -198,6 +263,164 @@ class DnssecManager:
     def timings(self, origin: dns.name.Name) -> tuple[KeyTiming, ...]:
         """The zone's keys as :mod:`signer.timing` sees them."""
         return tuple(_timing(k) for k in self.store.keys(origin))
+
+    # -- the parent's DS (ds-check = auto) ---------------------------------------------------
+
+    def check_parent_ds(
+        self,
+        origin: dns.name.Name,
+        servers: Sequence[ParentServer] | None = None,
+        resolver: dns.resolver.Resolver | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> ParentDsReport:
+        """Ask the parent's nameservers for the DS of ``origin``'s KSK/CSKs and record, for
+        the keys the plan awaits (``ds_watch``), a DS seen at every server or gone from
+        every server (:func:`signer.timing.observe_parent_ds`).  Nothing is recorded
+        unless every server answered.  :meth:`maintain` then takes the next steps.
+
+        ``servers`` default to the policy's ``parent-servers``, else the parent zone's NS
+        set found with ``resolver`` (the system resolver by default).  With ``ds-check =
+        manual`` nothing is asked.  Raises DsCheckError when no server can be found.
+        """
+        policy = self.policy(origin)
+        now = int(self.clock())
+        keys = self.timings(origin)
+        watch = plan(keys, policy, now).ds_watch
+        if policy.ds_check is DsCheck.MANUAL:
+            why = (
+                "ds-check is manual in this zone's policy: confirm the parent's DS with "
+                f"`zonefan keys ds-seen {origin} KEY` (or `keys ds-gone`)"
+            )
+            return ParentDsReport(origin, policy.ds_check, watch, None, skipped=why)
+        watched = {w.key_id for w in watch}
+        # The keys awaited, and for the operator's view every SEP key in the zone.
+        wanted = [
+            k
+            for k in keys
+            if k.role.is_sep
+            and (
+                k.key_id in watched
+                or key_state(k, now, policy).phase not in (Phase.GENERATED, Phase.REMOVED)
+            )
+        ]
+        if not wanted:
+            why = f"{origin} has no KSK or CSK in its zone, so the parent has no DS to hold"
+            return ParentDsReport(origin, policy.ds_check, watch, None, skipped=why)
+        stored = {k.id: k for k in self.store.keys(origin)}
+        parent_keys = [
+            ParentKey(k.key_id, k.key_tag, k.algorithm, _dnskey(stored[k.key_id].dnskey))
+            for k in wanted
+        ]
+        if servers is None and policy.parent_servers:
+            servers = [ParentServer(a, p) for a, p in policy.parent_server_addresses]
+        result = check_parent_ds(origin, parent_keys, servers, resolver=resolver, timeout=timeout)
+        recorded = self._record_parent_ds(origin, policy, result)
+        return ParentDsReport(origin, policy.ds_check, watch, result, recorded)
+
+    def _record_parent_ds(
+        self, origin: dns.name.Name, policy: Policy, result: DsCheckResult
+    ) -> tuple[tuple[str, str], ...]:
+        if not result.complete:
+            return ()  # a server that did not answer could hold anything
+        now = int(self.clock())
+        keys = self.timings(origin)  # again: maintenance may have moved on meanwhile
+        expected = {w.key_id: w.expect for w in plan(keys, policy, now).ds_watch}
+        # observe_parent_ds marks every withdrawn key missing from ``present`` gone, so
+        # only keys proven absent at every server may be left out of it.
+        present: set[str] = set()
+        for key in keys:
+            expect = expected.get(key.key_id)
+            seen = result.presence(key.key_id)
+            confirmed = expect is DsExpect.PRESENT and seen is Presence.PRESENT
+            not_proven_gone = key.ds_withdrawn is not None and not (
+                expect is DsExpect.ABSENT and seen is Presence.ABSENT
+            )
+            if confirmed or not_proven_gone:
+                present.add(key.key_id)
+        updated = observe_parent_ds(keys, present, now)
+        recorded = tuple(
+            (new.key_id, "seen" if new.ds_seen != old.ds_seen else "gone")
+            for old, new in zip(keys, updated, strict=True)
+            if old != new
+        )
+        if recorded:
+            self.save_timings(origin, updated)
+        return recorded
+
+    # -- keys made ahead of signing -------------------------------------------------------------
+
+    def generate_key(
+        self, origin: dns.name.Name, role: Role, algorithm: int | None = None
+    ) -> tuple[KeyTiming, tuple[str, ...]]:
+        """Make a key for a zone that is not signed yet: stored with its created time,
+        not published; `zone sign` (:meth:`enable`) then starts with it instead of
+        generating its own.  ``algorithm`` defaults to the policy's.
+
+        Returns the key and notes (e.g. the zone's policy would not adopt it as is).
+        Refused for a signed zone: the planner publishes and activates every key it
+        finds that is not replacing another, so a "standby" key would start signing at
+        once; `zonefan keys rollover` makes successors when RFC 7583 says.
+        """
+        policy = self.policy(origin)
+        chosen = policy.algorithm if algorithm is None else algorithm
+        try:
+            check_algorithm(chosen)
+        except SignerError as e:
+            raise DnssecError(f"no key generated for {origin}: {e}") from e
+        now = int(self.clock())
+        keys = self.timings(origin)
+        if self.signs(origin) or any(_in_zone(k, now, policy) for k in keys):
+            raise DnssecError(
+                f"{origin} is signed: zonefan keeps no standby keys (a key added now would "
+                "be published and start signing at once). To replace its "
+                f"{role.name}, run `zonefan keys rollover {origin} --{role.value}`: it "
+                "generates the successor and publishes it, switches the signatures and "
+                "the DS when RFC 7583 says"
+            )
+        pending = _pregenerated(keys, now, policy)
+        for key in pending:
+            if key.role is role or Role.CSK in (key.role, role):
+                raise DnssecError(
+                    f"{origin} already has a pre-generated {_key_text(key)}; a zone starts "
+                    "with one CSK, or one KSK and one ZSK. Discard it with `zonefan keys "
+                    f"retire {origin} {key.key_tag}` first to generate another"
+                )
+            if key.algorithm != chosen:
+                raise DnssecError(
+                    f"{origin} already has a pre-generated {_key_text(key)}; a zone starts "
+                    f"with one algorithm: add --algorithm {key.algorithm}, or discard it "
+                    f"with `zonefan keys retire {origin} {key.key_tag}`"
+                )
+        action = Action(ActionKind.GENERATE, None, role, chosen, None, "operator request")
+        try:
+            key_id, key_tag = self._generate(origin, action)
+            new_keys = add_key(keys, action, key_id, key_tag, now)
+            rows = _changed_rows(self.store.keys(origin), new_keys, self._generated)
+            self.store.put_keys(origin, rows)
+        finally:
+            self._generated.clear()
+        state = self.store.dnssec(origin)
+        name = state.policy if state else DEFAULT_POLICY
+        misfit = _pregenerated_misfit(origin, [*pending, new_keys[-1]], policy, name)
+        new = next(k for k in new_keys if k.key_id == key_id)
+        return new, (misfit,) if misfit else ()
+
+    def _check_pregenerated(self, origin: dns.name.Name, state: ZoneDnssec) -> None:
+        """Before a zone's first signing: its pre-generated keys must be exactly the keys
+        its policy starts with, or `zone sign` refuses (and changes nothing)."""
+        policy = self._policy_of(origin, state)
+        now = int(self.clock())
+        keys = self.timings(origin)
+        if any(_in_zone(k, now, policy) for k in keys):
+            return  # keys already in the zone: a re-sign, not a first signing
+        misfit = _pregenerated_misfit(
+            origin, _pregenerated(keys, now, policy), policy, state.policy
+        )
+        if misfit:
+            raise DnssecError(
+                f"cannot sign {origin}: {misfit}; or discard the pre-generated keys with "
+                f"`zonefan keys retire {origin} TAG` and sign again to get keys from the policy"
+            )
 
     # -- keys ----------------------------------------------------------------------------
 
@@ -268,6 +491,56 @@ class DnssecManager:
 # -- helpers ----------------------------------------------------------------------------
 
 
+def _dnskey(wire: bytes) -> dns.rdata.Rdata:
+    return dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.DNSKEY, wire, 0, len(wire))
+
+
+def _key_text(key: KeyTiming) -> str:
+    return f"{key.role.name} (tag {key.key_tag}, algorithm {key.algorithm})"
+
+
+def _in_zone(key: KeyTiming, now: int, policy: Policy) -> bool:
+    """The key is, or was until it left, part of the signed zone."""
+    phase = key_state(key, now, policy).phase
+    return phase is not Phase.REMOVED and (key.publish is not None or key.active is not None)
+
+
+def _pregenerated(keys: Sequence[KeyTiming], now: int, policy: Policy) -> list[KeyTiming]:
+    """Keys made by `keys generate` and not used yet (a discarded one is removed)."""
+    return [k for k in keys if key_state(k, now, policy).phase is Phase.GENERATED]
+
+
+def _pregenerated_misfit(
+    origin: dns.name.Name, keys: Sequence[KeyTiming], policy: Policy, name: str
+) -> str:
+    """Why the policy named ``name`` would not start the zone with ``keys`` ("" if it
+    would, or when there are none and the policy makes its own)."""
+    if not keys:
+        return ""
+    needed = initial_keys(policy, 0)
+    wants = (
+        f"policy {name!r} starts a zone with "
+        + (" and ".join(f"a {r.role.name}" for r in needed) or "no keys (insecure)")
+        + f" of algorithm {policy.algorithm}"
+    )
+    roles = {r.role for r in needed}
+    for key in keys:
+        if key.role not in roles or key.algorithm != policy.algorithm:
+            return (
+                f"the pre-generated {_key_text(key)} does not fit: {wants}; sign with a "
+                "policy that matches (`zonefan zone sign --policy NAME`)"
+            )
+    missing = [r.role for r in needed if r.role not in {k.role for k in keys}]
+    if missing:
+        return (
+            f"{wants}, but only "
+            + " and ".join(_key_text(k) for k in keys)
+            + " was generated; generate the rest with "
+            + " and ".join(f"`zonefan keys generate {origin} --{r.value}`" for r in missing)
+        )
+    return ""
+
+
 def _timing(key: StoredKey) -> KeyTiming:
     fields = {name: value for name, value in key.times.items() if value is not None}
     return KeyTiming(key.id, Role[key.role], key.algorithm, key.key_tag, **fields)  # type: ignore[arg-type]
@@ -327,15 +600,7 @@ def _check_fit(policy: Policy, zone: ZoneSnapshot) -> None:
 
 
 def _max_ttl(zone: ZoneSnapshot) -> int:
-    return max(
-        (
-            rs.ttl
-            for node in zone.nodes.values()
-            for t, rs in node.rrsets.items()
-            if not is_sig_key(t)
-        ),
-        default=0,
-    )
+    return zone.max_ttl()
 
 
 def _next_refresh(zone: ZoneSnapshot, policy: Policy, now: int) -> int | None:

@@ -32,6 +32,7 @@ from nameserver.validate import (
     check_zone,
     nowhere,
 )
+from nameserver.versions import ZoneVersions
 from nameserver.wirename import key_of
 
 SOA = int(dns.rdatatype.SOA)
@@ -76,11 +77,17 @@ class ZoneEditor:
     changeset when a :class:`ChangeSigner` is given."""
 
     def __init__(
-        self, store: Store, clock: Clock = time.time, signer: ChangeSigner | None = None
+        self,
+        store: Store,
+        clock: Clock = time.time,
+        signer: ChangeSigner | None = None,
+        versions: ZoneVersions | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.signer = signer
+        # Long-lived editors keep zones warm; one-shot ones (the CLI) load them whole.
+        self.versions = versions
 
     # -- whole zones ----------------------------------------------------------------------
 
@@ -127,6 +134,8 @@ class ZoneEditor:
     def create_or_replace(self, plan: Plan, policy: SerialPolicy) -> Changeset:
         """Commit a plan made by :meth:`plan_import`."""
         cs = plan.changeset
+        if self.versions is not None:
+            self.versions.forget(cs.zone)
         if cs.serial_before is None:
             return self.store.create_zone(cs, policy)
         return self.store.commit(cs, plan.keys)
@@ -134,7 +143,7 @@ class ZoneEditor:
     def rollback(self, origin: dns.name.Name, serial: int, author: Author) -> Changeset:
         """A new version whose data equals the version at ``serial`` (its SOA fields too),
         with a serial greater than the current one."""
-        policy = self.store.zone_info(origin).serial_policy
+        policy = self.store.serial_policy(origin)
         target = _data_only(self.store.records_at(origin, serial))
         target_soa = _soa_record(target, origin)
         current = _data_only(self.store.records(origin))
@@ -205,7 +214,7 @@ class ZoneEditor:
                 removed.append(old)
         gone = {r.identity for r in removed}
         added = [r for i, r in wanted.items() if stored(r) is None or i in gone]
-        policy = self.store.zone_info(origin).serial_policy
+        policy = self.store.serial_policy(origin)
         given = _soa_rdata(new_soa) if new_soa else None
         serial = _next_serial_for(snapshot.serial, policy, given, self.clock)
         old_soa = _soa_record(snapshot.rrset_records(origin, SOA), origin)
@@ -228,17 +237,39 @@ class ZoneEditor:
     # -- plumbing -------------------------------------------------------------------------
 
     def _snapshot(self, origin: dns.name.Name) -> ZoneSnapshot:
+        if self.versions is not None:
+            return self.versions.current(origin)
         return ZoneSnapshot.from_rows(origin, self.store.rows(origin))
+
+    def _commit(
+        self,
+        data_changed: ZoneSnapshot,
+        plain: Changeset,
+        signed: Changeset,
+        keys: Sequence[StoredKey] = (),
+    ) -> Changeset:
+        """Commit ``signed`` (``plain`` plus the signer's records). ``data_changed`` is the
+        zone with ``plain`` applied: the version kept warm is it plus the signer's part,
+        so indexes built on it while signing carry over to the next change."""
+        committed = self.store.commit(signed, keys)
+        if self.versions is not None:
+            signer_part = replace(
+                committed,
+                removed=committed.removed[len(plain.removed) :],
+                added=committed.added[len(plain.added) :],
+            )
+            self.versions.committed(data_changed, signer_part)
+        return committed
 
     def _validated_commit(
         self, origin: dns.name.Name, cs: Changeset, before: ZoneSnapshot | None = None
     ) -> Changeset:
-        old = before or self._snapshot(origin)
+        old = before if before is not None else self._snapshot(origin)
         snapshot = old.patched(cs.removed, cs.added)
         touched = {key_of(r.name) for r in (*cs.removed, *cs.added)}
         _refuse(origin, check_change(snapshot, touched))
-        cs, keys = self._signed(origin, old, snapshot, cs, full=False)
-        return self.store.commit(cs, keys)
+        signed, keys = self._signed(origin, old, snapshot, cs, full=False)
+        return self._commit(snapshot, cs, signed, keys)
 
     def _signed(
         self,
@@ -272,16 +303,16 @@ class ZoneEditor:
             raise ZoneValidationError(
                 str(origin), [Problem("the zone is not signed; sign it with `zonefan zone sign`")]
             )
-        old = before or self._snapshot(origin)
+        old = before if before is not None else self._snapshot(origin)
         old_soa = _soa_record(old.rrset_records(origin, SOA), origin)
-        policy = self.store.zone_info(origin).serial_policy
+        policy = self.store.serial_policy(origin)
         serial = _next_serial_for(old.serial, policy, None, self.clock)
         cs = self._plan_edit(origin, (old.serial, serial), ((), ()), old_soa, old_soa, author)
         new = old.patched(cs.removed, cs.added)
         signed, keys = self._signed(origin, old, new, cs, full=True)
         if not force and not keys and _only_soa_signatures(signed, cs):
             return None
-        return self.store.commit(signed, keys)
+        return self._commit(new, cs, signed, keys)
 
     def _plan_edit(
         self,

@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
-import dns.name
-
-from nameserver.errors import JournalError
 from nameserver.snapshot import ZoneSnapshot
 from nameserver.store import Store
+from nameserver.versions import brought_forward
 from nameserver.wirename import key_of, to_text
 from nameserver.zones import ZoneRegistry
 
@@ -33,6 +33,7 @@ class StoreFollower:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonefan-store")
         self._store: Store | None = None
         self._data_version: int | None = None
+        self._stopping = threading.Event()
 
     def _open(self) -> Store:
         if self._store is None:
@@ -43,6 +44,7 @@ class StoreFollower:
         """Bring every zone up to date with the store; returns how many zones changed."""
         served = {o: self._registry.get(o) for o in self._registry.origins()}
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         updates = await loop.run_in_executor(self._executor, self._collect, served)
         for origin, snapshot in updates:
             if snapshot is None:
@@ -50,21 +52,29 @@ class StoreFollower:
                 log.info("zone %s removed", to_text(origin))
             else:
                 self._registry.install(snapshot)
-                log.info("serving %s serial %d", snapshot.origin_name, snapshot.serial)
+                took = (time.perf_counter() - started) * 1000
+                log.info(
+                    "serving %s serial %d (%.1f ms)", snapshot.origin_name, snapshot.serial, took
+                )
         return len(updates)
 
-    async def follow(self, interval: float = 0.1) -> None:
-        """Poll for commits by other processes, refreshing when the store changed."""
+    async def follow(self, interval: float = 0.01) -> None:
+        """Follow commits by other processes: the worker thread polls SQLite's data
+        version (a cheap pragma, no event-loop wakeup) and the loop refreshes on a change."""
         loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(interval)
-            changed = await loop.run_in_executor(self._executor, self._store_changed)
-            if changed:
-                try:
+        while not self._stopping.is_set():
+            try:
+                await loop.run_in_executor(self._executor, self._wait_for_change, interval)
+                if not self._stopping.is_set():
                     await self.refresh()
-                except Exception:  # keep serving the last good versions, and say why
-                    log.exception("could not load changes from the store; will retry")
-                    self._data_version = None
+            except Exception:  # keep serving the last good versions, and say why
+                log.exception("could not load changes from the store; will retry")
+                self._data_version = None
+                await asyncio.sleep(1.0)
+
+    def stop(self) -> None:
+        """Make :meth:`follow`'s worker return soon (call before cancelling it)."""
+        self._stopping.set()
 
     def close(self) -> None:
         """Stop the worker thread and close the store connection."""
@@ -79,11 +89,13 @@ class StoreFollower:
 
     # -- worker thread ------------------------------------------------------------------
 
-    def _store_changed(self) -> bool:
-        version = self._open().data_version()
-        changed = version != self._data_version
-        self._data_version = version
-        return changed
+    def _wait_for_change(self, interval: float) -> None:
+        """Return once the store changed (or :meth:`stop` was called)."""
+        store = self._open()
+        while not self._stopping.wait(interval):
+            version = store.data_version()
+            if version != self._data_version:
+                return
 
     def _collect(self, served: dict[bytes, ZoneSnapshot | None]) -> list[Update]:
         store = self._open()
@@ -95,19 +107,5 @@ class StoreFollower:
             current = served.get(origin)
             if current is not None and current.serial == serials[name]:
                 continue
-            updates.append((origin, self._next_version(store, name, current)))
+            updates.append((origin, brought_forward(store, name, current)))
         return updates
-
-    def _next_version(
-        self, store: Store, name: dns.name.Name, current: ZoneSnapshot | None
-    ) -> ZoneSnapshot:
-        """Patch ``current`` along the journal when it reaches; else load the zone whole."""
-        if current is not None:
-            try:
-                snapshot = current
-                for cs in store.changesets_between(name, current.serial):
-                    snapshot = snapshot.patched(cs.removed, cs.added)
-                return snapshot
-            except JournalError:
-                pass
-        return ZoneSnapshot.from_rows(name, store.rows(name))

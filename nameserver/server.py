@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from nameserver.loader import StoreFollower
+from nameserver.maintenance import MaintenanceScheduler, ManagerFactory
 from nameserver.responder import Responder
 from nameserver.zones import ZoneRegistry
 
@@ -30,7 +31,9 @@ class ServerConfig:
     listen: Sequence[tuple[str, int]]
     tcp_idle_timeout: float = TCP_IDLE_TIMEOUT
     tcp_max_connections: int = TCP_MAX_CONNECTIONS
-    poll_interval: float = 0.1
+    poll_interval: float = 0.01  # seconds between checks for commits by other processes
+    # Signed zones are maintained (key events, signature refresh) when this is given.
+    dnssec: ManagerFactory | None = None
 
 
 class UdpHandler(asyncio.DatagramProtocol):
@@ -146,6 +149,8 @@ class Server:
         self.follower = StoreFollower(config.store_path, self.registry)
         self._closers: list[asyncio.BaseTransport | asyncio.base_events.Server] = []
         self._follow_task: asyncio.Task[None] | None = None
+        self.maintenance: MaintenanceScheduler | None = None
+        self._maintenance_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Load every zone, then open the listeners (answers never come from a half load)."""
@@ -168,13 +173,22 @@ class Server:
             self._closers.append(tcp)
             log.info("listening on %s port %d (UDP and TCP)", host, port)
         self._follow_task = asyncio.create_task(self.follower.follow(cfg.poll_interval))
+        if cfg.dnssec is not None:
+            self.maintenance = MaintenanceScheduler(cfg.store_path, cfg.dnssec)
+            self._maintenance_task = asyncio.create_task(self.maintenance.run())
 
     async def stop(self) -> None:
-        """Close listeners and the store follower."""
-        if self._follow_task is not None:
-            self._follow_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._follow_task
+        """Close listeners, the store follower and the maintenance scheduler."""
+        self.follower.stop()
+        if self.maintenance is not None:
+            self.maintenance.stop()
+        for task in (self._follow_task, self._maintenance_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.maintenance is not None:
+            self.maintenance.close()
         for closer in self._closers:
             closer.close()
         self.follower.close()

@@ -25,6 +25,7 @@ RRSIG = int(dns.rdatatype.RRSIG)
 # RRSIGs are kept per covered type (their TTLs follow the RRset they cover), under keys
 # above the 16-bit type space so they never collide with a real type.
 _SIG_BASE = RRSIG << 16
+_FOLD_AT = 1024  # overlay entries before a version folds them into a new shared dict
 
 # (owner wire with original case, type, TTL, rdata wire): the rows the store keeps.
 WireRow = tuple[bytes, int, int, bytes]
@@ -75,7 +76,16 @@ class ZoneSnapshot:
     (RFC 4592 §2.2) when it owns data or has data below it (an empty non-terminal).
     """
 
-    __slots__ = ("_below", "_nodes", "_ordered", "origin", "origin_wire", "serial")
+    __slots__ = (
+        "_below",
+        "_changed",
+        "_nodes",
+        "_ordered",
+        "_ttls",
+        "origin",
+        "origin_wire",
+        "serial",
+    )
 
     def __init__(
         self,
@@ -83,14 +93,22 @@ class ZoneSnapshot:
         nodes: dict[bytes, Node],
         below: dict[bytes, int],
         ordered: dict[int, OrderedOwners] | None = None,
+        ttls: dict[int, int] | None = None,
+        changed: dict[bytes, Node | None] | None = None,
     ) -> None:
         self.origin_wire = origin_wire
         self.origin = lower(origin_wire)
+        # Nodes live in ``_nodes``, shared between versions and never modified, overlaid
+        # by ``_changed`` (None: removed): a change copies the small overlay, not a
+        # 100k-entry dict. The overlay is folded in once it grows (see _with_nodes).
         self._nodes = nodes
+        self._changed: dict[bytes, Node | None] = changed or {}
         self._below = below
         # Built on first use per type, then carried along by patched(); a cache, not state.
         self._ordered: dict[int, OrderedOwners] = ordered or {}
-        self.serial = _serial_of(nodes.get(self.origin))
+        # How many data RRsets have each TTL: built on first max_ttl(), then carried along.
+        self._ttls = ttls
+        self.serial = _serial_of(self.node(self.origin))
 
     # -- building -------------------------------------------------------------------------
 
@@ -144,7 +162,7 @@ class ZoneSnapshot:
         def node_for(record: Record) -> tuple[bytes, dict[int, RRsetData]]:
             key = key_of(record.name)
             if key not in work:
-                old = self._nodes.get(key)
+                old = self.node(key)
                 owner = old.owner if old else (record.name.to_wire() or b"\x00")
                 work[key] = (owner, dict(old.rrsets) if old else {})
             return work[key]
@@ -172,23 +190,54 @@ class ZoneSnapshot:
         return self._with_nodes(work)
 
     def _with_nodes(self, work: dict[bytes, tuple[bytes, dict[int, RRsetData]]]) -> ZoneSnapshot:
-        nodes = dict(self._nodes)
+        changed = dict(self._changed)
         below = dict(self._below)
         ordered = {t: self._reordered(t, index, work) for t, index in self._ordered.items()}
         for key, (owner, sets) in work.items():
-            existed = key in nodes
+            existed = self.node(key) is not None
             if sets:
-                nodes[key] = Node(owner, sets)
+                changed[key] = Node(owner, sets)
                 if not existed:
                     for up in ancestors(key, self.origin):
                         below[up] = below.get(up, 0) + 1
             elif existed:
-                del nodes[key]
+                changed[key] = None
                 for up in ancestors(key, self.origin):
                     below[up] -= 1
                     if not below[up]:
                         del below[up]
-        return ZoneSnapshot(self.origin_wire, nodes, below, ordered)
+        nodes = self._nodes
+        # Fold the overlay in when it is large enough that a copy per fold costs little
+        # per change, and before lookups through it get slow.
+        if len(changed) > max(_FOLD_AT, len(nodes) >> 5):
+            nodes = dict(nodes)
+            for key, node in changed.items():
+                if node is None:
+                    nodes.pop(key, None)
+                else:
+                    nodes[key] = node
+            changed = {}
+        ttls = self._retallied(work)
+        return ZoneSnapshot(self.origin_wire, nodes, below, ordered, ttls, changed)
+
+    def _retallied(
+        self, work: dict[bytes, tuple[bytes, dict[int, RRsetData]]]
+    ) -> dict[int, int] | None:
+        """The TTL tally after the nodes in ``work`` changed (None when never built)."""
+        if self._ttls is None:
+            return None
+        ttls = dict(self._ttls)
+        for key, (_owner, sets) in work.items():
+            old = self.node(key)
+            for t, rs in old.rrsets.items() if old else ():
+                if t < _SIG_BASE:
+                    ttls[rs.ttl] -= 1
+                    if not ttls[rs.ttl]:
+                        del ttls[rs.ttl]
+            for t, rs in sets.items():
+                if t < _SIG_BASE:
+                    ttls[rs.ttl] = ttls.get(rs.ttl, 0) + 1
+        return ttls
 
     def _reordered(
         self,
@@ -199,7 +248,7 @@ class ZoneSnapshot:
         added: list[bytes] = []
         removed: list[bytes] = []
         for key, (_owner, sets) in work.items():
-            old = self._nodes.get(key)
+            old = self.node(key)
             had = old is not None and rdtype in old.rrsets
             if rdtype in sets and not had:
                 added.append(key)
@@ -217,15 +266,22 @@ class ZoneSnapshot:
     @property
     def nodes(self) -> Mapping[bytes, Node]:
         """Every name that owns data, by key (read-only)."""
-        return MappingProxyType(self._nodes)
+        if not self._changed:
+            return MappingProxyType(self._nodes)
+        return _Overlaid(self._nodes, self._changed)
 
     def node(self, key: bytes) -> Node | None:
         """The node at ``key``, or None when the name owns no data."""
+        changed = self._changed
+        if key in changed:
+            return changed[key]
         return self._nodes.get(key)
 
     def exists(self, key: bytes) -> bool:
         """True when the name owns data or is an empty non-terminal."""
-        return key in self._nodes or key in self._below
+        changed = self._changed
+        node = changed[key] if key in changed else self._nodes.get(key)
+        return node is not None or key in self._below
 
     def count_below(self, key: bytes) -> int:
         """How many names owning data lie strictly below ``key``."""
@@ -233,12 +289,14 @@ class ZoneSnapshot:
 
     def rrset(self, key: bytes, rdtype: int) -> RRsetData | None:
         """The RRset of ``rdtype`` at ``key``, if any."""
-        node = self._nodes.get(key)
+        changed = self._changed
+        node = changed[key] if key in changed else self._nodes.get(key)
         return node.rrsets.get(rdtype) if node else None
 
     def signatures(self, key: bytes, covered: int) -> RRsetData | None:
         """The RRSIGs at ``key`` covering ``covered``, if any."""
-        node = self._nodes.get(key)
+        changed = self._changed
+        node = changed[key] if key in changed else self._nodes.get(key)
         return node.rrsets.get(_SIG_BASE | covered) if node else None
 
     def owners_of(self, rdtype: int) -> OrderedOwners:
@@ -246,13 +304,24 @@ class ZoneSnapshot:
         then kept up to date by :meth:`patched`)."""
         index = self._ordered.get(rdtype)
         if index is None:
-            index = OrderedOwners.of(k for k, n in self._nodes.items() if rdtype in n.rrsets)
+            index = OrderedOwners.of(k for k, n in self.nodes.items() if rdtype in n.rrsets)
             self._ordered[rdtype] = index
         return index
 
+    def max_ttl(self) -> int:
+        """The largest TTL of the zone's data (RRSIGs excluded), 0 for an empty zone."""
+        if self._ttls is None:
+            ttls: dict[int, int] = {}
+            for node in self.nodes.values():
+                for t, rs in node.rrsets.items():
+                    if t < _SIG_BASE:
+                        ttls[rs.ttl] = ttls.get(rs.ttl, 0) + 1
+            self._ttls = ttls
+        return max(self._ttls, default=0)
+
     def rrset_records(self, name: dns.name.Name, rdtype: int) -> list[Record]:
         """The RRs of one RRset as :class:`Record` objects (empty when absent)."""
-        node = self._nodes.get(key_of(name))
+        node = self.node(key_of(name))
         rs = node.rrsets.get(rdtype) if node else None
         if node is None or rs is None:
             return []
@@ -260,16 +329,43 @@ class ZoneSnapshot:
         return [Record(owner, rs.ttl, decode_rdata(rdtype, w)) for w in rs.rdatas]
 
     def __len__(self) -> int:
-        return sum(len(rs.rdatas) for n in self._nodes.values() for rs in n.rrsets.values())
+        return sum(len(rs.rdatas) for n in self.nodes.values() for rs in n.rrsets.values())
 
     def records(self) -> Iterator[Record]:
         """Every RR as a :class:`Record` (decodes wire; meant for export and checks)."""
-        for node in self._nodes.values():
+        for node in self.nodes.values():
             name = dns.name.from_wire(node.owner, 0)[0]
             for rs in node.rrsets.values():
                 for wire in rs.rdatas:
                     rdata = decode_rdata(rs.rdtype, wire)
                     yield Record(name, rs.ttl, rdata)
+
+
+class _Overlaid(Mapping[bytes, Node]):
+    """Read-only view of shared nodes overlaid by a version's changes (None: removed)."""
+
+    __slots__ = ("_base", "_changed")
+
+    def __init__(self, base: Mapping[bytes, Node], changed: Mapping[bytes, Node | None]) -> None:
+        self._base = base
+        self._changed = changed
+
+    def __getitem__(self, key: bytes) -> Node:
+        node = self._changed[key] if key in self._changed else self._base[key]
+        if node is None:
+            raise KeyError(key)
+        return node
+
+    def __iter__(self) -> Iterator[bytes]:
+        changed = self._changed
+        yield from (k for k in self._base if k not in changed)
+        yield from (k for k, n in changed.items() if n is not None)
+
+    def __len__(self) -> int:
+        base, changed = self._base, self._changed
+        added = sum(1 for k, n in changed.items() if n is not None and k not in base)
+        removed = sum(1 for k, n in changed.items() if n is None and k in base)
+        return len(base) + added - removed
 
 
 def record_row(record: Record) -> WireRow:

@@ -789,6 +789,16 @@ class Store:
             float(updated),
         )
 
+    def serial(self, zone: dns.name.Name) -> int:
+        """The zone's current serial (one indexed read; UnknownZoneError when absent)."""
+        with self._read() as conn:
+            return int(self._zone_row(conn, zone)[2])
+
+    def serial_policy(self, zone: dns.name.Name) -> SerialPolicy:
+        """How the zone's serial moves (cheaper than :meth:`zone_info`, which counts RRs)."""
+        with self._read() as conn:
+            return SerialPolicy(self._zone_row(conn, zone)[3])
+
     def zone_serials(self) -> dict[dns.name.Name, int]:
         """Every zone's current serial, read in one query."""
         with self._read() as conn:

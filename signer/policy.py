@@ -12,6 +12,7 @@ a parent that polls them (RFC 7344, RFC 8078) can follow key changes by itself.
     key-style = "ksk-zsk"        # or "csk"
     zsk-lifetime = "90d"         # durations: seconds, or "2w", "90d", "12h", "30m", "45s", "1d12h"
     rrsig-validity = "14d"
+    parent-servers = ["192.0.2.1", "[2001:db8::1]@5300"]   # default: the parent's NS set
 
 Every problem raises :class:`PolicyError` naming where the table came from and the key.
 
@@ -20,9 +21,11 @@ Time is always passed in (``now``, POSIX seconds); nothing here reads the clock.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import hashlib
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -40,9 +43,11 @@ __all__ = [
     "PolicyError",
     "check_zone_fit",
     "format_duration",
+    "format_server",
     "needs_refresh",
     "next_refresh_time",
     "parse_duration",
+    "parse_server",
     "policy_from_mapping",
     "policy_to_mapping",
     "signature_window",
@@ -57,6 +62,10 @@ _MAX_TTL = (1 << 31) - 1
 # 2**31 - 1 seconds cannot be told apart from one in the past.
 _MAX_DURATION = (1 << 31) - 1
 _MAX_SALT_BYTES = 255  # RFC 5155 §3.2: one length octet
+# Asking the parent's nameservers more often than this only loads them: a DS appears
+# after a registry's publication cycle, minutes at best.
+_MIN_DS_CHECK_INTERVAL = MINUTE
+DNS_PORT = 53
 
 
 class PolicyError(SignerError):
@@ -90,7 +99,7 @@ class Denial(enum.Enum):
 class DsCheck(enum.Enum):
     """How zonefan learns that the parent publishes (or dropped) a DS record."""
 
-    AUTO = "auto"  # query the parent's nameservers for the DS RRset
+    AUTO = "auto"  # query the parent's nameservers for the DS RRset (parent-servers)
     MANUAL = "manual"  # the operator confirms with ``zonefan keys ds-seen``
 
 
@@ -112,6 +121,14 @@ class Policy:
       not happen in one burst.  ``inception_offset`` 1 hour covers clock skew.
     * ``publish_safety`` / ``retire_safety`` 1 hour: RFC 7583 §3.3 safety margins added to
       the publication and retire intervals.
+    * ``ds_check`` ``auto`` with no ``parent_servers``: the nameservers of the zone that
+      holds the DS (the parent zone's NS set, found with the system resolver) are asked
+      for the DS RRset, like Knot's KSK submission check; a DS counts as seen (or gone)
+      only when every one of them agrees.  ``parent_servers`` pins the servers instead
+      (canonical ``"192.0.2.1@53"`` / ``"[2001:db8::1]@53"`` text, see
+      :func:`parse_server`), e.g. when the parent's servers are not reachable by name.
+      ``ds_check_interval`` 1 hour is how often the maintenance loop asks (Knot's
+      ``check-interval`` default): much shorter than a typical DS TTL of a day.
     """
 
     algorithm: int = DEFAULT_ALGORITHM
@@ -135,11 +152,17 @@ class Policy:
     retire_safety: int = HOUR
     cds_cdnskey: bool = True
     ds_check: DsCheck = DsCheck.AUTO
+    parent_servers: tuple[str, ...] = ()  # empty: discover the parent zone's NS set
+    ds_check_interval: int = HOUR
     # Take the zone back to unsigned: withdraw the DS with the RFC 8078 "delete"
     # CDS/CDNSKEY, then drop the keys once the DS is gone (see signer.timing).
     insecure: bool = False
 
     def __post_init__(self) -> None:
+        # Any spelling of the servers ("::1", a list) is kept in canonical form, so equal
+        # policies compare equal; what does not parse is reported by _check_policy.
+        with contextlib.suppress(ValueError):
+            object.__setattr__(self, "parent_servers", _parse_servers(self.parent_servers))
         _check_policy(self, "policy")
 
     @property
@@ -147,6 +170,11 @@ class Policy:
         """Dsgn (RFC 7583 §2): the longest a signature by a retired key may stay in the
         zone when signatures are replaced as they come up for refresh."""
         return self.rrsig_validity - self.rrsig_refresh
+
+    @property
+    def parent_server_addresses(self) -> tuple[tuple[str, int], ...]:
+        """``parent_servers`` as (address, port) pairs; empty means "discover them"."""
+        return tuple(parse_server(text) for text in self.parent_servers)
 
 
 # --- durations --------------------------------------------------------------------
@@ -199,6 +227,61 @@ def format_duration(seconds: int) -> str:
     return "".join(parts)
 
 
+# --- nameserver addresses -----------------------------------------------------------
+
+_SERVER_EXAMPLES = '"192.0.2.1", "192.0.2.1@5300" or "[2001:db8::1]@53"'
+
+
+def parse_server(value: object) -> tuple[str, int]:
+    """(address, port) from ``"ADDRESS"`` or ``"ADDRESS@PORT"`` (port 53 by default).
+
+    IPv6 addresses may be bracketed (``"[::1]@53"``); ``@`` separates the port as in
+    Knot and NSD configurations, so ``"::1@53"`` is unambiguous too.  Only IP addresses
+    are accepted: resolving names here would make the policy depend on the network.
+    Raises ValueError (with a message meant for the user) for anything else.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not an address; write e.g. {_SERVER_EXAMPLES}")
+    text = value.strip()
+    host, sep, port_text = text.rpartition("@")
+    if not sep:
+        host, port_text = text, str(DNS_PORT)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP address with an optional @port (names are not looked "
+            f"up here); write e.g. {_SERVER_EXAMPLES}"
+        ) from None
+    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"{value!r}: the port after @ must be a number from 1 to 65535")
+    return address.compressed, int(port_text)
+
+
+def format_server(address: str, port: int) -> str:
+    """The canonical text of a server: ``"192.0.2.1@53"``, ``"[2001:db8::1]@53"``."""
+    if ":" in address:
+        return f"[{address}]@{port}"
+    return f"{address}@{port}"
+
+
+def _parse_servers(value: object) -> tuple[str, ...]:
+    """Canonical server texts from a TOML list; ValueError with a user message."""
+    if not isinstance(value, list | tuple):
+        raise ValueError(
+            f'{value!r} must be a list of addresses, e.g. ["192.0.2.1", "[2001:db8::1]@5300"]'
+        )
+    out: list[str] = []
+    for item in value:
+        text = format_server(*parse_server(item))
+        if text in out:
+            raise ValueError(f"{item!r} is listed twice (as {text})")
+        out.append(text)
+    return tuple(out)
+
+
 # --- checking ---------------------------------------------------------------------
 
 
@@ -233,6 +316,32 @@ def _check_ranges(p: Policy, where: str) -> None:
         raise PolicyError(where, "rrsig-validity", 'must be longer than 0, e.g. "14d"')
     if p.rrsig_refresh == 0:
         raise PolicyError(where, "rrsig-refresh", 'must be longer than 0, e.g. "7d"')
+    if p.ds_check_interval < _MIN_DS_CHECK_INTERVAL:
+        raise PolicyError(
+            where,
+            "ds-check-interval",
+            f"must be at least {format_duration(_MIN_DS_CHECK_INTERVAL)}: asking the "
+            'parent nameservers more often only loads them; e.g. "1h"',
+        )
+
+
+def _check_parent_servers(p: Policy, where: str) -> None:
+    try:
+        canonical = _parse_servers(p.parent_servers)
+    except ValueError as exc:
+        raise PolicyError(where, "parent-servers", str(exc)) from None
+    if not isinstance(p.parent_servers, tuple) or canonical != p.parent_servers:
+        raise PolicyError(
+            where,
+            "parent-servers",
+            f"must be a tuple of addresses such as {canonical!r}",
+        )
+    if p.parent_servers and p.ds_check is not DsCheck.AUTO:
+        raise PolicyError(
+            where,
+            "parent-servers",
+            'only applies with ds-check = "auto"; remove it or set ds-check = "auto"',
+        )
 
 
 def _check_nsec3(p: Policy, where: str) -> None:
@@ -308,6 +417,7 @@ def _check_lifetimes(p: Policy, where: str) -> None:
 
 def _check_policy(p: Policy, where: str) -> None:
     _check_ranges(p, where)
+    _check_parent_servers(p, where)
     _check_nsec3(p, where)
     _check_signature_timing(p, where)
     _check_lifetimes(p, where)
@@ -395,6 +505,7 @@ _DURATION_FIELDS = (
     "parent_propagation_delay",
     "publish_safety",
     "retire_safety",
+    "ds_check_interval",
 )
 _TTL_FIELDS = ("dnskey_ttl", "parent_ds_ttl")
 _ENUM_FIELDS: dict[str, type[enum.Enum]] = {
@@ -450,6 +561,8 @@ def _parse_value(name: str, value: object) -> object:
         if not isinstance(value, bool):
             raise ValueError(f"{value!r} must be true or false")
         return value
+    if name == "parent_servers":
+        return _parse_servers(value)
     if name == "nsec3_iterations":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{value!r} must be a whole number (0)")
@@ -493,6 +606,8 @@ def policy_to_mapping(policy: Policy) -> dict[str, object]:
             out[_kebab(f.name)] = format_duration(value)
         elif isinstance(value, enum.Enum):
             out[_kebab(f.name)] = value.value
+        elif isinstance(value, tuple):
+            out[_kebab(f.name)] = list(value)  # TOML arrays
         else:
             out[_kebab(f.name)] = value
     return out

@@ -1,4 +1,4 @@
-"""Real DNS servers started from pytest: ``zonefan serve`` and NSD.
+"""Real DNS servers started from pytest: ``zonefan serve``, NSD and a validating unbound.
 
 Each runs as a subprocess on 127.0.0.1 (and optionally ::1) with an ephemeral port and its
 own files in a temporary directory, is ready once it answers a query, and is stopped by its
@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -87,20 +88,14 @@ class _Process:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> Self:
-        """Start on a free port and wait until it answers; retry if the port was taken."""
+        """Start on a free port and wait until it answers; retry if the port was taken.
+        A server already running is left as it is, so ``with server.start() as s:`` (whose
+        ``__enter__`` starts too) runs one process, not two with one of them orphaned."""
+        if self.running():
+            return self
         failure = ""
         for _ in range(PORT_ATTEMPTS):
-            self.port = free_port()
-            self._prepare()
-            with self.log_path.open("ab") as log:
-                self.proc = subprocess.Popen(
-                    self._command(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.workdir,
-                    env=_clean_env(),
-                )
+            self._launch()
             if self._wait_ready():
                 return self
             failure = self.log_text()
@@ -111,6 +106,20 @@ class _Process:
             f"{self.name} did not answer on 127.0.0.1 port {self.port} within "
             f"{self.start_timeout:.0f} s; its output:\n{failure}"
         )
+
+    def _launch(self) -> None:
+        """Pick a free port, write the configuration and start the process (no waiting)."""
+        self.port = free_port()
+        self._prepare()
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self._command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env=_clean_env(),
+            )
 
     def _wait_ready(self) -> bool:
         assert self.proc is not None
@@ -178,6 +187,23 @@ class _Process:
     def ask(self, message: dns.message.Message, tcp: bool = False) -> dns.message.Message:
         """Send a prepared message over UDP or TCP."""
         return query_message(self.host, self.port, message, tcp=tcp)
+
+
+def start_all(*servers: _Process) -> None:
+    """Start ``servers`` with their start-ups overlapping; each answers on return.  One
+    that does not come up is retried alone by its ``start()``, which raises with its log;
+    on any failure every one of them is stopped."""
+    try:
+        for server in servers:
+            server._launch()
+        for server in servers:
+            if not server._wait_ready():
+                server.stop()
+                server.start()
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
 
 
 def _clean_env() -> dict[str, str]:
@@ -339,3 +365,101 @@ class NsdServer(_Process):
         if nsd_log.exists():
             text += nsd_log.read_text(encoding="utf-8", errors="replace")
         return text
+
+
+class UnboundServer(_Process):
+    """unbound in the foreground as a validating resolver for one zone: ``anchors`` are its
+    trust anchors (DS or DNSKEY records in zone-file form; none: the zone is insecure to
+    it) and a stub zone sends its queries for ``zone`` to 127.0.0.1 port ``stub_port``.
+
+    ``validation_time`` (POSIX seconds) makes it check RRSIG inception and expiration
+    against that moment instead of its clock, with no clock-skew allowance, so a zone
+    signed on a fake clock is judged at the fake time.  ``harden_algo_downgrade`` makes it
+    require a signature of every algorithm the DS RRset lists (RFC 6840 §5.11 lets
+    validators be laxer; unbound's default is).  ``aggressive_nsec`` off makes it ask the
+    server for each new name rather than deny it from cached NSEC records.
+    ``cache_min_ttl`` keeps every record (and validated key) cached at least that long.
+    """
+
+    name = "unbound"
+
+    def __init__(
+        self,
+        workdir: Path,
+        anchors: str | Sequence[str],
+        stub_port: int,
+        zone: str,
+        *,
+        validation_time: int | None = None,
+        harden_algo_downgrade: bool = False,
+        aggressive_nsec: bool = True,
+        cache_min_ttl: int = 0,
+        also_stub: Sequence[str] = (),
+        start_timeout: float = START_TIMEOUT,
+    ) -> None:
+        super().__init__(workdir, start_timeout)
+        self.anchors = [anchors] if isinstance(anchors, str) else list(anchors)
+        # More zones sent to the same server (a child zone it also serves: a delegation's
+        # glue cannot name a port).
+        self.also_stub = list(also_stub)
+        self.stub_port = stub_port
+        self.zone = zone
+        self.validation_time = validation_time
+        self.harden_algo_downgrade = harden_algo_downgrade
+        self.aggressive_nsec = aggressive_nsec
+        self.cache_min_ttl = cache_min_ttl
+        self.conf = workdir / "unbound.conf"
+
+    def _probe_name(self) -> str:
+        return self.zone
+
+    def _prepare(self) -> None:
+        options = [
+            f"harden-algo-downgrade: {_yes_no(self.harden_algo_downgrade)}",
+            f"aggressive-nsec: {_yes_no(self.aggressive_nsec)}",
+            f"cache-min-ttl: {self.cache_min_ttl}",
+        ]
+        if self.validation_time is not None:
+            when = datetime.fromtimestamp(self.validation_time, UTC).strftime("%Y%m%d%H%M%S")
+            options += [
+                f"val-override-date: {when}",
+                "val-sig-skew-min: 0",
+                "val-sig-skew-max: 0",
+            ]
+        options += [f'trust-anchor: "{anchor}"' for anchor in self.anchors]
+        server_options = "".join(f"  {line}\n" for line in options)
+        stubs = "".join(
+            f'stub-zone:\n  name: "{zone}"\n  stub-addr: 127.0.0.1@{self.stub_port}\n'
+            for zone in [self.zone, *self.also_stub]
+        )
+        self.conf.write_text(
+            f"""server:
+  interface: 127.0.0.1
+  port: {self.port}
+  do-daemonize: no
+  chroot: ""
+  username: ""
+  directory: "{self.workdir}"
+  pidfile: "{self.workdir}/unbound.pid"
+  use-syslog: no
+  logfile: ""
+  verbosity: 1
+  val-log-level: 2
+  do-ip6: no
+  do-not-query-localhost: no
+  access-control: 127.0.0.0/8 allow
+  module-config: "validator iterator"
+  local-zone: "test." nodefault
+  qname-minimisation: no
+{server_options}{stubs}remote-control:
+  control-enable: no
+""",
+            encoding="utf-8",
+        )
+
+    def _command(self) -> list[str]:
+        return [require_tool("unbound"), "-d", "-c", str(self.conf)]
+
+
+def _yes_no(value: bool) -> str:
+    return "yes" if value else "no"

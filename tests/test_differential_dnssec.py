@@ -18,9 +18,6 @@ does not fit), with these DNSSEC additions, each a deliberate and documented dif
   gives the NSEC3 matching QNAME (RFC 5155 §7.2.3, all a validator needs); NSD answers as for
   an expanded wildcard (§7.2.5) and adds the NSEC3 matching the parent, the closest encloser.
   That NSEC3 and its RRSIGs are the only records NSD may have in addition.
-* NSEC3 owner names (RFC 5155 §7.2.8) without DO: NSD answers NXDOMAIN, zonefan keeps its
-  plain answer (NODATA, or the NSEC3 RRset when asked for it): the non-DO path serves the
-  zone data unchanged by design. With DO both answer as if the NSEC3 did not exist.
 * Below an NSEC3 owner name (``x.<hash>.diff.test``, DO): NSD 4.6 answers NXDOMAIN with a
   single NSEC3 that is no closest encloser proof. zonefan gives the full RFC 5155 §7.2.2
   proof with the apex as closest encloser. Header and rcode are compared, and zonefan's
@@ -300,11 +297,6 @@ def _nsec3_owners(signed: Path) -> frozenset[dns.name.Name]:
     return frozenset(r.name for r in dnssec_zones.signed_records(signed) if r.rdtype == 50)
 
 
-def nsec3_owner_without_do(query: dns.message.Message, signed: Path) -> bool:
-    """True for a non-DO question about an NSEC3 owner name (see the module docstring)."""
-    return not query.ednsflags & dns.flags.DO and query.question[0].name in _nsec3_owners(signed)
-
-
 def _unprovable_ent(qname: dns.name.Name, signed: Path) -> bool:
     """True for ent3 and its non-existent children when ent3 has no NSEC3."""
     if not _nsec3_owners(signed) or _nsec3_owner(signed, ENT3) in _nsec3_owners(signed):
@@ -399,8 +391,6 @@ def run(
         nsd = ask_nsd(message, probe.tcp)
         ours = ask_ours(message, probe.tcp)
         seen.append((probe, nsd))
-        if nsec3_owner_without_do(message, signed):
-            continue
         qname = message.question[0].name
         if qname.parent() in _nsec3_owners(signed) or _unprovable_ent(qname, signed):
             problems = provable_encloser_differences(message, nsd, ours, signed)

@@ -13,9 +13,14 @@ from tests.zonedata import ORIGIN, records
 
 LABELS = ["a", "b", "c", "*"]
 names = st.lists(st.sampled_from(LABELS), min_size=1, max_size=3).map(".".join)
+# TTLs differ by RRset (and reach above the base zone's) so max_ttl() is exercised.
 rr = st.tuples(names, st.sampled_from(["A", "TXT"]), st.integers(1, 4)).map(
     lambda t: parse_record(
-        t[0], 300, t[1], f"192.0.2.{t[2]}" if t[1] == "A" else f'"{t[2]}"', ORIGIN
+        t[0],
+        50_000 * len(t[0]) + (t[1] == "A"),
+        t[1],
+        f"192.0.2.{t[2]}" if t[1] == "A" else f'"{t[2]}"',
+        ORIGIN,
     )
 )
 
@@ -37,6 +42,8 @@ def test_patched_equals_rebuilt(
     base = records()
     before = ZoneSnapshot.from_records(ORIGIN, [*base, *start])
     frozen = view(before, [])
+    if data.draw(st.booleans()):
+        before.max_ttl()  # known before the patch: patched() carries it along
     remove = data.draw(st.lists(st.sampled_from(start), max_size=len(start))) if start else []
     patched = before.patched(remove, add)
     gone = {r.identity for r in remove}
@@ -44,6 +51,7 @@ def test_patched_equals_rebuilt(
     rebuilt = ZoneSnapshot.from_records(ORIGIN, [*kept, *add])
     probe = [dns.name.from_text(n, ORIGIN) for n in ("a", "b", "a.b", "b.a", "c.b.a", "*.a")]
     assert view(patched, probe) == view(rebuilt, probe)
+    assert patched.max_ttl() == rebuilt.max_ttl()
     assert view(before, []) == frozen  # the old version is untouched
 
 

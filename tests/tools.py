@@ -5,12 +5,18 @@ With CI=true a missing tool fails the test; elsewhere it skips with the reason.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import socket
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
+from nameserver.maintenance import MaintenanceScheduler
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_TESTDATA = PROJECT_ROOT.parent / "shared" / "testdata"
@@ -54,3 +60,24 @@ def free_port(family: int = socket.AF_INET, host: str = "127.0.0.1") -> int:
                     continue
             return port
     raise RuntimeError("no free port found for UDP and TCP")
+
+
+@contextlib.asynccontextmanager
+async def scheduler_running(scheduler: MaintenanceScheduler) -> AsyncIterator[None]:
+    """``scheduler.run()`` as a task for the block; stopped and closed after it."""
+    task = asyncio.create_task(scheduler.run())
+    try:
+        yield
+    finally:
+        scheduler.stop()
+        await task
+        scheduler.close()
+
+
+async def wait_for_runs(scheduler: MaintenanceScheduler, runs: int, timeout: float = 20.0) -> None:
+    """Wait (bounded) until ``scheduler`` has finished ``runs`` maintenance runs."""
+    deadline = time.monotonic() + timeout
+    while scheduler.runs < runs:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"maintenance run {runs} did not happen within {timeout} s")
+        await asyncio.sleep(0.01)

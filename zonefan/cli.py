@@ -33,6 +33,7 @@ from zonefan.common import (
     SETTINGS,
     author_of,
     author_options,
+    dnssec_factory,
     editor_for,
     json_option,
     open_store,
@@ -109,7 +110,9 @@ def serve_cmd(ctx: click.Context, listen: Sequence[str], tcp_idle_timeout: float
         )
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
-    config = ServerConfig(ctx.obj, addresses, tcp_idle_timeout=tcp_idle_timeout)
+    config = ServerConfig(
+        ctx.obj, addresses, tcp_idle_timeout=tcp_idle_timeout, dnssec=dnssec_factory(ctx)
+    )
     try:
         serve(config)
     except OSError as e:

@@ -17,6 +17,7 @@ from nameserver.dnssec import DnssecManager
 from nameserver.editor import Author, ZoneEditor
 from nameserver.errors import NameserverError
 from nameserver.store import Store
+from nameserver.versions import ZoneVersions
 from signer.errors import SignerError
 from signer.policy import policy_from_mapping
 
@@ -61,8 +62,9 @@ def open_store(ctx: click.Context) -> Iterator[Store]:
         store.close()
 
 
-def dnssec_manager(ctx: click.Context, store: Store) -> DnssecManager:
-    """The DNSSEC manager for ``store``, with the key directory and policies from settings."""
+def dnssec_factory(ctx: click.Context) -> Callable[[Store, ZoneVersions | None], DnssecManager]:
+    """Makes DNSSEC managers with the key directory and policies from settings (read now,
+    so a long-running ``serve`` makes managers in other threads without the context)."""
     settings: dict[str, Any] = ctx.find_root().meta.get(SETTINGS, {})
     key_dir = Path(settings.get("key-dir") or settings.get("key_dir") or f"{ctx.obj}.keys")
     policies = {}
@@ -74,7 +76,16 @@ def dnssec_manager(ctx: click.Context, store: Store) -> DnssecManager:
             policies[name] = policy_from_mapping(table, f"{origin} [policy.{name}]")
         except SignerError as e:
             raise click.ClickException(str(e)) from e
-    return DnssecManager(store, key_dir, policies)
+
+    def make(store: Store, versions: ZoneVersions | None = None) -> DnssecManager:
+        return DnssecManager(store, key_dir, policies, versions=versions)
+
+    return make
+
+
+def dnssec_manager(ctx: click.Context, store: Store) -> DnssecManager:
+    """The DNSSEC manager for ``store``, with the key directory and policies from settings."""
+    return dnssec_factory(ctx)(store, None)
 
 
 def editor_for(ctx: click.Context, store: Store) -> ZoneEditor:
