@@ -8,9 +8,7 @@ the authority section of an answer, never the same RRset twice.
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
 from typing import Protocol
 
 import dns.rdatatype
@@ -18,6 +16,7 @@ import dns.rdatatype
 from nameserver.ordered import OrderedOwners
 from nameserver.snapshot import RRsetData, ZoneSnapshot, sig_key
 from nameserver.wirename import WILDCARD_LABEL, label_starts, parent
+from signer.nsec3 import encode_hash, hash_name
 
 __all__ = [
     "Denial",
@@ -25,7 +24,6 @@ __all__ = [
     "NsecDenial",
     "denial_for",
     "next_closer",
-    "nsec3_hash",
 ]
 
 NSEC = int(dns.rdatatype.NSEC)
@@ -39,13 +37,10 @@ Entry = tuple[bytes, RRsetData]
 
 
 @functools.lru_cache(maxsize=8192)
-def nsec3_hash(key: bytes, salt: bytes, iterations: int) -> bytes:
-    """RFC 5155 §5: IH(salt, x, k) of a lowercased wire name, as the base32hex owner label
-    (lowercase, as the NSEC3 owners are kept)."""
-    digest = hashlib.sha1(key + salt).digest()
-    for _ in range(iterations):
-        digest = hashlib.sha1(digest + salt).digest()
-    return base64.b32hexencode(digest).lower()
+def _hashed_label(key: bytes, salt: bytes, iterations: int) -> bytes:
+    """The NSEC3 owner label of a lowercased wire name (lowercase, as NSEC3 owners are
+    kept); cached because proofs hash the same encloser names again and again."""
+    return encode_hash(hash_name(key, salt, iterations)).encode("ascii")
 
 
 def next_closer(key: bytes, encloser: bytes) -> bytes:
@@ -137,7 +132,7 @@ class Nsec3Denial:
         self._owners: OrderedOwners = zone.owners_of(NSEC3)
 
     def _owner_of(self, key: bytes) -> bytes:
-        label = nsec3_hash(key, self._salt, self._iterations)
+        label = _hashed_label(key, self._salt, self._iterations)
         return bytes((len(label),)) + label + self._zone.origin
 
     def _matching(self, key: bytes) -> bytes | None:

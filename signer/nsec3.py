@@ -57,6 +57,7 @@ __all__ = [
     "Nsec3Name",
     "Nsec3Params",
     "encode_hash",
+    "hash_name",
     "hashed_owner_label",
     "make_nsec3",
     "nsec3_bitmap_types",
@@ -134,9 +135,14 @@ def nsec3_hash(name_wire_lowercase: bytes, params: Nsec3Params) -> bytes:
     ``name_wire_lowercase`` is the absolute name in canonical wire form, as given by
     ``dns.name.Name.to_digestable()``; it is hashed as given.
     """
-    salt = params.salt
+    return hash_name(name_wire_lowercase, params.salt, params.iterations)
+
+
+def hash_name(name_wire_lowercase: bytes, salt: bytes, iterations: int) -> bytes:
+    """IH(salt, x, k) of RFC 5155 section 5, for any iteration count: a zone signed
+    elsewhere may use more than :class:`Nsec3Params` lets zonefan sign with."""
     digest = hashlib.sha1(name_wire_lowercase + salt).digest()
-    for _ in range(params.iterations):
+    for _ in range(iterations):
         digest = hashlib.sha1(digest + salt).digest()
     return digest
 
