@@ -27,7 +27,7 @@ from nameserver.editor import Author
 from nameserver.errors import NameserverError
 from nameserver.serial import Clock
 from nameserver.store import Store
-from nameserver.versions import ZoneVersions
+from nameserver.versions import SnapshotSource, ZoneVersions
 from signer.policy import DsCheck
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,10 @@ class MaintenanceScheduler:
         manager_factory: ManagerFactory,
         clock: Clock = time.time,
         timing: MaintenanceTiming | None = None,
+        shared: SnapshotSource | None = None,
     ) -> None:
         self._path = store_path
+        self._shared = shared  # the server's served snapshots: no second copy of each zone
         self._factory = manager_factory
         self._clock = clock
         self._timing = timing or MaintenanceTiming()
@@ -132,7 +134,7 @@ class MaintenanceScheduler:
     def _open(self) -> DnssecManager:
         if self._manager is None:
             store = Store(self._path)
-            self._manager = self._factory(store, ZoneVersions(store))
+            self._manager = self._factory(store, ZoneVersions(store, self._shared))
         return self._manager
 
     def _rescan(self, now: float) -> None:

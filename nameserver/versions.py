@@ -8,6 +8,8 @@ and later UPDATE and the API) keep their snapshots this way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import dns.name
 
 from nameserver.changeset import Changeset
@@ -32,11 +34,20 @@ def brought_forward(
     return ZoneSnapshot.from_rows(origin, store.rows(origin))
 
 
-class ZoneVersions:
-    """The current snapshot of each zone of one store, kept warm across changes."""
+SnapshotSource = Callable[[dns.name.Name], ZoneSnapshot | None]
 
-    def __init__(self, store: Store) -> None:
+
+class ZoneVersions:
+    """The current snapshot of each zone of one store, kept warm across changes.
+
+    ``shared``: where up-to-date snapshots may already be (the server's registry), so a
+    long-lived editor in the server process starts from them instead of loading a second
+    copy of every zone (snapshots are immutable, and patched versions share their nodes).
+    """
+
+    def __init__(self, store: Store, shared: SnapshotSource | None = None) -> None:
         self.store = store
+        self._shared = shared
         self._latest: dict[dns.name.Name, ZoneSnapshot] = {}
         # A commit of ours not yet applied: applied on the next read, off the commit's path.
         self._pending: dict[dns.name.Name, tuple[ZoneSnapshot, Changeset]] = {}
@@ -46,7 +57,12 @@ class ZoneVersions:
         serial = self.store.serial(origin)
         cached = self._cached(origin)
         if cached is None or cached.serial != serial:
-            cached = brought_forward(self.store, origin, cached, serial)
+            if self._shared is not None:
+                shared = self._shared(origin)
+                if shared is not None and (cached is None or shared.serial == serial):
+                    cached = shared
+            if cached is None or cached.serial != serial:
+                cached = brought_forward(self.store, origin, cached, serial)
             self._latest[origin] = cached
         return cached
 

@@ -14,6 +14,7 @@ import dns.message
 import dns.name
 import dns.rdatatype
 import pytest
+from dns.rdtypes.ANY.RRSIG import RRSIG
 
 from nameserver.dnssec import DnssecManager
 from nameserver.editor import Author
@@ -32,7 +33,7 @@ from tests.tools import scheduler_running, wait_for_runs
 EXAMPLE = Path(__file__).resolve().parent.parent / "zones" / "example.test.zone"
 ORIGIN = dns.name.from_text("example.test.")
 DAY = 86400
-RRSIG = int(dns.rdatatype.RRSIG)
+RRSIG_TYPE = int(dns.rdatatype.RRSIG)
 
 
 class FakeClock:
@@ -58,7 +59,9 @@ def _sign(db: Path, clock: Callable[[], float], policies: dict[str, Policy] | No
 
 def _expirations(db: Path) -> list[int]:
     with Store(db) as store:
-        return [int(r.rdata.expiration) for r in store.records(ORIGIN) if r.rdtype == RRSIG]
+        return [
+            int(r.rdata.expiration) for r in store.records(ORIGIN) if isinstance(r.rdata, RRSIG)
+        ]
 
 
 def _serial(db: Path) -> int:
@@ -192,7 +195,7 @@ def test_serve_refreshes_expiring_signatures(stale_server: tuple[ZonefanServer, 
     while True:
         query = dns.message.make_query("web.example.test.", "A", want_dnssec=True)
         response = query_message(server.host, server.port, query)
-        sigs = [rd for rrset in response.answer if rrset.rdtype == RRSIG for rd in rrset]
+        sigs = [rd for rrset in response.answer if rrset.rdtype == RRSIG_TYPE for rd in rrset]
         assert sigs, response
         if min(int(s.expiration) for s in sigs) > time.time() + 13 * DAY:
             break
@@ -200,3 +203,21 @@ def test_serve_refreshes_expiring_signatures(stale_server: tuple[ZonefanServer, 
         time.sleep(0.1)
     assert response.flags & dns.flags.AA
     assert "DNSSEC maintenance of example.test." in server.log_text()
+
+
+def test_zone_versions_start_from_shared_snapshots(signed: tuple[Path, FakeClock]) -> None:
+    db, clock = signed
+    with Store(db) as store:
+        served = ZoneSnapshot.from_rows(ORIGIN, store.rows(ORIGIN))
+        versions = ZoneVersions(store, shared=lambda origin: served)
+        assert versions.current(ORIGIN) is served, "the served snapshot is used, not a copy"
+        manager = DnssecManager(store, Path(f"{db}.keys"), clock=clock)
+        name = dns.name.from_text("shared", ORIGIN)
+        a = dns.rdata.from_text("IN", "A", "192.0.2.9")
+        manager.editor().change_records(ORIGIN, [], [Record(name, 300, a)], Author("x"))
+        # The server has not caught up: its snapshot is brought forward, not reloaded.
+        current = versions.current(ORIGIN)
+        assert current.serial == store.serial(ORIGIN) != served.serial
+        assert current.node(served.origin) is not served.node(served.origin)  # new SOA
+        untouched = next(k for k in served.nodes if k != served.origin)
+        assert current.node(untouched) is served.node(untouched)  # shared, not copied

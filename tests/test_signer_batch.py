@@ -267,7 +267,7 @@ def test_make_rrsig_fast_path_equals_constructor(fields: tuple[object, ...]) -> 
         assert getattr(ours, slot) == getattr(theirs, slot)
         assert type(getattr(ours, slot)) is type(getattr(theirs, slot))
     with pytest.raises(TypeError):
-        ours.labels = 1  # type: ignore[misc]
+        ours.labels = 1
 
 
 def test_make_rrsig_slow_path_converts_or_rejects_like_constructor() -> None:
@@ -279,8 +279,8 @@ def test_make_rrsig_slow_path_converts_or_rejects_like_constructor() -> None:
         2,
         1,
         7,
-        "example.",
-        b"sig",  # type: ignore[arg-type]
+        "example.",  # type: ignore[arg-type]
+        b"sig",
     )
     assert converted == _constructed(15, 13, 2, 60, 2, 1, 7, dns.name.from_text("example."), b"sig")
     for bad in ((1, 13, 256, 60, 2, 1, 7), (1, 13, 2, 60, 2, 1, 1 << 16), (1, 13, 2, -1, 2, 1, 7)):

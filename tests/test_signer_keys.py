@@ -14,15 +14,19 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import cast
 
 import dns.dnssec
+import dns.exception
 import dns.name
+import dns.node
 import dns.rdata
 import dns.rdataclass
 import dns.rdataset
 import dns.rdatatype
 import dns.rrset
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from dns.rdtypes.ANY.DNSKEY import DNSKEY
 from dns.rdtypes.ANY.RRSIG import RRSIG
 
@@ -64,7 +68,9 @@ def signed_data(rrset: dns.rrset.RRset, rrsig: RRSIG) -> bytes:
         rrsig.inception,
         rrsig.key_tag,
     )
-    data = fixed + rrsig.signer.canonicalize().to_wire()
+    signer = rrsig.signer.canonicalize().to_wire()
+    assert signer is not None
+    data = fixed + signer
     owner = rrset.name.canonicalize().to_wire()
     assert owner is not None
     head = struct.pack("!HHI", rrset.rdtype, rrset.rdclass, rrsig.original_ttl)
@@ -74,7 +80,7 @@ def signed_data(rrset: dns.rrset.RRset, rrsig: RRSIG) -> bytes:
 
 
 def make_rrsig(pair: keys.KeyPair, rrset: dns.rrset.RRset) -> RRSIG:
-    template = RRSIG(
+    template = RRSIG(  # type: ignore[no-untyped-call]
         dns.rdataclass.IN,
         dns.rdatatype.RRSIG,
         rrset.rdtype,
@@ -87,10 +93,10 @@ def make_rrsig(pair: keys.KeyPair, rrset: dns.rrset.RRset) -> RRSIG:
         ORIGIN,
         b"",
     )
-    return template.replace(signature=pair.sign(signed_data(rrset, template)))
+    return cast(RRSIG, template.replace(signature=pair.sign(signed_data(rrset, template))))
 
 
-def dnskey_keys(pair: keys.KeyPair) -> dict[dns.name.Name, dns.rdataset.Rdataset]:
+def dnskey_keys(pair: keys.KeyPair) -> dict[dns.name.Name, dns.node.Node | dns.rdataset.Rdataset]:
     return {ORIGIN: dns.rdataset.from_rdata(3600, pair.dnskey())}
 
 
@@ -121,12 +127,12 @@ def test_tampered_signature_or_data_fails(zsk: keys.KeyPair) -> None:
     rrsig = make_rrsig(zsk, rrset)
     sig = bytearray(rrsig.signature)
     sig[len(sig) // 2] ^= 0x01
-    with pytest.raises(dns.dnssec.ValidationFailure):
+    with pytest.raises(dns.exception.ValidationFailure):
         dns.dnssec.validate_rrsig(
-            rrset, rrsig.replace(signature=bytes(sig)), dnskey_keys(zsk), now=NOW
+            rrset, cast(RRSIG, rrsig.replace(signature=bytes(sig))), dnskey_keys(zsk), now=NOW
         )
     other = dns.rrset.from_text("www.example.com.", 300, "IN", "A", "192.0.2.99")
-    with pytest.raises(dns.dnssec.ValidationFailure):
+    with pytest.raises(dns.exception.ValidationFailure):
         dns.dnssec.validate_rrsig(other, rrsig, dnskey_keys(zsk), now=NOW)
 
 
@@ -134,8 +140,8 @@ def test_signature_does_not_validate_with_another_key(zsk: keys.KeyPair) -> None
     other = keys.generate(zsk.algorithm, 256)
     rrset = sample_rrset()
     rrsig = make_rrsig(zsk, rrset)
-    forged = rrsig.replace(key_tag=other.key_tag())
-    with pytest.raises(dns.dnssec.ValidationFailure):
+    forged = cast(RRSIG, rrsig.replace(key_tag=other.key_tag()))
+    with pytest.raises(dns.exception.ValidationFailure):
         dns.dnssec.validate_rrsig(rrset, forged, dnskey_keys(other), now=NOW)
 
 
@@ -279,6 +285,7 @@ def test_default_is_ecdsap256_ksk() -> None:
 
 def test_rsa_default_is_2048_bits() -> None:
     pair = keys.generate(8)
+    assert isinstance(pair.private_key, rsa.RSAPrivateKey)
     assert pair.private_key.key_size == 2048
 
 
