@@ -79,3 +79,25 @@ class SerialError(NameserverError):
 
 class JournalError(NameserverError):
     """The journal does not reach the asked version (it was compacted or never existed)."""
+
+
+class UpdatePolicyError(NameserverError):
+    """An update-policy rule cannot be parsed; names the zone, the rule and the field."""
+
+    def __init__(self, zone: str, rule: str, field: str, reason: str) -> None:
+        self.zone = zone
+        self.rule = rule
+        self.field = field
+        self.reason = reason
+        super().__init__(f"zone {zone} update-policy rule {rule!r}: {field}: {reason}")
+
+
+class UpdateRejected(NameserverError):
+    """A dynamic UPDATE (RFC 2136) is answered with an error rcode; nothing changes.
+
+    ``rcode`` is the DNS rcode value the server answers with."""
+
+    def __init__(self, rcode: int, reason: str) -> None:
+        self.rcode = rcode
+        self.reason = reason
+        super().__init__(reason)
