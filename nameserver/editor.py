@@ -166,10 +166,16 @@ class ZoneEditor:
         remove: Iterable[Record],
         add: Iterable[Record],
         author: Author,
+        base: ZoneSnapshot | None = None,
     ) -> Changeset:
         """Remove then add RRs; removing an absent RR or adding a present one is a no-op,
-        so the changeset says exactly what changed. SOA edits keep our serial rule."""
-        return self._change(origin, self._snapshot(origin), list(remove), add, author)
+        so the changeset says exactly what changed. SOA edits keep our serial rule.
+
+        ``base``: the version the change was worked out against (an UPDATE's prerequisites
+        were checked on it); the store refuses the commit with ConflictError if the zone
+        moved since. Default: the current version."""
+        snapshot = base if base is not None else self._snapshot(origin)
+        return self._change(origin, snapshot, list(remove), add, author)
 
     def set_rrset(
         self,

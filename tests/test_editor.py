@@ -10,9 +10,10 @@ import dns.name
 import pytest
 
 from nameserver.editor import Author, ZoneEditor
-from nameserver.errors import ZoneValidationError
+from nameserver.errors import ConflictError, ZoneValidationError
 from nameserver.records import parse_record
 from nameserver.serial import SerialPolicy
+from nameserver.snapshot import ZoneSnapshot
 from nameserver.store import Store
 from tests.zonedata import BASE, ORIGIN, records
 
@@ -57,6 +58,17 @@ def test_refused_change_stores_nothing(editor: ZoneEditor) -> None:
         editor.change_records(ORIGIN, [], [rr("host", 60, "A", "192.0.2.99")], WHO)
     assert texts(editor) == before
     assert editor.store.zone_info(ORIGIN).serial == 2026010101
+
+
+def test_a_change_against_an_old_version_is_refused(editor: ZoneEditor) -> None:
+    # What an UPDATE needs: its prerequisites held on ``base``, so a zone that moved on
+    # since must refuse the change rather than apply it to a different zone.
+    base = ZoneSnapshot.from_rows(ORIGIN, editor.store.rows(ORIGIN))
+    editor.change_records(ORIGIN, [], [rr("first", 300, "A", "192.0.2.51")], WHO)
+    before = texts(editor)
+    with pytest.raises(ConflictError, match="reload the zone"):
+        editor.change_records(ORIGIN, [], [rr("second", 300, "A", "192.0.2.52")], WHO, base=base)
+    assert texts(editor) == before
 
 
 def test_duplicate_add_is_nothing_to_do(editor: ZoneEditor) -> None:
