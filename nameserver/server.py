@@ -9,12 +9,16 @@ import os
 import signal
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
+from nameserver.acl import TransferAcl
 from nameserver.loader import StoreFollower
 from nameserver.maintenance import MaintenanceScheduler, ManagerFactory
 from nameserver.responder import Responder
+from nameserver.store import Store
+from nameserver.tsig import Keyring, tsig_offset
+from nameserver.xfr import TransferService, transfer_qtype
 from nameserver.zones import ZoneRegistry
 
 log = logging.getLogger(__name__)
@@ -34,13 +38,21 @@ class ServerConfig:
     poll_interval: float = 0.01  # seconds between checks for commits by other processes
     # Signed zones are maintained (key events, signature refresh) when this is given.
     dnssec: ManagerFactory | None = None
+    # Zone transfers: TSIG keys and the [[secondary]] entries allowed to transfer.
+    tsig_keys: Keyring = field(default_factory=dict)
+    transfer_acl: TransferAcl = field(default_factory=TransferAcl)
+    # Changesets kept per zone in the journal (older ones are compacted away after each
+    # change and every compact_interval seconds); None keeps them all.
+    journal_keep: int | None = None
+    compact_interval: float = 300.0
 
 
 class UdpHandler(asyncio.DatagramProtocol):
     """One UDP socket. The cache hit is inlined: it is nearly every query under load."""
 
-    def __init__(self, responder: Responder) -> None:
+    def __init__(self, responder: Responder, transfers: TransferService | None = None) -> None:
         self.responder = responder
+        self.transfers = transfers
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -53,12 +65,23 @@ class UdpHandler(asyncio.DatagramProtocol):
             response: bytes | None = data[:2] + hit
         else:
             try:
-                response = self.responder.respond(data, tcp=False)
+                response = None
+                if self.transfers is not None and transfer_qtype(data) is not None:
+                    response = self.transfers.udp_response(data, (str(addr[0]), int(addr[1])))
+                elif self.transfers is not None and (offset := tsig_offset(data)) is not None:
+                    response = self.transfers.signed_response(
+                        data, offset, self._udp_answer, tcp=False
+                    )
+                else:
+                    response = self.responder.respond(data, tcp=False)
             except Exception:  # a bug must cost one answer, never the server
                 log.exception("failed to answer a UDP query from %s", addr)
                 return
         if response is not None and self.transport is not None:
             self.transport.sendto(response, addr)
+
+    def _udp_answer(self, data: bytes) -> bytes | None:
+        return self.responder.respond(data, tcp=False)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("UDP error: %s", exc)
@@ -70,16 +93,34 @@ class TcpHandler(asyncio.Protocol):
 
     open_connections = 0
 
-    def __init__(self, responder: Responder, idle_timeout: float, max_connections: int) -> None:
+    def __init__(
+        self,
+        responder: Responder,
+        idle_timeout: float,
+        max_connections: int,
+        transfers: TransferService | None = None,
+    ) -> None:
         self.responder = responder
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
+        self.transfers = transfers
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.peer: tuple[str, int] = ("", 0)
+        # A zone transfer in progress: later queries wait in ``queued`` (answers stay in
+        # order), and writes wait while the transport's buffer is full (flow control).
+        self.transfer: asyncio.Task[None] | None = None
+        self.queued: list[bytes] = []
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        peer = self.transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.peer = (str(peer[0]), int(peer[1]))
         TcpHandler.open_connections += 1
         if TcpHandler.open_connections > self.max_connections:
             self.transport.close()
@@ -104,12 +145,24 @@ class TcpHandler(asyncio.Protocol):
                 break
             message = bytes(self.buffer[2 : 2 + length])
             del self.buffer[: 2 + length]
-            self._answer(message)
-        self._arm_timer()
+            if self.transfer is not None:
+                self.queued.append(message)
+            else:
+                self._answer(message)
+        if self.transfer is None:
+            self._arm_timer()
 
     def _answer(self, message: bytes) -> None:
+        if self.transfers is not None and transfer_qtype(message) is not None:
+            if self.timer is not None:
+                self.timer.cancel()  # a long transfer is not idleness
+            self.transfer = asyncio.get_running_loop().create_task(self._transfer(message))
+            return
         try:
-            response = self.responder.respond(message, tcp=True)
+            if self.transfers is not None and (offset := tsig_offset(message)) is not None:
+                response = self.transfers.signed_response(message, offset, self._tcp_answer)
+            else:
+                response = self.responder.respond(message, tcp=True)
         except Exception:
             log.exception("failed to answer a TCP query")
             response = None
@@ -120,8 +173,59 @@ class TcpHandler(asyncio.Protocol):
         if self.transport is not None:
             self.transport.write(len(response).to_bytes(2, "big") + response)
 
+    async def _transfer(self, message: bytes) -> None:
+        assert self.transfers is not None
+        try:
+            handled = await self.transfers.serve_tcp(message, self.peer, self._write)
+        except Exception:
+            log.exception("zone transfer to %s failed", self.peer[0])
+            handled = True
+            if self.transport is not None:
+                self.transport.close()
+        self.transfer = None
+        if self.closed:
+            return
+        if not handled:
+            self._plain(message)
+        queued, self.queued = self.queued, []
+        for i, later in enumerate(queued):
+            self._answer(later)
+            if self.transfer is not None:  # another transfer: the rest waits for it
+                self.queued = queued[i + 1 :] + self.queued
+                return
+        self._arm_timer()
+
+    def _tcp_answer(self, data: bytes) -> bytes | None:
+        return self.responder.respond(data, tcp=True)
+
+    def _plain(self, message: bytes) -> None:
+        try:
+            response = self.responder.respond(message, tcp=True)
+        except Exception:
+            log.exception("failed to answer a TCP query")
+            response = None
+        if self.transport is not None and response is not None:
+            self.transport.write(len(response).to_bytes(2, "big") + response)
+
+    async def _write(self, wire: bytes) -> bool:
+        """Write one message of a transfer once the transport takes more; False when the
+        connection is gone."""
+        await self.writable.wait()
+        if self.closed or self.transport is None or self.transport.is_closing():
+            return False
+        self.transport.write(len(wire).to_bytes(2, "big") + wire)
+        return True
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
     def connection_lost(self, exc: Exception | None) -> None:
         TcpHandler.open_connections -= 1
+        self.closed = True
+        self.writable.set()  # a transfer waiting to write finds the connection gone
         if self.timer is not None:
             self.timer.cancel()
 
@@ -147,6 +251,10 @@ class Server:
         self.registry = ZoneRegistry()
         self.responder = Responder(self.registry)
         self.follower = StoreFollower(config.store_path, self.registry)
+        self.transfers = TransferService(
+            self.registry, config.store_path, config.tsig_keys, config.transfer_acl
+        )
+        self._compact_task: asyncio.Task[None] | None = None
         self._closers: list[asyncio.BaseTransport | asyncio.base_events.Server] = []
         self._follow_task: asyncio.Task[None] | None = None
         self.maintenance: MaintenanceScheduler | None = None
@@ -160,11 +268,15 @@ class Server:
         for host, port in cfg.listen:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             udp, _ = await loop.create_datagram_endpoint(
-                lambda: UdpHandler(self.responder), local_addr=(host, port), family=family
+                lambda: UdpHandler(self.responder, self.transfers),
+                local_addr=(host, port),
+                family=family,
             )
             self._closers.append(udp)
             tcp = await loop.create_server(
-                lambda: TcpHandler(self.responder, cfg.tcp_idle_timeout, cfg.tcp_max_connections),
+                lambda: TcpHandler(
+                    self.responder, cfg.tcp_idle_timeout, cfg.tcp_max_connections, self.transfers
+                ),
                 host,
                 port,
                 family=family,
@@ -173,6 +285,8 @@ class Server:
             self._closers.append(tcp)
             log.info("listening on %s port %d (UDP and TCP)", host, port)
         self._follow_task = asyncio.create_task(self.follower.follow(cfg.poll_interval))
+        if cfg.journal_keep is not None:
+            self._compact_task = asyncio.create_task(self._compact(cfg.journal_keep))
         if cfg.dnssec is not None:
             self.maintenance = MaintenanceScheduler(cfg.store_path, cfg.dnssec)
             self._maintenance_task = asyncio.create_task(self.maintenance.run())
@@ -182,7 +296,7 @@ class Server:
         self.follower.stop()
         if self.maintenance is not None:
             self.maintenance.stop()
-        for task in (self._follow_task, self._maintenance_task):
+        for task in (self._follow_task, self._maintenance_task, self._compact_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -192,6 +306,38 @@ class Server:
         for closer in self._closers:
             closer.close()
         self.follower.close()
+        self.transfers.close()
+
+    async def _compact(self, keep: int) -> None:
+        """Keep at most ``keep`` changesets per zone in the journal: after every new serial
+        served, and every compact_interval seconds (changes by other processes)."""
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+        changed.set()
+        self.registry.on_change(changed.set)
+        store: Store | None = None
+
+        def compact() -> None:
+            nonlocal store
+            if store is None:
+                store = Store(self.config.store_path)
+            for zone in store.zone_names():
+                gone = store.compact_journal(zone, keep)
+                if gone:
+                    log.info("journal of %s compacted: %d changesets removed", zone, gone)
+
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), self.config.compact_interval)
+                changed.clear()
+                try:
+                    await loop.run_in_executor(None, compact)
+                except Exception:
+                    log.exception("journal compaction failed; will retry")
+        finally:
+            if store is not None:
+                store.close()
 
 
 async def run_forever(config: ServerConfig, ready: asyncio.Event | None = None) -> None:

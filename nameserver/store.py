@@ -18,6 +18,8 @@ schema version):
   the changeset created the zone), serial_after, author, message, time.
 * ``changeset_records``: changeset_id, op ('remove' | 'add'), position, owner, rtype, ttl,
   rdata; the primary key (changeset_id, op, position) keeps the changeset's order.
+* ``transfers`` (schema 3): the transfer log, one row per zone transfer served: time,
+  zone, client, key, kind, serial_from, serial_to, messages, rrs, bytes, duration, error.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from nameserver.errors import (
 from nameserver.records import Record, canonical_key
 from nameserver.serial import SerialPolicy
 
-SCHEMA_VERSION = 2  # 2: DNSSEC tables (dnssec_zones, dnssec_keys)
+SCHEMA_VERSION = 3  # 2: DNSSEC tables (dnssec_zones, dnssec_keys); 3: transfer log
 APPLICATION_ID = 0x7A6F6E66  # "zonf": marks the SQLite file as a zonefan store
 BUSY_TIMEOUT_S = 10.0
 _CHUNK = 2000  # rows converted and inserted per step while streaming a changeset
@@ -502,6 +504,28 @@ def _chunks(items: Iterable[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
+@dataclass(frozen=True)
+class TransferLogEntry:
+    """One zone transfer served. ``kind``: "AXFR", "IXFR", "IXFR-AXFR" (an IXFR answered
+    with the full zone: the journal did not reach the client's serial) or "IXFR-UPTODATE"
+    (the client had the current serial: one SOA). ``error`` is set when the transfer was cut
+    short (the client went away)."""
+
+    time: float
+    zone: dns.name.Name
+    client: str  # address of the client
+    key: str | None  # TSIG key name, None when unsigned
+    kind: str
+    serial_from: int | None  # the client's serial (IXFR), None for AXFR
+    serial_to: int
+    messages: int
+    rrs: int
+    bytes: int
+    duration: float  # seconds
+    error: str | None = None
+    id: int | None = None
+
+
 # --- the store ----------------------------------------------------------------------------
 
 
@@ -575,10 +599,14 @@ class Store:
                 f"{self.path} has store schema version {version}, newer than this zonefan "
                 f"understands ({SCHEMA_VERSION}); upgrade zonefan to use it"
             )
-        if version == 1:
+        if version in (1, 2):
             with self._write():
-                self._create_dnssec_schema()
-                self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                # Re-read inside the write lock: another process may have migrated first.
+                if self._pragma("user_version") == 1:
+                    self._create_dnssec_schema()
+                if self._pragma("user_version") in (1, 2):
+                    self._create_transfer_schema()
+                    self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             version = SCHEMA_VERSION
         if version < SCHEMA_VERSION:
             raise StoreError(
@@ -657,6 +685,7 @@ class Store:
             strict=True,
         )
         self._create_dnssec_schema()
+        self._create_transfer_schema()
         self._conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -687,6 +716,27 @@ class Store:
             strict=True,
         )
         db.table("dnssec_keys").create_index(["zone_id"], index_name="dnssec_keys_zone")
+
+    def _create_transfer_schema(self) -> None:
+        # No foreign key to zones: the log outlives a deleted zone (it is a log).
+        self._db.execute(
+            """CREATE TABLE transfers (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                time REAL NOT NULL,
+                zone TEXT NOT NULL,
+                client TEXT NOT NULL,
+                key TEXT,
+                kind TEXT NOT NULL,
+                serial_from INTEGER,
+                serial_to INTEGER NOT NULL,
+                messages INTEGER NOT NULL,
+                rrs INTEGER NOT NULL,
+                bytes INTEGER NOT NULL,
+                duration REAL NOT NULL,
+                error TEXT
+            ) STRICT"""
+        )
+        self._db.execute("CREATE INDEX transfers_zone ON transfers (zone, id)")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -1320,6 +1370,61 @@ class Store:
                 "DELETE FROM changesets WHERE zone_id = ? AND id <= ?", (zone_id, row[0])
             )
             return int(cur.rowcount)
+
+    # -- the transfer log --
+
+    def log_transfer(self, entry: TransferLogEntry) -> int:
+        """Record one transfer served; returns its id."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO transfers (time, zone, client, key, kind, serial_from, serial_to, "
+                "messages, rrs, bytes, duration, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    entry.time,
+                    _zone_key(entry.zone),
+                    entry.client,
+                    entry.key,
+                    entry.kind,
+                    entry.serial_from,
+                    entry.serial_to,
+                    entry.messages,
+                    entry.rrs,
+                    entry.bytes,
+                    entry.duration,
+                    entry.error,
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    def transfers(
+        self, zone: dns.name.Name | None = None, limit: int | None = None
+    ) -> list[TransferLogEntry]:
+        """Logged transfers, newest first (of one zone when given), at most ``limit``."""
+        where, args = ("WHERE zone = ?", [_zone_key(zone)]) if zone is not None else ("", [])
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT id, time, zone, client, key, kind, serial_from, serial_to, messages, "
+                f"rrs, bytes, duration, error FROM transfers {where} ORDER BY id DESC LIMIT ?",
+                (*args, -1 if limit is None else limit),
+            ).fetchall()
+        return [
+            TransferLogEntry(
+                time=t,
+                zone=dns.name.from_text(z),
+                client=c,
+                key=k,
+                kind=kind,
+                serial_from=sf,
+                serial_to=st,
+                messages=m,
+                rrs=rrs,
+                bytes=b,
+                duration=d,
+                error=e,
+                id=i,
+            )
+            for i, t, z, c, k, kind, sf, st, m, rrs, b, d, e in rows
+        ]
 
     def data_version(self) -> int:
         """SQLite's PRAGMA data_version: changes whenever another connection commits."""

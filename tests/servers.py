@@ -15,12 +15,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import dns.exception
+import dns.flags
 import dns.message
 import dns.query
 import dns.rdatatype
@@ -227,9 +229,11 @@ class ZonefanServer(_Process):
         ipv6: bool = False,
         probe_name: str = ".",
         start_timeout: float = START_TIMEOUT,
+        config: Path | None = None,
     ) -> None:
         super().__init__(workdir, start_timeout)
         self.db = db if db is not None else workdir / "zonefan.db"
+        self.config = config  # a TOML settings file (keys, secondaries), when given
         self.extra_args = list(extra_args)
         self.ipv6 = ipv6
         self.port6 = 0
@@ -252,6 +256,7 @@ class ZonefanServer(_Process):
             "zonefan.cli",
             "--db",
             str(self.db),
+            *(["--config", str(self.config)] if self.config is not None else []),
             "serve",
             *listen,
             *self.extra_args,
@@ -463,3 +468,273 @@ class UnboundServer(_Process):
 
 def _yes_no(value: bool) -> str:
     return "yes" if value else "no"
+
+
+# -- secondaries of zonefan serve ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class XfrKey:
+    """A TSIG key shared by the primary and a secondary."""
+
+    name: str  # without the trailing dot
+    secret: str  # base64
+    algorithm: str = "hmac-sha256"
+
+
+class _Secondary(_Process):
+    """A secondary that transfers ``zones`` from 127.0.0.1 port ``primary_port`` with
+    ``key``; subclasses write its configuration and know how to force a refresh."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        zones: Sequence[str],
+        primary_port: int,
+        key: XfrKey,
+        start_timeout: float = START_TIMEOUT,
+    ) -> None:
+        super().__init__(workdir, start_timeout)
+        self.zones = [z.rstrip(".") + "." for z in zones]
+        self.primary_port = primary_port
+        self.key = key
+        self.control_port = 0
+
+    def _probe_name(self) -> str:
+        return self.zones[0]
+
+    def refresh(self, zone: str) -> None:
+        """Make the secondary check the primary's serial now and transfer if it changed."""
+        raise NotImplementedError
+
+    def control(self, *args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [*self._control_command(), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"{self.name} control {' '.join(args)} failed:\n{done.stdout}{done.stderr}"
+            )
+        return done
+
+    def _control_command(self) -> list[str]:
+        raise NotImplementedError
+
+    def serial(self, zone: str) -> int | None:
+        """The serial this secondary serves for ``zone`` (None: not loaded yet)."""
+        try:
+            response = self.query(zone, "SOA", flags=0)
+        except (dns.exception.DNSException, OSError):
+            return None
+        if response.rcode() != 0 or not response.flags & dns.flags.AA:
+            return None
+        for rrset in response.answer:
+            if rrset.rdtype == dns.rdatatype.SOA:
+                return int(rrset[0].serial)
+        return None
+
+    def wait_serial(self, zone: str, serial: int, timeout: float = 10.0) -> None:
+        """Wait until ``zone`` is served at ``serial``; raise with the log otherwise."""
+        deadline = time.monotonic() + timeout
+        seen = None
+        while time.monotonic() < deadline:
+            seen = self.serial(zone)
+            if seen == serial:
+                return
+            time.sleep(0.05)
+        raise AssertionError(
+            f"{self.name} serves {zone} at serial {seen}, not {serial}, after {timeout} s; "
+            f"its log:\n{self.log_text()[-4000:]}"
+        )
+
+
+class NsdSecondary(_Secondary):
+    """NSD (``nsd -d``) as a secondary, nsd-control over a Unix socket."""
+
+    name = "nsd"
+
+    def _prepare(self) -> None:
+        d = self.workdir
+        k = self.key
+        lines = [
+            "server:",
+            f'    ip-address: "127.0.0.1@{self.port}"',
+            f"    port: {self.port}",
+            '    username: ""',
+            '    chroot: ""',
+            f'    zonesdir: "{d}"',
+            f'    pidfile: "{d}/nsd.pid"',
+            f'    xfrdfile: "{d}/xfrd.state"',
+            f'    xfrdir: "{d}"',
+            f'    zonelistfile: "{d}/zone.list"',
+            '    database: ""',
+            f'    logfile: "{d}/nsd.log"',
+            "    verbosity: 2",
+            "    server-count: 1",
+            "    reuseport: no",
+            "",
+            "remote-control:",
+            "    control-enable: yes",
+            f'    control-interface: "{d}/nsd.ctl"',
+            "",
+            "key:",
+            f'    name: "{k.name}"',
+            f"    algorithm: {k.algorithm}",
+            f'    secret: "{k.secret}"',
+            "",
+        ]
+        for zone in self.zones:
+            lines += [
+                "zone:",
+                f'    name: "{zone}"',
+                f'    zonefile: "{zone}zone"',
+                f"    request-xfr: 127.0.0.1@{self.primary_port} {k.name}",
+                f"    allow-notify: 127.0.0.1 {k.name}",
+                "",
+            ]
+        self.conf = d / "nsd.conf"
+        self.conf.write_text("\n".join(lines), encoding="utf-8")
+
+    def _command(self) -> list[str]:
+        return [require_tool("nsd"), "-d", "-c", str(self.conf)]
+
+    def _control_command(self) -> list[str]:
+        return [require_tool("nsd-control"), "-c", str(self.conf)]
+
+    def refresh(self, zone: str) -> None:
+        self.control("transfer", zone)  # IXFR when possible (force_transfer would AXFR)
+
+    def log_text(self) -> str:
+        nsd_log = self.workdir / "nsd.log"
+        text = super().log_text()
+        if nsd_log.exists():
+            text += nsd_log.read_text(encoding="utf-8", errors="replace")
+        return text
+
+
+class KnotSecondary(_Secondary):
+    """knotd as a secondary, knotc over a Unix socket."""
+
+    name = "knot"
+
+    def _prepare(self) -> None:
+        d = self.workdir
+        k = self.key
+        (d / "storage").mkdir(exist_ok=True)
+        zones = "".join(
+            f"  - domain: {zone}\n    master: primary\n    acl: notify-in\n" for zone in self.zones
+        )
+        self.conf = d / "knot.conf"
+        self.conf.write_text(
+            f"""server:
+    rundir: "{d}"
+    listen: 127.0.0.1@{self.port}
+    background-workers: 1
+    tcp-workers: 1
+    udp-workers: 1
+
+log:
+  - target: stderr
+    any: info
+
+database:
+    storage: "{d}/storage"
+
+key:
+  - id: {k.name}
+    algorithm: {k.algorithm}
+    secret: {k.secret}
+
+remote:
+  - id: primary
+    address: 127.0.0.1@{self.primary_port}
+    key: {k.name}
+
+acl:
+  - id: notify-in
+    address: 127.0.0.1
+    key: {k.name}
+    action: notify
+
+template:
+  - id: default
+    storage: "{d}/storage"
+    zonefile-sync: -1
+    zonefile-load: none
+    journal-content: changes
+
+zone:
+{zones}""",
+            encoding="utf-8",
+        )
+
+    def _command(self) -> list[str]:
+        return [require_tool("knotd"), "-c", str(self.conf)]
+
+    def _control_command(self) -> list[str]:
+        return [require_tool("knotc"), "-c", str(self.conf), "-s", str(self.workdir / "knot.sock")]
+
+    def refresh(self, zone: str) -> None:
+        self.control("zone-refresh", zone)
+
+
+class BindSecondary(_Secondary):
+    """named (``-g``, foreground) as a secondary, rndc over a local control channel."""
+
+    name = "bind"
+
+    def _prepare(self) -> None:
+        d = self.workdir
+        k = self.key
+        self.control_port = free_port()
+        rndc_key = f'key "rndc-key" {{ algorithm hmac-sha256; secret "{k.secret}"; }};\n'
+        zones = "".join(
+            f'zone "{zone}" {{ type secondary; file "{d}/{zone}db"; '
+            f"primaries {{ 127.0.0.1 port {self.primary_port} key {k.name}; }}; "
+            f"allow-notify {{ 127.0.0.1; }}; }};\n"
+            for zone in self.zones
+        )
+        self.conf = d / "named.conf"
+        self.conf.write_text(
+            f"""options {{
+    directory "{d}";
+    pid-file "{d}/named.pid";
+    listen-on port {self.port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    dnssec-validation no;
+    notify no;
+    allow-query {{ any; }};
+    allow-transfer {{ none; }};
+    request-ixfr yes;
+}};
+key "{k.name}" {{ algorithm {k.algorithm}; secret "{k.secret}"; }};
+{rndc_key}controls {{
+    inet 127.0.0.1 port {self.control_port} allow {{ 127.0.0.1; }} keys {{ "rndc-key"; }};
+}};
+{zones}""",
+            encoding="utf-8",
+        )
+        self.rndc_conf = d / "rndc.conf"
+        self.rndc_conf.write_text(
+            f"""{rndc_key}options {{
+    default-key "rndc-key";
+    default-server 127.0.0.1;
+    default-port {self.control_port};
+}};
+""",
+            encoding="utf-8",
+        )
+
+    def _command(self) -> list[str]:
+        return [require_tool("named"), "-g", "-c", str(self.conf)]
+
+    def _control_command(self) -> list[str]:
+        return [require_tool("rndc"), "-c", str(self.rndc_conf)]
+
+    def refresh(self, zone: str) -> None:
+        self.control("refresh", zone)

@@ -37,6 +37,7 @@ from zonefan.common import (
     editor_for,
     json_option,
     open_store,
+    transfer_settings,
     zone_name,
 )
 from zonefan.keys_cli import keys_group, zone_maintain, zone_sign
@@ -95,9 +96,23 @@ def main(ctx: click.Context, db: str | None, config: str | None, verbose: int) -
     "Default 127.0.0.1:5353.",
 )
 @click.option("--tcp-idle-timeout", type=float, default=10.0, show_default=True, help="Seconds.")
+@click.option(
+    "--journal-keep",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Keep at most N changesets per zone in the journal (IXFR reaches back that far); "
+    "default: keep all. Config: [serve] journal-keep.",
+)
 @click.pass_context
-def serve_cmd(ctx: click.Context, listen: Sequence[str], tcp_idle_timeout: float) -> None:
-    """Serve every zone in the store; changes committed meanwhile are served at once."""
+def serve_cmd(
+    ctx: click.Context, listen: Sequence[str], tcp_idle_timeout: float, journal_keep: int | None
+) -> None:
+    """Serve every zone in the store; changes committed meanwhile are served at once.
+
+    Zone transfers (AXFR/IXFR over TCP, TSIG) go to the [[secondary]] entries of the
+    config file only; see README "Zone transfers"."""
+    keys, acl = transfer_settings(ctx)
     try:
         addresses = [parse_listen(a) for a in (listen or DEFAULT_LISTEN)]
     except ValueError as e:
@@ -111,7 +126,13 @@ def serve_cmd(ctx: click.Context, listen: Sequence[str], tcp_idle_timeout: float
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
     config = ServerConfig(
-        ctx.obj, addresses, tcp_idle_timeout=tcp_idle_timeout, dnssec=dnssec_factory(ctx)
+        ctx.obj,
+        addresses,
+        tcp_idle_timeout=tcp_idle_timeout,
+        dnssec=dnssec_factory(ctx),
+        tsig_keys=keys,
+        transfer_acl=acl,
+        journal_keep=journal_keep,
     )
     try:
         serve(config)

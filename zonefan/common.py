@@ -13,10 +13,12 @@ import click
 import dns.exception
 import dns.name
 
+from nameserver.acl import TransferAcl, parse_secondaries
 from nameserver.dnssec import DnssecManager
 from nameserver.editor import Author, ZoneEditor
 from nameserver.errors import NameserverError
 from nameserver.store import Store
+from nameserver.tsig import ConfigError, TsigKey, parse_keys
 from nameserver.versions import ZoneVersions
 from signer.errors import SignerError
 from signer.policy import policy_from_mapping
@@ -81,6 +83,19 @@ def dnssec_factory(ctx: click.Context) -> Callable[[Store, ZoneVersions | None],
         return DnssecManager(store, key_dir, policies, versions=versions)
 
     return make
+
+
+def transfer_settings(ctx: click.Context) -> tuple[dict[dns.name.Name, TsigKey], TransferAcl]:
+    """TSIG keys (``[key.NAME]``) and the secondaries allowed to transfer
+    (``[[secondary]]``) from the config file; errors name the file and the field."""
+    settings: dict[str, Any] = ctx.find_root().meta.get(SETTINGS, {})
+    origin = ctx.find_root().params.get("config") or "zonefan.toml"
+    try:
+        keys = parse_keys(settings.get("key"), origin)
+        acl = parse_secondaries(settings.get("secondary"), keys, origin)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from e
+    return keys, acl
 
 
 def dnssec_manager(ctx: click.Context, store: Store) -> DnssecManager:

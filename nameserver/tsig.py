@@ -1,0 +1,269 @@
+"""TSIG (RFC 8945): keys from the config file, verifying requests and signing responses.
+
+Keys are named by their config table (``[key.xfr-key]`` is the key ``xfr-key.``); the
+algorithm is hmac-sha256 unless given (hmac-sha512, hmac-sha384, hmac-sha224 and hmac-sha1
+are accepted too), the secret is base64. Verification and the MAC arithmetic are
+dnspython's (``dns.tsig``); this module adds the config parsing, the RFC 8945 §5.2 error
+mapping and signing of messages we render ourselves (every message of a transfer,
+§5.3.1: each MAC covers the previous one).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import struct
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import dns.exception
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.TSIG
+import dns.tsig
+
+DEFAULT_ALGORITHM = "hmac-sha256"
+FUDGE = 300  # seconds; RFC 8945 §10 recommends 300
+BADSIG = int(dns.rcode.BADSIG)
+BADKEY = int(dns.rcode.BADKEY)
+BADTIME = int(dns.rcode.BADTIME)
+NOERROR = 0
+_ALGORITHMS: dict[str, dns.name.Name] = {
+    "hmac-sha256": dns.tsig.HMAC_SHA256,
+    "hmac-sha512": dns.tsig.HMAC_SHA512,
+    "hmac-sha384": dns.tsig.HMAC_SHA384,
+    "hmac-sha224": dns.tsig.HMAC_SHA224,
+    "hmac-sha1": dns.tsig.HMAC_SHA1,
+}
+_KEY_FIELDS = {"algorithm", "secret"}
+
+
+class ConfigError(ValueError):
+    """A transfer setting in the config file is wrong; the message names file and field."""
+
+
+@dataclass(frozen=True)
+class TsigKey:
+    """One configured key."""
+
+    name: dns.name.Name
+    algorithm: str  # e.g. "hmac-sha256"
+    secret: bytes
+
+    @property
+    def dns_key(self) -> dns.tsig.Key:
+        """The key as dnspython's dns.tsig.Key."""
+        return dns.tsig.Key(self.name, self.secret, _ALGORITHMS[self.algorithm])
+
+    @property
+    def secret_text(self) -> str:
+        """The secret in base64, as the config and other servers' configs write it."""
+        return base64.b64encode(self.secret).decode("ascii")
+
+
+Keyring = Mapping[dns.name.Name, TsigKey]
+
+
+def parse_keys(table: Any, where: str) -> dict[dns.name.Name, TsigKey]:
+    """``[key.NAME]`` tables of the config file to keys; ConfigError naming ``where`` (the
+    file) and the field when something is wrong."""
+    if table is None:
+        return {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [key] must be a table of [key.NAME] tables")
+    keys: dict[dns.name.Name, TsigKey] = {}
+    for label, entry in table.items():
+        field = f"[key.{label}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: {field} must be a table with algorithm and secret")
+        unknown = sorted(set(entry) - _KEY_FIELDS)
+        if unknown:
+            raise ConfigError(
+                f"{where}: {field}: unknown field {unknown[0]!r} (use algorithm, secret)"
+            )
+        try:
+            name = dns.name.from_text(str(label))
+        except dns.exception.DNSException as e:
+            raise ConfigError(f"{where}: {field}: key name is not a domain name: {e}") from e
+        algorithm = str(entry.get("algorithm", DEFAULT_ALGORITHM)).lower().rstrip(".")
+        if algorithm not in _ALGORITHMS:
+            raise ConfigError(
+                f"{where}: {field} algorithm {entry.get('algorithm')!r} is not supported; "
+                f"use one of {', '.join(_ALGORITHMS)}"
+            )
+        secret_text = entry.get("secret")
+        if not isinstance(secret_text, str) or not secret_text.strip():
+            raise ConfigError(f"{where}: {field} secret must be a base64 string")
+        try:
+            secret = base64.b64decode(secret_text.strip(), validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise ConfigError(f"{where}: {field} secret is not valid base64: {e}") from e
+        if len(secret) < 16:
+            raise ConfigError(
+                f"{where}: {field} secret is {len(secret)} bytes; use at least 16 "
+                "(e.g. `openssl rand -base64 32`)"
+            )
+        keys[name] = TsigKey(name, algorithm, secret)
+    return keys
+
+
+@dataclass
+class Verified:
+    """A request after TSIG verification. ``message`` is parsed (without verification when
+    ``error`` is set); ``key`` is the key that signed it (None: unsigned or unknown key);
+    ``error`` is the TSIG error to answer with (RFC 8945 §5.2), NOERROR when fine."""
+
+    message: dns.message.Message
+    key: TsigKey | None
+    error: int
+    mac: bytes = b""
+    time_signed: int = 0
+
+
+def verify(data: bytes, keys: Keyring) -> Verified:
+    """Parse ``data`` and check its TSIG, if any. Raises dns.exception.DNSException when the
+    message cannot be parsed at all (the caller answers FORMERR or nothing)."""
+    plain = dns.message.from_wire(data, keyring=False, ignore_trailing=False)
+    if not plain.had_tsig:
+        return Verified(plain, None, NOERROR)
+    assert plain.tsig is not None
+    rdata = plain.tsig[0]
+    key = keys.get(plain.tsig.name)
+    if key is None or _ALGORITHMS[key.algorithm] != rdata.algorithm:
+        return Verified(plain, None, BADKEY)  # §5.2.1: unknown key or algorithm
+    try:
+        dns.message.from_wire(data, keyring=key.dns_key, ignore_trailing=False)
+    except dns.tsig.BadTime:
+        return Verified(plain, key, BADTIME, rdata.mac, rdata.time_signed)
+    except (dns.tsig.BadSignature, dns.tsig.BadKey, dns.tsig.BadAlgorithm):
+        return Verified(plain, key, BADSIG)  # §5.2.2
+    return Verified(plain, key, NOERROR, rdata.mac, rdata.time_signed)
+
+
+class Signer:
+    """Signs a sequence of response messages to one request (RFC 8945 §5.3 and §5.3.1)."""
+
+    def __init__(self, key: TsigKey, request_mac: bytes, request_id: int) -> None:
+        self.key = key
+        self._dns_key = key.dns_key
+        self._request_mac = request_mac
+        self._original_id = request_id
+        self._ctx: Any = None
+        self._first = True
+
+    def sign(
+        self, wire: bytes, error: int = NOERROR, other: bytes = b"", when: int | None = None
+    ) -> bytes:
+        """``wire`` with a TSIG RR appended and ARCOUNT raised by one."""
+        now = int(time.time()) if when is None else when
+        rdata = dns.rdtypes.ANY.TSIG.TSIG(  # type: ignore[no-untyped-call]
+            dns.rdataclass.ANY,
+            dns.rdatatype.TSIG,
+            _ALGORITHMS[self.key.algorithm],
+            now,
+            FUDGE,
+            b"",
+            self._original_id,
+            error,
+            other,
+        )
+        tsig, ctx = dns.tsig.sign(  # type: ignore[no-untyped-call]
+            wire,
+            self._dns_key,
+            rdata,
+            now,
+            self._request_mac if self._first else None,
+            self._ctx,
+            True,
+        )
+        self._ctx = ctx
+        self._first = False
+        return append_tsig(wire, self.key.name, tsig)
+
+
+def append_tsig(wire: bytes, keyname: dns.name.Name, tsig: dns.rdtypes.ANY.TSIG.TSIG) -> bytes:
+    """``wire`` with the TSIG RR added at the end of the additional section."""
+    rdata = tsig.to_wire()
+    assert rdata is not None
+    owner = keyname.to_wire()
+    assert owner is not None
+    rr = owner + struct.pack("!HHIH", dns.rdatatype.TSIG, dns.rdataclass.ANY, 0, len(rdata)) + rdata
+    arcount = int.from_bytes(wire[10:12], "big") + 1
+    return wire[:10] + arcount.to_bytes(2, "big") + wire[12:] + rr
+
+
+def unsigned_error(
+    wire: bytes, keyname: dns.name.Name, algorithm: dns.name.Name, error: int, original_id: int
+) -> bytes:
+    """``wire`` with an unsigned TSIG RR carrying ``error`` (RFC 8945 §5.3.2: BADKEY and
+    BADSIG answers have an empty MAC)."""
+    rdata = dns.rdtypes.ANY.TSIG.TSIG(  # type: ignore[no-untyped-call]
+        dns.rdataclass.ANY,
+        dns.rdatatype.TSIG,
+        algorithm,
+        int(time.time()),
+        FUDGE,
+        b"",
+        original_id,
+        error,
+        b"",
+    )
+    return append_tsig(wire, keyname, rdata)
+
+
+def tsig_offset(data: bytes) -> int | None:
+    """Where the TSIG RR of ``data`` starts (the last RR of the additional section, RFC
+    8945 §5.1), or None when it has none or the packet is malformed. Cheap: names are
+    skipped, not decoded; only called on the cache-miss path when ARCOUNT > 0."""
+    if len(data) < 12 or _TSIG_TYPE_CLASS not in data:  # C-speed test first: nearly all
+        return None
+    counts = struct.unpack_from("!HHHH", data, 4)
+    if counts[3] == 0:
+        return None
+    offset = 12
+    for _ in range(counts[0]):
+        end = _skip_name(data, offset)
+        if end is None:
+            return None
+        offset = end + 4
+    total = counts[1] + counts[2] + counts[3]
+    for i in range(total):
+        start = offset
+        end = _skip_name(data, offset)
+        if end is None or end + 10 > len(data):
+            return None
+        rdtype = int.from_bytes(data[end : end + 2], "big")
+        offset = end + 10 + int.from_bytes(data[end + 8 : end + 10], "big")
+        if offset > len(data):
+            return None
+        if rdtype == _TSIG:
+            return start if i == total - 1 else None
+    return None
+
+
+_TSIG = int(dns.rdatatype.TSIG)
+_TSIG_TYPE_CLASS = b"\x00\xfa\x00\xff"  # TYPE TSIG, CLASS ANY: in every TSIG RR
+
+
+def _skip_name(data: bytes, offset: int) -> int | None:
+    while offset < len(data):
+        length = data[offset]
+        if length == 0:
+            return offset + 1
+        if length & 0xC0 == 0xC0:
+            return offset + 2 if offset + 2 <= len(data) else None
+        if length & 0xC0:
+            return None
+        offset += length + 1
+    return None
+
+
+def strip_tsig(data: bytes, offset: int) -> bytes:
+    """``data`` without its TSIG RR (which starts at ``offset``), ARCOUNT lowered."""
+    arcount = int.from_bytes(data[10:12], "big") - 1
+    return data[:10] + arcount.to_bytes(2, "big") + data[12:offset]

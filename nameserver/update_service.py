@@ -1,0 +1,182 @@
+"""RFC 2136 dynamic UPDATE as the server receives it: TSIG (RFC 8945), the zone, the
+zone's update policy, then the change through the editor, which validates, signs and
+journals it like any other change; the server's store follower then serves it and
+NOTIFY tells the secondaries.
+
+Updates are decided and committed one at a time in one worker thread (they are writes;
+SQLite takes one writer anyway), each against the zone version its prerequisites were
+checked on: if another process committed meanwhile, the update is decided again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdatatype
+import dns.update
+
+from nameserver.dnssec import DnssecManager
+from nameserver.editor import Author
+from nameserver.errors import ConflictError, NameserverError, ZoneValidationError
+from nameserver.store import Store
+from nameserver.tsig import NOERROR, Keyring, Signer, TsigKey, Verified, unsigned_error, verify
+from nameserver.update import UpdateDecision, process_update
+from nameserver.updatepolicy import UpdatePolicy
+from nameserver.versions import SnapshotSource, ZoneVersions
+from signer.errors import SignerError
+
+log = logging.getLogger(__name__)
+
+Client = tuple[str, int]
+ManagerFactory = Callable[[Store, ZoneVersions], DnssecManager]
+_ATTEMPTS = 3  # decisions against a zone that keeps moving before SERVFAIL
+
+
+class UpdateService:
+    """Answers UPDATE messages for the zones of one store."""
+
+    def __init__(
+        self,
+        store_path: str | os.PathLike[str],
+        keys: Keyring,
+        policies: Mapping[dns.name.Name, UpdatePolicy],
+        manager_factory: ManagerFactory,
+        shared: SnapshotSource | None = None,
+    ) -> None:
+        self._path = store_path
+        self._keys = keys
+        self._policies = policies
+        self._factory = manager_factory
+        self._shared = shared
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonefan-update")
+        self._manager: DnssecManager | None = None
+
+    async def respond(self, data: bytes, client: Client) -> bytes | None:
+        """The response to the UPDATE ``data`` from ``client`` (None: send nothing)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.handle, data, client)
+
+    def close(self) -> None:
+        """Close the worker's store connection and the thread."""
+
+        def shut() -> None:
+            if self._manager is not None:
+                self._manager.store.close()
+                self._manager = None
+
+        self._executor.submit(shut).result()
+        self._executor.shutdown()
+
+    # -- worker thread ------------------------------------------------------------------
+
+    def handle(self, data: bytes, client: Client) -> bytes | None:
+        """Decide, apply and answer one UPDATE (runs in the worker thread)."""
+        try:
+            verified = verify(data, self._keys)
+            # One RR per RRset: the update section is applied in message order (§3.4.2).
+            message = dns.message.from_wire(data, keyring=False, one_rr_per_rrset=True)
+        except dns.exception.DNSException as e:
+            log.info("UPDATE from %s is malformed: %s", client[0], e)
+            return None  # no question to echo safely; the client times out
+        if not isinstance(message, dns.update.UpdateMessage):
+            return None
+        if verified.error != NOERROR:
+            log.info(
+                "UPDATE from %s refused: TSIG %s",
+                client[0],
+                dns.rcode.to_text(dns.rcode.Rcode.make(verified.error)),
+            )
+            return tsig_error_response(message, verified)
+        rcode, reason = self._apply(message, verified.key, client)
+        log.info("UPDATE from %s (key %s): %s", client[0], _key_text(verified.key), reason)
+        return _response(message, rcode, verified)
+
+    def _open(self) -> DnssecManager:
+        if self._manager is None:
+            store = Store(self._path)
+            self._manager = self._factory(store, ZoneVersions(store, self._shared))
+        return self._manager
+
+    def _apply(
+        self, message: dns.update.UpdateMessage, key: TsigKey | None, client: Client
+    ) -> tuple[int, str]:
+        manager = self._open()
+        zone_rrs = message.sections[0]
+        if len(zone_rrs) != 1 or zone_rrs[0].rdtype != dns.rdatatype.SOA:
+            return dns.rcode.FORMERR, "the zone section must hold exactly one SOA question"
+        origin = zone_rrs[0].name
+        if not manager.store.has_zone(origin):
+            return dns.rcode.NOTAUTH, f"{origin} is not a zone of this server"
+        policy = self._policies.get(origin, UpdatePolicy(origin))
+        key_name = key.name if key is not None else None
+        versions = manager.versions
+        assert versions is not None
+        author = Author(f"update:{key_name or 'unsigned'}", f"RFC 2136 UPDATE from {client[0]}")
+        for _ in range(_ATTEMPTS):
+            snapshot = versions.current(origin)
+            decision = process_update(message, key_name, snapshot, policy)
+            if decision.rcode != dns.rcode.NOERROR or not decision.changes:
+                return int(decision.rcode), _reason(decision)
+            try:
+                editor = manager.editor()
+                editor.change_records(origin, decision.remove, decision.add, author, base=snapshot)
+            except ConflictError:
+                continue  # the zone moved after the prerequisites were checked: decide again
+            except ZoneValidationError as e:
+                return dns.rcode.REFUSED, f"the zone would be invalid: {e}"
+            except (NameserverError, SignerError) as e:
+                log.exception("UPDATE of %s could not be committed", origin)
+                return dns.rcode.SERVFAIL, f"not committed: {e}"
+            return dns.rcode.NOERROR, _reason(decision)
+        return dns.rcode.SERVFAIL, f"{origin} kept changing; try again"
+
+
+def _reason(decision: UpdateDecision) -> str:
+    ignored = f" (ignored: {'; '.join(decision.ignored)})" if decision.ignored else ""
+    return f"{dns.rcode.to_text(decision.rcode)}: {decision.reason}{ignored}"
+
+
+def _key_text(key: TsigKey | None) -> str:
+    return key.name.to_text() if key is not None else "none"
+
+
+def _header_and_zone(message: dns.update.UpdateMessage, rcode: int) -> bytes:
+    """The response: the request's ID and zone section, QR, opcode UPDATE, ``rcode``
+    (RFC 2136 §3.8: the other sections are empty)."""
+    response = dns.update.UpdateMessage(message.origin, id=message.id)
+    response.flags = dns.flags.QR
+    response.set_opcode(dns.opcode.UPDATE)
+    response.set_rcode(dns.rcode.Rcode.make(rcode))
+    return response.to_wire()
+
+
+def _response(message: dns.update.UpdateMessage, rcode: int, verified: Verified) -> bytes:
+    wire = _header_and_zone(message, rcode)
+    if verified.key is None:
+        return wire
+    return Signer(verified.key, verified.mac, message.id).sign(wire)
+
+
+def tsig_error_response(message: dns.update.UpdateMessage, verified: Verified) -> bytes:
+    """NOTAUTH with the TSIG error (RFC 8945 §5.2): BADKEY and BADSIG unsigned, BADTIME
+    signed with the key and our time in the other data."""
+    wire = _header_and_zone(message, dns.rcode.NOTAUTH)
+    tsig_rrset = message.tsig
+    assert tsig_rrset is not None
+    tsig = tsig_rrset[0]
+    if verified.error == dns.rcode.BADTIME and verified.key is not None:
+        signer = Signer(verified.key, verified.mac, tsig.original_id)
+        now = int(time.time())
+        return signer.sign(wire, verified.error, now.to_bytes(6, "big"), when=verified.time_signed)
+    return unsigned_error(wire, tsig_rrset.name, tsig.algorithm, verified.error, tsig.original_id)
