@@ -17,10 +17,11 @@ from typing import Any
 import dns.exception
 import dns.name
 
+from nameserver.notify import NotifyTarget
 from nameserver.tsig import ConfigError, TsigKey
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-SECONDARY_FIELDS = ("address", "key", "zones")
+SECONDARY_FIELDS = ("address", "key", "zones", "notify")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Secondary:
     key: dns.name.Name | None
     zones: frozenset[dns.name.Name] | None  # None: every zone
     text: str  # the address as written, for logs
+    notify: tuple[str, int] | None = None  # where NOTIFYs go (RFC 1996), signed with key
 
     def matches(self, address: str, key: dns.name.Name | None, zone: dns.name.Name) -> bool:
         """True when a request from ``address`` signed with ``key`` may transfer ``zone``."""
@@ -58,6 +60,18 @@ class TransferAcl:
     def allows(self, address: str, key: dns.name.Name | None, zone: dns.name.Name) -> bool:
         """True when some entry allows this transfer."""
         return any(s.matches(address, key, zone) for s in self.secondaries)
+
+    def notify_targets(
+        self, zone: dns.name.Name, keys: Mapping[dns.name.Name, TsigKey]
+    ) -> list[NotifyTarget]:
+        """Where NOTIFYs for ``zone`` go: each entry with ``notify`` that serves it."""
+        out = []
+        for s in self.secondaries:
+            if s.notify is None or (s.zones is not None and zone not in s.zones):
+                continue
+            key = keys[s.key].dns_key if s.key is not None else None
+            out.append(NotifyTarget(s.notify[0], s.notify[1], key))
+        return out
 
 
 def parse_address(text: str) -> tuple[Network, int | None]:
@@ -103,7 +117,8 @@ def parse_secondaries(
             ) from e
         key = _key_of(entry.get("key"), keys, where, field)
         zones = _zones_of(entry.get("zones"), where, field)
-        out.append(Secondary(network, port, key, zones, address))
+        notify = _notify_of(entry.get("notify"), where, field)
+        out.append(Secondary(network, port, key, zones, address, notify))
     return TransferAcl(tuple(out))
 
 
@@ -132,6 +147,21 @@ def _zones_of(value: Any, where: str, field: str) -> frozenset[dns.name.Name] | 
         return frozenset(dns.name.from_text(z) for z in value)
     except dns.exception.DNSException as e:
         raise ConfigError(f"{where}: {field} zones: {e}") from e
+
+
+def _notify_of(value: Any, where: str, field: str) -> tuple[str, int] | None:
+    """``notify = "ADDR@PORT"`` (port 53 when not given): one address, not a network."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f'{where}: {field} notify must be an address, e.g. "192.0.2.1@53"')
+    try:
+        network, port = parse_address(value)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {field} notify {value!r} is not an address: {e}") from e
+    if network.num_addresses != 1:
+        raise ConfigError(f"{where}: {field} notify {value!r} must be one address, not a network")
+    return str(network.network_address), port or 53
 
 
 def networks(secondaries: Sequence[Secondary]) -> list[str]:

@@ -8,20 +8,32 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
+
+import dns.name
+import dns.rdatatype
 
 from nameserver.acl import TransferAcl
 from nameserver.loader import StoreFollower
 from nameserver.maintenance import MaintenanceScheduler, ManagerFactory
+from nameserver.notify import Notifier
 from nameserver.responder import Responder
+from nameserver.snapshot import ZoneSnapshot, decode_rdata
 from nameserver.store import Store
 from nameserver.tsig import Keyring, tsig_offset
+from nameserver.update_service import UpdateService, is_update
+from nameserver.updatepolicy import UpdatePolicy
+from nameserver.wirename import key_of
 from nameserver.xfr import TransferService, transfer_qtype
 from nameserver.zones import ZoneRegistry
 
 log = logging.getLogger(__name__)
+
+SOA_TYPE = int(dns.rdatatype.SOA)
+# UDP UPDATE answers in flight: referenced so they are not collected mid-way.
+_background: set[asyncio.Task[None]] = set()
 
 TCP_IDLE_TIMEOUT = 10.0  # seconds; RFC 7766 §6.2.3 asks servers to close idle connections
 TCP_MAX_CONNECTIONS = 512
@@ -45,14 +57,22 @@ class ServerConfig:
     # change and every compact_interval seconds); None keeps them all.
     journal_keep: int | None = None
     compact_interval: float = 300.0
+    # RFC 2136 UPDATE: per-zone policies (a zone without one refuses every UPDATE).
+    update_policies: Mapping[dns.name.Name, UpdatePolicy] = field(default_factory=dict)
 
 
 class UdpHandler(asyncio.DatagramProtocol):
     """One UDP socket. The cache hit is inlined: it is nearly every query under load."""
 
-    def __init__(self, responder: Responder, transfers: TransferService | None = None) -> None:
+    def __init__(
+        self,
+        responder: Responder,
+        transfers: TransferService | None = None,
+        updates: UpdateService | None = None,
+    ) -> None:
         self.responder = responder
         self.transfers = transfers
+        self.updates = updates
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -66,6 +86,12 @@ class UdpHandler(asyncio.DatagramProtocol):
         else:
             try:
                 response = None
+                if self.updates is not None and is_update(data):
+                    client = (str(addr[0]), int(addr[1]))
+                    task = asyncio.get_running_loop().create_task(self._update(data, client, addr))
+                    _background.add(task)
+                    task.add_done_callback(_background.discard)
+                    return
                 if self.transfers is not None and transfer_qtype(data) is not None:
                     response = self.transfers.udp_response(data, (str(addr[0]), int(addr[1])))
                 elif self.transfers is not None and (offset := tsig_offset(data)) is not None:
@@ -83,6 +109,18 @@ class UdpHandler(asyncio.DatagramProtocol):
     def _udp_answer(self, data: bytes) -> bytes | None:
         return self.responder.respond(data, tcp=False)
 
+    async def _update(
+        self, data: bytes, client: tuple[str, int], addr: tuple[str | int, ...]
+    ) -> None:
+        assert self.updates is not None
+        try:
+            response = await self.updates.respond(data, client)
+        except Exception:
+            log.exception("failed to answer an UPDATE from %s", client[0])
+            return
+        if response is not None and self.transport is not None:
+            self.transport.sendto(response, addr)
+
     def error_received(self, exc: Exception) -> None:
         log.debug("UDP error: %s", exc)
 
@@ -99,11 +137,13 @@ class TcpHandler(asyncio.Protocol):
         idle_timeout: float,
         max_connections: int,
         transfers: TransferService | None = None,
+        updates: UpdateService | None = None,
     ) -> None:
         self.responder = responder
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.transfers = transfers
+        self.updates = updates
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -153,6 +193,10 @@ class TcpHandler(asyncio.Protocol):
             self._arm_timer()
 
     def _answer(self, message: bytes) -> None:
+        if self.updates is not None and is_update(message):
+            # Like a transfer: answered later, later queries on the connection wait.
+            self.transfer = asyncio.get_running_loop().create_task(self._update(message))
+            return
         if self.transfers is not None and transfer_qtype(message) is not None:
             if self.timer is not None:
                 self.timer.cancel()  # a long transfer is not idleness
@@ -187,10 +231,26 @@ class TcpHandler(asyncio.Protocol):
             return
         if not handled:
             self._plain(message)
+        self._drain_queue()
+
+    async def _update(self, message: bytes) -> None:
+        assert self.updates is not None
+        try:
+            response = await self.updates.respond(message, self.peer)
+        except Exception:
+            log.exception("failed to answer an UPDATE from %s", self.peer[0])
+            response = None
+        if response is not None and not self.closed:
+            await self._write(response)
+        self.transfer = None
+        if not self.closed:
+            self._drain_queue()
+
+    def _drain_queue(self) -> None:
         queued, self.queued = self.queued, []
         for i, later in enumerate(queued):
             self._answer(later)
-            if self.transfer is not None:  # another transfer: the rest waits for it
+            if self.transfer is not None:  # another long answer: the rest waits for it
                 self.queued = queued[i + 1 :] + self.queued
                 return
         self._arm_timer()
@@ -259,6 +319,19 @@ class Server:
         self._follow_task: asyncio.Task[None] | None = None
         self.maintenance: MaintenanceScheduler | None = None
         self._maintenance_task: asyncio.Task[None] | None = None
+        self.updates: UpdateService | None = None
+        if config.dnssec is not None:
+            self.updates = UpdateService(
+                config.store_path,
+                config.tsig_keys,
+                config.update_policies,
+                config.dnssec,
+                shared=self.served,
+            )
+        self.notifier = Notifier(
+            lambda origin: config.transfer_acl.notify_targets(origin, config.tsig_keys)
+        )
+        self._notified: dict[bytes, int] = {}
 
     async def start(self) -> None:
         """Load every zone, then open the listeners (answers never come from a half load)."""
@@ -268,14 +341,18 @@ class Server:
         for host, port in cfg.listen:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             udp, _ = await loop.create_datagram_endpoint(
-                lambda: UdpHandler(self.responder, self.transfers),
+                lambda: UdpHandler(self.responder, self.transfers, self.updates),
                 local_addr=(host, port),
                 family=family,
             )
             self._closers.append(udp)
             tcp = await loop.create_server(
                 lambda: TcpHandler(
-                    self.responder, cfg.tcp_idle_timeout, cfg.tcp_max_connections, self.transfers
+                    self.responder,
+                    cfg.tcp_idle_timeout,
+                    cfg.tcp_max_connections,
+                    self.transfers,
+                    self.updates,
                 ),
                 host,
                 port,
@@ -287,8 +364,10 @@ class Server:
         self._follow_task = asyncio.create_task(self.follower.follow(cfg.poll_interval))
         if cfg.journal_keep is not None:
             self._compact_task = asyncio.create_task(self._compact(cfg.journal_keep))
+        self.registry.on_change(self._notify_new_serials)
+        self._notify_new_serials()  # at start too: secondaries check what they hold
         if cfg.dnssec is not None:
-            self.maintenance = MaintenanceScheduler(cfg.store_path, cfg.dnssec)
+            self.maintenance = MaintenanceScheduler(cfg.store_path, cfg.dnssec, shared=self.served)
             self._maintenance_task = asyncio.create_task(self.maintenance.run())
 
     async def stop(self) -> None:
@@ -303,10 +382,30 @@ class Server:
                     await task
         if self.maintenance is not None:
             self.maintenance.close()
+        if self.updates is not None:
+            self.updates.close()
+        await self.notifier.close()
         for closer in self._closers:
             closer.close()
         self.follower.close()
         self.transfers.close()
+
+    def served(self, origin: dns.name.Name) -> ZoneSnapshot | None:
+        """The snapshot being served for ``origin`` (shared with the maintenance and UPDATE
+        workers, so a zone is held in memory once)."""
+        return self.registry.get(key_of(origin))
+
+    def _notify_new_serials(self) -> None:
+        """NOTIFY the secondaries of every zone whose served serial changed."""
+        for origin in self.registry.origins():
+            zone = self.registry.get(origin)
+            if zone is None or self._notified.get(origin) == zone.serial:
+                continue
+            self._notified[origin] = zone.serial
+            soa = zone.rrset(origin, SOA_TYPE)
+            if soa is not None:
+                rdata = decode_rdata(SOA_TYPE, soa.rdatas[0])
+                self.notifier.serial_changed(zone.origin_name, rdata, soa.ttl)
 
     async def _compact(self, keep: int) -> None:
         """Keep at most ``keep`` changesets per zone in the journal: after every new serial

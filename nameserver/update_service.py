@@ -43,6 +43,14 @@ ManagerFactory = Callable[[Store, ZoneVersions], DnssecManager]
 _ATTEMPTS = 3  # decisions against a zone that keeps moving before SERVFAIL
 
 
+_UPDATE = int(dns.opcode.UPDATE)
+
+
+def is_update(data: bytes) -> bool:
+    """True for a request (QR clear) with opcode UPDATE."""
+    return len(data) >= 12 and not data[2] & 0x80 and (data[2] >> 3) & 0xF == _UPDATE
+
+
 class UpdateService:
     """Answers UPDATE messages for the zones of one store."""
 

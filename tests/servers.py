@@ -73,6 +73,8 @@ class _Process:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.host = "127.0.0.1"
         self.port = 0
+        # A port chosen before start, for peers configured first (a primary's NOTIFY list).
+        self.fixed_port: int | None = None
         self.log_path = workdir / f"{self.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -110,8 +112,9 @@ class _Process:
         )
 
     def _launch(self) -> None:
-        """Pick a free port, write the configuration and start the process (no waiting)."""
-        self.port = free_port()
+        """Pick a free port (or the one fixed beforehand), write the configuration and start
+        the process (no waiting)."""
+        self.port = self.fixed_port or free_port()
         self._prepare()
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(

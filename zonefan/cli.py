@@ -38,6 +38,7 @@ from zonefan.common import (
     json_option,
     open_store,
     transfer_settings,
+    update_policies,
     zone_name,
 )
 from zonefan.keys_cli import keys_group, zone_maintain, zone_sign
@@ -113,6 +114,7 @@ def serve_cmd(
     Zone transfers (AXFR/IXFR over TCP, TSIG) go to the [[secondary]] entries of the
     config file only; see README "Zone transfers"."""
     keys, acl = transfer_settings(ctx)
+    policies = update_policies(ctx)
     try:
         addresses = [parse_listen(a) for a in (listen or DEFAULT_LISTEN)]
     except ValueError as e:
@@ -133,6 +135,7 @@ def serve_cmd(
         tsig_keys=keys,
         transfer_acl=acl,
         journal_keep=journal_keep,
+        update_policies=policies,
     )
     try:
         serve(config)

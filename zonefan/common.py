@@ -19,6 +19,7 @@ from nameserver.editor import Author, ZoneEditor
 from nameserver.errors import NameserverError
 from nameserver.store import Store
 from nameserver.tsig import ConfigError, TsigKey, parse_keys
+from nameserver.updatepolicy import UpdatePolicy, policies_from_config
 from nameserver.versions import ZoneVersions
 from signer.errors import SignerError
 from signer.policy import policy_from_mapping
@@ -96,6 +97,16 @@ def transfer_settings(ctx: click.Context) -> tuple[dict[dns.name.Name, TsigKey],
     except ConfigError as e:
         raise click.ClickException(str(e)) from e
     return keys, acl
+
+
+def update_policies(ctx: click.Context) -> dict[dns.name.Name, UpdatePolicy]:
+    """RFC 2136 update policies: ``update-policy`` lists in ``[zone."NAME"]`` tables."""
+    settings: dict[str, Any] = ctx.find_root().meta.get(SETTINGS, {})
+    origin = ctx.find_root().params.get("config") or "zonefan.toml"
+    try:
+        return policies_from_config(settings)
+    except NameserverError as e:
+        raise click.ClickException(f"{origin}: {e}") from e
 
 
 def dnssec_manager(ctx: click.Context, store: Store) -> DnssecManager:
