@@ -33,10 +33,12 @@ from zonefan.common import (
     SETTINGS,
     author_of,
     author_options,
+    catalog_zone,
     dnssec_factory,
     editor_for,
     json_option,
     open_store,
+    sync_catalog_zone,
     transfer_settings,
     update_policies,
     zone_name,
@@ -216,6 +218,8 @@ def zone_import(
         done = editor.create_or_replace(plan, policy or SerialPolicy.INCREMENT)
         if policy is not None and done.serial_before is not None:
             store.set_serial_policy(parsed.origin, policy)
+        if done.serial_before is None:
+            sync_catalog_zone(ctx, editor, f"zone {parsed.origin} created")
     _report(done, as_json)
 
 
@@ -384,6 +388,21 @@ def zone_rollback(
     _report(cs, as_json)
 
 
+@zone_group.command("catalog")
+@click.pass_context
+def zone_catalog(ctx: click.Context) -> None:
+    """Bring the catalog zone (``catalog-zone`` in the config, RFC 9432) in step with the
+    store's zones now; creating or deleting a zone does this by itself."""
+    with open_store(ctx) as store:
+        if catalog_zone(ctx) is None:
+            raise click.ClickException(
+                'no catalog zone is configured; set catalog-zone = "catalog.example." '
+                "in the config file"
+            )
+        sync_catalog_zone(ctx, editor_for(ctx, store), "zonefan zone catalog")
+    click.echo("catalog in step")
+
+
 @zone_group.command("delete")
 @click.argument("zone")
 @click.option("--yes", is_flag=True, help="Do not ask.")
@@ -395,6 +414,7 @@ def zone_delete(ctx: click.Context, zone: str, yes: bool) -> None:
         click.confirm(f"delete zone {origin} and its history?", abort=True)
     with open_store(ctx) as store:
         store.delete_zone(origin)
+        sync_catalog_zone(ctx, editor_for(ctx, store), f"zone {origin} deleted")
     click.echo(f"zone {origin} deleted")
 
 

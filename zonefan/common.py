@@ -14,6 +14,7 @@ import dns.exception
 import dns.name
 
 from nameserver.acl import TransferAcl, parse_secondaries
+from nameserver.catalog import sync_catalog
 from nameserver.dnssec import DnssecManager
 from nameserver.editor import Author, ZoneEditor
 from nameserver.errors import NameserverError
@@ -107,6 +108,33 @@ def update_policies(ctx: click.Context) -> dict[dns.name.Name, UpdatePolicy]:
         return policies_from_config(settings)
     except NameserverError as e:
         raise click.ClickException(f"{origin}: {e}") from e
+
+
+def catalog_zone(ctx: click.Context) -> dns.name.Name | None:
+    """The catalog zone (RFC 9432) named by ``catalog-zone`` in the config, if any."""
+    settings: dict[str, Any] = ctx.find_root().meta.get(SETTINGS, {})
+    text = settings.get("catalog-zone")
+    if text is None:
+        return None
+    origin = ctx.find_root().params.get("config") or "zonefan.toml"
+    if not isinstance(text, str):
+        raise click.ClickException(
+            f'{origin}: catalog-zone must be a name, e.g. "catalog.example."'
+        )
+    try:
+        return dns.name.from_text(text)
+    except dns.exception.DNSException as e:
+        raise click.ClickException(f"{origin}: catalog-zone {text!r}: {e}") from e
+
+
+def sync_catalog_zone(ctx: click.Context, editor: ZoneEditor, why: str) -> None:
+    """Bring the catalog zone in step with the store's zones (when one is configured)."""
+    catalog = catalog_zone(ctx)
+    if catalog is None:
+        return
+    change = sync_catalog(editor, catalog, author_of(None, f"catalog: {why}"))
+    if change is not None:
+        click.echo(f"catalog {catalog}: serial {change.serial_after}", err=True)
 
 
 def dnssec_manager(ctx: click.Context, store: Store) -> DnssecManager:
