@@ -1,7 +1,9 @@
 """Real NSD, Knot and BIND as TSIG-authenticated secondaries of ``zonefan serve``: each does
 the initial transfer and then answers a battery of queries exactly like zonefan, for a plain
-and a signed zone; after a change through the CLI each is told to refresh (NOTIFY does not
-exist yet) and must serve the new serial, fetched by IXFR according to our transfer log."""
+and a signed zone; unbound, with our DS as its trust anchor and stubbed to the secondary,
+validates the signed zone through it; after a change through the CLI each is told to
+refresh and must serve the new serial, fetched by IXFR according to our transfer log
+(NOTIFY without a forced refresh: tests/test_notify_secondaries.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import dns.flags
 import dns.name
+import dns.rcode
 import dns.rdatatype
 import pytest
 
@@ -24,6 +27,7 @@ from tests.servers import (
     BindSecondary,
     KnotSecondary,
     NsdSecondary,
+    UnboundServer,
     XfrKey,
     ZonefanServer,
     _Secondary,
@@ -177,6 +181,33 @@ def test_change_reaches_the_secondary_by_ixfr(
     assert [rr.to_text() for rrset in answer.answer for rr in rrset] == ["192.0.2.123"]
     _compare(primary, secondary, zone)
     print(f"{secondary.name} {zone}: new serial {after} served {took * 1000:.0f} ms after refresh")
+
+
+@pytest.mark.parametrize(
+    ("name", "rdtype", "rcode"),
+    [
+        (f"web.{SIGNED}", "A", "NOERROR"),
+        (f"nothing-here.{SIGNED}", "A", "NXDOMAIN"),
+        (f"web.{SIGNED}", "TXT", "NOERROR"),  # NODATA
+        (f"anything.wild.{SIGNED}", "A", "NOERROR"),  # wildcard
+    ],
+)
+def test_unbound_validates_the_signed_zone_through_the_secondary(
+    primary: ZonefanServer,
+    secondary: _Secondary,
+    tmp_path: Path,
+    name: str,
+    rdtype: str,
+    rcode: str,
+) -> None:
+    require_tool("unbound")
+    anchor = run_cli(primary.db, "keys", "ds", SIGNED, cwd=tmp_path).stdout.splitlines()[0]
+    with UnboundServer(tmp_path, anchor, secondary.port, SIGNED) as unbound:
+        query = make_query(name, rdtype, want_dnssec=True)
+        query.flags |= dns.flags.AD | dns.flags.RD
+        response = unbound.ask(query)
+    assert dns.rcode.to_text(response.rcode()) == rcode, response
+    assert response.flags & dns.flags.AD, f"not validated:\n{response}\n{unbound.log_text()}"
 
 
 def _log_after(
