@@ -70,6 +70,7 @@ class NotifyStatus:
 
 Targets = Callable[[dns.name.Name], Sequence[NotifyTarget]]
 Key = tuple[dns.name.Name, NotifyTarget]
+StatusListener = Callable[[dns.name.Name, NotifyTarget, "NotifyStatus"], None]
 
 
 class Notifier:
@@ -82,8 +83,10 @@ class Notifier:
         first_retry: float = FIRST_RETRY,
         max_interval: float = MAX_INTERVAL,
         timeout: float = TIMEOUT,
+        on_status: StatusListener | None = None,
     ) -> None:
         self._targets = targets
+        self._on_status = on_status  # told after every attempt (e.g. to store it)
         self._clock = clock
         self._first_retry = first_retry
         self._max_interval = max_interval
@@ -118,6 +121,13 @@ class Notifier:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    def _report(self, origin: dns.name.Name, target: NotifyTarget, status: NotifyStatus) -> None:
+        if self._on_status is not None:
+            try:
+                self._on_status(origin, target, status)
+            except Exception:  # a status listener must not stop NOTIFYs
+                log.exception("NOTIFY status listener failed")
+
     def _forget(self, key: Key, done: asyncio.Task[None]) -> None:
         if self._tasks.get(key) is done:
             del self._tasks[key]
@@ -138,8 +148,10 @@ class Notifier:
                 status.acked = self._clock()
                 status.error = ""
                 log.info("NOTIFY %s serial %d acked by %s", origin, status.serial, target)
+                self._report(origin, target, status)
                 return
             status.error = outcome
+            self._report(origin, target, status)
             log.warning(
                 "NOTIFY %s serial %d to %s: %s; resending in %.0f s",
                 origin,

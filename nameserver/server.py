@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -16,12 +17,13 @@ import dns.name
 import dns.rdatatype
 
 from nameserver.acl import TransferAcl
+from nameserver.errors import NameserverError
 from nameserver.loader import StoreFollower
 from nameserver.maintenance import MaintenanceScheduler, ManagerFactory
-from nameserver.notify import Notifier
+from nameserver.notify import Notifier, NotifyStatus, NotifyTarget
 from nameserver.responder import Responder
 from nameserver.snapshot import ZoneSnapshot, decode_rdata
-from nameserver.store import Store
+from nameserver.store import NotifyRecord, Store
 from nameserver.tsig import Keyring, tsig_offset
 from nameserver.update_service import UpdateService, is_update
 from nameserver.updatepolicy import UpdatePolicy
@@ -329,8 +331,11 @@ class Server:
                 shared=self.served,
             )
         self.notifier = Notifier(
-            lambda origin: config.transfer_acl.notify_targets(origin, config.tsig_keys)
+            lambda origin: config.transfer_acl.notify_targets(origin, config.tsig_keys),
+            on_status=self._record_notify,
         )
+        self._status = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonefan-status")
+        self._status_store: Store | None = None
         self._notified: dict[bytes, int] = {}
 
     async def start(self) -> None:
@@ -385,6 +390,8 @@ class Server:
         if self.updates is not None:
             self.updates.close()
         await self.notifier.close()
+        self._status.submit(self._close_status_store).result()
+        self._status.shutdown()
         for closer in self._closers:
             closer.close()
         self.follower.close()
@@ -394,6 +401,35 @@ class Server:
         """The snapshot being served for ``origin`` (shared with the maintenance and UPDATE
         workers, so a zone is held in memory once)."""
         return self.registry.get(key_of(origin))
+
+    def _record_notify(
+        self, origin: dns.name.Name, target: NotifyTarget, status: NotifyStatus
+    ) -> None:
+        """Keep the latest NOTIFY state in the store, for `zonefan zone status`."""
+        record = NotifyRecord(
+            origin,
+            str(target),
+            status.serial,
+            status.attempts,
+            status.first_sent,
+            status.last_sent,
+            status.acked,
+            status.error,
+        )
+        self._status.submit(self._write_notify, record)
+
+    def _write_notify(self, record: NotifyRecord) -> None:
+        try:
+            if self._status_store is None:
+                self._status_store = Store(self.config.store_path)
+            self._status_store.record_notify(record)
+        except NameserverError as e:
+            log.warning("could not record NOTIFY status of %s: %s", record.zone, e)
+
+    def _close_status_store(self) -> None:
+        if self._status_store is not None:
+            self._status_store.close()
+            self._status_store = None
 
     def _notify_new_serials(self) -> None:
         """NOTIFY the secondaries of every zone whose served serial changed."""

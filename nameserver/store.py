@@ -58,7 +58,8 @@ from nameserver.errors import (
 from nameserver.records import Record, canonical_key
 from nameserver.serial import SerialPolicy
 
-SCHEMA_VERSION = 3  # 2: DNSSEC tables (dnssec_zones, dnssec_keys); 3: transfer log
+# 2: DNSSEC tables (dnssec_zones, dnssec_keys); 3: transfer log; 4: NOTIFY status
+SCHEMA_VERSION = 4
 APPLICATION_ID = 0x7A6F6E66  # "zonf": marks the SQLite file as a zonefan store
 BUSY_TIMEOUT_S = 10.0
 _CHUNK = 2000  # rows converted and inserted per step while streaming a changeset
@@ -505,6 +506,20 @@ def _chunks(items: Iterable[Record], size: int) -> Iterator[list[Record]]:
 
 
 @dataclass(frozen=True)
+class NotifyRecord:
+    """The latest NOTIFY sent to one secondary (``target``: ADDR@PORT) for one zone."""
+
+    zone: dns.name.Name
+    target: str
+    serial: int
+    attempts: int
+    first_sent: float | None
+    last_sent: float | None
+    acked: float | None
+    error: str
+
+
+@dataclass(frozen=True)
 class TransferLogEntry:
     """One zone transfer served. ``kind``: "AXFR", "IXFR", "IXFR-AXFR" (an IXFR answered
     with the full zone: the journal did not reach the client's serial) or "IXFR-UPTODATE"
@@ -599,13 +614,15 @@ class Store:
                 f"{self.path} has store schema version {version}, newer than this zonefan "
                 f"understands ({SCHEMA_VERSION}); upgrade zonefan to use it"
             )
-        if version in (1, 2):
+        if version in (1, 2, 3):
             with self._write():
                 # Re-read inside the write lock: another process may have migrated first.
                 if self._pragma("user_version") == 1:
                     self._create_dnssec_schema()
                 if self._pragma("user_version") in (1, 2):
                     self._create_transfer_schema()
+                if self._pragma("user_version") in (1, 2, 3):
+                    self._create_notify_schema()
                     self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             version = SCHEMA_VERSION
         if version < SCHEMA_VERSION:
@@ -686,6 +703,7 @@ class Store:
         )
         self._create_dnssec_schema()
         self._create_transfer_schema()
+        self._create_notify_schema()
         self._conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -737,6 +755,22 @@ class Store:
             ) STRICT"""
         )
         self._db.execute("CREATE INDEX transfers_zone ON transfers (zone, id)")
+
+    def _create_notify_schema(self) -> None:
+        # The latest NOTIFY per (zone, secondary): what `zonefan zone status` shows.
+        self._db.execute(
+            """CREATE TABLE notify_status (
+                zone TEXT NOT NULL,
+                target TEXT NOT NULL,
+                serial INTEGER NOT NULL,
+                attempts INTEGER NOT NULL,
+                first_sent REAL,
+                last_sent REAL,
+                acked REAL,
+                error TEXT NOT NULL,
+                PRIMARY KEY (zone, target)
+            ) STRICT"""
+        )
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -1370,6 +1404,36 @@ class Store:
                 "DELETE FROM changesets WHERE zone_id = ? AND id <= ?", (zone_id, row[0])
             )
             return int(cur.rowcount)
+
+    # -- NOTIFY status --
+
+    def record_notify(self, state: NotifyRecord) -> None:
+        """Store the latest NOTIFY state of one zone and secondary (replacing the last)."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO notify_status (zone, target, serial, attempts, "
+                "first_sent, last_sent, acked, error) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    _zone_key(state.zone),
+                    state.target,
+                    state.serial,
+                    state.attempts,
+                    state.first_sent,
+                    state.last_sent,
+                    state.acked,
+                    state.error,
+                ),
+            )
+
+    def notify_status(self, zone: dns.name.Name) -> list[NotifyRecord]:
+        """The latest NOTIFY state per secondary of ``zone``."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT target, serial, attempts, first_sent, last_sent, acked, error "
+                "FROM notify_status WHERE zone = ? ORDER BY target",
+                (_zone_key(zone),),
+            ).fetchall()
+        return [NotifyRecord(zone, *row) for row in rows]
 
     # -- the transfer log --
 

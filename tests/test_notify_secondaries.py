@@ -4,6 +4,7 @@ refresh: after a change through the CLI and after one through `nsupdate`."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -109,3 +110,26 @@ def test_nsupdate_change_reaches_the_secondary(pair: tuple[ZonefanServer, _Secon
     answer = secondary.query(name, "TXT", flags=0)
     assert [rr.to_text() for rrset in answer.answer for rr in rrset] == ['"via nsupdate"']
     assert _transfer_kinds(primary.db, PLAIN, serial) == ["IXFR"]
+
+
+def test_zone_status_shows_notify_acked_and_the_last_transfer(
+    pair: tuple[ZonefanServer, _Secondary],
+) -> None:
+    primary, secondary = pair
+    run_cli(primary.db, "record", "add", PLAIN, f"s-{secondary.name}", "300", "A", "192.0.2.8")
+    serial = _serial(primary.db, PLAIN)
+    secondary.wait_serial(PLAIN, serial, timeout=DEADLINE)
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        status = json.loads(primary.cli("zone", "status", PLAIN, "--json").stdout)
+        notified = [n for n in status["notify"] if n["target"] == f"127.0.0.1@{secondary.port}"]
+        if notified and notified[0]["current"] and status["transfers"]:
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
+    assert status["serial"] == serial
+    (transfer,) = status["transfers"]
+    assert transfer["client"] == "127.0.0.1" and transfer["current"], transfer
+    assert transfer["kind"] == "IXFR" and transfer["key"] == f"{KEY.name}."
+    text = primary.cli("zone", "status", PLAIN).stdout
+    assert "[current]" in text and "BEHIND" not in text, text

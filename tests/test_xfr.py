@@ -34,7 +34,7 @@ from nameserver.dnssec import DnssecManager
 from nameserver.editor import Author
 from nameserver.records import Record
 from nameserver.serial import SerialPolicy
-from nameserver.store import Store, TransferLogEntry
+from nameserver.store import SCHEMA_VERSION, NotifyRecord, Store, TransferLogEntry
 from nameserver.tsig import ConfigError, parse_keys, tsig_offset
 from nameserver.xfr import TransferService
 from nameserver.zonefile import read_zone_file
@@ -663,6 +663,7 @@ def test_schema_2_store_is_migrated_with_a_transfer_log(tmp_path: Path) -> None:
     Store(path).close()
     conn = sqlite3.connect(path)
     conn.execute("DROP TABLE transfers")
+    conn.execute("DROP TABLE notify_status")  # schema 4
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     conn.close()
@@ -684,8 +685,22 @@ def test_schema_2_store_is_migrated_with_a_transfer_log(tmp_path: Path) -> None:
         [logged] = store.transfers(ORIGIN)
     assert logged.kind == "AXFR" and logged.serial_to == 5 and logged.id is not None
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     conn.close()
+
+
+def test_schema_3_store_gains_the_notify_status(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    Store(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE notify_status")
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    conn.close()
+    record = NotifyRecord(ORIGIN, "127.0.0.1@53", 5, 1, 1.0, 1.0, 2.0, "")
+    with Store(path) as store:
+        store.record_notify(record)
+        assert store.notify_status(ORIGIN) == [record]
 
 
 def test_serve_refuses_a_bad_transfer_config(tmp_path: Path) -> None:

@@ -303,6 +303,66 @@ def zone_show(ctx: click.Context, zone: str, records: bool, as_json: bool) -> No
         click.echo(write_zone_file(origin, rrs), nl=False)
 
 
+@zone_group.command("status")
+@click.argument("zone")
+@json_option
+@click.pass_context
+def zone_status(ctx: click.Context, zone: str, as_json: bool) -> None:
+    """ZONE's serial, the last NOTIFY sent to each secondary and whether it was acked, and
+    the last transfer each secondary made (what an auditor asks: is every copy current?)."""
+    origin = zone_name(zone)
+    with open_store(ctx) as store:
+        serial = store.serial(origin)
+        notifies = store.notify_status(origin)
+        transfers = store.transfers(origin, limit=1000)
+    last_by_client: dict[str, Any] = {}
+    for t in transfers:  # newest first: keep the first seen per client
+        last_by_client.setdefault(t.client, t)
+    data: dict[str, Any] = {
+        "zone": str(origin),
+        "serial": serial,
+        "notify": [
+            {
+                "target": n.target,
+                "serial": n.serial,
+                "attempts": n.attempts,
+                "last_sent": _iso(n.last_sent) if n.last_sent else None,
+                "acked": _iso(n.acked) if n.acked else None,
+                "current": n.serial == serial and n.acked is not None,
+                "error": n.error or None,
+            }
+            for n in notifies
+        ],
+        "transfers": [
+            {
+                "client": t.client,
+                "time": _iso(t.time),
+                "kind": t.kind,
+                "serial": t.serial_to,
+                "current": t.serial_to == serial and not t.error,
+                "key": t.key,
+                "error": t.error,
+            }
+            for t in last_by_client.values()
+        ],
+    }
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"zone {origin} serial {serial}")
+    for n in data["notify"]:
+        state = f"acked {n['acked']}" if n["acked"] else f"not acked ({n['error'] or 'pending'})"
+        mark = "current" if n["current"] else "BEHIND"
+        click.echo(f"  notify {n['target']:<22} serial {n['serial']} {state} [{mark}]")
+    for t in data["transfers"]:
+        mark = "current" if t["current"] else "BEHIND"
+        click.echo(
+            f"  transfer {t['client']:<20} {t['kind']} serial {t['serial']} at {t['time']} [{mark}]"
+        )
+    if not data["notify"] and not data["transfers"]:
+        click.echo("  no secondary has been notified or has transferred this zone")
+
+
 @zone_group.command("history")
 @click.argument("zone")
 @click.option("--limit", type=int, default=50, show_default=True, help="Newest N changes.")
