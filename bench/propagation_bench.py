@@ -121,7 +121,12 @@ def run(args: argparse.Namespace) -> int:
                 started = time.perf_counter()
                 send_update(p.port, f"prop-{int(time.time())}-{i}")
                 target = soa_serial(p.port)
-                assert target is not None and target != current
+                while target == current:  # the commit is served within the 10 ms poll
+                    if time.perf_counter() - started > DEADLINE:
+                        raise RuntimeError("zonefan did not serve the UPDATE")
+                    time.sleep(0.002)
+                    target = soa_serial(p.port)
+                assert target is not None
                 pending = dict(secondaries)
                 while pending:
                     for kind, server in list(pending.items()):

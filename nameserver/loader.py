@@ -11,10 +11,9 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from nameserver.snapshot import ZoneSnapshot
-from nameserver.store import Store
+from nameserver.storethread import StoreThread
 from nameserver.versions import brought_forward
 from nameserver.wirename import key_of, to_text
 from nameserver.zones import ZoneRegistry
@@ -28,24 +27,16 @@ class StoreFollower:
     """Builds snapshots from the store and installs them into a registry."""
 
     def __init__(self, store_path: str | os.PathLike[str], registry: ZoneRegistry) -> None:
-        self._path = store_path
         self._registry = registry
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonefan-store")
-        self._store: Store | None = None
+        self._thread = StoreThread(store_path, "store")
         self._data_version: int | None = None
         self._stopping = threading.Event()
-
-    def _open(self) -> Store:
-        if self._store is None:
-            self._store = Store(self._path)
-        return self._store
 
     async def refresh(self) -> int:
         """Bring every zone up to date with the store; returns how many zones changed."""
         served = {o: self._registry.get(o) for o in self._registry.origins()}
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        updates = await loop.run_in_executor(self._executor, self._collect, served)
+        updates = await self._thread.run(self._collect, served)
         for origin, snapshot in updates:
             if snapshot is None:
                 self._registry.remove(origin)
@@ -61,10 +52,9 @@ class StoreFollower:
     async def follow(self, interval: float = 0.01) -> None:
         """Follow commits by other processes: the worker thread polls SQLite's data
         version (a cheap pragma, no event-loop wakeup) and the loop refreshes on a change."""
-        loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
             try:
-                await loop.run_in_executor(self._executor, self._wait_for_change, interval)
+                await self._thread.run(self._wait_for_change, interval)
                 if not self._stopping.is_set():
                     await self.refresh()
             except Exception:  # keep serving the last good versions, and say why
@@ -78,27 +68,20 @@ class StoreFollower:
 
     def close(self) -> None:
         """Stop the worker thread and close the store connection."""
-
-        def shut() -> None:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
-
-        self._executor.submit(shut).result()
-        self._executor.shutdown()
+        self._thread.close()
 
     # -- worker thread ------------------------------------------------------------------
 
     def _wait_for_change(self, interval: float) -> None:
         """Return once the store changed (or :meth:`stop` was called)."""
-        store = self._open()
+        store = self._thread.store
         while not self._stopping.wait(interval):
             version = store.data_version()
             if version != self._data_version:
                 return
 
     def _collect(self, served: dict[bytes, ZoneSnapshot | None]) -> list[Update]:
-        store = self._open()
+        store = self._thread.store
         self._data_version = store.data_version()
         serials = store.zone_serials()
         wanted = {key_of(name): name for name in serials}

@@ -17,7 +17,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import dns.name
@@ -27,6 +26,7 @@ from nameserver.editor import Author
 from nameserver.errors import NameserverError
 from nameserver.serial import Clock
 from nameserver.store import Store
+from nameserver.storethread import StoreThread
 from nameserver.versions import SnapshotSource, ZoneVersions
 from signer.policy import DsCheck
 
@@ -64,12 +64,11 @@ class MaintenanceScheduler:
         timing: MaintenanceTiming | None = None,
         shared: SnapshotSource | None = None,
     ) -> None:
-        self._path = store_path
         self._shared = shared  # the server's served snapshots: no second copy of each zone
         self._factory = manager_factory
         self._clock = clock
         self._timing = timing or MaintenanceTiming()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonefan-dnssec")
+        self._thread = StoreThread(store_path, "dnssec")
         self._manager: DnssecManager | None = None
         self._zones: dict[dns.name.Name, _ZoneState] = {}
         self._stopping = threading.Event()
@@ -79,16 +78,15 @@ class MaintenanceScheduler:
 
     async def run(self) -> None:
         """Loop until :meth:`stop`: rescan, maintain what is due, sleep until the next."""
-        loop = asyncio.get_running_loop()
         next_rescan = 0.0
         while not self._stopping.is_set():
             now = self._clock()
             if now >= next_rescan or self._rescan_now:
                 self._rescan_now = False
-                await loop.run_in_executor(self._executor, self._rescan, now)
+                await self._thread.run(self._rescan, now)
                 next_rescan = now + self._timing.rescan
             for origin in self._due(now):
-                await loop.run_in_executor(self._executor, self._maintain, origin)
+                await self._thread.run(self._maintain, origin)
                 if self._stopping.is_set():
                     return
             wait = min([next_rescan, *(z.due for z in self._zones.values())]) - self._clock()
@@ -110,14 +108,7 @@ class MaintenanceScheduler:
 
     def close(self) -> None:
         """Close the worker's store connection and the thread."""
-
-        def shut() -> None:
-            if self._manager is not None:
-                self._manager.store.close()
-                self._manager = None
-
-        self._executor.submit(shut).result()
-        self._executor.shutdown()
+        self._thread.close()
 
     def due_times(self) -> dict[dns.name.Name, float]:
         """When each known signed zone is next maintained."""
@@ -133,7 +124,7 @@ class MaintenanceScheduler:
 
     def _open(self) -> DnssecManager:
         if self._manager is None:
-            store = Store(self._path)
+            store = self._thread.store
             self._manager = self._factory(store, ZoneVersions(store, self._shared))
         return self._manager
 

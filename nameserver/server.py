@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -24,6 +23,7 @@ from nameserver.notify import Notifier, NotifyStatus, NotifyTarget
 from nameserver.responder import Responder
 from nameserver.snapshot import ZoneSnapshot, decode_rdata
 from nameserver.store import NotifyRecord, Store
+from nameserver.storethread import StoreThread
 from nameserver.tsig import Keyring, tsig_offset
 from nameserver.update_service import UpdateService, is_update
 from nameserver.updatepolicy import UpdatePolicy
@@ -334,8 +334,7 @@ class Server:
             lambda origin: config.transfer_acl.notify_targets(origin, config.tsig_keys),
             on_status=self._record_notify,
         )
-        self._status = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonefan-status")
-        self._status_store: Store | None = None
+        self._status = StoreThread(config.store_path, "status")
         self._notified: dict[bytes, int] = {}
 
     async def start(self) -> None:
@@ -390,8 +389,7 @@ class Server:
         if self.updates is not None:
             self.updates.close()
         await self.notifier.close()
-        self._status.submit(self._close_status_store).result()
-        self._status.shutdown()
+        self._status.close()
         for closer in self._closers:
             closer.close()
         self.follower.close()
@@ -420,16 +418,9 @@ class Server:
 
     def _write_notify(self, record: NotifyRecord) -> None:
         try:
-            if self._status_store is None:
-                self._status_store = Store(self.config.store_path)
-            self._status_store.record_notify(record)
+            self._status.store.record_notify(record)
         except NameserverError as e:
             log.warning("could not record NOTIFY status of %s: %s", record.zone, e)
-
-    def _close_status_store(self) -> None:
-        if self._status_store is not None:
-            self._status_store.close()
-            self._status_store = None
 
     def _notify_new_serials(self) -> None:
         """NOTIFY the secondaries of every zone whose served serial changed."""

@@ -10,12 +10,10 @@ checked on: if another process committed meanwhile, the update is decided again.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 
 import dns.exception
 import dns.flags
@@ -30,6 +28,7 @@ from nameserver.dnssec import DnssecManager
 from nameserver.editor import Author
 from nameserver.errors import ConflictError, NameserverError, ZoneValidationError
 from nameserver.store import Store
+from nameserver.storethread import StoreThread
 from nameserver.tsig import NOERROR, Keyring, Signer, TsigKey, Verified, unsigned_error, verify
 from nameserver.update import UpdateDecision, process_update
 from nameserver.updatepolicy import UpdatePolicy
@@ -62,29 +61,20 @@ class UpdateService:
         manager_factory: ManagerFactory,
         shared: SnapshotSource | None = None,
     ) -> None:
-        self._path = store_path
         self._keys = keys
         self._policies = policies
         self._factory = manager_factory
         self._shared = shared
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonefan-update")
+        self._thread = StoreThread(store_path, "update")
         self._manager: DnssecManager | None = None
 
     async def respond(self, data: bytes, client: Client) -> bytes | None:
         """The response to the UPDATE ``data`` from ``client`` (None: send nothing)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.handle, data, client)
+        return await self._thread.run(self.handle, data, client)
 
     def close(self) -> None:
         """Close the worker's store connection and the thread."""
-
-        def shut() -> None:
-            if self._manager is not None:
-                self._manager.store.close()
-                self._manager = None
-
-        self._executor.submit(shut).result()
-        self._executor.shutdown()
+        self._thread.close()
 
     # -- worker thread ------------------------------------------------------------------
 
@@ -112,7 +102,7 @@ class UpdateService:
 
     def _open(self) -> DnssecManager:
         if self._manager is None:
-            store = Store(self._path)
+            store = self._thread.store
             self._manager = self._factory(store, ZoneVersions(store, self._shared))
         return self._manager
 

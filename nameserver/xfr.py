@@ -34,7 +34,6 @@ import logging
 import struct
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import dns.exception
@@ -51,7 +50,8 @@ from nameserver.records import Record, rdata_wire
 from nameserver.response import udp_limit
 from nameserver.serial import serial_ge
 from nameserver.snapshot import SOA, ZoneSnapshot
-from nameserver.store import Store, TransferLogEntry
+from nameserver.store import TransferLogEntry
+from nameserver.storethread import StoreThread
 from nameserver.tsig import (
     BADTIME,
     NOERROR,
@@ -254,38 +254,25 @@ class TransferService:
         self.keys: Keyring = keys or {}
         self.acl = acl or TransferAcl()
         self.message_size = message_size
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonefan-xfr")
-        self._store: Store | None = None
+        self._thread = StoreThread(store_path, "xfr")
 
     # -- worker thread --
 
-    def _open(self) -> Store:
-        if self._store is None:
-            self._store = Store(self.store_path)
-        return self._store
-
     def _chain(self, zone: dns.name.Name, since: int, to: int) -> list[Changeset] | None:
         try:
-            return self._open().changesets_between(zone, since, to)
+            return self._thread.store.changesets_between(zone, since, to)
         except JournalError:
             return None
 
     def _log(self, entry: TransferLogEntry) -> None:
         try:
-            self._open().log_transfer(entry)
+            self._thread.store.log_transfer(entry)
         except Exception:
             log.exception("could not write the transfer log")
 
     def close(self) -> None:
         """Stop the worker thread and close its store connection."""
-
-        def shut() -> None:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
-
-        self._executor.submit(shut).result()
-        self._executor.shutdown()
+        self._thread.close()
 
     # -- requests --
 
@@ -420,10 +407,7 @@ class TransferService:
             if serial_ge(since, zone.serial):
                 kind, rrs = "IXFR-UPTODATE", iter([_soa_rr(zone)])
             else:
-                loop = asyncio.get_running_loop()
-                chain = await loop.run_in_executor(
-                    self._executor, self._chain, zone.origin_name, since, zone.serial
-                )
+                chain = await self._thread.run(self._chain, zone.origin_name, since, zone.serial)
                 if chain is None:
                     kind = "IXFR-AXFR"
                 else:
@@ -466,7 +450,7 @@ class TransferService:
             took * 1000,
             f" ({error})" if error else "",
         )
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._log, entry)
+        await self._thread.run(self._log, entry)
         return True
 
 
