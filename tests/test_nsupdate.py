@@ -16,13 +16,8 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from nameserver.dnssec import DnssecManager
-from nameserver.editor import Author
-from nameserver.serial import SerialPolicy
-from nameserver.store import Store
-from nameserver.zonefile import read_zone_file
 from tests.servers import ZonefanServer, query_message
-from tests.tools import PROJECT_ROOT, require_tool
+from tests.tools import PROJECT_ROOT, example_store, require_tool
 
 EXAMPLE = PROJECT_ROOT / "zones" / "example.test.zone"
 ZONE = "example.test."
@@ -38,14 +33,7 @@ update-policy = ["grant acme-key. wildcard *.example.test. TXT"]
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ZonefanServer]:
-    db = tmp_path / "z.db"
-    with Store(db) as store:
-        manager = DnssecManager(store, Path(f"{db}.keys"))
-        editor = manager.editor()
-        parsed = read_zone_file(EXAMPLE)
-        plan = editor.plan_import(parsed.origin, parsed.records, Author("test"))
-        editor.create_or_replace(plan, SerialPolicy.INCREMENT)
-        manager.enable(parsed.origin, Author("test"))
+    db = example_store(tmp_path / "z.db")
     config = tmp_path / "zonefan.toml"
     config.write_text(CONFIG)
     with ZonefanServer(tmp_path, db, probe_name=ZONE, config=config) as running:

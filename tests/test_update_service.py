@@ -16,15 +16,12 @@ import dns.update
 import pytest
 
 from nameserver.dnssec import DnssecManager
-from nameserver.editor import Author
-from nameserver.serial import SerialPolicy
 from nameserver.store import Store
 from nameserver.tsig import TsigKey
 from nameserver.update_service import UpdateService
 from nameserver.updatepolicy import UpdatePolicy
 from nameserver.versions import ZoneVersions
-from nameserver.zonefile import read_zone_file
-from tests.tools import PROJECT_ROOT
+from tests.tools import PROJECT_ROOT, example_store
 
 EXAMPLE = PROJECT_ROOT / "zones" / "example.test.zone"
 ORIGIN = dns.name.from_text("example.test.")
@@ -35,22 +32,9 @@ CLIENT = ("127.0.0.1", 5353)
 RULES = ["grant acme-key. wildcard *.example.test. TXT", "grant other-key. zonesub ANY"]
 
 
-def _store(tmp_path: Path, signed: bool) -> Path:
-    db = tmp_path / "z.db"
-    with Store(db) as store:
-        manager = DnssecManager(store, Path(f"{db}.keys"))
-        editor = manager.editor()
-        parsed = read_zone_file(EXAMPLE)
-        plan = editor.plan_import(parsed.origin, parsed.records, Author("test"))
-        editor.create_or_replace(plan, SerialPolicy.INCREMENT)
-        if signed:
-            manager.enable(ORIGIN, Author("test"))
-    return db
-
-
 @pytest.fixture(params=[False, True], ids=["unsigned", "signed"])
 def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[UpdateService, Path]]:
-    db = _store(tmp_path, request.param)
+    db = example_store(tmp_path / "z.db", signed=request.param)
 
     def factory(store: Store, versions: ZoneVersions) -> DnssecManager:
         return DnssecManager(store, Path(f"{db}.keys"), versions=versions)

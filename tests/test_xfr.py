@@ -30,17 +30,13 @@ import dns.zone
 import pytest
 
 from nameserver.acl import TransferAcl, parse_secondaries
-from nameserver.dnssec import DnssecManager
-from nameserver.editor import Author
 from nameserver.records import Record
-from nameserver.serial import SerialPolicy
 from nameserver.store import SCHEMA_VERSION, NotifyRecord, Store, TransferLogEntry
 from nameserver.tsig import ConfigError, parse_keys, tsig_offset
 from nameserver.xfr import TransferService
-from nameserver.zonefile import read_zone_file
 from nameserver.zones import ZoneRegistry
 from tests.servers import ZonefanServer, run_cli
-from tests.tools import PROJECT_ROOT, require_tool
+from tests.tools import PROJECT_ROOT, example_store, require_tool
 
 pytestmark = [pytest.mark.external, pytest.mark.timeout(300)]
 
@@ -507,14 +503,7 @@ def test_queries_after_a_transfer_on_one_connection(server: ZonefanServer) -> No
 
 def test_signed_zone_transfers_and_verifies(tmp_path: Path) -> None:
     verify = require_tool("ldns-verify-zone")
-    db = tmp_path / "z.db"
-    with Store(db) as store:
-        manager = DnssecManager(store, Path(f"{db}.keys"))
-        editor = manager.editor()
-        parsed = read_zone_file(EXAMPLE)
-        plan = editor.plan_import(parsed.origin, parsed.records, Author("test"))
-        editor.create_or_replace(plan, SerialPolicy.INCREMENT)
-        manager.enable(parsed.origin, Author("test"))
+    db = example_store(tmp_path / "z.db")
     config = write_config(tmp_path / "zonefan.toml")
     with ZonefanServer(tmp_path, db=db, probe_name=ZONE, config=config) as server:
         rrs = answer_rrs(transferred(server))

@@ -11,12 +11,17 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
+from nameserver.dnssec import DnssecManager
+from nameserver.editor import Author
 from nameserver.maintenance import MaintenanceScheduler
+from nameserver.serial import SerialPolicy
+from nameserver.store import Store
+from nameserver.zonefile import read_zone_file
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_TESTDATA = PROJECT_ROOT.parent / "shared" / "testdata"
@@ -81,3 +86,17 @@ async def wait_for_runs(scheduler: MaintenanceScheduler, runs: int, timeout: flo
         if time.monotonic() > deadline:
             raise AssertionError(f"maintenance run {runs} did not happen within {timeout} s")
         await asyncio.sleep(0.01)
+
+
+def example_store(db: Path, signed: bool = True, clock: Callable[[], float] = time.time) -> Path:
+    """A store at ``db`` holding zones/example.test.zone, signed with the default policy
+    when ``signed`` (keys in ``<db>.keys``, where `zonefan serve` looks)."""
+    with Store(db) as store:
+        manager = DnssecManager(store, Path(f"{db}.keys"), clock=clock)
+        editor = manager.editor()
+        parsed = read_zone_file(PROJECT_ROOT / "zones" / "example.test.zone")
+        plan = editor.plan_import(parsed.origin, parsed.records, Author("test"))
+        editor.create_or_replace(plan, SerialPolicy.INCREMENT)
+        if signed:
+            manager.enable(parsed.origin, Author("test"))
+    return db
