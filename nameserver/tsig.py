@@ -216,6 +216,20 @@ def unsigned_error(
     return append_tsig(wire, keyname, rdata)
 
 
+def tsig_error_reply(wire: bytes, verified: Verified) -> bytes:
+    """``wire`` (a NOTAUTH response) with the TSIG RR RFC 8945 §5.2 asks for the failure in
+    ``verified``: BADKEY and BADSIG unsigned (§5.3.2), BADTIME signed with the key, the
+    request's time signed and our time in Other Data (§5.2.3)."""
+    tsig_rrset = verified.message.tsig
+    assert tsig_rrset is not None
+    tsig = tsig_rrset[0]
+    if verified.error == BADTIME and verified.key is not None:
+        signer = Signer(verified.key, verified.mac, tsig.original_id)
+        now = int(time.time()).to_bytes(6, "big")
+        return signer.sign(wire, BADTIME, now, when=verified.time_signed)
+    return unsigned_error(wire, tsig_rrset.name, tsig.algorithm, verified.error, tsig.original_id)
+
+
 def tsig_offset(data: bytes) -> int | None:
     """Where the TSIG RR of ``data`` starts (the last RR of the additional section, RFC
     8945 §5.1), or None when it has none or the packet is malformed. Cheap: names are

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable, Mapping
 
 import dns.exception
@@ -29,7 +28,15 @@ from nameserver.editor import Author
 from nameserver.errors import ConflictError, NameserverError, ZoneValidationError
 from nameserver.store import Store
 from nameserver.storethread import StoreThread
-from nameserver.tsig import NOERROR, Keyring, Signer, TsigKey, Verified, unsigned_error, verify
+from nameserver.tsig import (
+    NOERROR,
+    Keyring,
+    Signer,
+    TsigKey,
+    Verified,
+    tsig_error_reply,
+    verify,
+)
 from nameserver.update import UpdateDecision, process_update
 from nameserver.updatepolicy import UpdatePolicy
 from nameserver.versions import SnapshotSource, ZoneVersions
@@ -167,14 +174,5 @@ def _response(message: dns.update.UpdateMessage, rcode: int, verified: Verified)
 
 
 def tsig_error_response(message: dns.update.UpdateMessage, verified: Verified) -> bytes:
-    """NOTAUTH with the TSIG error (RFC 8945 §5.2): BADKEY and BADSIG unsigned, BADTIME
-    signed with the key and our time in the other data."""
-    wire = _header_and_zone(message, dns.rcode.NOTAUTH)
-    tsig_rrset = message.tsig
-    assert tsig_rrset is not None
-    tsig = tsig_rrset[0]
-    if verified.error == dns.rcode.BADTIME and verified.key is not None:
-        signer = Signer(verified.key, verified.mac, tsig.original_id)
-        now = int(time.time())
-        return signer.sign(wire, verified.error, now.to_bytes(6, "big"), when=verified.time_signed)
-    return unsigned_error(wire, tsig_rrset.name, tsig.algorithm, verified.error, tsig.original_id)
+    """NOTAUTH with the TSIG error (RFC 8945 §5.2)."""
+    return tsig_error_reply(_header_and_zone(message, dns.rcode.NOTAUTH), verified)

@@ -53,13 +53,13 @@ from nameserver.snapshot import SOA, ZoneSnapshot
 from nameserver.store import TransferLogEntry
 from nameserver.storethread import StoreThread
 from nameserver.tsig import (
-    BADTIME,
     NOERROR,
     Keyring,
     Signer,
     TsigKey,
+    Verified,
     strip_tsig,
-    unsigned_error,
+    tsig_error_reply,
     verify,
 )
 from nameserver.wirename import lower
@@ -290,7 +290,7 @@ class TransferService:
         if query.error not in (None, FORMERR) or len(message.question) != 1:
             return None
         if verified.error != NOERROR:
-            return self._tsig_error(query, message, verified.key, verified.error, verified)
+            return self._tsig_error(query, verified)
         request = _Request(query, message, verified.key, verified.mac, client)
         zone = self.registry.get(lower(query.qname))
         key_name = verified.key.name if verified.key is not None else None
@@ -318,29 +318,14 @@ class TransferService:
             wire = Signer(request.key, request.mac, request.message.id).sign(wire)
         return wire
 
-    def _tsig_error(
-        self,
-        query: Query,
-        message: dns.message.Message,
-        key: TsigKey | None,
-        error: int,
-        verified: object,
-    ) -> bytes:
+    def _tsig_error(self, query: Query, verified: Verified) -> bytes:
         flags = 0x8000 | (query.flags & 0x0100) | NOTAUTH
         wire = query.id + flags.to_bytes(2, "big") + b"\x00\x01\x00\x00\x00\x00\x00\x00"
-        wire += query.question
-        assert message.tsig is not None
-        tsig = message.tsig[0]
         log.info(
-            "transfer request with TSIG error %s", dns.rcode.to_text(dns.rcode.Rcode.make(error))
+            "transfer request with TSIG error %s",
+            dns.rcode.to_text(dns.rcode.Rcode.make(verified.error)),
         )
-        if error == BADTIME and key is not None:
-            mac = getattr(verified, "mac", b"")
-            now = int(time.time())
-            other = now.to_bytes(6, "big")
-            signer = Signer(key, mac, tsig.original_id)
-            return signer.sign(wire, BADTIME, other, when=getattr(verified, "time_signed", now))
-        return unsigned_error(wire, message.tsig.name, tsig.algorithm, error, tsig.original_id)
+        return tsig_error_reply(wire + query.question, verified)
 
     def signed_response(
         self,
@@ -360,7 +345,7 @@ class TransferService:
         except dns.exception.DNSException:
             return answer(data)
         if verified.error != NOERROR:
-            return self._tsig_error(query, verified.message, verified.key, verified.error, verified)
+            return self._tsig_error(query, verified)
         response = answer(strip_tsig(data, offset))
         if response is None or verified.key is None:
             return response
