@@ -34,8 +34,10 @@ from nameserver.zones import ZoneRegistry
 log = logging.getLogger(__name__)
 
 SOA_TYPE = int(dns.rdatatype.SOA)
-# UDP UPDATE answers in flight: referenced so they are not collected mid-way.
+# UDP UPDATE answers in flight: referenced so they are not collected mid-way, and bounded
+# so a flood of UPDATEs cannot queue without end (a dropped one is retried by its client).
 _background: set[asyncio.Task[None]] = set()
+MAX_PENDING_UPDATES = 256
 
 TCP_IDLE_TIMEOUT = 10.0  # seconds; RFC 7766 §6.2.3 asks servers to close idle connections
 TCP_MAX_CONNECTIONS = 512
@@ -89,6 +91,9 @@ class UdpHandler(asyncio.DatagramProtocol):
             try:
                 response = None
                 if self.updates is not None and is_update(data):
+                    if len(_background) >= MAX_PENDING_UPDATES:
+                        log.warning("UPDATE from %s dropped: too many pending", addr[0])
+                        return
                     client = (str(addr[0]), int(addr[1]))
                     task = asyncio.get_running_loop().create_task(self._update(data, client, addr))
                     _background.add(task)
