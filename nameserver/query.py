@@ -104,8 +104,8 @@ def _name_end(data: bytes, offset: int) -> int | None:
         offset += length + 1
 
 
-def _skip_name(data: bytes, offset: int) -> int | None:
-    """End of a possibly compressed name (in the additional section)."""
+def skip_name(data: bytes, offset: int) -> int | None:
+    """End of a possibly compressed name (None when malformed or cut short)."""
     while offset < len(data):
         length = data[offset]
         if length == 0:
@@ -122,7 +122,7 @@ def _parse_additional(data: bytes, offset: int, count: int) -> tuple[Edns | None
     """Find the OPT record (RFC 6891 §6.1.1: at most one, owned by the root)."""
     edns: Edns | None = None
     for _ in range(count):
-        owner_end = _skip_name(data, offset)
+        owner_end = skip_name(data, offset)
         if owner_end is None or owner_end + 10 > len(data):
             return None, FORMERR
         rdtype = int.from_bytes(data[owner_end : owner_end + 2], "big")

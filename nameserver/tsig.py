@@ -27,6 +27,8 @@ import dns.rdatatype
 import dns.rdtypes.ANY.TSIG
 import dns.tsig
 
+from nameserver.query import skip_name
+
 DEFAULT_ALGORITHM = "hmac-sha256"
 FUDGE = 300  # seconds; RFC 8945 §10 recommends 300
 BADSIG = int(dns.rcode.BADSIG)
@@ -241,14 +243,14 @@ def tsig_offset(data: bytes) -> int | None:
         return None
     offset = 12
     for _ in range(counts[0]):
-        end = _skip_name(data, offset)
+        end = skip_name(data, offset)
         if end is None:
             return None
         offset = end + 4
     total = counts[1] + counts[2] + counts[3]
     for i in range(total):
         start = offset
-        end = _skip_name(data, offset)
+        end = skip_name(data, offset)
         if end is None or end + 10 > len(data):
             return None
         rdtype = int.from_bytes(data[end : end + 2], "big")
@@ -262,19 +264,6 @@ def tsig_offset(data: bytes) -> int | None:
 
 _TSIG = int(dns.rdatatype.TSIG)
 _TSIG_TYPE_CLASS = b"\x00\xfa\x00\xff"  # TYPE TSIG, CLASS ANY: in every TSIG RR
-
-
-def _skip_name(data: bytes, offset: int) -> int | None:
-    while offset < len(data):
-        length = data[offset]
-        if length == 0:
-            return offset + 1
-        if length & 0xC0 == 0xC0:
-            return offset + 2 if offset + 2 <= len(data) else None
-        if length & 0xC0:
-            return None
-        offset += length + 1
-    return None
 
 
 def strip_tsig(data: bytes, offset: int) -> bytes:

@@ -293,6 +293,28 @@ def run_cli(
     return done
 
 
+def nsd_server_clause(d: Path, port: int, verbosity: int) -> list[str]:
+    """nsd.conf's ``server:`` clause for a private NSD in ``d`` on 127.0.0.1@``port``: no
+    privilege drop, no chroot, no database file, one server process."""
+    return [
+        "server:",
+        f'    ip-address: "127.0.0.1@{port}"',
+        f"    port: {port}",
+        '    username: ""',
+        '    chroot: ""',
+        f'    zonesdir: "{d}"',
+        f'    pidfile: "{d}/nsd.pid"',
+        f'    xfrdfile: "{d}/xfrd.state"',
+        f'    xfrdir: "{d}"',
+        f'    zonelistfile: "{d}/zone.list"',
+        '    database: ""',
+        f'    logfile: "{d}/nsd.log"',
+        f"    verbosity: {verbosity}",
+        "    server-count: 1",
+        "    reuseport: no",
+    ]
+
+
 class NsdServer(_Process):
     """NSD in the foreground (``nsd -d``) serving ``zones`` (origin, file) from a private
     configuration: no privilege drop, no chroot, no remote control, no rate limiting."""
@@ -341,21 +363,7 @@ class NsdServer(_Process):
     def _write_conf(self, rrl: bool) -> None:
         d = self.workdir
         lines = [
-            "server:",
-            f'    ip-address: "127.0.0.1@{self.port}"',
-            f"    port: {self.port}",
-            '    username: ""',
-            '    chroot: ""',
-            f'    zonesdir: "{d}"',
-            f'    pidfile: "{d}/nsd.pid"',
-            f'    xfrdfile: "{d}/xfrd.state"',
-            f'    xfrdir: "{d}"',
-            f'    zonelistfile: "{d}/zone.list"',
-            '    database: ""',
-            f'    logfile: "{d}/nsd.log"',
-            "    verbosity: 0",
-            "    server-count: 1",
-            "    reuseport: no",
+            *nsd_server_clause(d, self.port, verbosity=0),
         ]
         if rrl:
             lines.append("    rrl-ratelimit: 0")
@@ -564,21 +572,7 @@ class NsdSecondary(_Secondary):
         d = self.workdir
         k = self.key
         lines = [
-            "server:",
-            f'    ip-address: "127.0.0.1@{self.port}"',
-            f"    port: {self.port}",
-            '    username: ""',
-            '    chroot: ""',
-            f'    zonesdir: "{d}"',
-            f'    pidfile: "{d}/nsd.pid"',
-            f'    xfrdfile: "{d}/xfrd.state"',
-            f'    xfrdir: "{d}"',
-            f'    zonelistfile: "{d}/zone.list"',
-            '    database: ""',
-            f'    logfile: "{d}/nsd.log"',
-            "    verbosity: 2",
-            "    server-count: 1",
-            "    reuseport: no",
+            *nsd_server_clause(d, self.port, verbosity=2),
             "",
             "remote-control:",
             "    control-enable: yes",
