@@ -1,0 +1,445 @@
+"""The push engine: keeps every target serving the primary's current zone.
+
+One worker per target drains that target's outbox, so a slow or failing target never
+delays the others. An attempt re-reads the target, plans the difference, checks safety and
+applies it; a failure is retried with exponential backoff and jitter (at least the
+provider's Retry-After) until the target converges. A drift checker reads each converged
+target back on an interval and repairs (or only reports) what changed there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import dns.name
+
+from sync.errors import (
+    CapabilityError,
+    PlanRefusedError,
+    SyncError,
+    TargetError,
+)
+from sync.model import ZoneData
+from sync.plan import Action, Plan, Safety, compute_plan
+from sync.providers.base import DnssecMode, RecordTarget, SecondaryTarget, Target
+from sync.ratelimit import RateLimiter
+from sync.state import OutboxItem, SyncState
+
+log = logging.getLogger("zonefan.sync")
+
+DriftMode = Literal["repair", "report"]
+
+
+class Fetched(Protocol):
+    """What a zone source returns (``sync.source.Fetched``)."""
+
+    @property
+    def data(self) -> ZoneData: ...
+
+    @property
+    def method(self) -> str: ...
+
+
+class ZoneFetcher(Protocol):
+    """The primary, seen through DNS (``sync.source.ZoneSource``)."""
+
+    async def serial(self, zone: dns.name.Name) -> int: ...
+
+    async def fetch(self, zone: dns.name.Name, have: ZoneData | None) -> Fetched: ...
+
+
+@dataclass
+class TargetSpec:
+    """A configured target and the engine's settings for it."""
+
+    target: Target
+    zones: frozenset[dns.name.Name] | None = None  # None: every zone
+    drift: DriftMode = "repair"
+    safety: Safety = field(default_factory=Safety)
+
+    def serves(self, zone: dns.name.Name) -> bool:
+        return self.zones is None or zone in self.zones
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Timings (seconds)."""
+
+    retry_base: float = 1.0
+    retry_max: float = 300.0
+    drift_interval: float = 300.0
+    refresh_interval: float = 60.0
+    secondary_wait: float = 30.0  # how long a provider-side secondary may take to transfer
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one push attempt."""
+
+    target: str
+    zone: str
+    serial: int
+    ok: bool
+    detail: str
+
+
+def backoff(
+    attempts: int, settings: EngineSettings, retry_after: float | None, rng: Callable[[], float]
+) -> float:
+    """Exponential backoff with equal jitter, never shorter than the provider's hint."""
+    ceiling = min(settings.retry_max, settings.retry_base * math.pow(2, min(attempts, 30)))
+    delay = ceiling / 2 + rng() * ceiling / 2
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+class SyncEngine:
+    """Zones from ``source``, targets from ``targets``, progress in ``state``."""
+
+    def __init__(
+        self,
+        state: SyncState,
+        source: ZoneFetcher,
+        zones: Iterable[dns.name.Name],
+        targets: dict[str, TargetSpec],
+        settings: EngineSettings | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.state = state
+        self.source = source
+        self.zones = list(zones)
+        self.targets = targets
+        self.settings = settings or EngineSettings()
+        self.clock = clock
+        self.rng = rng
+        self._data: dict[dns.name.Name, ZoneData] = {}
+        self._wake = {name: asyncio.Event() for name in targets}
+        self._limiters = {
+            name: RateLimiter(spec.target.capabilities.rate_limit) for name, spec in targets.items()
+        }
+        self._refresh_locks = {zone: asyncio.Lock() for zone in self.zones}
+        self._stopping = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- zones ------------------------------------------------------------------------------
+
+    def zone(self, name: dns.name.Name) -> ZoneData | None:
+        """The local copy (memory first, then the state file)."""
+        data = self._data.get(name)
+        if data is None:
+            data = self.state.zone(name)
+            if data is not None:
+                self._data[name] = data
+        return data
+
+    async def refresh_zone(self, zone: dns.name.Name) -> bool:
+        """Transfer ``zone`` from the primary if it changed; queue a push to every target
+        that serves it. True when a new serial arrived."""
+        async with self._refresh_locks.setdefault(zone, asyncio.Lock()):
+            have = self.zone(zone)
+            fetched = await self.source.fetch(zone, have)
+            data = fetched.data
+            if have is not None and have.serial == data.serial:
+                return False
+            self.state.save_zone(data, fetched.method)
+            self._data[zone] = data
+            log.info("zone %s: serial %d by %s", zone, data.serial, fetched.method)
+            self.queue_zone(zone, data.serial)
+            return True
+
+    def queue_zone(self, zone: dns.name.Name, serial: int, force: bool = False) -> None:
+        for name, spec in self.targets.items():
+            if spec.serves(zone):
+                self.state.enqueue(name, zone, serial, force=force)
+                self._wake[name].set()
+
+    def queue_unconverged(self, force: bool = False) -> None:
+        """Queue every (target, zone) whose pushed serial is not the local one (all of them
+        with ``force``): what a restart or ``sync apply`` starts from."""
+        pushed = {(s.target, s.zone): s.pushed_serial for s in self.state.status()}
+        for zone in self.zones:
+            data = self.zone(zone)
+            if data is None:
+                continue
+            for name, spec in self.targets.items():
+                behind = pushed.get((name, zone.to_text())) != data.serial
+                if spec.serves(zone) and (force or behind):
+                    self.state.enqueue(name, zone, data.serial, force=force)
+                    self._wake[name].set()
+
+    # -- one attempt ------------------------------------------------------------------------
+
+    def route(self, name: str, data: ZoneData) -> Target:
+        """The target that takes ``data``, refusing one that cannot carry its signatures."""
+        target = self.targets[name].target.for_zone(data.signed)
+        mode = target.capabilities.dnssec
+        if data.signed and mode not in (DnssecMode.PRESIGNED, DnssecMode.SECONDARY):
+            raise CapabilityError(
+                name,
+                data.origin.to_text(),
+                f"the zone is signed and the target's DNSSEC mode is {mode.value!r}: it "
+                "cannot serve our DNSKEY/RRSIG/NSEC records, and serving the zone unsigned "
+                "would make it bogus for validating resolvers once a DS is at the parent. "
+                "Use a target that takes presigned data or transfers from the primary.",
+            )
+        return target
+
+    async def plan(self, name: str, zone: dns.name.Name) -> Plan | None:
+        """The plan that would run now for a record target (None for a secondary)."""
+        data = self.require_zone(zone)
+        target = self.route(name, data)
+        if not isinstance(target, RecordTarget):
+            return None
+        await self._limiters[name].acquire()
+        current = await target.read(zone)
+        return self._plan_for(name, target, data, current)
+
+    def _plan_for(
+        self, name: str, target: Target, data: ZoneData, current: ZoneData | None
+    ) -> Plan:
+        return compute_plan(
+            data,
+            current,
+            target=name,
+            owned=self.state.owned(name, data.origin.to_text()),
+            supported=target.capabilities.record_types,
+        )
+
+    async def push(self, name: str, zone: dns.name.Name, force: bool = False) -> Outcome:
+        """Make ``name`` serve the local copy of ``zone``; raise on failure."""
+        data = self.require_zone(zone)
+        target = self.route(name, data)
+        if isinstance(target, SecondaryTarget):
+            detail = await self._converge_secondary(name, target, data)
+        elif isinstance(target, RecordTarget):
+            detail = await self._push_records(name, target, data, force)
+        else:
+            raise CapabilityError(name, zone.to_text(), "unknown kind of target")
+        return Outcome(name, zone.to_text(), data.serial, True, detail)
+
+    async def _push_records(
+        self, name: str, target: RecordTarget, data: ZoneData, force: bool
+    ) -> str:
+        zone = data.origin.to_text()
+        limiter = self._limiters[name]
+        await limiter.acquire()
+        current = await target.read(data.origin)
+        plan = self._plan_for(name, target, data, current)
+        self.targets[name].safety.check(plan, force=force)
+        if plan.empty:
+            self.state.pushed(name, zone, data.serial, detail="already current")
+            return "already current"
+        self.state.own(name, zone, (c.key for c in plan.changes if c.action != Action.DELETE))
+        batches = max(1, math.ceil(len(plan.changes) / target.capabilities.batch_size))
+        await limiter.acquire(batches)
+        await target.apply(plan)
+        deleted = [c.key for c in plan.changes if c.action == Action.DELETE]
+        self.state.pushed(name, zone, data.serial, deleted=deleted, detail=plan.summary())
+        log.info("%s %s serial %d: %s", name, zone, data.serial, plan.summary())
+        return plan.summary()
+
+    async def _converge_secondary(self, name: str, target: SecondaryTarget, data: ZoneData) -> str:
+        zone = data.origin
+        limiter = self._limiters[name]
+        await limiter.acquire()
+        created = await target.provision(zone)
+        serial = await target.serial(zone)
+        if serial != data.serial:
+            await limiter.acquire()
+            await target.refresh(zone)
+            serial = await self._wait_serial(target, zone, data.serial)
+        if serial != data.serial:
+            raise TargetError(
+                name,
+                f"zone {zone} serves serial {serial}, not {data.serial}, "
+                f"{self.settings.secondary_wait:.0f} s after a refresh request",
+            )
+        detail = "provisioned and transferred" if created else "transferred"
+        self.state.pushed(name, zone.to_text(), data.serial, detail=detail)
+        return detail
+
+    async def _wait_serial(
+        self, target: SecondaryTarget, zone: dns.name.Name, want: int
+    ) -> int | None:
+        deadline = time.monotonic() + self.settings.secondary_wait
+        serial: int | None = None
+        delay = 0.05
+        while time.monotonic() < deadline:
+            serial = await target.serial(zone)
+            if serial == want:
+                return serial
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        return serial
+
+    def require_zone(self, zone: dns.name.Name) -> ZoneData:
+        data = self.zone(zone)
+        if data is None:
+            raise SyncError(f"zone {zone} has not been transferred from the primary yet")
+        return data
+
+    async def attempt(self, item: OutboxItem) -> Outcome:
+        """One try at an outbox item; failures are recorded and rescheduled, not raised."""
+        zone = dns.name.from_text(item.zone)
+        try:
+            return await self.push(item.target, zone, force=item.force)
+        except (PlanRefusedError, CapabilityError) as exc:
+            # Retrying cannot help until an operator forces or reconfigures: look again later.
+            retry = self.settings.retry_max
+            self.state.refused(item.target, item.zone, item.serial, str(exc), retry)
+            log.error("%s", exc)
+            return Outcome(item.target, item.zone, item.serial, False, str(exc))
+        except TargetError as exc:
+            return self._failed(item, str(exc), exc.retry_after)
+        except SyncError as exc:
+            return self._failed(item, str(exc), None)
+        except Exception as exc:  # a worker must survive anything a provider library raises
+            message = f"target {item.target}: unexpected {type(exc).__name__}: {exc}"
+            log.exception("%s", message)
+            return self._failed(item, message, None)
+
+    def _failed(self, item: OutboxItem, message: str, retry_after: float | None) -> Outcome:
+        delay = backoff(item.attempts, self.settings, retry_after, self.rng)
+        self.state.defer(item.target, item.zone, item.serial, message, delay)
+        log.warning("%s (attempt %d, next in %.1f s)", message, item.attempts + 1, delay)
+        return Outcome(item.target, item.zone, item.serial, False, message)
+
+    # -- drift ------------------------------------------------------------------------------
+
+    async def check_drift(self, name: str, zone: dns.name.Name) -> str | None:
+        """Read ``name`` back and compare with the local copy; record and (per the target's
+        setting) repair what differs. Returns the drift found, None when there is none."""
+        data = self.require_zone(zone)
+        target = self.route(name, data)
+        await self._limiters[name].acquire()
+        if isinstance(target, SecondaryTarget):
+            serial = await target.serial(zone)
+            found = None if serial == data.serial else f"serves serial {serial}, not {data.serial}"
+        elif isinstance(target, RecordTarget):
+            plan = self._plan_for(name, target, data, await target.read(zone))
+            found = None if plan.empty else f"{plan.summary()}: " + "; ".join(plan.lines()[:5])
+        else:
+            found = None
+        self.state.drift(name, zone.to_text(), data.serial, found)
+        if found is not None:
+            log.warning("drift at %s for %s: %s", name, zone, found)
+            if self.targets[name].drift == "repair":
+                self.state.enqueue(name, zone, data.serial)
+                self._wake[name].set()
+        return found
+
+    async def check_all_drift(self) -> None:
+        """Drift check of every converged (target, zone) with nothing pending."""
+        pending = {(i.target, i.zone) for i in self.state.pending()}
+        for status in self.state.status():
+            zone = dns.name.from_text(status.zone)
+            data = self.zone(zone)
+            if (
+                status.target not in self.targets
+                or data is None
+                or (status.target, status.zone) in pending
+                or status.pushed_serial != data.serial
+            ):
+                continue
+            try:
+                await self.check_drift(status.target, zone)
+            except SyncError as exc:
+                log.warning("drift check of %s at %s failed: %s", zone, status.target, exc)
+
+    # -- loops ------------------------------------------------------------------------------
+
+    async def drain(
+        self, names: Iterable[str] | None = None, deadline: float = 60.0
+    ) -> list[Outcome]:
+        """Attempt every due outbox item of ``names`` (all targets) once, targets in
+        parallel: what ``sync apply`` runs."""
+        chosen = list(names) if names is not None else list(self.targets)
+
+        async def one_target(name: str) -> list[Outcome]:
+            return [await self.attempt(item) for item in self.state.pending(name)]
+
+        results = await asyncio.wait_for(
+            asyncio.gather(*(one_target(n) for n in chosen)), timeout=deadline
+        )
+        return [o for part in results for o in part]
+
+    async def worker(self, name: str) -> None:
+        """Drain ``name``'s outbox for as long as the engine runs."""
+        wake = self._wake[name]
+        while not self._stopping.is_set():
+            wake.clear()
+            now = self.clock()
+            for item in self.state.pending(name):
+                if item.next_attempt <= now and not self._stopping.is_set():
+                    await self.attempt(item)
+            upcoming = [i.next_attempt for i in self.state.pending(name)]
+            wait = min(upcoming) - self.clock() if upcoming else self.settings.refresh_interval
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=wait)
+
+    async def poller(self) -> None:
+        """Ask the primary for each zone's serial every refresh interval (the fallback for a
+        lost NOTIFY) and transfer what changed."""
+        while not self._stopping.is_set():
+            for zone in self.zones:
+                await self._refresh_logged(zone)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.refresh_interval)
+
+    async def drift_loop(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.drift_interval)
+            if not self._stopping.is_set():
+                await self.check_all_drift()
+
+    async def _refresh_logged(self, zone: dns.name.Name) -> None:
+        try:
+            await self.refresh_zone(zone)
+        except SyncError as exc:
+            log.warning("refresh of %s failed: %s", zone, exc)
+
+    def notified(self, zone: dns.name.Name, serial: int | None) -> None:
+        """A NOTIFY arrived: transfer the zone now (in the background)."""
+        if zone in self._refresh_locks:
+            task = asyncio.get_running_loop().create_task(self._refresh_logged(zone))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def open_targets(self) -> None:
+        """Open every target (connections, credentials): a bad one raises at start."""
+        await asyncio.gather(*(spec.target.open() for spec in self.targets.values()))
+
+    async def close_targets(self) -> None:
+        for spec in self.targets.values():
+            with contextlib.suppress(Exception):
+                await spec.target.close()
+
+    async def run(self) -> None:
+        """The sidecar: transfer, queue what is behind, then workers, poller and drift
+        checker until :meth:`stop`."""
+        for zone in self.zones:
+            await self._refresh_logged(zone)
+        self.queue_unconverged()
+        tasks = [asyncio.create_task(self.worker(n)) for n in self.targets]
+        tasks += [asyncio.create_task(self.poller()), asyncio.create_task(self.drift_loop())]
+        try:
+            await self._stopping.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def stop(self) -> None:
+        self._stopping.set()

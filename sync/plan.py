@@ -1,0 +1,202 @@
+"""Plans: the reviewable difference between the zone and one target, at RRset granularity.
+
+A plan is a value: computing it reads nothing and applying it is the target's job. Changes
+come in a deterministic order (deletes, then updates, then creates; each in canonical name
+order), so the same inputs always give the same plan and the same requests.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+
+import dns.name
+import dns.rdatatype
+
+from sync.errors import PlanRefusedError
+from sync.model import DNSSEC_TYPES, RRset, RRsetKey, ZoneData, sort_key
+
+
+class Action(enum.IntEnum):
+    """What a change does; the value is its place in a plan's order."""
+
+    DELETE = 0
+    UPDATE = 1
+    CREATE = 2
+
+
+@dataclass(frozen=True)
+class Change:
+    """One RRset to create, replace or delete at a target."""
+
+    action: Action
+    old: RRset | None
+    new: RRset | None
+
+    @property
+    def key(self) -> RRsetKey:
+        rrset = self.new if self.new is not None else self.old
+        assert rrset is not None
+        return rrset.key
+
+    @property
+    def name(self) -> dns.name.Name:
+        return self.key[0]
+
+    @property
+    def rdtype(self) -> dns.rdatatype.RdataType:
+        return self.key[1]
+
+    def describe(self, origin: dns.name.Name | None = None) -> str:
+        rrset = self.new if self.new is not None else self.old
+        assert rrset is not None
+        owner = rrset.name.to_text() if origin is None else rrset.name.relativize(origin).to_text()
+        kind = dns.rdatatype.to_text(rrset.rdtype)
+        sign = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-"}[self.action]
+        data = " ".join(rrset.texts()) if self.new is not None else ""
+        return f"{sign} {owner} {rrset.ttl} {kind} {data}".rstrip()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything one target needs to serve the zone, and what it holds that is not ours."""
+
+    zone: dns.name.Name
+    target: str
+    serial: int
+    changes: tuple[Change, ...]
+    foreign: tuple[RRsetKey, ...] = ()
+    unsupported: tuple[RRsetKey, ...] = ()
+    existing: int = 0  # data RRsets zonefan manages at the target (see _counts_for_safety)
+    create_zone: bool = False
+    desired: ZoneData | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes and not self.create_zone
+
+    def count(self, action: Action) -> int:
+        return sum(1 for c in self.changes if c.action == action)
+
+    def summary(self) -> str:
+        return (
+            f"{self.count(Action.CREATE)} to create, {self.count(Action.UPDATE)} to update, "
+            f"{self.count(Action.DELETE)} to delete"
+        )
+
+    def lines(self) -> list[str]:
+        """Human-readable plan: one line per change, then what is left alone."""
+        out = [c.describe(self.zone) for c in self.changes]
+        out += [
+            f"! {n.relativize(self.zone)} {dns.rdatatype.to_text(t)} not managed by "
+            "zonefan: left alone"
+            for n, t in self.foreign
+        ]
+        out += [
+            f"! {n.relativize(self.zone)} {dns.rdatatype.to_text(t)} not supported by "
+            "the target: skipped"
+            for n, t in self.unsupported
+        ]
+        return out
+
+
+def compute_plan(
+    desired: ZoneData,
+    current: ZoneData | None,
+    *,
+    target: str,
+    owned: Collection[RRsetKey] = (),
+    supported: Collection[dns.rdatatype.RdataType] | None = None,
+) -> Plan:
+    """The changes that make ``current`` (None: the zone is missing at the target) serve
+    ``desired``. An RRset only at the target is deleted when zonefan pushed it before
+    (``owned``) and otherwise reported as foreign and left alone."""
+    have = current.rrsets if current is not None else {}
+    allowed = None if supported is None else frozenset(supported)
+    unsupported = sorted(
+        (k for k, r in desired.rrsets.items() if allowed is not None and r.rdtype not in allowed),
+        key=sort_key,
+    )
+    skip = set(unsupported)
+    changes: list[Change] = []
+    for key in sorted(desired.rrsets, key=sort_key):
+        if key in skip:
+            continue
+        new = desired.rrsets[key]
+        old = have.get(key)
+        if old is None:
+            changes.append(Change(Action.CREATE, None, new))
+        elif not old.same_data(new):
+            changes.append(Change(Action.UPDATE, old, new))
+    foreign: list[RRsetKey] = []
+    owned_set = set(owned)
+    for key in sorted(have, key=sort_key):
+        if key in desired.rrsets:
+            continue
+        if key in owned_set:
+            changes.append(Change(Action.DELETE, have[key], None))
+        else:
+            foreign.append(key)
+    changes.sort(key=lambda c: (int(c.action), sort_key(c.key)))
+    existing = sum(
+        1 for k in have if (k in desired.rrsets or k in owned_set) and _counts_for_safety(k)
+    )
+    return Plan(
+        zone=desired.origin,
+        target=target,
+        serial=desired.serial,
+        changes=tuple(changes),
+        foreign=tuple(foreign),
+        unsupported=tuple(unsupported),
+        existing=existing,
+        create_zone=current is None,
+        desired=desired,
+    )
+
+
+def _counts_for_safety(key: RRsetKey) -> bool:
+    """Data RRsets only: every change replaces the SOA, and a re-sign replaces every
+    signature, so neither says anything about a plan being dangerous."""
+    return key[1] not in DNSSEC_TYPES and key[1] != dns.rdatatype.SOA
+
+
+@dataclass(frozen=True)
+class Safety:
+    """octoDNS-style thresholds: a plan that deletes or replaces more than ``max_share`` of
+    the RRsets zonefan manages at a target (on zones of ``min_rrsets`` or more), or that
+    touches the apex NS set, is refused unless forced. Only data RRsets count (not the
+    SOA nor DNSSEC records)."""
+
+    max_share: float = 0.3
+    min_rrsets: int = 10
+
+    def check(self, plan: Plan, *, force: bool = False) -> None:
+        """Raise :class:`PlanRefusedError` naming the rule broken, unless ``force``."""
+        if force or plan.create_zone:
+            return
+        problems = list(self._problems(plan))
+        if problems:
+            raise PlanRefusedError(
+                f"plan for {plan.zone} at {plan.target} refused: "
+                + "; ".join(problems)
+                + f". Review it with `zonefan sync plan {plan.zone} --target {plan.target}` "
+                f"and apply with `zonefan sync apply --target {plan.target} --force`."
+            )
+
+    def _problems(self, plan: Plan) -> Iterable[str]:
+        for change in plan.changes:
+            if change.name == plan.zone and change.rdtype == dns.rdatatype.NS:
+                yield "it changes the apex NS set"
+                break
+        risky = sum(
+            1
+            for c in plan.changes
+            if c.action in (Action.DELETE, Action.UPDATE) and _counts_for_safety(c.key)
+        )
+        base = plan.existing
+        if base >= self.min_rrsets and risky > self.max_share * base:
+            yield (
+                f"it deletes or replaces {risky} of {base} RRsets "
+                f"({100 * risky / base:.0f}% > {100 * self.max_share:.0f}%)"
+            )

@@ -1,0 +1,390 @@
+"""The sync engine against in-memory targets: plans, safety, ownership, retries, crash
+resume, parallelism, drift. Real providers are exercised in test_sync_powerdns.py,
+test_sync_rfc2136.py and test_sync_e2e.py; here the engine's own decisions are checked."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import dns.name
+import dns.rdatatype
+import pytest
+
+from sync.engine import EngineSettings, SyncEngine, TargetSpec, backoff
+from sync.errors import (
+    CapabilityError,
+    PlanRefusedError,
+    TargetRateLimitedError,
+    TargetUnavailableError,
+)
+from sync.model import RRset, ZoneData
+from sync.plan import Action, Safety, compute_plan
+from sync.providers.base import Capabilities, DnssecMode, RecordTarget
+from sync.state import SyncState
+
+ORIGIN = dns.name.from_text("example.test.")
+FAST = EngineSettings(retry_base=0.05, retry_max=0.2, refresh_interval=0.2, drift_interval=0.2)
+
+
+def zone(serial: int, hosts: int = 12, extra: dict[str, str] | None = None) -> ZoneData:
+    """A zone with ``hosts`` A records (h0..), plus ``extra`` {owner: TXT text}."""
+    sets = [
+        RRset.from_text("@", "SOA", 300, [f"ns1 hostmaster {serial} 7200 3600 432000 300"], ORIGIN),
+        RRset.from_text("@", "NS", 300, ["ns1", "ns2"], ORIGIN),
+    ]
+    sets += [RRset.from_text(f"h{i}", "A", 300, [f"192.0.2.{i + 1}"], ORIGIN) for i in range(hosts)]
+    sets += [RRset.from_text(o, "TXT", 60, [f'"{t}"'], ORIGIN) for o, t in (extra or {}).items()]
+    return ZoneData.build(ORIGIN, sets)
+
+
+def signed(data: ZoneData) -> ZoneData:
+    key = RRset.from_text("@", "DNSKEY", 300, ["257 3 13 " + "A" * 88], ORIGIN)
+    return ZoneData.build(ORIGIN, [*data, key])
+
+
+@dataclass
+class Fault:
+    error: Exception
+    times: int
+
+
+class MemoryTarget(RecordTarget):
+    """A provider held in memory; counts every RRset written and can fail on demand."""
+
+    def __init__(
+        self, name: str, dnssec: DnssecMode = DnssecMode.PRESIGNED, delay: float = 0.0
+    ) -> None:
+        super().__init__(name, Capabilities(dnssec=dnssec, batch_size=5))
+        self.data: dict[tuple[dns.name.Name, dns.rdatatype.RdataType], RRset] | None = None
+        self.delay = delay
+        self.faults: list[Fault] = []
+        self.writes: dict[tuple[dns.name.Name, dns.rdatatype.RdataType], int] = {}
+        self.applied_at: list[float] = []
+
+    def _maybe_fail(self) -> None:
+        if self.faults:
+            fault = self.faults[0]
+            fault.times -= 1
+            if fault.times <= 0:
+                self.faults.pop(0)
+            raise fault.error
+
+    async def read(self, zone: dns.name.Name) -> ZoneData | None:
+        self._maybe_fail()
+        return None if self.data is None else ZoneData(zone, dict(self.data))
+
+    async def apply(self, plan: object) -> None:
+        from sync.plan import Plan
+
+        assert isinstance(plan, Plan)
+        await asyncio.sleep(self.delay)
+        self._maybe_fail()
+        if self.data is None:
+            self.data = {}
+        for change in plan.changes:
+            if change.action == Action.DELETE:
+                del self.data[change.key]
+            else:
+                assert change.new is not None
+                self.data[change.key] = change.new
+                self.writes[change.key] = self.writes.get(change.key, 0) + 1
+        self.applied_at.append(time.monotonic())
+
+    async def nameservers(self, zone: dns.name.Name) -> list[dns.name.Name]:
+        return [dns.name.from_text(f"ns.{self.name}.net.")]
+
+
+@dataclass(frozen=True)
+class Got:
+    data: ZoneData
+    method: str
+
+
+class MemorySource:
+    """The primary, as a zone that tests replace."""
+
+    def __init__(self, data: ZoneData) -> None:
+        self.current = data
+
+    async def serial(self, zone: dns.name.Name) -> int:
+        return self.current.serial
+
+    async def fetch(self, zone: dns.name.Name, have: ZoneData | None) -> Got:
+        return Got(self.current, "axfr")
+
+
+def engine_for(
+    tmp_path: Path, source: MemorySource, *targets: MemoryTarget, **spec: object
+) -> SyncEngine:
+    state = SyncState(tmp_path / "sync.db")
+    specs = {t.name: TargetSpec(target=t, **spec) for t in targets}  # type: ignore[arg-type]
+    return SyncEngine(state, source, [ORIGIN], specs, FAST)
+
+
+def as_dict(target: MemoryTarget) -> dict[tuple[dns.name.Name, dns.rdatatype.RdataType], RRset]:
+    assert target.data is not None
+    return target.data
+
+
+# -- plans and safety ----------------------------------------------------------------------
+
+
+def test_plan_orders_deletes_updates_creates_and_leaves_foreign_records() -> None:
+    current = zone(1, hosts=4, extra={"mine": "old", "theirs": "manual"})
+    desired = zone(2, hosts=3, extra={"new": "x"})
+    owned = {k for k in current.rrsets if k[0] != dns.name.from_text("theirs", ORIGIN)}
+    plan = compute_plan(desired, current, target="t", owned=owned)
+    kinds = [(c.action, c.name.relativize(ORIGIN).to_text(), c.rdtype) for c in plan.changes]
+    assert kinds == [
+        (Action.DELETE, "h3", dns.rdatatype.A),
+        (Action.DELETE, "mine", dns.rdatatype.TXT),
+        (Action.UPDATE, "@", dns.rdatatype.SOA),
+        (Action.CREATE, "new", dns.rdatatype.TXT),
+    ]
+    assert plan.foreign == ((dns.name.from_text("theirs", ORIGIN), dns.rdatatype.TXT),)
+    assert any("theirs TXT not managed by zonefan" in line for line in plan.lines())
+    # The same inputs give the same plan.
+    assert compute_plan(desired, current, target="t", owned=owned) == plan
+
+
+def test_plan_skips_unsupported_types_and_reports_them() -> None:
+    desired = zone(1, hosts=1, extra={"t": "x"})
+    plan = compute_plan(
+        desired,
+        None,
+        target="t",
+        supported={dns.rdatatype.SOA, dns.rdatatype.NS, dns.rdatatype.A},
+    )
+    assert plan.create_zone
+    assert all(c.rdtype != dns.rdatatype.TXT for c in plan.changes)
+    assert plan.unsupported == ((dns.name.from_text("t", ORIGIN), dns.rdatatype.TXT),)
+
+
+def test_safety_refuses_mass_deletion_and_apex_ns_unless_forced() -> None:
+    current = zone(1, hosts=20)
+    owned = set(current.rrsets)
+    half = zone(2, hosts=10)
+    plan = compute_plan(half, current, target="t", owned=owned)
+    with pytest.raises(
+        PlanRefusedError, match=r"deletes or replaces 10 of 21 RRsets \(48% > 30%\)"
+    ):
+        Safety().check(plan)
+    Safety().check(plan, force=True)
+    Safety(max_share=0.5).check(plan)
+    ns = ZoneData.build(
+        ORIGIN,
+        [
+            *zone(2, hosts=20).without_types(frozenset({dns.rdatatype.NS})),
+            RRset.from_text("@", "NS", 300, ["ns1", "ns3"], ORIGIN),
+        ],
+    )
+    with pytest.raises(PlanRefusedError, match="apex NS"):
+        Safety().check(compute_plan(ns, current, target="t", owned=owned))
+    # Small zones and a re-sign of every signature are not refused.
+    Safety().check(compute_plan(zone(2, hosts=2), zone(1, hosts=7), target="t", owned=owned))
+
+
+# -- the engine ----------------------------------------------------------------------------
+
+
+async def test_push_creates_zone_then_plans_nothing(tmp_path: Path) -> None:
+    source = MemorySource(zone(1))
+    target = MemoryTarget("a")
+    engine = engine_for(tmp_path, source, target)
+    await engine.refresh_zone(ORIGIN)
+    outcomes = await engine.drain()
+    assert [o.ok for o in outcomes] == [True]
+    assert as_dict(target) == dict(zone(1).rrsets)
+    plan = await engine.plan("a", ORIGIN)
+    assert plan is not None and plan.empty
+    status = engine.state.status()
+    assert [(s.target, s.pushed_serial, s.last_error) for s in status] == [("a", 1, None)]
+
+
+async def test_failing_target_is_retried_with_backoff_and_retry_after(tmp_path: Path) -> None:
+    source = MemorySource(zone(1))
+    target = MemoryTarget("a")
+    target.faults = [
+        Fault(TargetUnavailableError("a", "HTTP 500"), 1),
+        Fault(TargetRateLimitedError("a", "HTTP 429", retry_after=0.3), 1),
+    ]
+    engine = engine_for(tmp_path, source, target)
+    await engine.refresh_zone(ORIGIN)
+    (first,) = await engine.drain()
+    assert not first.ok and "HTTP 500" in first.detail
+    (item,) = engine.state.pending("a")
+    assert item.attempts == 1
+    await asyncio.sleep(max(0.0, item.next_attempt - time.time()))
+    (second,) = await engine.drain()
+    assert not second.ok and "429" in second.detail
+    (item,) = engine.state.pending("a")
+    assert item.next_attempt - time.time() >= 0.25  # Retry-After honoured over the backoff
+    await asyncio.sleep(max(0.0, item.next_attempt - time.time()))
+    (third,) = await engine.drain()
+    assert third.ok
+    assert engine.state.pending() == []
+    assert set(target.writes.values()) == {1}  # every RRset written exactly once
+
+
+def test_backoff_grows_is_capped_and_jittered() -> None:
+    settings = EngineSettings(retry_base=1, retry_max=60)
+    assert backoff(0, settings, None, lambda: 0.0) == 0.5
+    assert backoff(3, settings, None, lambda: 1.0) == 8.0
+    assert backoff(20, settings, None, lambda: 1.0) == 60.0
+    assert backoff(0, settings, 30.0, lambda: 0.5) == 30.0
+
+
+async def test_slow_target_does_not_delay_the_others(tmp_path: Path) -> None:
+    source = MemorySource(zone(1))
+    slow = MemoryTarget("slow", delay=1.5)
+    fast = MemoryTarget("fast")
+    engine = engine_for(tmp_path, source, slow, fast)
+    await engine.refresh_zone(ORIGIN)
+    start = time.monotonic()
+    run = asyncio.create_task(engine.run())
+    try:
+        while not fast.applied_at and time.monotonic() - start < 5:
+            await asyncio.sleep(0.01)
+        assert fast.applied_at and fast.applied_at[0] - start < 0.5
+        while not slow.applied_at and time.monotonic() - start < 5:
+            await asyncio.sleep(0.01)
+        assert slow.applied_at[0] - start >= 1.5
+    finally:
+        engine.stop()
+        await run
+
+
+async def test_restart_resumes_the_outbox_without_repeating_changes(tmp_path: Path) -> None:
+    source = MemorySource(zone(1))
+    target = MemoryTarget("a")
+    target.faults = [Fault(TargetUnavailableError("a", "down"), 1)]
+    first = engine_for(tmp_path, source, target)
+    await first.refresh_zone(ORIGIN)
+    await first.drain()
+    first.state.close()
+    # A new process over the same state file: the pending push is still there.
+    second = engine_for(tmp_path, source, target)
+    (item,) = second.state.pending()
+    assert (item.target, item.serial, item.attempts) == ("a", 1, 1)
+    second.state.enqueue("a", ORIGIN, 1)  # due now
+    assert [o.ok for o in await second.drain()] == [True]
+    # A change made while the target was down arrives with the next serial only once.
+    source.current = zone(2, extra={"added": "while down"})
+    target.faults = [Fault(TargetUnavailableError("a", "down"), 1)]
+    await second.refresh_zone(ORIGIN)
+    await second.drain()
+    second.state.enqueue("a", ORIGIN, 2)
+    assert [o.ok for o in await second.drain()] == [True]
+    assert as_dict(target) == dict(zone(2, extra={"added": "while down"}).rrsets)
+    assert set(target.writes.values()) == {1} | (
+        {2} if target.writes[(ORIGIN, dns.rdatatype.SOA)] == 2 else set()
+    )
+    assert target.writes[(dns.name.from_text("added", ORIGIN), dns.rdatatype.TXT)] == 1
+
+
+async def test_crash_between_apply_and_record_does_not_lose_ownership(tmp_path: Path) -> None:
+    """Records written by a push that crashed before recording success are still ours."""
+    source = MemorySource(zone(1, extra={"temp": "x"}))
+    target = MemoryTarget("a")
+    engine = engine_for(tmp_path, source, target)
+    await engine.refresh_zone(ORIGIN)
+    real_pushed = engine.state.pushed
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt("killed")
+
+    engine.state.pushed = crash  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        await engine.push("a", ORIGIN)
+    engine.state.pushed = real_pushed  # type: ignore[method-assign]
+    source.current = zone(2)  # "temp" is gone from the zone
+    await engine.refresh_zone(ORIGIN)
+    await engine.drain()
+    assert (dns.name.from_text("temp", ORIGIN), dns.rdatatype.TXT) not in as_dict(target)
+
+
+async def test_foreign_records_survive_and_our_deletions_apply(tmp_path: Path) -> None:
+    source = MemorySource(zone(1, extra={"old": "x"}))
+    target = MemoryTarget("a")
+    engine = engine_for(tmp_path, source, target)
+    await engine.refresh_zone(ORIGIN)
+    await engine.drain()
+    manual = RRset.from_text("manual", "TXT", 60, ['"by hand"'], ORIGIN)
+    as_dict(target)[manual.key] = manual
+    source.current = zone(2)
+    await engine.refresh_zone(ORIGIN)
+    await engine.drain()
+    assert manual.key in as_dict(target)
+    assert (dns.name.from_text("old", ORIGIN), dns.rdatatype.TXT) not in as_dict(target)
+    plan = await engine.plan("a", ORIGIN)
+    assert plan is not None and plan.empty and plan.foreign == (manual.key,)
+
+
+async def test_mass_deletion_waits_for_force(tmp_path: Path) -> None:
+    source = MemorySource(zone(1, hosts=20))
+    target = MemoryTarget("a")
+    engine = engine_for(tmp_path, source, target)
+    await engine.refresh_zone(ORIGIN)
+    await engine.drain()
+    source.current = zone(2, hosts=8)
+    await engine.refresh_zone(ORIGIN)
+    (refused,) = await engine.drain()
+    assert not refused.ok and "--force" in refused.detail
+    assert len(as_dict(target)) == 22  # nothing applied
+    (item,) = engine.state.pending("a")
+    assert item.next_attempt - time.time() > 0.1  # parked, not hammered
+    engine.state.enqueue("a", ORIGIN, 2, force=True)
+    (forced,) = await engine.drain()
+    assert forced.ok and len(as_dict(target)) == 10
+
+
+async def test_signed_zone_is_refused_for_a_target_without_dnssec(tmp_path: Path) -> None:
+    source = MemorySource(signed(zone(1)))
+    plain = MemoryTarget("plain", dnssec=DnssecMode.NONE)
+    presigned = MemoryTarget("presigned")
+    engine = engine_for(tmp_path, source, plain, presigned)
+    await engine.refresh_zone(ORIGIN)
+    outcomes = {o.target: o for o in await engine.drain()}
+    assert outcomes["presigned"].ok
+    assert not outcomes["plain"].ok
+    assert "target plain refused for zone example.test." in outcomes["plain"].detail
+    assert "DNSSEC mode is 'none'" in outcomes["plain"].detail
+    assert plain.data is None  # never served unsigned
+    with pytest.raises(CapabilityError):
+        await engine.push("plain", ORIGIN)
+    events = [e["kind"] for e in engine.state.events() if e["target"] == "plain"]
+    assert events == ["refused"]
+
+
+@pytest.mark.parametrize("mode", ["repair", "report"])
+async def test_drift_is_found_and_repaired_or_reported(tmp_path: Path, mode: str) -> None:
+    source = MemorySource(zone(1))
+    target = MemoryTarget("a")
+    engine = engine_for(tmp_path, source, target, drift=mode)
+    await engine.refresh_zone(ORIGIN)
+    await engine.drain()
+    assert await engine.check_drift("a", ORIGIN) is None
+    key = (dns.name.from_text("h1", ORIGIN), dns.rdatatype.A)
+    del as_dict(target)[key]
+    found = await engine.check_drift("a", ORIGIN)
+    assert found is not None and "1 to create" in found and "+ h1 300 A 192.0.2.2" in found
+    (status,) = engine.state.status()
+    assert status.drift == found
+    await engine.drain()
+    assert (key in as_dict(target)) == (mode == "repair")
+
+
+def test_state_coalesces_pending_serials(tmp_path: Path) -> None:
+    state = SyncState(tmp_path / "s.db")
+    state.enqueue("a", ORIGIN, 1)
+    state.defer("a", ORIGIN.to_text(), 1, "down", 100)
+    state.enqueue("a", ORIGIN, 2)
+    (item,) = state.pending()
+    assert (item.serial, item.attempts) == (2, 1)
+    assert item.next_attempt <= time.time()  # a new serial is due at once
+    state.close()
+    reopened = SyncState(tmp_path / "s.db")
+    assert [i.serial for i in reopened.pending()] == [2]
