@@ -30,7 +30,6 @@ from sync.errors import (
 from sync.model import ZoneData
 from sync.plan import Action, Plan, Safety, compute_plan
 from sync.providers.base import DnssecMode, RecordTarget, SecondaryTarget, Target
-from sync.ratelimit import RateLimiter
 from sync.state import OutboxItem, SyncState
 
 log = logging.getLogger("zonefan.sync")
@@ -124,12 +123,13 @@ class SyncEngine:
         self.rng = rng
         self._data: dict[dns.name.Name, ZoneData] = {}
         self._wake = {name: asyncio.Event() for name in targets}
-        self._limiters = {
-            name: RateLimiter(spec.target.capabilities.rate_limit) for name, spec in targets.items()
-        }
         self._refresh_locks = {zone: asyncio.Lock() for zone in self.zones}
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Per target: no request before this time (a Retry-After seen on any request).
+        self._hold: dict[str, float] = {}
+        # Held by a push or a drift check: a read-back never runs in the middle of a push.
+        self._busy = {name: asyncio.Lock() for name in targets}
 
     # -- zones ------------------------------------------------------------------------------
 
@@ -200,7 +200,6 @@ class SyncEngine:
         target = self.route(name, data)
         if not isinstance(target, RecordTarget):
             return None
-        await self._limiters[name].acquire()
         current = await target.read(zone)
         return self._plan_for(name, target, data, current)
 
@@ -219,6 +218,7 @@ class SyncEngine:
         """Make ``name`` serve the local copy of ``zone``; raise on failure."""
         data = self.require_zone(zone)
         target = self.route(name, data)
+        await self._respect_hold(name)
         if isinstance(target, SecondaryTarget):
             detail = await self._converge_secondary(name, target, data)
         elif isinstance(target, RecordTarget):
@@ -231,8 +231,6 @@ class SyncEngine:
         self, name: str, target: RecordTarget, data: ZoneData, force: bool
     ) -> str:
         zone = data.origin.to_text()
-        limiter = self._limiters[name]
-        await limiter.acquire()
         current = await target.read(data.origin)
         plan = self._plan_for(name, target, data, current)
         self.targets[name].safety.check(plan, force=force)
@@ -240,22 +238,34 @@ class SyncEngine:
             self.state.pushed(name, zone, data.serial, detail="already current")
             return "already current"
         self.state.own(name, zone, (c.key for c in plan.changes if c.action != Action.DELETE))
-        batches = max(1, math.ceil(len(plan.changes) / target.capabilities.batch_size))
-        await limiter.acquire(batches)
         await target.apply(plan)
+        if data.signed:
+            await self._verify_signed(name, target, data)
         deleted = [c.key for c in plan.changes if c.action == Action.DELETE]
         self.state.pushed(name, zone, data.serial, deleted=deleted, detail=plan.summary())
         log.info("%s %s serial %d: %s", name, zone, data.serial, plan.summary())
         return plan.summary()
 
+    async def _verify_signed(self, name: str, target: RecordTarget, data: ZoneData) -> None:
+        """Read a signed zone back after a push: a provider that silently drops records it
+        was sent (Knot drops the RRSIGs of CNAME owners) would serve a bogus zone, so it is
+        refused instead of being reported as current."""
+        left = self._plan_for(name, target, data, await target.read(data.origin))
+        if left.changes:
+            sample = "; ".join(c.describe(data.origin)[:120] for c in left.changes[:3])
+            raise CapabilityError(
+                name,
+                data.origin.to_text(),
+                f"it did not keep {len(left.changes)} RRset(s) it was sent ({sample}), so "
+                "validating resolvers would find the zone bogus there. Serve this signed zone "
+                "from that provider as a secondary of the primary instead.",
+            )
+
     async def _converge_secondary(self, name: str, target: SecondaryTarget, data: ZoneData) -> str:
         zone = data.origin
-        limiter = self._limiters[name]
-        await limiter.acquire()
         created = await target.provision(zone)
         serial = await target.serial(zone)
         if serial != data.serial:
-            await limiter.acquire()
             await target.refresh(zone)
             serial = await self._wait_serial(target, zone, data.serial)
         if serial != data.serial:
@@ -300,6 +310,7 @@ class SyncEngine:
             log.error("%s", exc)
             return Outcome(item.target, item.zone, item.serial, False, str(exc))
         except TargetError as exc:
+            self._note_retry_after(item.target, exc)
             return self._failed(item, str(exc), exc.retry_after)
         except SyncError as exc:
             return self._failed(item, str(exc), None)
@@ -314,6 +325,16 @@ class SyncEngine:
         log.warning("%s (attempt %d, next in %.1f s)", message, item.attempts + 1, delay)
         return Outcome(item.target, item.zone, item.serial, False, message)
 
+    def _note_retry_after(self, name: str, exc: TargetError) -> None:
+        if exc.retry_after is not None:
+            self._hold[name] = max(self._hold.get(name, 0.0), self.clock() + exc.retry_after)
+
+    async def _respect_hold(self, name: str) -> None:
+        """Wait out a provider's Retry-After, whichever request of ours received it."""
+        wait = self._hold.get(name, 0.0) - self.clock()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
     # -- drift ------------------------------------------------------------------------------
 
     async def check_drift(self, name: str, zone: dns.name.Name) -> str | None:
@@ -321,7 +342,6 @@ class SyncEngine:
         setting) repair what differs. Returns the drift found, None when there is none."""
         data = self.require_zone(zone)
         target = self.route(name, data)
-        await self._limiters[name].acquire()
         if isinstance(target, SecondaryTarget):
             serial = await target.serial(zone)
             found = None if serial == data.serial else f"serves serial {serial}, not {data.serial}"
@@ -339,22 +359,36 @@ class SyncEngine:
         return found
 
     async def check_all_drift(self) -> None:
-        """Drift check of every converged (target, zone) with nothing pending."""
+        """Drift check of every converged (target, zone) with nothing pending; targets in
+        parallel, a target busy pushing is skipped this round."""
         pending = {(i.target, i.zone) for i in self.state.pending()}
+        due: dict[str, list[dns.name.Name]] = {}
         for status in self.state.status():
             zone = dns.name.from_text(status.zone)
             data = self.zone(zone)
             if (
-                status.target not in self.targets
-                or data is None
-                or (status.target, status.zone) in pending
-                or status.pushed_serial != data.serial
+                status.target in self.targets
+                and data is not None
+                and (status.target, status.zone) not in pending
+                and status.pushed_serial == data.serial
             ):
-                continue
-            try:
-                await self.check_drift(status.target, zone)
-            except SyncError as exc:
-                log.warning("drift check of %s at %s failed: %s", zone, status.target, exc)
+                due.setdefault(status.target, []).append(zone)
+        await asyncio.gather(*(self._drift_target(name, zones) for name, zones in due.items()))
+
+    async def _drift_target(self, name: str, zones: list[dns.name.Name]) -> None:
+        busy = self._busy[name]
+        if busy.locked():
+            return
+        async with busy:
+            for zone in zones:
+                try:
+                    await self._respect_hold(name)
+                    await self.check_drift(name, zone)
+                except TargetError as exc:
+                    self._note_retry_after(name, exc)
+                    log.warning("drift check of %s at %s failed: %s", zone, name, exc)
+                except SyncError as exc:
+                    log.warning("drift check of %s at %s failed: %s", zone, name, exc)
 
     # -- loops ------------------------------------------------------------------------------
 
@@ -381,7 +415,8 @@ class SyncEngine:
             now = self.clock()
             for item in self.state.pending(name):
                 if item.next_attempt <= now and not self._stopping.is_set():
-                    await self.attempt(item)
+                    async with self._busy[name]:
+                        await self.attempt(item)
             upcoming = [i.next_attempt for i in self.state.pending(name)]
             wait = min(upcoming) - self.clock() if upcoming else self.settings.refresh_interval
             if wait > 0:

@@ -45,6 +45,7 @@ from zonefan.common import (
 )
 from zonefan.keys_cli import keys_group, zone_maintain, zone_sign
 from zonefan.settings import command_defaults, load_config, resolve_db
+from zonefan.sync_cli import sync_group
 
 DEFAULT_LISTEN = ("127.0.0.1:5353",)
 
@@ -677,6 +678,7 @@ def _report(cs: Changeset, as_json: bool) -> None:
 
 
 main.add_command(keys_group)
+main.add_command(sync_group)
 zone_group.add_command(zone_sign)
 zone_group.add_command(zone_maintain)
 

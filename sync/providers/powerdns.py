@@ -1,0 +1,755 @@
+"""PowerDNS Authoritative as a sync target, through its HTTP API.
+
+Two modes share one HTTP client:
+
+* :class:`PowerDnsTarget` writes unsigned zones as records: a Native zone created with
+  ``soa_edit_api`` and ``soa_edit`` off (so our SOA serial is served unchanged), then PATCHes
+  of whole RRsets, each PATCH atomic at pdns.
+* :class:`PowerDnsSecondaryTarget` provisions a zone as a Slave of our primary (optionally
+  with a TSIG key) and lets pdns transfer it. Signed zones go this way: presigned data written
+  through 4.7's API is served with wrongly synthesised NSEC proofs (empty ``ordername``), see
+  ../shared/notes/powerdns-4.7.md.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import math
+import re
+import time
+import urllib.parse
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+import aiohttp
+import dns.asyncquery
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+
+from sync.errors import (
+    SyncConfigError,
+    TargetError,
+    TargetRateLimitedError,
+    TargetRejectedError,
+    TargetUnavailableError,
+)
+from sync.model import RRset, ZoneData
+from sync.plan import Action, Change, Plan
+from sync.providers.base import (
+    Capabilities,
+    DnssecMode,
+    RecordTarget,
+    SecondaryTarget,
+    Target,
+)
+from sync.ratelimit import RateLimiter
+from sync.settings import (
+    Address,
+    TargetContext,
+    TsigKey,
+    parse_address,
+    parse_duration,
+    require_secret,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 1000
+DEFAULT_TIMEOUT = 10.0
+DNS_TIMEOUT = 3.0
+# pdns refuses bodies over webserver-max-bodysize (2 MB by default) with HTTP 400; stay
+# well below it so a batch of long TXT or key records still fits.
+MAX_BODY_BYTES = 1_500_000
+# The API reads and writes key and signature material only as unbroken base64 and hex.
+_PDNS_STYLE = dns.rdata.RdataStyle(base64_chunk_size=0, hex_chunk_size=0)
+# A quoted SvcParam value without spaces, quotes or escapes: pdns prints it bare.
+_SVC_QUOTED = re.compile(r'([a-z0-9-]+)="([^"\\\s]*)"')
+_ENGINE_FIELDS = frozenset({"type", "zones", "drift", "max-change-share"})
+_COMMON_FIELDS = frozenset(
+    {
+        "url",
+        "api-key-env",
+        "api-key-file",
+        "server-id",
+        "timeout",
+        "rate-limit",
+        "nameservers",
+        "primary",
+        "tsig-key",
+        "dns",
+    }
+)
+RECORD_FIELDS = _COMMON_FIELDS | {"batch-size", "signed-zones"}
+SECONDARY_FIELDS = _COMMON_FIELDS
+SIGNED_ZONE_MODES = ("secondary", "refuse")
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def zone_id(zone: dns.name.Name) -> str:
+    """The zone's id in API URLs, as pdns's ``apiZoneNameToId`` makes it: letters, digits,
+    dots and hyphens kept, every other byte as ``=XX``; the root is ``=2E``."""
+    text = zone.to_text()
+    out = "".join(
+        ch if ch.isascii() and (ch.isalnum() or ch in ".-") else f"={ord(ch):02X}" for ch in text
+    )
+    return "=2E" if out == "." else out
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from an HTTP ``Retry-After`` header: delta-seconds or an HTTP date
+    (RFC 9110 §10.2.3); None when absent or unparseable, never negative."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is always GMT
+        when = when.replace(tzinfo=UTC)
+    reference = time.time() if now is None else now
+    return max(0.0, when.timestamp() - reference)
+
+
+def render(rdata: dns.rdata.Rdata) -> str:
+    """Record content exactly as pdns writes it: 4.7 re-renders what it parsed and refuses
+    content that differs ("Not in expected format"). Absolute names, base64 and hex
+    unbroken; LOC with its size and precisions even when they are the defaults; SVCB and
+    HTTPS parameter values unquoted."""
+    text = rdata.to_text(style=_PDNS_STYLE)
+    if rdata.rdtype == dns.rdatatype.LOC and len(text.split()) == 9:
+        size = getattr(rdata, "size")  # noqa: B009 - LOC rdata, untyped in dnspython
+        hp = getattr(rdata, "horizontal_precision")  # noqa: B009
+        vp = getattr(rdata, "vertical_precision")  # noqa: B009
+        text += f" {size / 100:.2f}m {hp / 100:.2f}m {vp / 100:.2f}m"
+    elif rdata.rdtype in (dns.rdatatype.SVCB, dns.rdatatype.HTTPS):
+        text = _SVC_QUOTED.sub(r"\1=\2", text)
+    return text
+
+
+def rrset_json(rrset: RRset) -> dict[str, Any]:
+    """An RRset for a PATCH that replaces it whole."""
+    return {
+        "name": rrset.name.to_text(),
+        "type": dns.rdatatype.to_text(rrset.rdtype),
+        "ttl": rrset.ttl,
+        "changetype": "REPLACE",
+        "records": [{"content": render(r), "disabled": False} for r in rrset.rdatas],
+    }
+
+
+def change_json(change: Change) -> dict[str, Any]:
+    """One plan change as a PATCH rrset: REPLACE with every record, or DELETE."""
+    if change.action == Action.DELETE:
+        assert change.old is not None
+        return {
+            "name": change.old.name.to_text(),
+            "type": dns.rdatatype.to_text(change.old.rdtype),
+            "changetype": "DELETE",
+        }
+    assert change.new is not None
+    return rrset_json(change.new)
+
+
+def batches(items: Sequence[dict[str, Any]], size: int, max_bytes: int) -> Iterator[list[Any]]:
+    """``items`` in order, at most ``size`` per batch and about ``max_bytes`` of JSON each
+    (an item larger than that on its own still goes, alone)."""
+    batch: list[dict[str, Any]] = []
+    used = 0
+    for item in items:
+        length = len(json.dumps(item)) + 2
+        if batch and (len(batch) >= size or used + length > max_bytes):
+            yield batch
+            batch, used = [], 0
+        batch.append(item)
+        used += length
+    if batch:
+        yield batch
+
+
+def zone_from_json(
+    origin: dns.name.Name, body: Mapping[str, Any], target: str
+) -> tuple[ZoneData, list[str]]:
+    """The API's zone document as ZoneData, and the problems met (records that do not
+    parse). An RRset whose records all fail to parse is kept without rdatas, so the plan
+    replaces it when it is ours and reports it as foreign otherwise."""
+    sets: list[RRset] = []
+    problems: list[str] = []
+    for item in body.get("rrsets", []):
+        try:
+            owner = dns.name.from_text(str(item["name"]))
+            rdtype = dns.rdatatype.from_text(str(item["type"]))
+            ttl = int(item["ttl"])
+        except (KeyError, TypeError, ValueError, dns.exception.DNSException) as exc:
+            problems.append(f"unreadable rrset {item!r}: {exc}")
+            continue
+        rdatas: list[dns.rdata.Rdata] = []
+        for record in item.get("records", []):
+            if record.get("disabled"):
+                continue  # not served: for the plan it is not there
+            content = str(record.get("content", ""))
+            try:
+                rdatas.append(dns.rdata.from_text(dns.rdataclass.IN, rdtype, content, None))
+            except (dns.exception.DNSException, ValueError) as exc:
+                problems.append(f"{owner} {item['type']} {content!r}: {exc}")
+        if rdatas or item.get("records"):
+            sets.append(RRset.of(owner, rdtype, ttl, rdatas))
+    for problem in problems:
+        log.warning("target %s: zone %s: %s", target, origin, problem)
+    return ZoneData.build(origin, sets), problems
+
+
+# -- settings --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PowerDnsSettings:
+    """One ``[target.NAME]`` table of type powerdns, parsed."""
+
+    name: str
+    url: str
+    api_key: str
+    server_id: str = "localhost"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    rate_limit: float = 0.0
+    timeout: float = DEFAULT_TIMEOUT
+    nameservers: tuple[dns.name.Name, ...] | None = None
+    signed_zones: str = "secondary"
+    primary: Address | None = None
+    tsig_key: TsigKey | None = None
+    dns: Address | None = None
+    api_key_field: str = "api-key-env"  # where the key came from, for error messages
+
+    @property
+    def setting(self) -> str:
+        return f"target.{self.name}"
+
+
+def parse_settings(
+    name: str, section: Mapping[str, Any], ctx: TargetContext, allowed: frozenset[str]
+) -> PowerDnsSettings:
+    """Validate a target table; every error names ``target.NAME.field``."""
+    setting = f"target.{name}"
+    unknown = sorted(
+        k for k in section if k not in allowed and k not in _ENGINE_FIELDS and k != "api-key"
+    )
+    if unknown:
+        raise SyncConfigError(
+            f"{setting}.{unknown[0]}",
+            f"unknown setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
+        )
+    url = _parse_url(section.get("url"), f"{setting}.url")
+    api_key = require_secret(section, setting, "api-key", ctx.env)
+    server_id = section.get("server-id", "localhost")
+    if not isinstance(server_id, str) or not server_id or "/" in server_id:
+        raise SyncConfigError(f"{setting}.server-id", f"expected a server id, got {server_id!r}")
+    batch_size = section.get("batch-size", DEFAULT_BATCH_SIZE)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise SyncConfigError(
+            f"{setting}.batch-size", f"expected a positive integer, got {batch_size!r}"
+        )
+    rate_limit = section.get("rate-limit", 0)
+    if isinstance(rate_limit, bool) or not isinstance(rate_limit, int | float) or rate_limit < 0:
+        raise SyncConfigError(
+            f"{setting}.rate-limit",
+            f"expected requests per second (0: no limit), got {rate_limit!r}",
+        )
+    timeout = parse_duration(section.get("timeout", DEFAULT_TIMEOUT), f"{setting}.timeout")
+    if timeout <= 0:
+        raise SyncConfigError(f"{setting}.timeout", "must be more than 0 seconds")
+    signed_zones = section.get("signed-zones", "secondary")
+    if signed_zones not in SIGNED_ZONE_MODES:
+        raise SyncConfigError(
+            f"{setting}.signed-zones",
+            f"expected one of {', '.join(SIGNED_ZONE_MODES)}, got {signed_zones!r}",
+        )
+    primary = (
+        parse_address(section["primary"], f"{setting}.primary")
+        if "primary" in section
+        else ctx.primary
+    )
+    dns_address = parse_address(section["dns"], f"{setting}.dns") if "dns" in section else None
+    return PowerDnsSettings(
+        name=name,
+        url=url,
+        api_key=api_key,
+        server_id=server_id,
+        batch_size=batch_size,
+        rate_limit=float(rate_limit),
+        timeout=timeout,
+        nameservers=_parse_nameservers(section.get("nameservers"), f"{setting}.nameservers"),
+        signed_zones=str(signed_zones),
+        primary=primary,
+        tsig_key=ctx.key(section, setting, "tsig-key"),
+        dns=dns_address,
+        api_key_field="api-key-file" if "api-key-file" in section else "api-key-env",
+    )
+
+
+def _parse_url(value: Any, setting: str) -> str:
+    if value is None:
+        raise SyncConfigError(setting, 'missing: the API\'s base URL, like "http://127.0.0.1:8081"')
+    if not isinstance(value, str):
+        raise SyncConfigError(setting, f"expected a URL like http://127.0.0.1:8081, got {value!r}")
+    parsed = urllib.parse.urlsplit(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise SyncConfigError(setting, f"expected a URL like http://127.0.0.1:8081, got {value!r}")
+    try:
+        parsed.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise SyncConfigError(setting, f"bad port in {value!r}") from None
+    if parsed.query or parsed.fragment:
+        raise SyncConfigError(setting, f"the URL takes no query or fragment: {value!r}")
+    return value.rstrip("/")
+
+
+def _parse_nameservers(value: Any, setting: str) -> tuple[dns.name.Name, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SyncConfigError(setting, f"expected a list of host names, got {value!r}")
+    try:
+        return tuple(dns.name.from_text(v) for v in value)
+    except dns.exception.DNSException as exc:
+        raise SyncConfigError(setting, f"bad host name: {exc}") from None
+
+
+def _require_secondary_settings(settings: PowerDnsSettings, why: str) -> tuple[Address, Address]:
+    if settings.primary is None:
+        raise SyncConfigError(
+            f"{settings.setting}.primary",
+            f'{why}: set primary = "ADDR:PORT" (where pdns transfers from) or the '
+            "primary's own address in the sync config",
+        )
+    if settings.dns is None:
+        raise SyncConfigError(
+            f"{settings.setting}.dns",
+            f'{why}: set dns = "ADDR:PORT", where pdns answers DNS (to check its serial)',
+        )
+    return settings.primary, settings.dns
+
+
+# -- HTTP client -----------------------------------------------------------------------------
+
+
+class PowerDnsApi:
+    """The API of one pdns server: one aiohttp session, errors mapped to TargetError."""
+
+    def __init__(self, settings: PowerDnsSettings) -> None:
+        self.settings = settings
+        self.base = f"{settings.url}/api/v1/servers/{urllib.parse.quote(settings.server_id)}"
+        self._session: aiohttp.ClientSession | None = None
+        self._checked = False  # open() verified the URL and key once
+        self._limiter = RateLimiter(settings.rate_limit)
+
+    @property
+    def target(self) -> str:
+        return self.settings.name
+
+    async def open(self) -> None:
+        """Open the session and check (once) that the server answers and takes our key."""
+        if self._checked and self._session is not None and not self._session.closed:
+            return
+        try:
+            status, body = await self._send("GET", "")
+        except TargetUnavailableError as exc:
+            await self.close()
+            raise SyncConfigError(
+                f"{self.settings.setting}.url",
+                f"the PowerDNS API at {self.settings.url} is unreachable: {exc}",
+            ) from None
+        if status >= 500:
+            await self.close()
+            raise self._error("GET", "", status, body, None)  # transient, not the config
+        if status in (401, 403):
+            await self.close()
+            raise SyncConfigError(
+                f"{self.settings.setting}.{self.settings.api_key_field}",
+                f"the PowerDNS API at {self.settings.url} rejected the API key (HTTP {status})",
+            )
+        if status == 404:
+            await self.close()
+            raise SyncConfigError(
+                f"{self.settings.setting}.server-id",
+                f"the PowerDNS API at {self.settings.url} has no server "
+                f"{self.settings.server_id!r}",
+            )
+        if status != 200:
+            await self.close()
+            raise SyncConfigError(
+                f"{self.settings.setting}.url",
+                f"the PowerDNS API at {self.settings.url} answered HTTP {status}: "
+                f"{_error_text(body)}",
+            )
+        self._checked = True
+
+    async def close(self) -> None:
+        """Close the session; a later request reopens one."""
+        session, self._session = self._session, None
+        self._checked = False
+        if session is not None:
+            await session.close()
+
+    async def request(
+        self, method: str, path: str, body: Any = None, *, ok: Sequence[int] = ()
+    ) -> tuple[int, Any]:
+        """Send a request; a 2xx or a status in ``ok`` is returned, anything else raised
+        as the matching TargetError."""
+        status, data = await self._send(method, path, body)
+        if 200 <= status < 300 or status in ok:
+            return status, data
+        raise self._error(method, path, status, data, None)
+
+    async def _send(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
+                headers={"X-API-Key": self.settings.api_key, "Accept": "application/json"},
+            )
+        await self._limiter.acquire()
+        url = self.base + (f"/{path}" if path else "")
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if data is not None else None
+        try:
+            # aiohttp sends no "Expect: 100-continue" unless asked; pdns never answers one.
+            async with self._session.request(method, url, data=data, headers=headers) as resp:
+                raw = await resp.read()
+                status = resp.status
+                retry_after = resp.headers.get("Retry-After")
+        except TimeoutError:
+            raise TargetUnavailableError(
+                self.target,
+                f"{method} {url}: no answer within {self.settings.timeout:g} s",
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise TargetUnavailableError(
+                self.target, f"{method} {url}: {exc or type(exc).__name__}"
+            ) from None
+        parsed = _decode(raw)
+        if status == 429:
+            raise self._error(method, path, status, parsed, retry_after)
+        return status, parsed
+
+    def _error(
+        self, method: str, path: str, status: int, body: Any, retry_after: str | None
+    ) -> TargetError:
+        what = f"{method} {path or '/'} answered HTTP {status}: {_error_text(body)}"
+        if status == 429:
+            return TargetRateLimitedError(
+                self.target, what, retry_after=parse_retry_after(retry_after)
+            )
+        if status >= 500:
+            return TargetUnavailableError(self.target, what)
+        if status in (401, 403):
+            return TargetRejectedError(self.target, what + " (check the API key)")
+        return TargetRejectedError(self.target, what)
+
+    async def get_zone(self, zone: dns.name.Name) -> Mapping[str, Any] | None:
+        """The zone document, None when pdns has no such zone."""
+        status, body = await self.request("GET", f"zones/{zone_id(zone)}", ok=(404, 422))
+        if status == 200 and isinstance(body, Mapping):
+            return body
+        if status == 422 and "could not find domain" not in _error_text(body).lower():
+            raise self._error("GET", f"zones/{zone_id(zone)}", status, body, None)
+        return None
+
+
+def _decode(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace").strip()  # pdns answers 404 as plain text
+
+
+def _error_text(body: Any) -> str:
+    if isinstance(body, Mapping) and "error" in body:
+        return str(body["error"])
+    if isinstance(body, str) and body:
+        return body[:300]
+    return "no error text"
+
+
+async def _query_ns(zone: dns.name.Name, server: Address, timeout: float) -> list[dns.name.Name]:
+    """The zone's apex NS set as ``server`` answers it authoritatively."""
+    response = await _query(zone, dns.rdatatype.NS, server, timeout)
+    if response is None or not response.flags & dns.flags.AA:
+        return []
+    for rrset in response.answer:
+        if rrset.rdtype == dns.rdatatype.NS and rrset.name == zone:
+            return sorted(r.target for r in rrset)
+    return []
+
+
+async def _query(
+    name: dns.name.Name, rdtype: dns.rdatatype.RdataType, server: Address, timeout: float
+) -> dns.message.Message | None:
+    """One query over UDP, again over TCP when truncated; None when nothing answers."""
+    query = dns.message.make_query(name, rdtype)
+    query.flags &= ~dns.flags.RD
+    try:
+        response = await dns.asyncquery.udp(query, server.host, timeout=timeout, port=server.port)
+        if response.flags & dns.flags.TC:
+            response = await dns.asyncquery.tcp(
+                query, server.host, timeout=timeout, port=server.port
+            )
+    except (dns.exception.DNSException, OSError) as exc:
+        log.debug("query %s %s to %s failed: %s", name, rdtype, server, exc)
+        return None
+    return response
+
+
+# -- targets ---------------------------------------------------------------------------------
+
+
+class PowerDnsTarget(RecordTarget):
+    """Unsigned zones written as records through the PowerDNS HTTP API."""
+
+    def __init__(self, settings: PowerDnsSettings, api: PowerDnsApi | None = None) -> None:
+        super().__init__(
+            settings.name,
+            Capabilities(
+                dnssec=DnssecMode.NONE,
+                batch_size=settings.batch_size,
+                rate_limit=settings.rate_limit,
+            ),
+        )
+        self.settings = settings
+        self.api = api if api is not None else PowerDnsApi(settings)
+        self._secondary: PowerDnsSecondaryTarget | None = None
+        # Zone settings read that apply() corrects before writing: SOA-EDIT(-API) on (pdns
+        # would rewrite our serial) or a kind other than Native (a zone that was a secondary
+        # while it was signed would go on transferring from its masters).
+        self._fixes: dict[dns.name.Name, dict[str, Any]] = {}
+
+    async def open(self) -> None:
+        """Check the API answers and accepts the key."""
+        await self.api.open()
+
+    async def close(self) -> None:
+        """Close the HTTP session (shared with the secondary mode)."""
+        await self.api.close()
+
+    def for_zone(self, signed: bool) -> Target:
+        """A signed zone goes to pdns as a secondary of our primary (``signed-zones =
+        "secondary"``), or stays here to be refused (``"refuse"``)."""
+        if not signed or self.settings.signed_zones == "refuse":
+            return self
+        if self._secondary is None:
+            _require_secondary_settings(
+                self.settings,
+                'signed zones are served by pdns as secondaries (or set signed-zones = "refuse")',
+            )
+            self._secondary = PowerDnsSecondaryTarget(self.settings, self.api, owns_api=False)
+        return self._secondary
+
+    async def read(self, zone: dns.name.Name) -> ZoneData | None:
+        """The zone as pdns holds it (enabled records only), None when it has none."""
+        body = await self.api.get_zone(zone)
+        self._fixes.pop(zone, None)
+        if body is None:
+            return None
+        fixes: dict[str, Any] = {}
+        if body.get("soa_edit_api") or body.get("soa_edit"):
+            fixes.update(soa_edit_api="", soa_edit="")
+        if str(body.get("kind", "Native")).lower() != "native":
+            fixes.update(kind="Native", masters=[])
+        if fixes:
+            self._fixes[zone] = fixes
+        data, _ = zone_from_json(zone, body, self.name)
+        return data
+
+    async def apply(self, plan: Plan) -> None:
+        """Create the zone when the plan says so, then PATCH the changes in batches of at
+        most ``batch-size`` RRsets (and about 1.5 MB); each PATCH is atomic at pdns."""
+        changes = list(plan.changes)
+        if plan.create_zone:
+            # The SOA goes with the POST: without one pdns invents a placeholder SOA
+            # (a.misconfigured.dns.server.invalid., serial 0) that would be served meanwhile.
+            changes.sort(key=lambda c: c.rdtype != dns.rdatatype.SOA)
+        items = [change_json(c) for c in changes]
+        chunks = list(batches(items, self.settings.batch_size, MAX_BODY_BYTES))
+        path = f"zones/{zone_id(plan.zone)}"
+        if plan.create_zone:
+            first = chunks.pop(0) if chunks else []
+            body = {
+                "name": plan.zone.to_text(),
+                "kind": "Native",
+                "soa_edit_api": "",
+                "soa_edit": "",
+                "nameservers": [],
+                "rrsets": first,
+            }
+            await self.api.request("POST", "zones", body)
+            self._fixes.pop(plan.zone, None)
+        elif plan.zone in self._fixes:
+            log.info("target %s: zone %s: setting %s", self.name, plan.zone, self._fixes[plan.zone])
+            await self.api.request("PUT", path, self._fixes.pop(plan.zone))
+        for number, chunk in enumerate(chunks, 1):
+            log.debug(
+                "target %s: zone %s: PATCH %d/%d (%d rrsets)",
+                self.name,
+                plan.zone,
+                number,
+                len(chunks),
+                len(chunk),
+            )
+            await self.api.request("PATCH", path, {"rrsets": chunk})
+
+    async def nameservers(self, zone: dns.name.Name) -> list[dns.name.Name]:
+        """The configured ``nameservers``, else the apex NS set pdns holds."""
+        if self.settings.nameservers is not None:
+            return list(self.settings.nameservers)
+        data = await self.read(zone)
+        ns = data.apex_ns() if data is not None else None
+        if ns is None:
+            return []
+        return sorted(getattr(r, "target") for r in ns.rdatas)  # noqa: B009 - NS rdata
+
+
+class PowerDnsSecondaryTarget(SecondaryTarget):
+    """pdns as a secondary of our primary: the zone is provisioned through the API (kind
+    Slave, our primary as master, optionally a TSIG key) and pdns transfers it itself."""
+
+    def __init__(
+        self, settings: PowerDnsSettings, api: PowerDnsApi | None = None, owns_api: bool = True
+    ) -> None:
+        super().__init__(settings.name, Capabilities(dnssec=DnssecMode.SECONDARY))
+        self.settings = settings
+        self.primary, self.dns = _require_secondary_settings(
+            settings, "a PowerDNS secondary target needs them"
+        )
+        self.api = api if api is not None else PowerDnsApi(settings)
+        self._owns_api = owns_api
+        self._tsig_key_id: str | None = None
+
+    async def open(self) -> None:
+        """Check the API answers and accepts the key."""
+        await self.api.open()
+
+    async def close(self) -> None:
+        """Close the HTTP session unless the record target it came from owns it."""
+        if self._owns_api:
+            await self.api.close()
+
+    async def provision(self, zone: dns.name.Name) -> bool:
+        """Create the zone as a Slave of the primary, or correct its kind, masters and TSIG
+        key; True when it was created."""
+        key_ids = [await self._ensure_tsig_key()] if self.settings.tsig_key is not None else []
+        masters = [str(self.primary)]
+        body = {
+            "name": zone.to_text(),
+            "kind": "Slave",
+            "masters": masters,
+            "nameservers": [],
+            "slave_tsig_key_ids": key_ids,
+        }
+        status, _ = await self.api.request("POST", "zones", body, ok=(409,))
+        if status != 409:
+            log.info("target %s: zone %s created as secondary of %s", self.name, zone, masters)
+            return True
+        current = await self.api.get_zone(zone)
+        if current is None:  # deleted between the two requests: let the next run create it
+            raise TargetUnavailableError(self.name, f"zone {zone} vanished while provisioning")
+        if (
+            str(current.get("kind", "")).lower() != "slave"
+            or list(current.get("masters", [])) != masters
+            or list(current.get("slave_tsig_key_ids", [])) != key_ids
+        ):
+            log.info("target %s: zone %s corrected to a secondary of %s", self.name, zone, masters)
+            await self.api.request(
+                "PUT",
+                f"zones/{zone_id(zone)}",
+                {"kind": "Slave", "masters": masters, "slave_tsig_key_ids": key_ids},
+            )
+        return False
+
+    async def _ensure_tsig_key(self) -> str:
+        """Create our TSIG key at pdns (or correct its secret); its id."""
+        key = self.settings.tsig_key
+        assert key is not None
+        if self._tsig_key_id is not None:
+            return self._tsig_key_id
+        body = {
+            "name": key.name.to_text(),
+            "algorithm": key.algorithm,
+            "key": key.secret_text,
+        }
+        status, created = await self.api.request("POST", "tsigkeys", body, ok=(409,))
+        key_id = zone_id(key.name)
+        if status == 409:
+            _, current = await self.api.request("GET", f"tsigkeys/{key_id}")
+            if not isinstance(current, Mapping) or (
+                current.get("key") != key.secret_text
+                or str(current.get("algorithm", "")).rstrip(".").lower() != key.algorithm
+            ):
+                await self.api.request(
+                    "PUT",
+                    f"tsigkeys/{key_id}",
+                    {"algorithm": key.algorithm, "key": key.secret_text},
+                )
+        elif isinstance(created, Mapping) and created.get("id"):
+            key_id = str(created["id"])
+        self._tsig_key_id = key_id
+        return key_id
+
+    async def refresh(self, zone: dns.name.Name) -> None:
+        """Ask pdns to transfer the zone now (``axfr-retrieve``)."""
+        await self.api.request("PUT", f"zones/{zone_id(zone)}/axfr-retrieve")
+
+    async def serial(self, zone: dns.name.Name) -> int | None:
+        """The serial pdns serves authoritatively; None when it serves none."""
+        response = await _query(zone, dns.rdatatype.SOA, self.dns, DNS_TIMEOUT)
+        if response is None:
+            raise TargetUnavailableError(self.name, f"no DNS answer from {self.dns} for {zone} SOA")
+        if response.rcode() != dns.rcode.NOERROR or not response.flags & dns.flags.AA:
+            return None
+        for rrset in response.answer:
+            if rrset.rdtype == dns.rdatatype.SOA and rrset.name == zone:
+                return int(getattr(rrset[0], "serial"))  # noqa: B009 - SOA rdata
+        return None
+
+    async def nameservers(self, zone: dns.name.Name) -> list[dns.name.Name]:
+        """The configured ``nameservers``, else the apex NS set pdns serves."""
+        if self.settings.nameservers is not None:
+            return list(self.settings.nameservers)
+        return await _query_ns(zone, self.dns, DNS_TIMEOUT)
+
+
+# -- factories -------------------------------------------------------------------------------
+
+
+def powerdns_from_config(
+    name: str, section: Mapping[str, Any], ctx: TargetContext
+) -> PowerDnsTarget:
+    """A ``type = "powerdns"`` target from its config table."""
+    return PowerDnsTarget(parse_settings(name, section, ctx, RECORD_FIELDS))
+
+
+def powerdns_secondary_from_config(
+    name: str, section: Mapping[str, Any], ctx: TargetContext
+) -> PowerDnsSecondaryTarget:
+    """A ``type = "powerdns-secondary"`` target from its config table: ``primary`` (or the
+    primary's own address) and ``dns`` are required."""
+    return PowerDnsSecondaryTarget(parse_settings(name, section, ctx, SECONDARY_FIELDS))

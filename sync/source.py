@@ -1,0 +1,580 @@
+"""The sidecar's zone source: it learns a zone the way a secondary does, from any primary
+(zonefan, BIND, Knot) and only through DNS.
+
+:class:`ZoneSource` asks the primary's SOA serial and transfers the zone: IXFR from the
+serial we hold, AXFR when we hold nothing or the primary cannot do IXFR, TSIG-signed when a
+key is configured. The transfer state machine is dnspython's (``dns.xfr.Inbound`` driven
+by ``dns.query.inbound_xfr`` in a worker thread); this module only chooses the query, keeps
+a base zone for the next IXFR and turns failures into :class:`SourceError` with a message
+that says what to check.
+
+:class:`NotifyListener` answers NOTIFY (RFC 1996) on UDP and TCP from the primary's address,
+verifies TSIG when a key is configured and tells its callback which zone changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import dns.asyncquery
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.node
+import dns.opcode
+import dns.query
+import dns.rcode
+import dns.rdataclass
+import dns.rdataset
+import dns.rdatatype
+import dns.rdtypes.ANY.SOA
+import dns.serial
+import dns.transaction
+import dns.tsig
+import dns.xfr
+import dns.zone
+
+from sync.errors import SourceError
+from sync.model import RRset, ZoneData
+from sync.settings import Address, TsigKey
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 10.0
+FetchMethod = Literal["ixfr", "axfr", "unchanged"]
+NotifyCallback = Callable[[dns.name.Name, int | None], None]
+
+_HEADER = struct.Struct("!HHHHHH")
+_TCP_IDLE = 10.0  # seconds a NOTIFY TCP connection may stay silent before we close it
+_MAX_TCP_CONNECTIONS = 64  # more at once from the primary's address is not a primary
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What :meth:`ZoneSource.fetch` got: the zone, how it was obtained and its serial."""
+
+    data: ZoneData
+    method: FetchMethod
+    serial: int
+
+
+class _XfrZone(dns.zone.Zone):
+    """A dnspython zone that remembers how the last transfer wrote to it: whether the writer
+    replaced the whole zone (an AXFR, or an IXFR answered with the full zone) and which
+    owner names a committed transaction changed, so the ZoneData of an IXFR result can be
+    patched instead of rebuilt."""
+
+    def __init__(self, origin: dns.name.Name) -> None:
+        super().__init__(origin, dns.rdataclass.IN, relativize=False)
+        self.replaced = False
+        self.changed: set[dns.name.Name] | None = None
+
+    def writer(self, replacement: bool = False) -> dns.zone.Transaction:
+        self.replaced = replacement
+        self.changed = None
+        return super().writer(replacement)
+
+    def _commit_version(self, txn: Any, version: Any, origin: Any) -> None:
+        # dnspython's copy-on-write version records the names it touched; without that
+        # attribute (another dnspython) the caller falls back to a full conversion.
+        changed = getattr(version, "changed", None)
+        self.changed = set(changed) if isinstance(changed, set) else None
+        super()._commit_version(txn, version, origin)  # type: ignore[no-untyped-call]
+
+
+def to_dns_zone(data: ZoneData) -> dns.zone.Zone:
+    """``data`` as a dnspython zone with absolute names (RRSIGs split by covered type, as
+    dnspython keeps them): the base an IXFR is applied to."""
+    return _to_xfr_zone(data)
+
+
+def _to_xfr_zone(data: ZoneData) -> _XfrZone:
+    zone = _XfrZone(data.origin)
+    nodes: dict[dns.name.Name, dns.node.Node] = {}
+    for rrset in data.rrsets.values():
+        node = nodes.get(rrset.name)
+        if node is None:
+            node = nodes[rrset.name] = zone.node_factory()
+        # Appended directly: the data is a zone already, so dnspython's per-add CNAME and
+        # duplicate checks would only cost time on a 100k-RRset zone.
+        node.rdatasets.extend(_rdatasets(rrset))
+    zone.nodes = nodes
+    return zone
+
+
+def _rdatasets(rrset: RRset) -> list[dns.rdataset.Rdataset]:
+    if rrset.rdtype != dns.rdatatype.RRSIG:
+        return [dns.rdataset.from_rdata_list(rrset.ttl, rrset.rdatas)]
+    by_cover: dict[dns.rdatatype.RdataType, list[Any]] = {}
+    for rdata in rrset.rdatas:
+        by_cover.setdefault(rdata.covers(), []).append(rdata)
+    return [dns.rdataset.from_rdata_list(rrset.ttl, group) for group in by_cover.values()]
+
+
+def _apply_changes(
+    have: ZoneData,
+    before: Mapping[dns.name.Name, dns.node.Node],
+    zone: _XfrZone,
+    changed: set[dns.name.Name],
+) -> ZoneData:
+    """``have`` with the RRsets of the ``changed`` owners replaced by those in ``zone``:
+    proportional to the size of the change, not of the zone."""
+    rrsets = dict(have.rrsets)
+    for name in changed:
+        old = before.get(name)
+        for rds in old.rdatasets if old is not None else ():
+            rrsets.pop((name, rds.rdtype), None)
+    part = dns.zone.Zone(have.origin, relativize=False)
+    part.nodes = {name: zone.nodes[name] for name in changed if name in zone.nodes}
+    rrsets.update(ZoneData.from_dns_zone(part).rrsets)
+    return ZoneData(have.origin, rrsets)
+
+
+def _soa_serial(zone: dns.zone.Zone) -> int | None:
+    origin = zone.origin
+    assert origin is not None
+    node = zone.nodes.get(origin)
+    rds = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.SOA) if node else None
+    if rds is None or len(rds) != 1:
+        return None
+    soa = rds[0]
+    assert isinstance(soa, dns.rdtypes.ANY.SOA.SOA)
+    return int(soa.serial)
+
+
+class _FallBack(Exception):
+    """The IXFR could not be used; the reason is logged and an AXFR follows."""
+
+
+class ZoneSource:
+    """A primary seen through DNS: SOA queries and zone transfers (TSIG when ``key``).
+
+    ``timeout`` bounds each query and each message of a transfer (not the whole transfer,
+    which for a large zone legitimately takes longer); ``lifetime``, when given, bounds a
+    whole transfer. The zone built by the last transfer is kept per zone as the base of the
+    next IXFR, so a ``have`` that is the previous :attr:`Fetched.data` costs no conversion.
+    """
+
+    def __init__(
+        self,
+        primary: Address,
+        key: TsigKey | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        lifetime: float | None = None,
+    ) -> None:
+        self.primary = primary
+        self.key = key
+        self.timeout = timeout
+        self.lifetime = lifetime
+        self._bases: dict[dns.name.Name, tuple[ZoneData, _XfrZone]] = {}
+        self._locks: dict[dns.name.Name, asyncio.Lock] = {}
+
+    # -- SOA -------------------------------------------------------------------------------
+
+    async def serial(self, zone: dns.name.Name) -> int:
+        """The serial of ``zone`` at the primary: an SOA query over UDP (TCP when the
+        answer is truncated), TSIG-signed when a key is configured."""
+        query = dns.message.make_query(zone, dns.rdatatype.SOA)
+        query.flags &= ~dns.flags.RD
+        if self.key is not None:
+            query.use_tsig(self.key.dns_key)
+        try:
+            response, _ = await dns.asyncquery.udp_with_fallback(
+                query, self.primary.host, timeout=self.timeout, port=self.primary.port
+            )
+        except (dns.exception.DNSException, OSError, EOFError) as exc:
+            raise SourceError(self._failure("SOA query", zone, exc)) from exc
+        rcode = response.rcode()
+        if rcode != dns.rcode.NOERROR:
+            raise SourceError(
+                f"primary {self.primary} answered the SOA query for {zone} with "
+                f"{dns.rcode.to_text(rcode)}{_rcode_hint(rcode)}"
+            )
+        if not response.flags & dns.flags.AA:
+            raise SourceError(
+                f"primary {self.primary} is not authoritative for {zone} (NOERROR without "
+                f"the AA flag): is the zone loaded there?"
+            )
+        for rrset in response.answer:
+            if rrset.name == zone and rrset.rdtype == dns.rdatatype.SOA and len(rrset) == 1:
+                soa = rrset[0]
+                assert isinstance(soa, dns.rdtypes.ANY.SOA.SOA)
+                return int(soa.serial)
+        raise SourceError(f"primary {self.primary} sent no SOA for {zone} (NOERROR, AA)")
+
+    # -- transfers -------------------------------------------------------------------------
+
+    async def fetch(
+        self, zone: dns.name.Name, have: ZoneData | None = None, *, expect: int | None = None
+    ) -> Fetched:
+        """The current ``zone``: IXFR from ``have.serial`` when ``have`` is given (AXFR when
+        the primary refuses IXFR, answers with the whole zone or sends changes that do not
+        apply to ``have``), AXFR otherwise. ``"unchanged"`` returns ``have`` itself.
+
+        ``expect`` is a serial announced beforehand (by NOTIFY or :meth:`serial`): a zone
+        older than it means the primary answered from stale data, a :class:`SourceError`.
+        """
+        if have is not None and have.origin != zone:
+            raise ValueError(f"have is zone {have.origin}, not {zone}")
+        lock = self._locks.setdefault(zone, asyncio.Lock())
+        async with lock:
+            fetched = await self._unchanged_by_soa(zone, have)
+            if fetched is None:
+                # Parsing and applying a transfer is CPU-bound (about 20 s for 100k RRsets
+                # with dnspython): a thread keeps the event loop, and so the NOTIFY
+                # listener, responsive meanwhile.
+                fetched = await asyncio.to_thread(self._fetch_blocking, zone, have)
+        if expect is not None and dns.serial.Serial(fetched.serial) < expect:
+            raise SourceError(
+                f"primary {self.primary} sent {zone} at serial {fetched.serial}, older than "
+                f"the announced {expect}"
+            )
+        return fetched
+
+    async def _unchanged_by_soa(self, zone: dns.name.Name, have: ZoneData | None) -> Fetched | None:
+        """ "unchanged" from one SOA query when ``have`` is not our cached base: building
+        the base for an IXFR costs seconds on a large zone, wasted if nothing changed."""
+        cached = self._bases.get(zone)
+        if have is None or (cached is not None and cached[0] is have):
+            return None
+        try:
+            serial = await self.serial(zone)
+        except SourceError:
+            return None  # the transfer will report the failure with its own details
+        return Fetched(have, "unchanged", serial) if serial == have.serial else None
+
+    def _fetch_blocking(self, zone: dns.name.Name, have: ZoneData | None) -> Fetched:
+        if have is not None:
+            try:
+                return self._ixfr(zone, have)
+            except _FallBack as why:
+                log.info("zone %s: AXFR from %s instead of IXFR: %s", zone, self.primary, why)
+        return self._axfr(zone)
+
+    def _axfr(self, zone: dns.name.Name) -> Fetched:
+        target = _XfrZone(zone)
+        query, _ = dns.xfr.make_query(target, serial=None, keyring=self._keyring())
+        self._transfer("AXFR", zone, target, query)
+        serial = self._verified_serial("AXFR", zone, target)
+        data = ZoneData.from_dns_zone(target)
+        self._bases[zone] = (data, target)
+        return Fetched(data, "axfr", serial)
+
+    def _ixfr(self, zone: dns.name.Name, have: ZoneData) -> Fetched:
+        cached = self._bases.get(zone)
+        # Only the very object we returned is known to match the cached zone exactly.
+        base = cached[1] if cached is not None and cached[0] is have else _to_xfr_zone(have)
+        before = base.nodes
+        query, _ = dns.xfr.make_query(base, serial=have.serial, keyring=self._keyring())
+        try:
+            self._transfer("IXFR", zone, base, query)
+        except SourceError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, dns.xfr.TransferError) and cause.rcode != dns.rcode.NOTAUTH:
+                raise _FallBack(f"IXFR answered {dns.rcode.to_text(cause.rcode)}") from exc
+            if isinstance(cause, dns.exception.FormError | dns.transaction.DeleteNotExact):
+                # A malformed IXFR, a serial that went backwards, or deletions of records
+                # ``have`` does not hold: our copy and the primary's history disagree.
+                self._bases.pop(zone, None)
+                raise _FallBack(str(cause) or type(cause).__name__) from exc
+            raise
+        serial = self._verified_serial("IXFR", zone, base)
+        if base.replaced:
+            data = ZoneData.from_dns_zone(base)
+            method: FetchMethod = "axfr"
+        elif serial == have.serial:
+            self._bases[zone] = (have, base)
+            return Fetched(have, "unchanged", serial)
+        else:
+            if base.changed is not None:
+                data = _apply_changes(have, before, base, base.changed)
+            else:
+                data = ZoneData.from_dns_zone(base)
+            method = "ixfr"
+        self._bases[zone] = (data, base)
+        return Fetched(data, method, serial)
+
+    def _transfer(
+        self, kind: str, zone: dns.name.Name, target: _XfrZone, query: dns.message.Message
+    ) -> None:
+        try:
+            dns.query.inbound_xfr(
+                self.primary.host,
+                target,
+                query=query,
+                port=self.primary.port,
+                timeout=self.timeout,
+                lifetime=self.lifetime,
+            )
+        except (dns.exception.DNSException, OSError, EOFError, ValueError) as exc:
+            raise SourceError(self._failure(kind, zone, exc)) from exc
+
+    def _verified_serial(self, kind: str, zone: dns.name.Name, target: _XfrZone) -> int:
+        """The serial of the transferred zone, which must have exactly one SOA at its apex:
+        dnspython commits the SOA that opened the transfer, so this is the announced one."""
+        serial = _soa_serial(target)
+        if serial is None:
+            raise SourceError(
+                f"{kind} of {zone} from primary {self.primary} gave a zone without a single "
+                f"SOA at its apex"
+            )
+        return serial
+
+    def _keyring(self) -> dns.tsig.Key | None:
+        return self.key.dns_key if self.key is not None else None
+
+    def _failure(self, what: str, zone: dns.name.Name, exc: BaseException) -> str:
+        return f"{what} of {zone} from primary {self.primary} failed: {self._explain(exc)}"
+
+    def _explain(self, exc: BaseException) -> str:
+        key = f"TSIG key {self.key.name}" if self.key is not None else "no TSIG key"
+        if isinstance(exc, dns.exception.Timeout | TimeoutError):
+            return f"no answer within {self.timeout:g} s"
+        if isinstance(exc, ConnectionRefusedError):
+            return "connection refused (nothing listening on that address and port?)"
+        if isinstance(exc, dns.tsig.PeerBadKey):
+            return f"the primary does not know {key} (BADKEY)"
+        if isinstance(exc, dns.tsig.PeerBadSignature):
+            return f"the primary rejected the signature with {key} (BADSIG): wrong secret?"
+        if isinstance(exc, dns.tsig.PeerBadTime):
+            return "the primary rejected the TSIG time (BADTIME): are the clocks in sync?"
+        if isinstance(exc, dns.tsig.BadSignature | dns.tsig.BadKey | dns.tsig.BadAlgorithm):
+            return f"the answer failed TSIG verification with {key}: wrong secret?"
+        if isinstance(exc, dns.message.UnknownTSIGKey):
+            return f"the answer is TSIG-signed but we hold {key}: configure the same key"
+        if isinstance(exc, dns.xfr.TransferError):
+            return f"the primary answered {dns.rcode.to_text(exc.rcode)}" + _rcode_hint(exc.rcode)
+        if isinstance(exc, EOFError):
+            return "the primary closed the connection mid-transfer"
+        if isinstance(exc, OSError):
+            return exc.strerror or str(exc)
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _rcode_hint(rcode: int) -> str:
+    if rcode == dns.rcode.NOTAUTH:
+        return " (TSIG refused, or not authoritative: check the key name and secret)"
+    if rcode == dns.rcode.REFUSED:
+        return " (transfers not allowed to us: check the primary's ACL and the TSIG key)"
+    if rcode == dns.rcode.NOTIMP:
+        return " (the primary does not implement this)"
+    return ""
+
+
+# -- NOTIFY --------------------------------------------------------------------------------
+
+
+class NotifyListener:
+    """NOTIFY receiver on UDP and TCP at ``address`` (port 0: any free port, see
+    :attr:`port`). It accepts NOTIFY for ``zones`` from ``primary``'s host only and, when
+    ``key`` is given, only signed with that key; each accepted NOTIFY calls
+    ``on_notify(zone, serial)`` (serial from the SOA in the answer section, if any).
+
+    Answers: NOERROR with the question echoed and AA (TSIG-signed when the request was);
+    NOTAUTH for a missing or bad TSIG; REFUSED for other sources or zones; NOTIMP for other
+    opcodes; FORMERR for malformed messages that still have a DNS header. Responses and
+    messages shorter than a header get no answer (no reflection, nothing to answer to).
+    """
+
+    def __init__(
+        self,
+        address: Address,
+        primary: Address,
+        zones: Collection[dns.name.Name],
+        on_notify: NotifyCallback,
+        key: TsigKey | None = None,
+    ) -> None:
+        self.address = address
+        self.primary = primary
+        self.zones = frozenset(zones)
+        self.on_notify = on_notify
+        self.key = key
+        # An empty keyring makes every signed message an unknown key (NOTAUTH).
+        self._keyring: dict[dns.name.Name, dns.tsig.Key] = (
+            {key.name: key.dns_key} if key is not None else {}
+        )
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self._port = 0
+
+    @property
+    def port(self) -> int:
+        """The port bound (the configured one, or the one chosen for port 0)."""
+        if self._udp is None:
+            raise RuntimeError("the NOTIFY listener is not started")
+        return self._port
+
+    async def start(self) -> None:
+        """Bind UDP and TCP on the same port; with port 0 retry until one is free for both."""
+        loop = asyncio.get_running_loop()
+        attempts = 20 if self.address.port == 0 else 1
+        for attempt in range(attempts):
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _NotifyDatagram(self),
+                local_addr=(self.address.host, self.address.port),
+            )
+            port = int(transport.get_extra_info("sockname")[1])
+            try:
+                self._tcp = await asyncio.start_server(
+                    self._serve_tcp, self.address.host, port, reuse_address=True
+                )
+            except OSError as exc:
+                transport.close()
+                if attempt == attempts - 1:
+                    raise SourceError(
+                        f"cannot listen for NOTIFY on TCP {self.address.host}:{port}: "
+                        f"{exc.strerror}"
+                    ) from exc
+                continue
+            self._udp, self._port = transport, port
+            log.info("listening for NOTIFY on %s", Address(self.address.host, port))
+            return
+
+    async def stop(self) -> None:
+        """Close both sockets and any open TCP connection."""
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+        if self._tcp is not None:
+            self._tcp.close()
+            for task in list(self._connections):
+                task.cancel()
+            await asyncio.gather(*self._connections, return_exceptions=True)
+            await self._tcp.wait_closed()
+            self._tcp = None
+
+    async def __aenter__(self) -> NotifyListener:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- handling --------------------------------------------------------------------------
+
+    def handle(self, wire: bytes, source: str) -> bytes | None:
+        """The response to one message from ``source`` (an IP address), None for none."""
+        try:
+            return self._handle(wire, source)
+        except Exception:  # a hostile packet must never stop the listener
+            log.exception("NOTIFY from %s: unexpected failure; answering SERVFAIL", source)
+            return _header_only(wire, dns.rcode.SERVFAIL)
+
+    def _handle(self, wire: bytes, source: str) -> bytes | None:
+        if len(wire) < _HEADER.size:
+            return None
+        flags = _HEADER.unpack_from(wire)[1]
+        if flags & dns.flags.QR:
+            return None  # a response: answering it could start a loop
+        if dns.opcode.from_flags(flags) != dns.opcode.NOTIFY:
+            return _header_only(wire, dns.rcode.NOTIMP)
+        if source != self.primary.host:
+            log.warning("NOTIFY from %s refused: the primary is %s", source, self.primary.host)
+            return _header_only(wire, dns.rcode.REFUSED)
+        try:
+            request = dns.message.from_wire(wire, keyring=self._keyring)
+        except (
+            dns.message.UnknownTSIGKey,
+            dns.tsig.BadSignature,
+            dns.tsig.BadKey,
+            dns.tsig.BadTime,
+            dns.tsig.BadAlgorithm,
+        ) as exc:
+            log.warning("NOTIFY from %s: TSIG failed: %s", source, exc or type(exc).__name__)
+            return _header_only(wire, dns.rcode.NOTAUTH)
+        except dns.exception.DNSException:
+            return _header_only(wire, dns.rcode.FORMERR)
+        if self.key is not None and not request.had_tsig:
+            log.warning("NOTIFY from %s refused: not signed with %s", source, self.key.name)
+            return _header_only(wire, dns.rcode.NOTAUTH)
+        if len(request.question) != 1 or request.question[0].rdtype != dns.rdatatype.SOA:
+            return _answer(request, dns.rcode.FORMERR)
+        zone = request.question[0].name
+        if zone not in self.zones:
+            log.info("NOTIFY from %s for %s refused: not a watched zone", source, zone)
+            return _answer(request, dns.rcode.REFUSED)
+        serial = _notify_serial(request, zone)
+        try:
+            self.on_notify(zone, serial)
+        except Exception:  # the callback's failure is not the sender's
+            log.exception("NOTIFY for %s: the callback failed", zone)
+        return _answer(request, dns.rcode.NOERROR)
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        if len(self._connections) >= _MAX_TCP_CONNECTIONS:
+            writer.close()
+            return
+        self._connections.add(task)
+        peer = writer.get_extra_info("peername")
+        source = str(peer[0]) if peer else ""
+        try:
+            while True:
+                header = await asyncio.wait_for(reader.readexactly(2), _TCP_IDLE)
+                (length,) = struct.unpack("!H", header)
+                wire = await asyncio.wait_for(reader.readexactly(length), _TCP_IDLE)
+                response = self.handle(wire, source)
+                if response is None:
+                    break
+                writer.write(struct.pack("!H", len(response)) + response)
+                await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+class _NotifyDatagram(asyncio.DatagramProtocol):
+    def __init__(self, listener: NotifyListener) -> None:
+        self.listener = listener
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Not an asyncio.DatagramTransport subclass on every Python, but it is one in use.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        response = self.listener.handle(data, str(addr[0]))
+        if response is not None and self.transport is not None:
+            self.transport.sendto(response, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("NOTIFY socket error: %s", exc)
+
+
+def _notify_serial(request: dns.message.Message, zone: dns.name.Name) -> int | None:
+    for rrset in request.answer:
+        if rrset.name == zone and rrset.rdtype == dns.rdatatype.SOA and len(rrset) >= 1:
+            soa = rrset[0]
+            if isinstance(soa, dns.rdtypes.ANY.SOA.SOA):
+                return int(soa.serial)
+    return None
+
+
+def _answer(request: dns.message.Message, rcode: dns.rcode.Rcode) -> bytes:
+    response = dns.message.make_response(request)
+    response.flags |= dns.flags.AA
+    response.set_rcode(rcode)
+    return response.to_wire()
+
+
+def _header_only(wire: bytes, rcode: int) -> bytes | None:
+    """A response of just the header (request ID and opcode, no sections): what can be
+    said to a message we cannot or must not parse further (None: not even a header)."""
+    if len(wire) < _HEADER.size:
+        return None
+    msg_id, flags = _HEADER.unpack_from(wire)[:2]
+    opcode_bits = flags & 0x7800
+    return _HEADER.pack(msg_id, dns.flags.QR | opcode_bits | (rcode & 0xF), 0, 0, 0, 0)

@@ -1,0 +1,132 @@
+"""An HTTP reverse proxy for tests that puts faults between the sidecar and a real
+provider API: the provider down, HTTP 500, HTTP 429 with Retry-After, or a request that
+hangs past the client's timeout. It runs an aiohttp server in its own thread on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+
+@dataclass
+class Fault:
+    """What the next ``count`` requests get instead of the provider's answer."""
+
+    kind: str  # "down" (connection closed), "500", "429", "hang"
+    count: int
+    retry_after: int = 1
+    method: str | None = None  # only requests of this method (None: any)
+
+
+@dataclass
+class FaultProxy:
+    """Forwards every request to ``upstream`` (``http://127.0.0.1:PORT``) unless a fault is
+    queued. ``log`` records (method, path, status) for every request seen."""
+
+    upstream: str
+    hang_seconds: float = 30.0
+    port: int = 0
+    faults: list[Fault] = field(default_factory=list)
+    log: list[tuple[str, str, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FaultProxy:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("fault proxy did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def inject(
+        self, kind: str, count: int = 1, retry_after: int = 1, method: str | None = None
+    ) -> None:
+        with self._lock:
+            self.faults.append(Fault(kind, count, retry_after, method))
+
+    def clear(self) -> None:
+        with self._lock:
+            self.faults.clear()
+
+    def _next_fault(self, method: str) -> Fault | None:
+        with self._lock:
+            if not self.faults or self.faults[0].method not in (None, method):
+                return None
+            fault = self.faults[0]
+            fault.count -= 1
+            if fault.count <= 0:
+                self.faults.pop(0)
+            return fault
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        self._loop.run_until_complete(site.start())
+        server = site._server
+        assert server is not None
+        sockets = getattr(server, "sockets", None) or []
+        self.port = int(sockets[0].getsockname()[1])
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        fault = self._next_fault(request.method)
+        body = await request.read()
+        if fault is not None:
+            self.log.append((request.method, request.path, -1 if fault.kind == "down" else 0))
+            if fault.kind == "down":
+                assert request.transport is not None
+                request.transport.close()
+                return web.Response(status=500)
+            if fault.kind == "hang":
+                await asyncio.sleep(self.hang_seconds)
+                return web.Response(status=504)
+            if fault.kind == "429":
+                return web.json_response(
+                    {"error": "rate limited"},
+                    status=429,
+                    headers={"Retry-After": str(fault.retry_after)},
+                )
+            return web.json_response({"error": "injected server error"}, status=500)
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() in ("x-api-key", "content-type", "accept")
+        }
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                request.method, self.upstream + request.path_qs, data=body, headers=headers
+            ) as upstream,
+        ):
+            payload = await upstream.read()
+            self.log.append((request.method, request.path, upstream.status))
+            keep = {
+                k: v
+                for k, v in upstream.headers.items()
+                if k.lower() in ("content-type", "retry-after")
+            }
+            return web.Response(body=payload, status=upstream.status, headers=keep)

@@ -1,0 +1,664 @@
+"""The PowerDNS targets against a real ``pdns_server`` (gsqlite3, HTTP API): the first push
+creates the zone and pdns serves our data and serial; a second plan is empty; updates,
+deletes and batches apply; foreign records are left alone; failures map to the sync errors;
+a signed zone served by ``zonefan serve`` is provisioned at pdns as a TSIG-authenticated
+secondary and pdns serves its serial and its NSEC proofs. Plus unit tests of Retry-After
+parsing, HTTP error mapping and the config checks."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import json
+import re
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from unittest import mock
+
+import dns.flags
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+import pytest
+from aiohttp import web
+
+from nameserver.store import Store
+from sync.errors import (
+    SyncConfigError,
+    TargetRateLimitedError,
+    TargetRejectedError,
+    TargetUnavailableError,
+)
+from sync.model import RRset, ZoneData
+from sync.plan import Action, compute_plan
+from sync.providers.base import DnssecMode
+from sync.providers.powerdns import (
+    PowerDnsSecondaryTarget,
+    PowerDnsTarget,
+    batches,
+    parse_retry_after,
+    powerdns_from_config,
+    powerdns_secondary_from_config,
+    render,
+    rrset_json,
+    zone_id,
+)
+from sync.settings import Address, TargetContext, TsigKey
+from tests.pdns import PdnsServer
+from tests.servers import ZonefanServer
+from tests.tools import PROJECT_ROOT, example_store, free_port
+
+pytestmark = [pytest.mark.external, pytest.mark.timeout(120)]
+
+T = TypeVar("T")
+ZONE = dns.name.from_text("example.test.")
+KEY_ENV = "PDNS_TEST_API_KEY"
+TSIG_NAME = "pdns-xfr"
+TSIG_SECRET = base64.b64encode(b"powerdns-secondary-secret-012345").decode()
+
+
+def example_zone() -> ZoneData:
+    """zones/example.test.zone as the sync engine sees it."""
+    text = (PROJECT_ROOT / "zones" / "example.test.zone").read_text(encoding="utf-8")
+    return ZoneData.from_text(text, ZONE)
+
+
+@pytest.fixture
+def pdns(tmp_path: Path) -> Iterator[PdnsServer]:
+    with PdnsServer(tmp_path / "pdns") as server:
+        yield server
+
+
+def target(server: PdnsServer, **settings: Any) -> PowerDnsTarget:
+    section: dict[str, Any] = {"url": server.api_url, "api-key-env": KEY_ENV, **settings}
+    return powerdns_from_config("pdns", section, TargetContext({}, None, {KEY_ENV: server.api_key}))
+
+
+def run(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return asyncio.run(scenario())
+
+
+async def push(t: PowerDnsTarget, desired: ZoneData, owned: set[Any] | None = None) -> Any:
+    """Read, plan and apply once; the plan applied."""
+    current = await t.read(desired.origin)
+    plan = compute_plan(desired, current, target=t.name, owned=owned or set(desired.rrsets))
+    await t.apply(plan)
+    return plan
+
+
+def answer(server: PdnsServer, name: str, rdtype: str) -> list[str]:
+    response = server.query(name, rdtype, flags=0)
+    assert response.flags & dns.flags.AA, response
+    return sorted(r.to_text() for rrset in response.answer for r in rrset)
+
+
+def with_rrsets(zone: ZoneData, *rrsets: RRset, drop: tuple[Any, ...] = ()) -> ZoneData:
+    sets = {k: v for k, v in zone.rrsets.items() if k not in drop}
+    sets.update({r.key: r for r in rrsets})
+    return ZoneData(zone.origin, sets)
+
+
+def rr(name: str, ttl: int, rdtype: str, *texts: str) -> RRset:
+    return RRset.from_text(name, rdtype, ttl, texts, ZONE)
+
+
+# -- against pdns_server ---------------------------------------------------------------------
+
+
+def test_initial_push_creates_the_zone_and_pdns_serves_it(pdns: PdnsServer) -> None:
+    desired = example_zone()
+
+    async def scenario() -> tuple[Any, ZoneData | None, Any]:
+        t = target(pdns)
+        await t.open()
+        try:
+            assert await t.read(ZONE) is None
+            plan = await push(t, desired)
+            again = await t.read(ZONE)
+            second = compute_plan(desired, again, target="pdns", owned=set(desired.rrsets))
+            return plan, again, second
+        finally:
+            await t.close()
+
+    plan, again, second = run(scenario)
+    assert plan.create_zone and plan.count(Action.CREATE) == len(desired)
+    assert again is not None and again.rrsets.keys() == desired.rrsets.keys()
+    assert second.empty, second.lines()
+    _, zone = pdns.api("GET", f"zones/{zone_id(ZONE)}")
+    assert zone["kind"] == "Native" and zone["soa_edit_api"] == "" and zone["soa_edit"] == ""
+    soa = pdns.query("example.test.", "SOA", flags=0)
+    assert soa.flags & dns.flags.AA
+    assert soa.answer[0][0].serial == desired.serial == 2024060101
+    for rrset in desired:
+        if rrset.rdtype == dns.rdatatype.NS and rrset.name != ZONE:
+            continue  # a delegation: answered as a referral
+        if rrset.name.is_subdomain(dns.name.from_text("sub.example.test.")):
+            continue  # below the zone cut: glue and the DS (asked at the parent side below)
+        assert answer(pdns, rrset.name.to_text(), dns.rdatatype.to_text(rrset.rdtype)) == sorted(
+            r.to_text() for r in rrset.rdatas
+        ), rrset
+    ds = answer(pdns, "sub.example.test.", "DS")
+    assert ds == sorted(
+        r.to_text()
+        for r in desired.rrsets[(dns.name.from_text("sub.example.test."), dns.rdatatype.DS)].rdatas
+    )
+
+
+def test_updates_and_deletes_apply(pdns: PdnsServer) -> None:
+    desired = example_zone()
+    web_a = (dns.name.from_text("web.example.test."), dns.rdatatype.A)
+    mail2 = (dns.name.from_text("mail2.example.test."), dns.rdatatype.A)
+    soa = desired.rrsets[(ZONE, dns.rdatatype.SOA)]
+    changed = with_rrsets(
+        desired,
+        rr("web", 600, "A", "192.0.2.81", "192.0.2.82"),
+        rr("new", 300, "TXT", '"added by the second push"'),
+        rr("@", soa.ttl, "SOA", "ns1 hostmaster 2024060102 7200 3600 432000 300"),
+        drop=(mail2,),
+    )
+
+    async def scenario() -> tuple[Any, Any]:
+        t = target(pdns)
+        await t.open()
+        try:
+            await push(t, desired)
+            plan = await push(t, changed, owned=set(desired.rrsets))
+            after = compute_plan(
+                changed, await t.read(ZONE), target="pdns", owned=set(changed.rrsets)
+            )
+            return plan, after
+        finally:
+            await t.close()
+
+    plan, after = run(scenario)
+    assert (plan.count(Action.CREATE), plan.count(Action.UPDATE), plan.count(Action.DELETE)) == (
+        1,
+        2,
+        1,
+    )
+    assert web_a in {c.key for c in plan.changes}
+    assert after.empty, after.lines()
+    assert answer(pdns, "web.example.test.", "A") == ["192.0.2.81", "192.0.2.82"]
+    assert answer(pdns, "new.example.test.", "TXT") == ['"added by the second push"']
+    assert pdns.query("mail2.example.test.", "A", flags=0).rcode() == dns.rcode.NXDOMAIN
+    assert pdns.query("example.test.", "SOA", flags=0).answer[0][0].serial == 2024060102
+
+
+def test_batches_split_the_push_and_give_the_same_zone(pdns: PdnsServer) -> None:
+    desired = with_rrsets(
+        example_zone(), *(rr(f"host{i}", 300, "A", f"192.0.2.{i}") for i in range(10))
+    )
+    assert len(desired) >= 50
+
+    async def scenario() -> tuple[list[Any], ZoneData | None]:
+        t = target(pdns, **{"batch-size": 7})
+        assert t.capabilities.batch_size == 7
+        await t.open()
+        try:
+            with mock.patch.object(t.api, "request", wraps=t.api.request) as spy:
+                await push(t, desired)
+                calls = list(spy.call_args_list)
+            return calls, await t.read(ZONE)
+        finally:
+            await t.close()
+
+    calls, again = run(scenario)
+    writes = [c for c in calls if c.args[0] in ("POST", "PATCH")]
+    assert [c.args[0] for c in writes] == ["POST"] + ["PATCH"] * (len(writes) - 1)
+    sizes = [len(c.args[2]["rrsets"]) for c in writes]
+    assert len(writes) == -(-len(desired) // 7) and max(sizes) == 7 and sum(sizes) == len(desired)
+    assert writes[0].args[2]["rrsets"][0]["type"] == "SOA"  # no placeholder SOA meanwhile
+    assert again is not None
+    assert compute_plan(desired, again, target="pdns").empty
+    assert answer(pdns, "host9.example.test.", "A") == ["192.0.2.9"]
+
+
+def test_large_batches_are_split_below_the_body_limit(pdns: PdnsServer) -> None:
+    """1,000 RRsets of 2 kB are over pdns's 2 MB body limit in one PATCH (HTTP 400): the
+    target splits them by size as well as by count."""
+    big = [
+        rr(f"t{i}", 300, "TXT", *(f'"{c * 250}" "{c * 250}" "{c * 250}" "{i:0250d}"' for c in "ab"))
+        for i in range(1000)
+    ]
+    desired = with_rrsets(example_zone(), *big)
+    status, _ = pdns.api(
+        "POST", "zones", {"name": "probe.test.", "kind": "Native", "nameservers": []}
+    )
+    assert status == 201
+    too_big = [{**rrset_json(r), "name": r.name.to_text().replace("example", "probe")} for r in big]
+    status, body = pdns.api("PATCH", "zones/probe.test.", {"rrsets": too_big})
+    assert status == 400, (status, body)
+
+    async def scenario() -> tuple[list[Any], ZoneData | None]:
+        t = target(pdns)
+        await t.open()
+        try:
+            with mock.patch.object(t.api, "request", wraps=t.api.request) as spy:
+                await push(t, desired)
+                calls = list(spy.call_args_list)
+            return calls, await t.read(ZONE)
+        finally:
+            await t.close()
+
+    calls, again = run(scenario)
+    writes = [c for c in calls if c.args[0] in ("POST", "PATCH")]
+    assert len(writes) >= 2
+    assert all(len(json.dumps(c.args[2])) < 1_600_000 for c in writes)
+    assert again is not None and compute_plan(desired, again, target="pdns").empty
+
+
+def test_foreign_records_are_reported_and_survive(pdns: PdnsServer) -> None:
+    desired = example_zone()
+    foreign = {
+        "name": "by-hand.example.test.",
+        "type": "TXT",
+        "ttl": 60,
+        "changetype": "REPLACE",
+        "records": [{"content": '"added through the API"', "disabled": False}],
+    }
+
+    async def scenario() -> tuple[Any, Any]:
+        t = target(pdns)
+        await t.open()
+        try:
+            await push(t, desired)
+            status, body = pdns.api("PATCH", f"zones/{zone_id(ZONE)}", {"rrsets": [foreign]})
+            assert status == 204, body
+            changed = with_rrsets(desired, rr("web", 600, "A", "192.0.2.81"))
+            plan = await push(t, changed, owned=set(desired.rrsets))
+            after = compute_plan(
+                changed, await t.read(ZONE), target="pdns", owned=set(changed.rrsets)
+            )
+            return plan, after
+        finally:
+            await t.close()
+
+    plan, after = run(scenario)
+    key = (dns.name.from_text("by-hand.example.test."), dns.rdatatype.TXT)
+    assert plan.foreign == (key,) and key not in {c.key for c in plan.changes}
+    assert after.foreign == (key,) and after.empty
+    assert answer(pdns, "by-hand.example.test.", "TXT") == ['"added through the API"']
+
+
+def test_soa_edit_api_is_turned_off_on_a_zone_made_by_hand(pdns: PdnsServer) -> None:
+    """A zone created outside zonefan has SOA-EDIT-API DEFAULT, which would rewrite our
+    serial on every PATCH: apply() turns it off."""
+    status, body = pdns.api(
+        "POST", "zones", {"name": "example.test.", "kind": "Native", "nameservers": []}
+    )
+    assert status == 201 and body["soa_edit_api"] == "DEFAULT", body
+    desired = example_zone()
+
+    async def scenario() -> Any:
+        t = target(pdns, **{"batch-size": 5})
+        await t.open()
+        try:
+            await push(t, desired)
+            return compute_plan(desired, await t.read(ZONE), target="pdns")
+        finally:
+            await t.close()
+
+    after = run(scenario)
+    assert after.empty, after.lines()
+    assert pdns.query("example.test.", "SOA", flags=0).answer[0][0].serial == desired.serial
+
+
+def test_a_secondary_zone_becomes_native_again(pdns: PdnsServer) -> None:
+    """A zone left as a Slave (it was signed) is turned Native before records are written."""
+    status, _ = pdns.api(
+        "POST",
+        "zones",
+        {
+            "name": "example.test.",
+            "kind": "Slave",
+            "masters": ["127.0.0.1:5300"],
+            "nameservers": [],
+        },
+    )
+    assert status == 201
+    desired = example_zone()
+
+    async def scenario() -> Any:
+        t = target(pdns)
+        await t.open()
+        try:
+            await push(t, desired)
+            return compute_plan(desired, await t.read(ZONE), target="pdns")
+        finally:
+            await t.close()
+
+    after = run(scenario)
+    assert after.empty, after.lines()
+    _, zone = pdns.api("GET", f"zones/{zone_id(ZONE)}")
+    assert zone["kind"] == "Native" and zone["masters"] == [], zone
+    assert pdns.query("example.test.", "SOA", flags=0).answer[0][0].serial == desired.serial
+
+
+def test_wrong_api_key_is_a_config_error_naming_the_key(pdns: PdnsServer) -> None:
+    section = {"url": pdns.api_url, "api-key-env": KEY_ENV}
+    t = powerdns_from_config("pdns", section, TargetContext({}, None, {KEY_ENV: "wrong"}))
+    with pytest.raises(SyncConfigError) as caught:
+        run(t.open)
+    assert caught.value.setting == "target.pdns.api-key-env"
+    assert "rejected the API key" in str(caught.value)
+
+
+def test_nothing_listening_is_a_config_error_naming_the_url() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    section = {"url": url, "api-key-env": KEY_ENV, "timeout": 2}
+    t = powerdns_from_config("pdns", section, TargetContext({}, None, {KEY_ENV: "k"}))
+    with pytest.raises(SyncConfigError) as caught:
+        run(t.open)
+    assert caught.value.setting == "target.pdns.url"
+    assert "unreachable" in str(caught.value)
+
+
+def test_pdns_stopped_after_open_is_target_unavailable(pdns: PdnsServer) -> None:
+    desired = example_zone()
+
+    async def scenario() -> None:
+        t = target(pdns, timeout=2)
+        await t.open()
+        try:
+            plan = compute_plan(desired, None, target="pdns")
+            pdns.stop()
+            await t.apply(plan)
+        finally:
+            await t.close()
+
+    with pytest.raises(TargetUnavailableError) as caught:
+        run(scenario)
+    assert caught.value.transient
+
+
+def test_rejected_content_is_a_target_rejected_error(pdns: PdnsServer) -> None:
+    """pdns refuses a CNAME beside other data with 422 and its own error text."""
+    desired = with_rrsets(example_zone(), rr("web", 300, "CNAME", "www.example.net."))
+
+    async def scenario() -> None:
+        t = target(pdns)
+        await t.open()
+        try:
+            await push(t, desired)
+        finally:
+            await t.close()
+
+    with pytest.raises(TargetRejectedError) as caught:
+        run(scenario)
+    assert "HTTP 422" in str(caught.value) and not caught.value.transient
+
+
+def test_nameservers_from_config_or_the_apex(pdns: PdnsServer) -> None:
+    async def scenario() -> tuple[list[dns.name.Name], list[dns.name.Name]]:
+        t = target(pdns)
+        fixed = target(pdns, nameservers=["a.ns.example.net.", "b.ns.example.net."])
+        await t.open()
+        try:
+            await push(t, example_zone())
+            return await t.nameservers(ZONE), await fixed.nameservers(ZONE)
+        finally:
+            await t.close()
+            await fixed.close()
+
+    read, fixed = run(scenario)
+    assert [n.to_text() for n in read] == ["ns1.example.test.", "ns2.example.test."]
+    assert [n.to_text() for n in fixed] == ["a.ns.example.net.", "b.ns.example.net."]
+
+
+def test_signed_zone_goes_to_pdns_as_a_tsig_secondary(tmp_path: Path) -> None:
+    (tmp_path / "primary").mkdir()
+    db = example_store(tmp_path / "primary" / "z.db")
+    config = tmp_path / "primary" / "zonefan.toml"
+    config.write_text(
+        f"""
+[key.{TSIG_NAME}]
+algorithm = "hmac-sha256"
+secret = "{TSIG_SECRET}"
+
+[[secondary]]
+address = "127.0.0.1"
+key = "{TSIG_NAME}"
+""",
+        encoding="utf-8",
+    )
+    with Store(db) as store:
+        serial = store.serial(ZONE)
+    key = TsigKey(dns.name.from_text(TSIG_NAME), "hmac-sha256", base64.b64decode(TSIG_SECRET))
+    with (
+        ZonefanServer(
+            tmp_path / "primary", db=db, probe_name="example.test.", config=config
+        ) as primary,
+        PdnsServer(tmp_path / "pdns") as pdns,
+    ):
+        ctx = TargetContext(
+            {TSIG_NAME: key}, Address("127.0.0.1", primary.port), {KEY_ENV: pdns.api_key}
+        )
+        section = {
+            "url": pdns.api_url,
+            "api-key-env": KEY_ENV,
+            "tsig-key": TSIG_NAME,
+            "dns": f"127.0.0.1:{pdns.dns_port}",
+        }
+
+        async def scenario() -> tuple[bool, bool, int | None, list[dns.name.Name]]:
+            records = powerdns_from_config("pdns", section, ctx)
+            secondary = records.for_zone(True)
+            assert isinstance(secondary, PowerDnsSecondaryTarget)
+            assert secondary.capabilities.dnssec == DnssecMode.SECONDARY
+            assert records.for_zone(False) is records
+            await records.open()
+            await secondary.open()
+            try:
+                created = await secondary.provision(ZONE)
+                again = await secondary.provision(ZONE)
+                await secondary.refresh(ZONE)
+                seen = None
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    seen = await secondary.serial(ZONE)
+                    if seen == serial:
+                        break
+                    await asyncio.sleep(0.1)
+                return created, again, seen, await secondary.nameservers(ZONE)
+            finally:
+                await secondary.close()
+                await records.close()
+
+        created, again, seen, nameservers = run(scenario)
+        assert (created, again) == (True, False)
+        assert seen == serial, pdns.log_text()[-3000:]
+        _, zone = pdns.api("GET", f"zones/{zone_id(ZONE)}")
+        assert zone["kind"] == "Slave" and zone["masters"] == [f"127.0.0.1:{primary.port}"]
+        assert zone["slave_tsig_key_ids"] == [f"{TSIG_NAME}."]
+        assert [n.to_text() for n in nameservers] == ["ns1.example.test.", "ns2.example.test."]
+        # An NXDOMAIN proof from pdns is the primary's: the same NSEC(3)s and RRSIGs.
+        theirs = pdns.query("nothere.example.test.", "A", flags=0, want_dnssec=True)
+        ours = primary.query("nothere.example.test.", "A", flags=0, want_dnssec=True)
+        assert theirs.rcode() == ours.rcode() == dns.rcode.NXDOMAIN
+        proof = {r.rdtype for r in theirs.authority}
+        assert dns.rdatatype.RRSIG in proof and proof & {dns.rdatatype.NSEC, dns.rdatatype.NSEC3}
+        assert _records(theirs.authority) == _records(ours.authority)
+
+
+def test_secondary_fixes_a_zone_with_the_wrong_masters(pdns: PdnsServer) -> None:
+    status, _ = pdns.api(
+        "POST", "zones", {"name": "example.test.", "kind": "Native", "nameservers": []}
+    )
+    assert status == 201
+    section = {"url": pdns.api_url, "api-key-env": KEY_ENV, "dns": f"127.0.0.1:{pdns.dns_port}"}
+    ctx = TargetContext({}, Address("127.0.0.1", 5300), {KEY_ENV: pdns.api_key})
+    t = powerdns_secondary_from_config("pdns", section, ctx)
+
+    async def scenario() -> bool:
+        await t.open()
+        try:
+            return await t.provision(ZONE)
+        finally:
+            await t.close()
+
+    assert run(scenario) is False
+    _, zone = pdns.api("GET", f"zones/{zone_id(ZONE)}")
+    assert zone["kind"] == "Slave" and zone["masters"] == ["127.0.0.1:5300"]
+
+
+def _records(section: list[dns.rrset.RRset]) -> set[tuple[str, int, str]]:
+    return {(s.name.to_text(), int(s.rdtype), r.to_text()) for s in section for r in s}
+
+
+# -- units -----------------------------------------------------------------------------------
+
+
+def test_retry_after_parsing() -> None:
+    now = 1_700_000_000.0
+    assert parse_retry_after("120", now) == 120.0
+    assert parse_retry_after(" 0 ", now) == 0.0
+    assert parse_retry_after(email.utils.formatdate(now + 90, usegmt=True), now) == 90.0
+    assert parse_retry_after(email.utils.formatdate(now - 90, usegmt=True), now) == 0.0
+    assert parse_retry_after("-5", now) == 0.0
+    assert parse_retry_after(None, now) is None
+    assert parse_retry_after("soon", now) is None
+    assert parse_retry_after("nan", now) is None
+
+
+def test_rendering_matches_what_pdns_prints() -> None:
+    zone = example_zone()
+    loc = zone.rrsets[(ZONE, dns.rdatatype.LOC)].rdatas[0]
+    assert render(loc) == "52 22 23.000 N 4 53 32.000 E -2.00m 1.00m 10000.00m 10.00m"
+    https = zone.rrsets[(ZONE, dns.rdatatype.HTTPS)].rdatas[0]
+    assert render(https) == "1 . alpn=h3,h2 ipv4hint=192.0.2.1 ipv6hint=2001:db8::1"
+    key = RRset.from_text("@", "DNSKEY", 300, ["257 3 13 " + "A" * 86 + "=="], ZONE).rdatas[0]
+    assert " " not in render(key).split(" ", 3)[3]
+    assert zone_id(dns.name.from_text("_tcp.Example.test.")) == "=5Ftcp.Example.test."
+    assert zone_id(dns.name.root) == "=2E"
+
+
+def test_batches_respect_count_and_bytes() -> None:
+    items = [{"n": "x" * 100} for _ in range(10)]
+    assert [len(b) for b in batches(items, 4, 10_000)] == [4, 4, 2]
+    assert [len(b) for b in batches(items, 100, 350)] == [3, 3, 3, 1]
+    assert [len(b) for b in batches([{"n": "x" * 500}], 10, 100)] == [1]
+
+
+def test_config_errors() -> None:
+    ctx = TargetContext({}, None, {KEY_ENV: "k"})
+    base = {"url": "http://127.0.0.1:8081", "api-key-env": KEY_ENV}
+    with pytest.raises(SyncConfigError) as caught:
+        powerdns_from_config("p", {**base, "bogus": 1}, ctx)
+    assert caught.value.setting == "target.p.bogus"
+    assert "allowed:" in str(caught.value) and "batch-size" in str(caught.value)
+    # Fields the engine handles pass.
+    t = powerdns_from_config(
+        "p",
+        {**base, "type": "powerdns", "zones": ["a."], "drift": "1h", "max-change-share": 0.5},
+        ctx,
+    )
+    assert t.capabilities.dnssec == DnssecMode.NONE and t.capabilities.batch_size == 1000
+    with pytest.raises(SyncConfigError) as caught:
+        powerdns_from_config("p", base, TargetContext({}, None, {}))
+    assert caught.value.setting == "target.p.api-key-env"
+    with pytest.raises(SyncConfigError) as caught:
+        powerdns_from_config("p", {"api-key-env": KEY_ENV}, ctx)
+    assert caught.value.setting == "target.p.url"
+    for field, value in [
+        ("url", "ftp://x"),
+        ("batch-size", 0),
+        ("rate-limit", -1),
+        ("timeout", "soon"),
+        ("signed-zones", "presigned"),
+        ("nameservers", "ns1."),
+        ("primary", "localhost"),
+        ("dns", "127.0.0.1:99999"),
+        ("tsig-key", "nokey"),
+    ]:
+        with pytest.raises(SyncConfigError) as caught:
+            powerdns_from_config("p", {**base, field: value}, ctx)
+        assert caught.value.setting == f"target.p.{field}", (field, caught.value)
+    # A secondary needs the primary's address and pdns's DNS address.
+    with pytest.raises(SyncConfigError) as caught:
+        powerdns_secondary_from_config("p", {**base, "dns": "127.0.0.1:53"}, ctx)
+    assert caught.value.setting == "target.p.primary"
+    with_primary = TargetContext({}, Address("127.0.0.1", 53), {KEY_ENV: "k"})
+    with pytest.raises(SyncConfigError) as caught:
+        powerdns_secondary_from_config("p", base, with_primary)
+    assert caught.value.setting == "target.p.dns"
+    with pytest.raises(SyncConfigError) as caught:
+        powerdns_secondary_from_config(
+            "p", {**base, "dns": "127.0.0.1:53", "batch-size": 5}, with_primary
+        )
+    assert caught.value.setting == "target.p.batch-size"
+    # signed-zones: the secondary mode needs dns; "refuse" keeps the record target.
+    with pytest.raises(SyncConfigError) as caught:
+        powerdns_from_config("p", base, with_primary).for_zone(True)
+    assert caught.value.setting == "target.p.dns"
+    refusing = powerdns_from_config("p", {**base, "signed-zones": "refuse"}, ctx)
+    assert refusing.for_zone(True) is refusing
+
+
+def test_http_errors_map_to_target_errors() -> None:
+    """429 with Retry-After, 5xx and other 4xx from a stand-in API on 127.0.0.1."""
+    answers: dict[str, tuple[int, dict[str, str], str]] = {
+        "busy": (429, {"Retry-After": "7"}, '{"error": "slow down"}'),
+        "broken": (503, {}, '{"error": "backend down"}'),
+        "bad": (422, {}, '{"error": "Name is out of zone"}'),
+    }
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.path.endswith("/servers/localhost"):
+            return web.json_response({"id": "localhost"})
+        status, headers, body = answers[request.match_info["zone"].split(".")[0]]
+        assert "Expect" not in request.headers
+        return web.Response(
+            status=status, headers=headers, text=body, content_type="application/json"
+        )
+
+    async def scenario() -> list[Exception]:
+        app = web.Application()
+        app.router.add_get("/api/v1/servers/localhost", handler)
+        app.router.add_get("/api/v1/servers/localhost/zones/{zone}", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        site = web.TCPSite(runner, "127.0.0.1", port)
+        await site.start()
+        ctx = TargetContext({}, None, {KEY_ENV: "k"})
+        t = powerdns_from_config(
+            "p", {"url": f"http://127.0.0.1:{port}", "api-key-env": KEY_ENV}, ctx
+        )
+        errors: list[Exception] = []
+        try:
+            await t.open()
+            for name in ("busy", "broken", "bad"):
+                try:
+                    await t.read(dns.name.from_text(f"{name}.test."))
+                except Exception as exc:
+                    errors.append(exc)
+        finally:
+            await t.close()
+            await runner.cleanup()
+        return errors
+
+    busy, broken, bad = run(scenario)
+    assert isinstance(busy, TargetRateLimitedError) and busy.retry_after == 7.0
+    assert isinstance(broken, TargetUnavailableError) and "503" in str(broken)
+    assert "backend down" in str(broken)
+    assert isinstance(bad, TargetRejectedError) and "Name is out of zone" in str(bad)
+    assert re.search(r"HTTP 422", str(bad))
+
+
+def test_rate_limit_spaces_requests() -> None:
+    ctx = TargetContext({}, None, {KEY_ENV: "k"})
+    section = {"url": "http://127.0.0.1:1", "api-key-env": KEY_ENV, "rate-limit": 20}
+    t = powerdns_from_config("p", section, ctx)
+    assert t.capabilities.rate_limit == 20.0
+
+    async def scenario() -> float:
+        started = time.monotonic()
+        for _ in range(5):
+            await t.api._limiter.acquire()
+        return time.monotonic() - started
+
+    assert run(scenario) >= 0.19  # the first goes at once, then one per 50 ms

@@ -1,0 +1,218 @@
+"""Real DNS servers acting as an RFC 2136 UPDATE provider for the sync tests: knotd and
+named serving one zone as primary from a zone file, accepting TSIG-signed UPDATE and AXFR.
+
+Like the servers of :mod:`tests.servers` they run on 127.0.0.1 with an ephemeral port and
+private files, and are stopped by their PID.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import dns.exception
+import dns.flags
+import dns.rdatatype
+
+from tests.servers import START_TIMEOUT, XfrKey, _Process
+from tests.tools import free_port, require_tool
+
+
+class _UpdatePrimary(_Process):
+    """A primary for ``zone`` loaded from a copy of ``zone_file``, allowing UPDATE and AXFR
+    signed with ``key`` from 127.0.0.1."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        zone: str,
+        zone_file: Path,
+        key: XfrKey,
+        start_timeout: float = START_TIMEOUT,
+    ) -> None:
+        super().__init__(workdir, start_timeout)
+        self.zone = zone.rstrip(".") + "."
+        self.zone_path = workdir / f"{self.zone}zone"
+        # A copy: the server may write to it (BIND's journal sits beside it).
+        shutil.copyfile(zone_file, self.zone_path)
+        self.key = key
+
+    def _probe_name(self) -> str:
+        return self.zone
+
+    def _wait_ready(self) -> bool:
+        """Ready once the zone itself is served (BIND answers SERVFAIL before it loads)."""
+        if not super()._wait_ready():
+            return False
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.serial() is not None:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def serial(self) -> int | None:
+        """The SOA serial served for the zone now (None: no authoritative answer)."""
+        try:
+            response = self.query(self.zone, "SOA", flags=0)
+        except (dns.exception.DNSException, OSError):
+            return None
+        if response.rcode() != 0 or not response.flags & dns.flags.AA:
+            return None
+        for rrset in response.answer:
+            if rrset.rdtype == dns.rdatatype.SOA:
+                return int(rrset[0].serial)
+        return None
+
+    def control(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run the server's control tool (knotc, rndc) with ``args``; raise on failure."""
+        done = subprocess.run(
+            [*self._control_command(), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"{self.name} control {' '.join(args)} failed:\n{done.stdout}{done.stderr}"
+            )
+        return done
+
+    def _control_command(self) -> list[str]:
+        raise NotImplementedError
+
+
+class KnotUpdatePrimary(_UpdatePrimary):
+    """knotd as a primary without DNSSEC signing (``dnssec-signing: off``, its default), so
+    DNSSEC records arriving by UPDATE are plain data to it."""
+
+    name = "knot"
+
+    def _prepare(self) -> None:
+        d = self.workdir
+        k = self.key
+        (d / "storage").mkdir(exist_ok=True)
+        self.conf = d / "knot.conf"
+        self.conf.write_text(
+            f"""server:
+    rundir: "{d}"
+    listen: 127.0.0.1@{self.port}
+    background-workers: 1
+    tcp-workers: 1
+    udp-workers: 1
+
+log:
+  - target: stderr
+    any: info
+
+database:
+    storage: "{d}/storage"
+
+key:
+  - id: {k.name}
+    algorithm: {k.algorithm}
+    secret: {k.secret}
+
+acl:
+  - id: provider
+    address: 127.0.0.1
+    key: {k.name}
+    action: [transfer, update]
+
+template:
+  - id: default
+    storage: "{d}/storage"
+    zonefile-sync: -1
+    zonefile-load: whole
+    journal-content: changes
+    dnssec-signing: off
+    semantic-checks: off
+
+zone:
+  - domain: {self.zone}
+    file: "{self.zone_path}"
+    acl: provider
+""",
+            encoding="utf-8",
+        )
+
+    def _command(self) -> list[str]:
+        return [require_tool("knotd"), "-c", str(self.conf)]
+
+    def _control_command(self) -> list[str]:
+        return [require_tool("knotc"), "-c", str(self.conf), "-s", str(self.workdir / "knot.sock")]
+
+
+class BindUpdatePrimary(_UpdatePrimary):
+    """named (``-g``) as a primary with ``dnssec-policy none``. ``policy`` picks how UPDATE
+    is allowed: ``allow-update`` (the key may change anything) or ``update-policy``
+    (``grant KEY zonesub ANY``)."""
+
+    name = "bind"
+
+    def __init__(
+        self,
+        workdir: Path,
+        zone: str,
+        zone_file: Path,
+        key: XfrKey,
+        start_timeout: float = START_TIMEOUT,
+        policy: str = "allow-update",
+    ) -> None:
+        super().__init__(workdir, zone, zone_file, key, start_timeout)
+        self.policy = policy
+
+    def _prepare(self) -> None:
+        d = self.workdir
+        k = self.key
+        self.control_port = free_port()
+        rndc_key = f'key "rndc-key" {{ algorithm hmac-sha256; secret "{k.secret}"; }};\n'
+        if self.policy == "update-policy":
+            update = f"update-policy {{ grant {k.name} zonesub ANY; }};"
+        else:
+            update = f"allow-update {{ key {k.name}; }};"
+        self.conf = d / "named.conf"
+        self.conf.write_text(
+            f"""options {{
+    directory "{d}";
+    pid-file "{d}/named.pid";
+    listen-on port {self.port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    dnssec-validation no;
+    notify no;
+    allow-query {{ any; }};
+}};
+key "{k.name}" {{ algorithm {k.algorithm}; secret "{k.secret}"; }};
+{rndc_key}controls {{
+    inet 127.0.0.1 port {self.control_port} allow {{ 127.0.0.1; }} keys {{ "rndc-key"; }};
+}};
+zone "{self.zone}" {{
+    type primary;
+    file "{self.zone_path}";
+    dnssec-policy none;
+    {update}
+    allow-transfer {{ key {k.name}; }};
+}};
+""",
+            encoding="utf-8",
+        )
+        self.rndc_conf = d / "rndc.conf"
+        self.rndc_conf.write_text(
+            f"""{rndc_key}options {{
+    default-key "rndc-key";
+    default-server 127.0.0.1;
+    default-port {self.control_port};
+}};
+""",
+            encoding="utf-8",
+        )
+
+    def _command(self) -> list[str]:
+        return [require_tool("named"), "-g", "-c", str(self.conf)]
+
+    def _control_command(self) -> list[str]:
+        return [require_tool("rndc"), "-c", str(self.rndc_conf)]
