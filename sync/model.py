@@ -7,6 +7,8 @@ RFC 2136 UPDATE address them.
 from __future__ import annotations
 
 import hashlib
+import socket
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -34,18 +36,155 @@ DNSSEC_TYPES = frozenset(
 SIGNATURE_TYPES = frozenset({dns.rdatatype.RRSIG, dns.rdatatype.DNSKEY})
 
 
+# Types whose rdata holds no domain name, so their wire form is already canonical
+# (RFC 4034 §6.2): kept as wire bytes, turned into dnspython objects only when asked.
+NAMELESS_TYPES = frozenset(
+    {
+        dns.rdatatype.A,
+        dns.rdatatype.AAAA,
+        dns.rdatatype.TXT,
+        dns.rdatatype.SPF,
+        dns.rdatatype.CAA,
+        dns.rdatatype.TLSA,
+        dns.rdatatype.SMIMEA,
+        dns.rdatatype.SSHFP,
+        dns.rdatatype.DS,
+        dns.rdatatype.CDS,
+        dns.rdatatype.DNSKEY,
+        dns.rdatatype.CDNSKEY,
+        dns.rdatatype.NSEC3,
+        dns.rdatatype.NSEC3PARAM,
+        dns.rdatatype.OPENPGPKEY,
+        dns.rdatatype.ZONEMD,
+    }
+)
+# Types with one uncompressed name at a fixed place (RFC 4034 §3.1.7, §4.1.1): canonical
+# form lowercases just that name. Value: the offset where the name starts.
+NAME_AT = {dns.rdatatype.RRSIG: 18, dns.rdatatype.NSEC: 0}
+WIRE_TYPES = NAMELESS_TYPES | frozenset(NAME_AT)
+_ADDRESS_FAMILY = {dns.rdatatype.A: socket.AF_INET, dns.rdatatype.AAAA: socket.AF_INET6}
+
+
 def _canonical_wire(rdata: dns.rdata.Rdata) -> bytes:
     return rdata.to_digestable()
 
 
-@dataclass(frozen=True)
-class RRset:
-    """One RRset: owner, type, TTL and its rdatas in canonical order (no duplicates)."""
+def _kind(rdtype: int) -> dns.rdatatype.RdataType:
+    return dns.rdatatype.RdataType.make(rdtype)
 
-    name: dns.name.Name
-    rdtype: dns.rdatatype.RdataType
-    ttl: int
-    rdatas: tuple[dns.rdata.Rdata, ...]
+
+def _wire(rdata: dns.rdata.Rdata) -> bytes:
+    wire = rdata.to_wire()
+    assert wire is not None  # None only when writing to a file
+    return wire
+
+
+def name_end(wire: bytes, start: int) -> int:
+    """Where the uncompressed name at ``start`` ends; ValueError for a compression
+    pointer, a bad label type or a name running past the data."""
+    pos = start
+    while True:
+        if pos >= len(wire):
+            raise ValueError("name runs past the rdata")
+        length = wire[pos]
+        if length == 0:
+            return pos + 1
+        if length & 0xC0:
+            raise ValueError("compressed or extended label where none is allowed")
+        pos += 1 + length
+
+
+def canonical_of_wire(rdtype: int, wire: bytes) -> bytes:
+    """The canonical form of an uncompressed rdata of a type in :data:`WIRE_TYPES`. Label
+    length bytes are below 64, so ``bytes.lower`` only touches the name's letters."""
+    at = NAME_AT.get(rdtype)  # type: ignore[call-overload]  # IntEnum keys match ints
+    if at is None:
+        return wire
+    end = name_end(wire, at)
+    return wire[:at] + wire[at:end].lower() + wire[end:]
+
+
+_HASH_MODULUS = sys.hash_info.modulus
+
+
+class FastName(dns.name.Name):
+    """A dnspython Name that computes its hash and case-folded form once. dnspython's
+    ``Name.__hash__`` lowercases every label on each call (about 4 µs) and ``__eq__``
+    runs a full comparison; the sync engine hashes and compares every owner of a zone
+    several times per plan. Equal to, and hashing like, the plain Name it stands for."""
+
+    __slots__ = ("_folded", "_hash")
+
+    _folded: tuple[bytes, ...]
+    _hash: int
+
+    @classmethod
+    def of(cls, name: dns.name.Name) -> FastName:
+        """``name`` as a FastName (itself when it is one)."""
+        if isinstance(name, FastName):
+            return name
+        return cls.from_labels(name.labels)
+
+    @classmethod
+    def from_labels(cls, labels: tuple[bytes, ...]) -> FastName:
+        """From labels already checked (a parsed wire name or an existing Name)."""
+        fast = object.__new__(cls)
+        folded = tuple(label.lower() for label in labels)
+        object.__setattr__(fast, "labels", labels)
+        object.__setattr__(fast, "_folded", folded)
+        # dnspython's hash (h = 9h + c over every octet) reduced as CPython reduces the big
+        # int it returns, so FastName and Name are interchangeable as dict keys.
+        h = 0
+        for label in folded:
+            for c in label:
+                h = h * 9 + c
+            h %= _HASH_MODULUS
+        object.__setattr__(fast, "_hash", hash(h))
+        return fast
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FastName):
+            return self._hash == other._hash and self._folded == other._folded
+        return bool(super().__eq__(other))  # type: ignore[no-untyped-call]
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    @property
+    def canonical_order(self) -> tuple[bytes, ...]:
+        """Labels from the root, lowercased: sorting these is RFC 4034 §6.1 order."""
+        return self._folded[::-1]
+
+
+class RRset:
+    """One RRset: owner, type, TTL and its rdatas in canonical order (no duplicates).
+
+    Immutable. Built either from dnspython rdatas (:meth:`of`) or, for the common types in
+    :data:`WIRE_TYPES`, from uncompressed wire rdatas (:meth:`from_wires`): parsing a
+    transfer then costs no dnspython object per record (dnspython takes about 45 µs to
+    build one A rdata), and ``rdatas`` is built on first use.
+    """
+
+    __slots__ = ("_canonical", "_rdatas", "_wires", "name", "rdtype", "ttl")
+
+    def __init__(
+        self,
+        name: dns.name.Name,
+        rdtype: dns.rdatatype.RdataType,
+        ttl: int,
+        rdatas: tuple[dns.rdata.Rdata, ...] | None = None,
+        wires: tuple[bytes, ...] | None = None,
+        canonical: tuple[bytes, ...] | None = None,
+    ) -> None:
+        self.name: dns.name.Name = FastName.of(name)
+        self.rdtype = rdtype
+        self.ttl = ttl
+        self._rdatas = rdatas
+        self._wires = wires
+        self._canonical = canonical
 
     @classmethod
     def of(
@@ -57,8 +196,33 @@ class RRset:
     ) -> RRset:
         """An RRset with its rdatas sorted canonically and duplicates dropped."""
         unique = {_canonical_wire(r): r for r in rdatas}
-        ordered = tuple(unique[w] for w in sorted(unique))
-        return cls(name, dns.rdatatype.RdataType.make(rdtype), ttl, ordered)
+        order = sorted(unique)
+        kind = dns.rdatatype.RdataType.make(rdtype)
+        return cls(name, kind, ttl, rdatas=tuple(unique[w] for w in order), canonical=tuple(order))
+
+    @classmethod
+    def from_wires(
+        cls,
+        name: dns.name.Name,
+        rdtype: dns.rdatatype.RdataType | int,
+        ttl: int,
+        wires: Iterable[bytes],
+    ) -> RRset:
+        """An RRset of a type in :data:`WIRE_TYPES` from uncompressed rdata wires; other
+        types are parsed with dnspython. ValueError for a malformed rdata."""
+        kind = rdtype if isinstance(rdtype, dns.rdatatype.RdataType) else _kind(rdtype)
+        if kind not in WIRE_TYPES:
+            rdatas = [dns.rdata.from_wire(dns.rdataclass.IN, kind, w, 0, len(w)) for w in wires]
+            return cls.of(name, kind, ttl, rdatas)
+        if not isinstance(wires, list | tuple):
+            wires = list(wires)
+        if len(wires) == 1:  # most RRsets: nothing to sort or deduplicate
+            return cls(
+                name, kind, ttl, wires=tuple(wires), canonical=(canonical_of_wire(kind, wires[0]),)
+            )
+        unique = {canonical_of_wire(kind, w): w for w in wires}
+        order = sorted(unique)
+        return cls(name, kind, ttl, wires=tuple(unique[c] for c in order), canonical=tuple(order))
 
     @classmethod
     def from_text(
@@ -67,10 +231,49 @@ class RRset:
         """Parse presentation-format rdatas (relative names resolve against ``origin``)."""
         owner = dns.name.from_text(name, origin)
         kind = dns.rdatatype.from_text(rdtype)
+        return cls.parse(owner, kind, ttl, texts, origin)
+
+    @classmethod
+    def parse(
+        cls,
+        owner: dns.name.Name,
+        rdtype: dns.rdatatype.RdataType,
+        ttl: int,
+        texts: Iterable[str],
+        origin: dns.name.Name | None = None,
+    ) -> RRset:
+        """Presentation-format rdatas of ``rdtype``; addresses take a fast path. Raises
+        dnspython's SyntaxError (or ValueError) for bad text."""
+        family = _ADDRESS_FAMILY.get(rdtype)
+        if family is not None:
+            try:
+                return cls.from_wires(
+                    owner, rdtype, ttl, [socket.inet_pton(family, t) for t in texts]
+                )
+            except OSError:
+                raise ValueError(
+                    f"bad {dns.rdatatype.to_text(rdtype)} address in {texts}"
+                ) from None
         rdatas = [
-            dns.rdata.from_text(dns.rdataclass.IN, kind, t, origin, relativize=False) for t in texts
+            dns.rdata.from_text(dns.rdataclass.IN, rdtype, t, origin, relativize=False)
+            for t in texts
         ]
-        return cls.of(owner, kind, ttl, rdatas)
+        return cls.of(owner, rdtype, ttl, rdatas)
+
+    @property
+    def rdatas(self) -> tuple[dns.rdata.Rdata, ...]:
+        if self._rdatas is None:
+            wires = self._wires or ()
+            self._rdatas = tuple(
+                dns.rdata.from_wire(dns.rdataclass.IN, self.rdtype, w, 0, len(w)) for w in wires
+            )
+        return self._rdatas
+
+    def wires(self) -> tuple[bytes, ...]:
+        """The rdatas in uncompressed wire form, original case."""
+        if self._wires is None:
+            self._wires = tuple(_wire(r) for r in self.rdatas)
+        return self._wires
 
     @property
     def key(self) -> RRsetKey:
@@ -79,6 +282,9 @@ class RRset:
 
     def texts(self, origin: dns.name.Name | None = None) -> list[str]:
         """The rdatas in presentation format, absolute names unless ``origin`` is given."""
+        family = _ADDRESS_FAMILY.get(self.rdtype)
+        if family is not None and self._wires is not None:
+            return [socket.inet_ntop(family, w) for w in self._wires]
         return [r.to_text(origin=origin, relativize=origin is not None) for r in self.rdatas]
 
     def same_data(self, other: RRset) -> bool:
@@ -86,7 +292,10 @@ class RRset:
         return self.ttl == other.ttl and self.wire_set() == other.wire_set()
 
     def wire_set(self) -> tuple[bytes, ...]:
-        return tuple(_canonical_wire(r) for r in self.rdatas)
+        """The canonical wire forms, sorted: what equality of RRsets means."""
+        if self._canonical is None:
+            self._canonical = tuple(_canonical_wire(r) for r in self.rdatas)
+        return self._canonical
 
     def digest(self) -> str:
         """SHA-256 over owner, type, TTL and canonical rdatas: what state records as pushed."""
@@ -99,13 +308,29 @@ class RRset:
             h.update(wire)
         return h.hexdigest()
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RRset):
+            return NotImplemented
+        return self.key == other.key and self.same_data(other)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.rdtype, self.ttl, self.wire_set()))
+
+    def __repr__(self) -> str:
+        return f"RRset({self}: {' '.join(self.texts())})"
+
     def __str__(self) -> str:
         return f"{self.name} {self.ttl} {dns.rdatatype.to_text(self.rdtype)}"
 
 
-def sort_key(key: RRsetKey) -> tuple[dns.name.Name, int]:
-    """Canonical DNSSEC name order, then type number: the deterministic order of plans."""
-    return (key[0], int(key[1]))
+def sort_key(key: RRsetKey) -> tuple[tuple[bytes, ...], int]:
+    """Canonical DNSSEC name order (RFC 4034 §6.1: labels from the root, lowercased, as
+    octet strings), then type number: the deterministic order of plans. Comparing tuples
+    of bytes is many times faster than comparing dnspython names."""
+    name = key[0]
+    if isinstance(name, FastName):
+        return (name.canonical_order, int(key[1]))
+    return (tuple(label.lower() for label in reversed(name.labels)), int(key[1]))
 
 
 @dataclass(frozen=True)

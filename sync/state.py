@@ -1,7 +1,8 @@
 """The sidecar's own durable state, one SQLite file (through sqlite-utils).
 
-* ``zones``: the local copy of each zone as last transferred from the primary (text),
-  its serial and when that serial was first seen.
+* ``zones``: the local copy of each zone as last transferred from the primary (its
+  records in uncompressed wire form, read back without dnspython's parser), its serial and
+  when that serial was first seen.
 * ``targets``: per (target, zone): the serial last pushed and when, the last success, the
   last error, and the last drift found.
 * ``owned``: per (target, zone) the RRsets zonefan manages there. Written *before* a plan
@@ -31,6 +32,7 @@ import sqlite_utils
 
 from sync.errors import SyncError
 from sync.model import RRsetKey, ZoneData
+from sync.wire import zone_from_wire, zone_to_wire
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x7A667379  # "zfsy"
@@ -113,7 +115,7 @@ class SyncState:
             return
         with self._tx():
             self.db.table("zones").create(
-                {"name": str, "serial": int, "data": str, "seen_at": float, "method": str},
+                {"name": str, "serial": int, "data": bytes, "seen_at": float, "method": str},
                 pk="name",
                 if_not_exists=True,
             )
@@ -179,13 +181,13 @@ class SyncState:
             c.execute(
                 "INSERT OR REPLACE INTO zones(name, serial, data, seen_at, method) "
                 "VALUES (?,?,?,?,?)",
-                (name, data.serial, data.to_text(), self.clock(), method),
+                (name, data.serial, zone_to_wire(data), self.clock(), method),
             )
         return True
 
     def zone(self, name: dns.name.Name) -> ZoneData | None:
         row = self.conn.execute("SELECT data FROM zones WHERE name=?", (name.to_text(),)).fetchone()
-        return None if row is None else ZoneData.from_text(row[0], name)
+        return None if row is None else zone_from_wire(name, bytes(row[0]))
 
     def zone_serial(self, name: dns.name.Name) -> tuple[int, float] | None:
         """(serial, when it was first seen) of the local copy."""

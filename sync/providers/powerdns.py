@@ -147,6 +147,16 @@ def render(rdata: dns.rdata.Rdata) -> str:
     return text
 
 
+_ADDRESS_TYPES = frozenset({dns.rdatatype.A, dns.rdatatype.AAAA})
+
+
+def contents(rrset: RRset) -> list[str]:
+    """The records' content as pdns writes it; addresses without a dnspython object."""
+    if rrset.rdtype in _ADDRESS_TYPES:
+        return rrset.texts()
+    return [render(r) for r in rrset.rdatas]
+
+
 def rrset_json(rrset: RRset) -> dict[str, Any]:
     """An RRset for a PATCH that replaces it whole."""
     return {
@@ -154,7 +164,7 @@ def rrset_json(rrset: RRset) -> dict[str, Any]:
         "type": dns.rdatatype.to_text(rrset.rdtype),
         "ttl": rrset.ttl,
         "changetype": "REPLACE",
-        "records": [{"content": render(r), "disabled": False} for r in rrset.rdatas],
+        "records": [{"content": text, "disabled": False} for text in contents(rrset)],
     }
 
 
@@ -203,6 +213,15 @@ def zone_from_json(
         except (KeyError, TypeError, ValueError, dns.exception.DNSException) as exc:
             problems.append(f"unreadable rrset {item!r}: {exc}")
             continue
+        enabled = [
+            str(r.get("content", "")) for r in item.get("records", []) if not r.get("disabled")
+        ]
+        if rdtype in _ADDRESS_TYPES and enabled:
+            try:  # the bulk of most zones: no dnspython object per address
+                sets.append(RRset.parse(owner, rdtype, ttl, enabled))
+                continue
+            except ValueError:
+                pass  # one of them is bad: find which, below
         rdatas: list[dns.rdata.Rdata] = []
         for record in item.get("records", []):
             if record.get("disabled"):

@@ -55,6 +55,7 @@ import dns.update
 import dns.xfr
 import dns.zone
 
+from sync.axfr import TransferError, axfr
 from sync.errors import (
     SyncConfigError,
     TargetRejectedError,
@@ -174,44 +175,23 @@ class Rfc2136Target(RecordTarget):
     async def read(self, zone: dns.name.Name) -> ZoneData | None:
         """AXFR the zone; None when the server refuses both the transfer and an SOA query
         for it (it does not serve the zone at all)."""
-        holder = dns.zone.Zone(zone, relativize=False)
         k = self.transfer_key
-        query, _ = dns.xfr.make_query(
-            holder, serial=None, keyring=k.dns_key, keyname=k.name, keyalgorithm=k.dns_key.algorithm
-        )
         try:
-            await asyncio.wait_for(
-                dns.asyncquery.inbound_xfr(
-                    self.server.host,
-                    holder,
-                    query,
-                    port=self.server.port,
-                    timeout=self.timeout,
-                    lifetime=self.timeout * 6,
-                ),
-                self.timeout * 6 + 1,
+            return await asyncio.to_thread(
+                axfr, self.server, zone, k, self.timeout, self.timeout * 6
             )
-        except dns.xfr.TransferError as exc:
-            if exc.rcode in (dns.rcode.NOTAUTH, dns.rcode.REFUSED) and not await self._serves(zone):
+        except TransferError as exc:
+            refused = exc.rcode in (dns.rcode.NOTAUTH, dns.rcode.REFUSED)
+            if refused and not await self._serves(zone):
                 return None
+            hint = ": allow AXFR for that key at the server" if refused else ""
             raise TargetRejectedError(
-                self.name,
-                f"{self.server} refused the transfer of {zone} ({dns.rcode.to_text(exc.rcode)}) "
-                f"with TSIG key {k.name}: allow AXFR for that key at the server",
+                self.name, f"AXFR of {zone} from {self.server} with TSIG key {k.name}: {exc}{hint}"
             ) from None
-        except dns.tsig.PeerError as exc:
-            raise TargetRejectedError(
-                self.name, f"{self.server} rejected TSIG key {k.name} for AXFR of {zone}: {exc}"
-            ) from None
-        except (dns.exception.Timeout, TimeoutError, OSError, EOFError) as exc:
+        except (TimeoutError, OSError) as exc:
             raise TargetUnavailableError(
                 self.name, f"AXFR of {zone} from {self.server} failed: {_reason(exc)}"
             ) from None
-        except dns.exception.DNSException as exc:
-            raise TargetRejectedError(
-                self.name, f"AXFR of {zone} from {self.server} failed: {exc}"
-            ) from None
-        return ZoneData.from_dns_zone(holder)
 
     async def apply(self, plan: Plan) -> None:
         """Send the plan as UPDATE messages, our SOA last; raise on the first failure."""
