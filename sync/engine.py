@@ -1,9 +1,12 @@
 """The push engine: keeps every target serving the primary's current zone.
 
 One worker per target drains that target's outbox, so a slow or failing target never
-delays the others. An attempt re-reads the target, plans the difference, checks safety and
-applies it; a failure is retried with exponential backoff and jitter (at least the
-provider's Retry-After) until the target converges. A drift checker reads each converged
+delays the others. An attempt plans the difference between the zone and what the target
+holds, checks safety and applies it. What the target holds is read from it on the first
+attempt after a start, after any failure, after drift and when forced; otherwise it is what
+the engine itself pushed there last, so a one-record change costs no read of a large zone.
+A failure is retried with exponential backoff and jitter (at least the provider's
+Retry-After) until the target converges. A drift checker reads each converged
 target back on an interval and repairs (or only reports) what changed there.
 """
 
@@ -130,6 +133,9 @@ class SyncEngine:
         self._hold: dict[str, float] = {}
         # Held by a push or a drift check: a read-back never runs in the middle of a push.
         self._busy = {name: asyncio.Lock() for name in targets}
+        # Per (target, zone): the zone as the target holds it after our last push or read.
+        # Planning against it costs no read; the drift check reads back on its interval.
+        self._known: dict[tuple[str, dns.name.Name], ZoneData] = {}
 
     # -- zones ------------------------------------------------------------------------------
 
@@ -231,11 +237,15 @@ class SyncEngine:
         self, name: str, target: RecordTarget, data: ZoneData, force: bool
     ) -> str:
         zone = data.origin.to_text()
-        current = await target.read(data.origin)
+        # What we last pushed there, unless forced; popped so that a failure anywhere below
+        # makes the next attempt read the target again.
+        known = None if force else self._known.pop((name, data.origin), None)
+        current = known if known is not None else await target.read(data.origin)
         plan = self._plan_for(name, target, data, current)
         self.targets[name].safety.check(plan, force=force)
         if plan.empty:
             self.state.pushed(name, zone, data.serial, detail="already current")
+            self._known[(name, data.origin)] = data
             return "already current"
         self.state.own(name, zone, (c.key for c in plan.changes if c.action != Action.DELETE))
         await target.apply(plan)
@@ -243,6 +253,7 @@ class SyncEngine:
             await self._verify_signed(name, target, data)
         deleted = [c.key for c in plan.changes if c.action == Action.DELETE]
         self.state.pushed(name, zone, data.serial, deleted=deleted, detail=plan.summary())
+        self._known[(name, data.origin)] = data
         log.info("%s %s serial %d: %s", name, zone, data.serial, plan.summary())
         return plan.summary()
 
@@ -351,7 +362,10 @@ class SyncEngine:
         else:
             found = None
         self.state.drift(name, zone.to_text(), data.serial, found)
-        if found is not None:
+        if found is None:
+            self._known[(name, zone)] = data
+        else:
+            self._known.pop((name, zone), None)
             log.warning("drift at %s for %s: %s", name, zone, found)
             if self.targets[name].drift == "repair":
                 self.state.enqueue(name, zone, data.serial)

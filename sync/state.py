@@ -31,7 +31,7 @@ import dns.rdatatype
 import sqlite_utils
 
 from sync.errors import SyncError
-from sync.model import RRsetKey, ZoneData
+from sync.model import FastName, RRsetKey, ZoneData
 from sync.wire import zone_from_wire, zone_to_wire
 
 SCHEMA_VERSION = 1
@@ -87,6 +87,9 @@ class SyncState:
         conn.execute("PRAGMA synchronous=NORMAL")
         self.conn = conn
         self.db = sqlite_utils.Database(conn, execute_plugins=False)
+        # owned() for a large zone costs 10k name parses: kept after the first read, and
+        # kept current by own() and pushed(), this process being the owner's only writer.
+        self._owned: dict[tuple[str, str], set[RRsetKey]] = {}
         self._migrate()
 
     def close(self) -> None:
@@ -236,15 +239,26 @@ class SyncState:
 
     def own(self, target: str, zone: str, keys: Iterable[RRsetKey]) -> None:
         """Write-ahead: record RRsets zonefan is about to create or replace at a target."""
-        rows = [(target, zone, k[0].to_text(), int(k[1])) for k in keys]
+        mine = self.owned(target, zone)
+        fresh = [k for k in keys if k not in mine]
+        rows = [(target, zone, k[0].to_text(), int(k[1])) for k in fresh]
         with self._tx() as c:
             c.executemany("INSERT OR IGNORE INTO owned VALUES (?,?,?,?)", rows)
+        mine.update(fresh)
 
     def owned(self, target: str, zone: str) -> set[RRsetKey]:
-        rows = self.conn.execute(
-            "SELECT name, rdtype FROM owned WHERE target=? AND zone=?", (target, zone)
-        ).fetchall()
-        return {(dns.name.from_text(n), dns.rdatatype.RdataType.make(t)) for n, t in rows}
+        """The RRsets zonefan manages at ``target`` (callers must not change the set)."""
+        cached = self._owned.get((target, zone))
+        if cached is None:
+            rows = self.conn.execute(
+                "SELECT name, rdtype FROM owned WHERE target=? AND zone=?", (target, zone)
+            ).fetchall()
+            cached = {
+                (FastName.of(dns.name.from_text(n)), dns.rdatatype.RdataType.make(t))
+                for n, t in rows
+            }
+            self._owned[(target, zone)] = cached
+        return cached
 
     def pushed(
         self,
@@ -257,7 +271,8 @@ class SyncState:
         """The push of ``serial`` succeeded: forget deleted RRsets, record the serial, and
         clear the outbox row unless a newer serial was queued meanwhile."""
         now = self.clock()
-        gone = [(target, zone, k[0].to_text(), int(k[1])) for k in deleted]
+        removed = list(deleted)
+        gone = [(target, zone, k[0].to_text(), int(k[1])) for k in removed]
         with self._tx() as c:
             c.executemany(
                 "DELETE FROM owned WHERE target=? AND zone=? AND name=? AND rdtype=?", gone
@@ -276,6 +291,7 @@ class SyncState:
                 last_error=None,
             )
             self._event(c, target, zone, "push", serial, detail)
+        self.owned(target, zone).difference_update(removed)
 
     def refused(self, target: str, zone: str, serial: int, error: str, delay: float) -> None:
         """A plan was refused (safety or capability): keep it queued, retried after

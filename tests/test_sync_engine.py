@@ -63,6 +63,7 @@ class MemoryTarget(RecordTarget):
         self.faults: list[Fault] = []
         self.writes: dict[tuple[dns.name.Name, dns.rdatatype.RdataType], int] = {}
         self.applied_at: list[float] = []
+        self.reads = 0
 
     def _maybe_fail(self) -> None:
         if self.faults:
@@ -73,6 +74,7 @@ class MemoryTarget(RecordTarget):
             raise fault.error
 
     async def read(self, zone: dns.name.Name) -> ZoneData | None:
+        self.reads += 1
         self._maybe_fail()
         return None if self.data is None else ZoneData(zone, dict(self.data))
 
@@ -388,3 +390,36 @@ def test_state_coalesces_pending_serials(tmp_path: Path) -> None:
     state.close()
     reopened = SyncState(tmp_path / "s.db")
     assert [i.serial for i in reopened.pending()] == [2]
+
+
+async def test_changes_are_planned_against_the_last_push_not_a_fresh_read(tmp_path: Path) -> None:
+    """A one-record change to a large zone costs no read of the target; any failure, drift
+    or --force makes the next attempt read it again."""
+    source = MemorySource(zone(1))
+    target = MemoryTarget("a")
+    engine = engine_for(tmp_path, source, target)
+    await engine.refresh_zone(ORIGIN)
+    await engine.drain()
+    assert target.reads == 1
+    source.current = zone(2, extra={"one": "more"})
+    await engine.refresh_zone(ORIGIN)
+    (pushed,) = await engine.drain()
+    assert pushed.ok and pushed.detail == "1 to create, 1 to update, 0 to delete"
+    assert target.reads == 1
+    # A failed apply forgets what the target holds: the retry reads it.
+    target.faults = [Fault(TargetUnavailableError("a", "down"), 1)]
+    source.current = zone(3, extra={"one": "more", "two": "more"})
+    await engine.refresh_zone(ORIGIN)
+    await engine.drain()
+    engine.state.enqueue("a", ORIGIN, 3)
+    assert [o.ok for o in await engine.drain()] == [True]
+    assert target.reads == 2
+    # Drift seen by the read-back is repaired from a fresh read too.
+    del as_dict(target)[(dns.name.from_text("two", ORIGIN), dns.rdatatype.TXT)]
+    assert await engine.check_drift("a", ORIGIN) is not None
+    assert [o.ok for o in await engine.drain()] == [True]
+    assert target.reads == 4
+    assert as_dict(target) == dict(zone(3, extra={"one": "more", "two": "more"}).rrsets)
+    engine.state.enqueue("a", ORIGIN, 3, force=True)
+    await engine.drain()
+    assert target.reads == 5
