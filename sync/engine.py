@@ -131,8 +131,10 @@ class SyncEngine:
         self._tasks: set[asyncio.Task[None]] = set()
         # Per target: no request before this time (a Retry-After seen on any request).
         self._hold: dict[str, float] = {}
-        # Held by a push or a drift check: a read-back never runs in the middle of a push.
+        # Held by a push; with the push count, keeps drift checks from judging a target in
+        # the middle of a push.
         self._busy = {name: asyncio.Lock() for name in targets}
+        self._pushes = dict.fromkeys(targets, 0)
         # Per (target, zone): the zone as the target holds it after our last push or read.
         # Planning against it costs no read; the drift check reads back on its interval.
         self._known: dict[tuple[str, dns.name.Name], ZoneData] = {}
@@ -353,6 +355,7 @@ class SyncEngine:
         setting) repair what differs. Returns the drift found, None when there is none."""
         data = self.require_zone(zone)
         target = self.route(name, data)
+        pushes = self._pushes[name]
         if isinstance(target, SecondaryTarget):
             serial = await target.serial(zone)
             found = None if serial == data.serial else f"serves serial {serial}, not {data.serial}"
@@ -361,6 +364,8 @@ class SyncEngine:
             found = None if plan.empty else f"{plan.summary()}: " + "; ".join(plan.lines()[:5])
         else:
             found = None
+        if self._pushes[name] != pushes or self._busy[name].locked():
+            return None  # a push ran meanwhile: what we read may be half of it
         self.state.drift(name, zone.to_text(), data.serial, found)
         if found is None:
             self._known[(name, zone)] = data
@@ -390,19 +395,19 @@ class SyncEngine:
         await asyncio.gather(*(self._drift_target(name, zones) for name, zones in due.items()))
 
     async def _drift_target(self, name: str, zones: list[dns.name.Name]) -> None:
-        busy = self._busy[name]
-        if busy.locked():
-            return
-        async with busy:
-            for zone in zones:
-                try:
-                    await self._respect_hold(name)
-                    await self.check_drift(name, zone)
-                except TargetError as exc:
-                    self._note_retry_after(name, exc)
-                    log.warning("drift check of %s at %s failed: %s", zone, name, exc)
-                except SyncError as exc:
-                    log.warning("drift check of %s at %s failed: %s", zone, name, exc)
+        # No lock: a push never waits for a read-back (a dead provider's read can take a
+        # timeout); check_drift drops a result that a push overlapped instead.
+        for zone in zones:
+            if self._busy[name].locked():
+                return
+            try:
+                await self._respect_hold(name)
+                await self.check_drift(name, zone)
+            except TargetError as exc:
+                self._note_retry_after(name, exc)
+                log.warning("drift check of %s at %s failed: %s", zone, name, exc)
+            except SyncError as exc:
+                log.warning("drift check of %s at %s failed: %s", zone, name, exc)
 
     # -- loops ------------------------------------------------------------------------------
 
@@ -430,6 +435,7 @@ class SyncEngine:
             for item in self.state.pending(name):
                 if item.next_attempt <= now and not self._stopping.is_set():
                     async with self._busy[name]:
+                        self._pushes[name] += 1
                         await self.attempt(item)
             upcoming = [i.next_attempt for i in self.state.pending(name)]
             wait = min(upcoming) - self.clock() if upcoming else self.settings.refresh_interval

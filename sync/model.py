@@ -105,6 +105,28 @@ def canonical_of_wire(rdtype: int, wire: bytes) -> bytes:
 
 
 _HASH_MODULUS = sys.hash_info.modulus
+_FITS = 2 ** (sys.hash_info.width - 1)
+# Octets dnspython prints as they are in a label (it escapes "().;\\@$, spaces and
+# non-printables): a name made only of these needs no escaper either way.
+_SAFE = bytes(c for c in range(0x21, 0x7F) if chr(c) not in '"().;\\@$')
+
+
+def _dnspython_hash(folded: tuple[bytes, ...], name: dns.name.Name) -> int:
+    """What hash() gives for the dnspython Name, computed without its big integers, so
+    FastName and Name are interchangeable as dict keys. dnspython returns h = 9h + c over
+    every octet; CPython keeps a result that fits in 63 bits as it is and reduces a larger
+    one modulo 2**61 - 1, which here is done label by label instead of at the end."""
+    h = 0
+    reduced = False
+    for label in folded:
+        for c in label:
+            h = h * 9 + c
+        if reduced or h >= _FITS:
+            h %= _HASH_MODULUS
+            reduced = True
+    if reduced and h == 0:  # a multiple of the modulus: leave the corner case to CPython
+        return hash(dns.name.Name.__hash__(name))
+    return h
 
 
 class FastName(dns.name.Name):
@@ -132,15 +154,28 @@ class FastName(dns.name.Name):
         folded = tuple(label.lower() for label in labels)
         object.__setattr__(fast, "labels", labels)
         object.__setattr__(fast, "_folded", folded)
-        # dnspython's hash (h = 9h + c over every octet) reduced as CPython reduces the big
-        # int it returns, so FastName and Name are interchangeable as dict keys.
-        h = 0
-        for label in folded:
-            for c in label:
-                h = h * 9 + c
-            h %= _HASH_MODULUS
-        object.__setattr__(fast, "_hash", hash(h))
+        object.__setattr__(fast, "_hash", _dnspython_hash(folded, fast))
         return fast
+
+    @classmethod
+    def parse(cls, text: str) -> dns.name.Name:
+        """An absolute name from text, without dnspython's parser when the text needs no
+        unescaping (the usual case for names an API returns)."""
+        raw = text.encode("ascii", "replace")
+        if raw.endswith(b".") and raw != b"." and not raw.translate(None, _SAFE + b"."):
+            labels = (*raw[:-1].split(b"."), b"")
+            if all(0 < len(label) < 64 for label in labels[:-1]) and len(raw) < 255:
+                return cls.from_labels(labels)
+        return cls.of(dns.name.from_text(text))
+
+    def to_text(self, omit_final_dot: bool = False, style: dns.name.NameStyle | None = None) -> str:
+        """dnspython's text form; labels that need no escaping skip its escaper."""
+        labels = self.labels
+        plain = style is None and len(labels) > 1 and not labels[-1]
+        if plain and not b"".join(labels).translate(None, _SAFE):
+            text = b".".join(labels[:-1]).decode("ascii")
+            return text if omit_final_dot else text + "."
+        return super().to_text(omit_final_dot, style)
 
     def __hash__(self) -> int:
         return self._hash

@@ -253,10 +253,7 @@ class SyncState:
             rows = self.conn.execute(
                 "SELECT name, rdtype FROM owned WHERE target=? AND zone=?", (target, zone)
             ).fetchall()
-            cached = {
-                (FastName.of(dns.name.from_text(n)), dns.rdatatype.RdataType.make(t))
-                for n, t in rows
-            }
+            cached = {(FastName.parse(n), dns.rdatatype.RdataType.make(t)) for n, t in rows}
             self._owned[(target, zone)] = cached
         return cached
 

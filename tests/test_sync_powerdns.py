@@ -37,6 +37,7 @@ from sync.model import RRset, ZoneData
 from sync.plan import Action, compute_plan
 from sync.providers.base import DnssecMode
 from sync.providers.powerdns import (
+    DEFAULT_BATCH_SIZE,
     PowerDnsSecondaryTarget,
     PowerDnsTarget,
     batches,
@@ -556,7 +557,8 @@ def test_config_errors() -> None:
         {**base, "type": "powerdns", "zones": ["a."], "drift": "1h", "max-change-share": 0.5},
         ctx,
     )
-    assert t.capabilities.dnssec == DnssecMode.NONE and t.capabilities.batch_size == 1000
+    assert t.capabilities.dnssec == DnssecMode.NONE
+    assert t.capabilities.batch_size == DEFAULT_BATCH_SIZE
     with pytest.raises(SyncConfigError) as caught:
         powerdns_from_config("p", base, TargetContext({}, None, {}))
     assert caught.value.setting == "target.p.api-key-env"

@@ -128,6 +128,8 @@ def test_fast_names_hash_and_compare_like_dnspython_names(parts: list[bytes]) ->
     upper = FastName.of(dns.name.Name([p.upper() for p in parts] + [b""]))
     assert upper == fast and hash(upper) == hash(fast)
     assert {name: 1}[fast] == 1
+    assert fast.to_text() == name.to_text()
+    assert FastName.parse(name.to_text()) == name
 
 
 def test_state_copy_round_trips_a_zone_of_every_example_type(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import dns.exception
@@ -24,15 +24,7 @@ from nameserver.updatepolicy import UpdatePolicy, policies_from_config
 from nameserver.versions import ZoneVersions
 from signer.errors import SignerError
 from signer.policy import policy_from_mapping
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-SETTINGS = "zonefan.settings"  # ctx.meta key of the loaded TOML settings
-
-
-def json_option(f: F) -> F:
-    """``--json``: machine-readable output for scripts."""
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)
+from zonefan.options import SETTINGS, F
 
 
 def author_options(f: F) -> F:
@@ -145,11 +137,3 @@ def dnssec_manager(ctx: click.Context, store: Store) -> DnssecManager:
 def editor_for(ctx: click.Context, store: Store) -> ZoneEditor:
     """An editor that signs signed zones in every change."""
     return dnssec_manager(ctx, store).editor()
-
-
-def zone_name(text: str) -> dns.name.Name:
-    """A zone name from the command line (relative names are taken as absolute)."""
-    try:
-        return dns.name.from_text(text)
-    except dns.exception.DNSException as e:
-        raise click.BadParameter(f"{text!r} is not a domain name: {e}") from e

@@ -40,10 +40,9 @@ from zonefan.common import (
     author_of,
     author_options,
     dnssec_manager,
-    json_option,
     open_store,
-    zone_name,
 )
+from zonefan.options import json_option, zone_name
 
 _ROLE_FLAGS = {"ksk": Role.KSK, "zsk": Role.ZSK, "csk": Role.CSK}
 

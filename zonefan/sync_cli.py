@@ -27,7 +27,7 @@ from sync.errors import SyncConfigError, SyncError
 from sync.providers.base import SecondaryTarget
 from sync.source import NotifyListener, ZoneSource
 from sync.state import SyncState
-from zonefan.common import json_option, zone_name
+from zonefan.options import json_option, zone_name
 
 T = TypeVar("T")
 

@@ -43,7 +43,7 @@ from sync.errors import (
     TargetRejectedError,
     TargetUnavailableError,
 )
-from sync.model import RRset, ZoneData
+from sync.model import FastName, RRset, ZoneData
 from sync.plan import Action, Change, Plan
 from sync.providers.base import (
     Capabilities,
@@ -64,7 +64,7 @@ from sync.settings import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 1000
+DEFAULT_BATCH_SIZE = 10_000
 DEFAULT_TIMEOUT = 10.0
 DNS_TIMEOUT = 3.0
 # pdns refuses bodies over webserver-max-bodysize (2 MB by default) with HTTP 400; stay
@@ -207,7 +207,7 @@ def zone_from_json(
     problems: list[str] = []
     for item in body.get("rrsets", []):
         try:
-            owner = dns.name.from_text(str(item["name"]))
+            owner = FastName.parse(str(item["name"]))
             rdtype = dns.rdatatype.from_text(str(item["type"]))
             ttl = int(item["ttl"])
         except (KeyError, TypeError, ValueError, dns.exception.DNSException) as exc:

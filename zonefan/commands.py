@@ -1,0 +1,643 @@
+"""The commands of ``zonefan`` that work on the store: ``serve``, ``zone ...``, ``record ...``
+(and ``keys ...``, defined in keys_cli). Loaded by the root group in :mod:`zonefan.cli` only
+when one of them runs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import dns.name
+import dns.rdatatype
+
+from nameserver.changeset import Changeset
+from nameserver.errors import NameserverError, RecordSyntaxError
+from nameserver.records import (
+    Record,
+    canonical_key,
+    parse_name,
+    parse_rdata,
+    parse_rdtype,
+    parse_ttl,
+    type_text,
+)
+from nameserver.serial import SerialPolicy
+from nameserver.server import ServerConfig, parse_listen, serve
+from nameserver.wirename import key_of
+from nameserver.zonefile import read_zone_file, write_zone_file
+from zonefan.common import (
+    author_of,
+    author_options,
+    catalog_zone,
+    dnssec_factory,
+    editor_for,
+    open_store,
+    sync_catalog_zone,
+    transfer_settings,
+    update_policies,
+)
+from zonefan.keys_cli import keys_group, zone_maintain, zone_sign
+from zonefan.options import json_option, zone_name
+
+DEFAULT_LISTEN = ("127.0.0.1:5353",)
+
+
+# -- serve ---------------------------------------------------------------------------------
+
+
+@click.command("serve")
+@click.option(
+    "--listen",
+    "-l",
+    multiple=True,
+    metavar="ADDR:PORT",
+    help="Address to answer on, UDP and TCP; repeatable; [::1]:5353 for IPv6. "
+    "Default 127.0.0.1:5353.",
+)
+@click.option("--tcp-idle-timeout", type=float, default=10.0, show_default=True, help="Seconds.")
+@click.option(
+    "--journal-keep",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Keep at most N changesets per zone in the journal (IXFR reaches back that far); "
+    "default: keep all. Config: [serve] journal-keep.",
+)
+@click.pass_context
+def serve_cmd(
+    ctx: click.Context, listen: Sequence[str], tcp_idle_timeout: float, journal_keep: int | None
+) -> None:
+    """Serve every zone in the store; changes committed meanwhile are served at once.
+
+    Zone transfers (AXFR/IXFR over TCP, TSIG) go to the [[secondary]] entries of the
+    config file only; see README "Zone transfers"."""
+    keys, acl = transfer_settings(ctx)
+    policies = update_policies(ctx)
+    try:
+        addresses = [parse_listen(a) for a in (listen or DEFAULT_LISTEN)]
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--listen") from e
+    with open_store(ctx) as store:
+        zones = store.zone_names()
+    if not zones:
+        click.echo(
+            "note: the store has no zones yet; import one with `zonefan zone import`", err=True
+        )
+    if logging.getLogger().level > logging.INFO:
+        logging.getLogger().setLevel(logging.INFO)
+    config = ServerConfig(
+        ctx.obj,
+        addresses,
+        tcp_idle_timeout=tcp_idle_timeout,
+        dnssec=dnssec_factory(ctx),
+        tsig_keys=keys,
+        transfer_acl=acl,
+        journal_keep=journal_keep,
+        update_policies=policies,
+    )
+    try:
+        serve(config)
+    except OSError as e:
+        raise click.ClickException(f"cannot listen: {e}") from e
+
+
+# -- zone ----------------------------------------------------------------------------------
+
+
+@click.group("zone")
+def zone_group() -> None:
+    """Import, export and inspect zones; history, diffs and rollback."""
+
+
+@zone_group.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--origin", default=None, help="Zone name, if the file has no $ORIGIN.")
+@click.option(
+    "--serial-policy",
+    type=click.Choice([p.value for p in SerialPolicy]),
+    default=None,
+    help="How the SOA serial moves on changes (default for new zones: increment).",
+)
+@click.option(
+    "--strip-dnssec", is_flag=True, help="Drop RRSIG/NSEC/DNSKEY/... of an old signed zone."
+)
+@click.option("--dry-run", is_flag=True, help="Show what would change; store nothing.")
+@author_options
+@json_option
+@click.pass_context
+def zone_import(
+    ctx: click.Context,
+    file: str,
+    origin: str | None,
+    serial_policy: str | None,
+    strip_dnssec: bool,
+    dry_run: bool,
+    author: str | None,
+    message: str,
+    as_json: bool,
+) -> None:
+    """Create a zone from a BIND-syntax FILE, or replace the zone's contents with it."""
+    try:
+        parsed = read_zone_file(file, zone_name(origin) if origin else None)
+    except NameserverError as e:
+        raise click.ClickException(str(e)) from e
+    where: dict[tuple[bytes, int | None], str] = {}
+    for (owner, rdtype, _rdata), loc in parsed.where.items():
+        where.setdefault((key_of(owner), rdtype), loc)
+        where.setdefault((key_of(owner), None), loc)
+    policy = SerialPolicy(serial_policy) if serial_policy else None
+    with open_store(ctx) as store:
+        editor = editor_for(ctx, store)
+        plan = editor.plan_import(
+            parsed.origin,
+            parsed.records,
+            author_of(author, message or f"import {Path(file).name}"),
+            policy,
+            strip_dnssec,
+            lambda key, rdtype: where.get((key, rdtype)) or where.get((key, None)),
+        )
+        cs = plan.changeset
+        if plan.dropped_dnssec and not as_json:
+            click.echo(
+                f"dropped {plan.dropped_dnssec} DNSSEC record(s) of the old signed zone", err=True
+            )
+        if dry_run:
+            _print_changeset(cs, as_json, header="plan (nothing stored)")
+            return
+        if cs.serial_before is not None and cs.is_empty:
+            _say(
+                as_json,
+                {"zone": str(cs.zone), "changed": False, "serial": cs.serial_before},
+                f"zone {cs.zone}: no change (serial {cs.serial_before})",
+            )
+            return
+        done = editor.create_or_replace(plan, policy or SerialPolicy.INCREMENT)
+        if policy is not None and done.serial_before is not None:
+            store.set_serial_policy(parsed.origin, policy)
+        if done.serial_before is None:
+            sync_catalog_zone(ctx, editor, f"zone {parsed.origin} created")
+    _report(done, as_json)
+
+
+@zone_group.command("export")
+@click.argument("zone")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here, not stdout.")
+@click.pass_context
+def zone_export(ctx: click.Context, zone: str, output: str | None) -> None:
+    """Write ZONE as a canonical zone file (accepted by named-checkzone and kzonecheck)."""
+    origin = zone_name(zone)
+    with open_store(ctx) as store:
+        text = write_zone_file(origin, store.records(origin))
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+
+
+@zone_group.command("list")
+@json_option
+@click.pass_context
+def zone_list(ctx: click.Context, as_json: bool) -> None:
+    """Every zone in the store, with serial and size."""
+    with open_store(ctx) as store:
+        infos = [store.zone_info(z) for z in store.zone_names()]
+    rows = [
+        {
+            "zone": str(i.name),
+            "serial": i.serial,
+            "records": i.record_count,
+            "serial_policy": i.serial_policy.value,
+            "updated": _iso(i.updated),
+        }
+        for i in infos
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(
+            f"{row['zone']:<40} serial {row['serial']:<12} {row['records']:>8} records  "
+            f"updated {row['updated']}"
+        )
+
+
+@zone_group.command("show")
+@click.argument("zone")
+@click.option("--records/--no-records", default=True, help="Also list the records.")
+@json_option
+@click.pass_context
+def zone_show(ctx: click.Context, zone: str, records: bool, as_json: bool) -> None:
+    """ZONE's serial, policy, size, last change and (by default) its records."""
+    origin = zone_name(zone)
+    with open_store(ctx) as store:
+        info = store.zone_info(origin)
+        last = store.changesets(origin)[-1:]
+        rrs = store.records(origin) if records else []
+    data: dict[str, Any] = {
+        "zone": str(info.name),
+        "serial": info.serial,
+        "serial_policy": info.serial_policy.value,
+        "records": info.record_count,
+        "created": _iso(info.created),
+        "updated": _iso(info.updated),
+    }
+    if last:
+        data["last_change"] = _changeset_summary(last[0])
+    if as_json:
+        if records:
+            data["rrs"] = [_rr_json(r) for r in _ordered(rrs)]
+        click.echo(json.dumps(data, indent=2))
+        return
+    for key, value in data.items():
+        if key != "last_change":
+            click.echo(f"{key:<14} {value}")
+    if last:
+        s = data["last_change"]
+        click.echo(f"{'last change':<14} #{s['id']} {s['time']} by {s['author']}: {s['message']}")
+    if records:
+        click.echo()
+        click.echo(write_zone_file(origin, rrs), nl=False)
+
+
+@zone_group.command("status")
+@click.argument("zone")
+@json_option
+@click.pass_context
+def zone_status(ctx: click.Context, zone: str, as_json: bool) -> None:
+    """ZONE's serial, the last NOTIFY sent to each secondary and whether it was acked, and
+    the last transfer each secondary made (what an auditor asks: is every copy current?)."""
+    origin = zone_name(zone)
+    with open_store(ctx) as store:
+        serial = store.serial(origin)
+        notifies = store.notify_status(origin)
+        transfers = store.transfers(origin, limit=1000)
+    last_by_client: dict[str, Any] = {}
+    for t in transfers:  # newest first: keep the first seen per client
+        last_by_client.setdefault(t.client, t)
+    data: dict[str, Any] = {
+        "zone": str(origin),
+        "serial": serial,
+        "notify": [
+            {
+                "target": n.target,
+                "serial": n.serial,
+                "attempts": n.attempts,
+                "last_sent": _iso(n.last_sent) if n.last_sent else None,
+                "acked": _iso(n.acked) if n.acked else None,
+                "current": n.serial == serial and n.acked is not None,
+                "error": n.error or None,
+            }
+            for n in notifies
+        ],
+        "transfers": [
+            {
+                "client": t.client,
+                "time": _iso(t.time),
+                "kind": t.kind,
+                "serial": t.serial_to,
+                "current": t.serial_to == serial and not t.error,
+                "key": t.key,
+                "error": t.error,
+            }
+            for t in last_by_client.values()
+        ],
+    }
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"zone {origin} serial {serial}")
+    for n in data["notify"]:
+        state = f"acked {n['acked']}" if n["acked"] else f"not acked ({n['error'] or 'pending'})"
+        mark = "current" if n["current"] else "BEHIND"
+        click.echo(f"  notify {n['target']:<22} serial {n['serial']} {state} [{mark}]")
+    for t in data["transfers"]:
+        mark = "current" if t["current"] else "BEHIND"
+        click.echo(
+            f"  transfer {t['client']:<20} {t['kind']} serial {t['serial']} at {t['time']} [{mark}]"
+        )
+    if not data["notify"] and not data["transfers"]:
+        click.echo("  no secondary has been notified or has transferred this zone")
+
+
+@zone_group.command("history")
+@click.argument("zone")
+@click.option("--limit", type=int, default=50, show_default=True, help="Newest N changes.")
+@json_option
+@click.pass_context
+def zone_history(ctx: click.Context, zone: str, limit: int, as_json: bool) -> None:
+    """ZONE's changesets, newest last: serials, who, when, why and size."""
+    origin = zone_name(zone)
+    with open_store(ctx) as store:
+        changesets = store.changesets(origin)[-limit:]
+    rows = [_changeset_summary(cs) for cs in changesets]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        before = r["serial_before"] if r["serial_before"] is not None else "(new)"
+        click.echo(
+            f"#{r['id']:<5} {r['time']}  {before} -> {r['serial_after']}  "
+            f"-{r['removed']} +{r['added']}  {r['author']}: {r['message']}"
+        )
+
+
+@zone_group.command("diff")
+@click.argument("zone")
+@click.argument("from_serial", type=int, required=False)
+@click.argument("to_serial", type=int, required=False)
+@click.option("--file", "file", type=click.Path(dir_okay=False), help="Diff against a zone file.")
+@json_option
+@click.pass_context
+def zone_diff(
+    ctx: click.Context,
+    zone: str,
+    from_serial: int | None,
+    to_serial: int | None,
+    file: str | None,
+    as_json: bool,
+) -> None:
+    """What changed in ZONE between two serials (default: the last change), or what
+    importing --file would change."""
+    origin = zone_name(zone)
+    with open_store(ctx) as store:
+        if file:
+            parsed = read_zone_file(file, origin)
+            plan = editor_for(ctx, store).plan_import(origin, parsed.records, author_of(None, ""))
+            _print_changeset(plan.changeset, as_json, header=f"importing {file} would change")
+            return
+        if from_serial is None:
+            changesets = store.changesets(origin)[-1:]
+        else:
+            changesets = store.changesets_between(origin, from_serial, to_serial)
+    removed, added = _net_change(changesets)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "zone": str(origin),
+                    "removed": [_rr_json(r) for r in removed],
+                    "added": [_rr_json(r) for r in added],
+                },
+                indent=2,
+            )
+        )
+        return
+    for r in removed:
+        click.echo(f"- {r.to_text()}")
+    for r in added:
+        click.echo(f"+ {r.to_text()}")
+
+
+@zone_group.command("rollback")
+@click.argument("zone")
+@click.argument("serial", type=int)
+@author_options
+@json_option
+@click.pass_context
+def zone_rollback(
+    ctx: click.Context, zone: str, serial: int, author: str | None, message: str, as_json: bool
+) -> None:
+    """Make ZONE's data what it was at SERIAL again, as a new change with a new serial."""
+    origin = zone_name(zone)
+    with open_store(ctx) as store:
+        cs = editor_for(ctx, store).rollback(origin, serial, author_of(author, message))
+    _report(cs, as_json)
+
+
+@zone_group.command("catalog")
+@click.pass_context
+def zone_catalog(ctx: click.Context) -> None:
+    """Bring the catalog zone (``catalog-zone`` in the config, RFC 9432) in step with the
+    store's zones now; creating or deleting a zone does this by itself."""
+    with open_store(ctx) as store:
+        if catalog_zone(ctx) is None:
+            raise click.ClickException(
+                'no catalog zone is configured; set catalog-zone = "catalog.example." '
+                "in the config file"
+            )
+        sync_catalog_zone(ctx, editor_for(ctx, store), "zonefan zone catalog")
+    click.echo("catalog in step")
+
+
+@zone_group.command("delete")
+@click.argument("zone")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@click.pass_context
+def zone_delete(ctx: click.Context, zone: str, yes: bool) -> None:
+    """Remove ZONE, its records and its history from the store."""
+    origin = zone_name(zone)
+    if not yes:
+        click.confirm(f"delete zone {origin} and its history?", abort=True)
+    with open_store(ctx) as store:
+        store.delete_zone(origin)
+        sync_catalog_zone(ctx, editor_for(ctx, store), f"zone {origin} deleted")
+    click.echo(f"zone {origin} deleted")
+
+
+# -- record --------------------------------------------------------------------------------
+
+
+@click.group("record")
+def record_group() -> None:
+    """Add, delete and replace records; each command is one validated change."""
+
+
+def _records(
+    origin: dns.name.Name, name: str, ttl: str, rdtype: str, rdatas: Sequence[str]
+) -> tuple[dns.name.Name, int, list[Record]]:
+    try:
+        owner = parse_name(name, origin)
+        t = parse_rdtype(rdtype)
+        seconds = parse_ttl(ttl)
+        return owner, t, [Record(owner, seconds, parse_rdata(t, text, origin)) for text in rdatas]
+    except RecordSyntaxError as e:
+        raise click.BadParameter(str(e)) from e
+
+
+@record_group.command("add")
+@click.argument("zone")
+@click.argument("name")
+@click.argument("ttl")
+@click.argument("rdtype", metavar="TYPE")
+@click.argument("rdata", nargs=-1, required=True)
+@author_options
+@json_option
+@click.pass_context
+def record_add(
+    ctx: click.Context,
+    zone: str,
+    name: str,
+    ttl: str,
+    rdtype: str,
+    rdata: Sequence[str],
+    author: str | None,
+    message: str,
+    as_json: bool,
+) -> None:
+    """Add one RR, e.g. `zonefan record add example.test www 300 A 192.0.2.10`.
+
+    NAME is relative to ZONE (`@` for the apex) unless it ends with a dot."""
+    origin = zone_name(zone)
+    _, _, recs = _records(origin, name, ttl, rdtype, [" ".join(rdata)])
+    with open_store(ctx) as store:
+        cs = editor_for(ctx, store).change_records(origin, [], recs, author_of(author, message))
+    _report(cs, as_json)
+
+
+@record_group.command("delete")
+@click.argument("zone")
+@click.argument("name")
+@click.argument("rdtype", metavar="TYPE")
+@click.argument("rdata", nargs=-1)
+@author_options
+@json_option
+@click.pass_context
+def record_delete(
+    ctx: click.Context,
+    zone: str,
+    name: str,
+    rdtype: str,
+    rdata: Sequence[str],
+    author: str | None,
+    message: str,
+    as_json: bool,
+) -> None:
+    """Delete one RR (with RDATA) or the whole RRset NAME/TYPE (without)."""
+    origin = zone_name(zone)
+    owner, t, recs = _records(origin, name, "0", rdtype, [" ".join(rdata)] if rdata else [])
+    with open_store(ctx) as store:
+        editor = editor_for(ctx, store)
+        who = author_of(author, message)
+        if recs:
+            cs = editor.change_records(origin, recs, [], who)
+        else:
+            cs = editor.set_rrset(origin, owner, t, [], who)
+    _report(cs, as_json)
+
+
+@record_group.command("set")
+@click.argument("zone")
+@click.argument("name")
+@click.argument("ttl")
+@click.argument("rdtype", metavar="TYPE")
+@click.argument("rdata", nargs=-1)
+@click.option("--rdata", "-r", "more", multiple=True, help="A further RR of the set; repeatable.")
+@author_options
+@json_option
+@click.pass_context
+def record_set(
+    ctx: click.Context,
+    zone: str,
+    name: str,
+    ttl: str,
+    rdtype: str,
+    rdata: Sequence[str],
+    more: Sequence[str],
+    author: str | None,
+    message: str,
+    as_json: bool,
+) -> None:
+    """Replace the RRset NAME/TYPE with the given RR(s), e.g.
+    `zonefan record set example.test www 600 A 192.0.2.10 -r 192.0.2.11`."""
+    origin = zone_name(zone)
+    texts = ([" ".join(rdata)] if rdata else []) + list(more)
+    if not texts:
+        raise click.BadParameter("give at least one RDATA (to delete, use `record delete`)")
+    owner, t, recs = _records(origin, name, ttl, rdtype, texts)
+    with open_store(ctx) as store:
+        cs = editor_for(ctx, store).set_rrset(origin, owner, t, recs, author_of(author, message))
+    _report(cs, as_json)
+
+
+# -- output --------------------------------------------------------------------------------
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def _rr_json(r: Record) -> dict[str, Any]:
+    return {
+        "name": str(r.name),
+        "ttl": r.ttl,
+        "type": type_text(r.rdtype),
+        "rdata": r.rdata.to_text(),
+    }
+
+
+def _ordered(records: Sequence[Record]) -> list[Record]:
+    return sorted(records, key=lambda r: (canonical_key(r.name), r.rdtype))
+
+
+def _changeset_summary(cs: Changeset) -> dict[str, Any]:
+    return {
+        "id": cs.id,
+        "zone": str(cs.zone),
+        "serial_before": cs.serial_before,
+        "serial_after": cs.serial_after,
+        "author": cs.author,
+        "message": cs.message,
+        "time": _iso(cs.time),
+        "removed": len(cs.removed),
+        "added": len(cs.added),
+    }
+
+
+def _net_change(changesets: Sequence[Changeset]) -> tuple[list[Record], list[Record]]:
+    """The net effect of consecutive changesets: intermediate states cancel out."""
+    removed: dict[object, Record] = {}
+    added: dict[object, Record] = {}
+    for cs in changesets:
+        for r in cs.removed:
+            if r.identity in added and added[r.identity].ttl == r.ttl:
+                del added[r.identity]
+            else:
+                removed.setdefault(r.identity, r)
+        for r in cs.added:
+            if r.identity in removed and removed[r.identity].ttl == r.ttl:
+                del removed[r.identity]
+            else:
+                added[r.identity] = r
+    return _ordered(list(removed.values())), _ordered(list(added.values()))
+
+
+def _print_changeset(cs: Changeset, as_json: bool, header: str) -> None:
+    if as_json:
+        data = _changeset_summary(cs) | {
+            "removed": [_rr_json(r) for r in cs.removed],
+            "added": [_rr_json(r) for r in cs.added],
+        }
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"{header}: zone {cs.zone} serial {cs.serial_before} -> {cs.serial_after}")
+    for r in _ordered(list(cs.removed)):
+        click.echo(f"- {r.to_text()}")
+    for r in _ordered(list(cs.added)):
+        click.echo(f"+ {r.to_text()}")
+
+
+def _say(as_json: bool, data: dict[str, Any], text: str) -> None:
+    click.echo(json.dumps(data, indent=2) if as_json else text)
+
+
+def _report(cs: Changeset, as_json: bool) -> None:
+    summary = _changeset_summary(cs)
+    if cs.serial_before is None:
+        text = f"zone {cs.zone}: created with {len(cs.added)} records, serial {cs.serial_after}"
+    else:
+        text = (
+            f"zone {cs.zone}: serial {cs.serial_before} -> {cs.serial_after} "
+            f"(-{len(cs.removed) - 1} +{len(cs.added) - 1} records, change #{cs.id})"
+        )
+    _say(as_json, summary, text)
+
+
+zone_group.add_command(zone_sign)
+zone_group.add_command(zone_maintain)
+
+__all__ = ["keys_group", "record_group", "serve_cmd", "zone_group"]
