@@ -44,7 +44,15 @@ from sync.engine import EngineSettings, TargetSpec
 from sync.errors import SyncConfigError
 from sync.plan import Safety
 from sync.providers import build_target
-from sync.settings import Address, TargetContext, TsigKey, parse_address, parse_duration, parse_keys
+from sync.settings import (
+    Address,
+    TargetContext,
+    TsigKey,
+    parse_address,
+    parse_duration,
+    parse_keys,
+    parse_names,
+)
 
 _TOP = {
     "state",
@@ -155,12 +163,7 @@ def _target_spec(
 
 
 def _zones(value: Any, setting: str) -> list[dns.name.Name]:
-    if not isinstance(value, list) or not all(isinstance(z, str) for z in value):
-        raise SyncConfigError(setting, 'a list of zone names, e.g. ["example.test"]')
-    try:
-        return [dns.name.from_text(z) for z in value]
-    except dns.exception.DNSException as exc:
-        raise SyncConfigError(setting, f"bad zone name: {exc}") from None
+    return parse_names(value, setting, 'zone names, e.g. ["example.test"]')
 
 
 def _no_unknown(table: Mapping[str, Any], allowed: set[str], where: str) -> None:

@@ -302,7 +302,7 @@ class SyncEngine:
             if serial == want:
                 return serial
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 2, 0.1)  # a transfer takes a fraction of a second
         return serial
 
     def require_zone(self, zone: dns.name.Name) -> ZoneData:

@@ -198,3 +198,41 @@ def parse_keys(table: Any, env: Mapping[str, str]) -> dict[str, TsigKey]:
             raise SyncConfigError(setting, f"bad key name: {exc}") from None
         keys[name] = TsigKey(key_name, algorithm, secret)
     return keys
+
+
+def parse_names(value: Any, setting: str, what: str = "host names") -> list[dns.name.Name]:
+    """A list of domain names (zones, nameservers), absolute."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SyncConfigError(setting, f"expected a list of {what}, got {value!r}")
+    try:
+        return [dns.name.from_text(v) for v in value]
+    except dns.exception.DNSException as exc:
+        raise SyncConfigError(setting, f"bad name in {value!r}: {exc}") from None
+
+
+def parse_count(section: Mapping[str, Any], setting: str, field_name: str, default: int) -> int:
+    """A positive integer setting (``batch-size``)."""
+    value = section.get(field_name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SyncConfigError(
+            f"{setting}.{field_name}", f"expected a positive integer, got {value!r}"
+        )
+    return value
+
+
+def parse_rate(section: Mapping[str, Any], setting: str) -> float:
+    """``rate-limit``: requests per second, 0 for none."""
+    value = section.get("rate-limit", 0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise SyncConfigError(
+            f"{setting}.rate-limit", f"expected requests per second (0: no limit), got {value!r}"
+        )
+    return float(value)
+
+
+def parse_timeout(section: Mapping[str, Any], setting: str, default: float) -> float:
+    """``timeout``: a duration above zero."""
+    timeout = parse_duration(section.get("timeout", default), f"{setting}.timeout")
+    if timeout <= 0:
+        raise SyncConfigError(f"{setting}.timeout", "must be more than 0 seconds")
+    return timeout

@@ -613,6 +613,30 @@ class NsdSecondary(_Secondary):
         return text
 
 
+def knot_conf_head(d: Path, port: int, key: XfrKey) -> str:
+    """knot.conf's server, log, database and key sections for a private knotd in ``d`` on
+    127.0.0.1@``port``, one worker of each kind, logging to stderr."""
+    return f"""server:
+    rundir: "{d}"
+    listen: 127.0.0.1@{port}
+    background-workers: 1
+    tcp-workers: 1
+    udp-workers: 1
+
+log:
+  - target: stderr
+    any: info
+
+database:
+    storage: "{d}/storage"
+
+key:
+  - id: {key.name}
+    algorithm: {key.algorithm}
+    secret: {key.secret}
+"""
+
+
 class KnotSecondary(_Secondary):
     """knotd as a secondary, knotc over a Unix socket."""
 
@@ -627,25 +651,8 @@ class KnotSecondary(_Secondary):
         )
         self.conf = d / "knot.conf"
         self.conf.write_text(
-            f"""server:
-    rundir: "{d}"
-    listen: 127.0.0.1@{self.port}
-    background-workers: 1
-    tcp-workers: 1
-    udp-workers: 1
-
-log:
-  - target: stderr
-    any: info
-
-database:
-    storage: "{d}/storage"
-
-key:
-  - id: {k.name}
-    algorithm: {k.algorithm}
-    secret: {k.secret}
-
+            knot_conf_head(d, self.port, k)
+            + f"""
 remote:
   - id: primary
     address: 127.0.0.1@{self.primary_port}

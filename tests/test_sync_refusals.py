@@ -4,7 +4,6 @@ left alone), and a signed zone at a provider that silently drops signatures."""
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -15,12 +14,12 @@ import pytest
 
 from sync.engine import EngineSettings, SyncEngine, TargetSpec
 from sync.errors import CapabilityError
-from sync.model import ZoneData
 from sync.state import SyncState
 from tests.pdns import PdnsServer
 from tests.servers import ZonefanServer, _clean_env
 from tests.sidecar import API_KEY_ENV, SECRET_ENV
 from tests.test_sync_e2e import KEY, PLAIN, build_store, dig, primary_config, sync_config
+from tests.test_sync_engine import MemorySource
 from tests.test_sync_rfc2136 import KEY as UPDATE_KEY
 from tests.test_sync_rfc2136 import MINIMAL, ORIGIN, signed_zone, target_for
 from tests.tools import free_port, require_tool
@@ -133,23 +132,6 @@ def test_mass_deletion_needs_force_and_foreign_records_survive(tmp_path: Path) -
         assert f"{PLAIN} at pdns: no changes" in again.stdout
 
 
-@dataclasses.dataclass(frozen=True)
-class _Fetched:
-    data: ZoneData
-    method: str = "axfr"
-
-
-class _Source:
-    def __init__(self, data: ZoneData) -> None:
-        self.data = data
-
-    async def serial(self, zone: dns.name.Name) -> int:
-        return self.data.serial
-
-    async def fetch(self, zone: dns.name.Name, have: ZoneData | None) -> _Fetched:
-        return _Fetched(self.data)
-
-
 async def test_signed_zone_is_refused_where_knot_drops_cname_signatures(tmp_path: Path) -> None:
     """The engine reads a signed zone back after pushing it: Knot keeps no RRSIG at a CNAME
     owner, so the push is refused (not reported as current) and the reason names it."""
@@ -161,7 +143,7 @@ async def test_signed_zone_is_refused_where_knot_drops_cname_signatures(tmp_path
         state = SyncState(tmp_path / "sync.db")
         engine = SyncEngine(
             state,
-            _Source(desired),
+            MemorySource(desired),
             [ORIGIN],
             {"knot": TargetSpec(target_for(knot))},
             EngineSettings(),

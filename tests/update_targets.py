@@ -16,7 +16,7 @@ import dns.exception
 import dns.flags
 import dns.rdatatype
 
-from tests.servers import START_TIMEOUT, XfrKey, _Process
+from tests.servers import START_TIMEOUT, XfrKey, _Process, knot_conf_head
 from tests.tools import free_port, require_tool
 
 
@@ -97,25 +97,8 @@ class KnotUpdatePrimary(_UpdatePrimary):
         (d / "storage").mkdir(exist_ok=True)
         self.conf = d / "knot.conf"
         self.conf.write_text(
-            f"""server:
-    rundir: "{d}"
-    listen: 127.0.0.1@{self.port}
-    background-workers: 1
-    tcp-workers: 1
-    udp-workers: 1
-
-log:
-  - target: stderr
-    any: info
-
-database:
-    storage: "{d}/storage"
-
-key:
-  - id: {k.name}
-    algorithm: {k.algorithm}
-    secret: {k.secret}
-
+            knot_conf_head(d, self.port, k)
+            + f"""
 acl:
   - id: provider
     address: 127.0.0.1

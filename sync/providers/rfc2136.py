@@ -65,7 +65,16 @@ from sync.model import DNSSEC_TYPES, RRset, ZoneData
 from sync.plan import Action, Change, Plan
 from sync.providers.base import Capabilities, DnssecMode, RecordTarget
 from sync.ratelimit import RateLimiter
-from sync.settings import Address, TargetContext, TsigKey, parse_address, parse_duration
+from sync.settings import (
+    Address,
+    TargetContext,
+    TsigKey,
+    parse_address,
+    parse_count,
+    parse_names,
+    parse_rate,
+    parse_timeout,
+)
 
 MAX_MESSAGE = 65535
 TSIG_ROOM = 512  # bytes kept free for the TSIG record added when the message is signed
@@ -476,18 +485,10 @@ def rfc2136_from_config(name: str, section: Mapping[str, Any], ctx: TargetContex
     if key is None:
         raise SyncConfigError(f"{setting}.key", "required: the TSIG key name of a [key.NAME]")
     transfer_key = ctx.key(section, setting, "transfer-key")
-    batch_size = section.get("batch-size", DEFAULT_BATCH)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise SyncConfigError(f"{setting}.batch-size", f"expected an integer >= 1: {batch_size!r}")
-    rate_limit = section.get("rate-limit", 0)
-    if isinstance(rate_limit, bool) or not isinstance(rate_limit, int | float) or rate_limit < 0:
-        raise SyncConfigError(
-            f"{setting}.rate-limit", f"expected requests per second >= 0: {rate_limit!r}"
-        )
-    timeout = parse_duration(section.get("timeout", DEFAULT_TIMEOUT), f"{setting}.timeout")
-    if timeout <= 0:
-        raise SyncConfigError(f"{setting}.timeout", "must be above zero")
-    nameservers = _nameservers(section.get("nameservers", []), f"{setting}.nameservers")
+    batch_size = parse_count(section, setting, "batch-size", DEFAULT_BATCH)
+    rate_limit = parse_rate(section, setting)
+    timeout = parse_timeout(section, setting, DEFAULT_TIMEOUT)
+    nameservers = parse_names(section.get("nameservers", []), f"{setting}.nameservers")
     mode_text = section.get("dnssec", "presigned")
     modes = {"presigned": DnssecMode.PRESIGNED, "none": DnssecMode.NONE}
     if mode_text not in modes:
@@ -503,21 +504,12 @@ def rfc2136_from_config(name: str, section: Mapping[str, Any], ctx: TargetContex
         key=key,
         transfer_key=transfer_key,
         batch_size=batch_size,
-        rate_limit=float(rate_limit),
+        rate_limit=rate_limit,
         timeout=timeout,
         nameservers=nameservers,
         dnssec=modes[mode_text],
         probe_zone=probe,
     )
-
-
-def _nameservers(value: Any, setting: str) -> list[dns.name.Name]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise SyncConfigError(setting, "expected a list of host names")
-    try:
-        return [dns.name.from_text(v) for v in value]
-    except dns.exception.DNSException as exc:
-        raise SyncConfigError(setting, f"bad host name: {exc}") from None
 
 
 def _reason(exc: BaseException) -> str:
