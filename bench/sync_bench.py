@@ -693,8 +693,12 @@ def render(
             f"{', '.join(f'{t:.2f}' for t in pushes['octoDNS'])} s.",
             f"- **One change on all three targets: median "
             f"{statistics.median(changes['all three']) * 1000:.0f} ms, max "
-            f"{max(changes['all three']) * 1000:.0f} ms** (target < 1 s), including the "
-            "`zonefan record add` process (Python start-up and the commit).",
+            f"{max(changes['all three']) * 1000:.0f} ms** (target < 1 s), from "
+            + (
+                "sending the UPDATE to `zonefan serve` (its commit included)."
+                if args.change_via == "update"
+                else "starting `zonefan record add` (Python start-up, loading the zone, commit)."
+            ),
             f"- The sidecar's first push of the zone to all three (pdns API, Knot by UPDATE, "
             f"pdns secondary by AXFR) took {converged:.1f} s.",
         ]

@@ -591,15 +591,19 @@ class PowerDnsTarget(RecordTarget):
         """Create the zone when the plan says so, then PATCH the changes in batches of at
         most ``batch-size`` RRsets (and about 1.5 MB); each PATCH is atomic at pdns."""
         changes = list(plan.changes)
+        first: list[dict[str, Any]] = []
         if plan.create_zone:
             # The SOA goes with the POST: without one pdns invents a placeholder SOA
             # (a.misconfigured.dns.server.invalid., serial 0) that would be served meanwhile.
-            changes.sort(key=lambda c: c.rdtype != dns.rdatatype.SOA)
+            # Only the SOA: pdns takes the rest faster as a PATCH (0.35 s against 0.44 s for
+            # 10k RRsets in the POST).
+            soa = [c for c in changes if c.rdtype == dns.rdatatype.SOA]
+            changes = [c for c in changes if c.rdtype != dns.rdatatype.SOA]
+            first = [change_json(c) for c in soa]
         items = [change_json(c) for c in changes]
         chunks = list(batches(items, self.settings.batch_size, MAX_BODY_BYTES))
         path = f"zones/{zone_id(plan.zone)}"
         if plan.create_zone:
-            first = chunks.pop(0) if chunks else []
             body = {
                 "name": plan.zone.to_text(),
                 "kind": "Native",
