@@ -246,7 +246,7 @@ class SyncEngine:
         plan = self._plan_for(name, target, data, current)
         self.targets[name].safety.check(plan, force=force)
         if plan.empty:
-            self.state.pushed(name, zone, data.serial, detail="already current")
+            self.state.pushed(name, zone, data.serial, detail="already current", digest=data.digest)
             self._known[(name, data.origin)] = data
             return "already current"
         self.state.own(name, zone, (c.key for c in plan.changes if c.action != Action.DELETE))
@@ -254,7 +254,9 @@ class SyncEngine:
         if data.signed:
             await self._verify_signed(name, target, data)
         deleted = [c.key for c in plan.changes if c.action == Action.DELETE]
-        self.state.pushed(name, zone, data.serial, deleted=deleted, detail=plan.summary())
+        self.state.pushed(
+            name, zone, data.serial, deleted=deleted, detail=plan.summary(), digest=data.digest
+        )
         self._known[(name, data.origin)] = data
         log.info("%s %s serial %d: %s", name, zone, data.serial, plan.summary())
         return plan.summary()
@@ -288,7 +290,7 @@ class SyncEngine:
                 f"{self.settings.secondary_wait:.0f} s after a refresh request",
             )
         detail = "provisioned and transferred" if created else "transferred"
-        self.state.pushed(name, zone.to_text(), data.serial, detail=detail)
+        self.state.pushed(name, zone.to_text(), data.serial, detail=detail, digest=data.digest)
         return detail
 
     async def _wait_serial(

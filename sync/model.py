@@ -6,8 +6,10 @@ RFC 2136 UPDATE address them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import socket
+import struct
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -418,6 +420,19 @@ class ZoneData:
     def signed(self) -> bool:
         """A zone with a DNSKEY at its apex: providers must serve its signatures too."""
         return (self.origin, dns.rdatatype.DNSKEY) in self.rrsets
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """SHA-256 over every RRset in canonical order (owner, type, TTL, canonical rdatas):
+        what the state records as pushed to a target, computed once per zone version."""
+        h = hashlib.sha256()
+        for rrset in self:
+            h.update(rrset.name.to_digestable())
+            h.update(struct.pack("!HIH", rrset.rdtype, rrset.ttl, len(rrset.wire_set())))
+            for wire in rrset.wire_set():
+                h.update(struct.pack("!H", len(wire)))
+                h.update(wire)
+        return h.hexdigest()
 
     def apex_ns(self) -> RRset | None:
         return self.get(self.origin, dns.rdatatype.NS)

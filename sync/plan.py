@@ -113,35 +113,36 @@ def compute_plan(
     ``desired``. An RRset only at the target is deleted when zonefan pushed it before
     (``owned``) and otherwise reported as foreign and left alone."""
     have = current.rrsets if current is not None else {}
+    wanted = desired.rrsets
     allowed = None if supported is None else frozenset(supported)
     unsupported = sorted(
-        (k for k, r in desired.rrsets.items() if allowed is not None and r.rdtype not in allowed),
+        (k for k, r in wanted.items() if allowed is not None and r.rdtype not in allowed),
         key=sort_key,
     )
     skip = set(unsupported)
     changes: list[Change] = []
-    for key in sorted(desired.rrsets, key=sort_key):
-        if key in skip:
-            continue
-        new = desired.rrsets[key]
+    # One pass in dict order, sorting only what changed: a zone patched by IXFR shares its
+    # unchanged RRset objects with the version pushed before, so most are skipped by identity.
+    for key, new in wanted.items():
         old = have.get(key)
+        if old is new or key in skip:
+            continue
         if old is None:
             changes.append(Change(Action.CREATE, None, new))
         elif not old.same_data(new):
             changes.append(Change(Action.UPDATE, old, new))
     foreign: list[RRsetKey] = []
-    owned_set = set(owned)
-    for key in sorted(have, key=sort_key):
-        if key in desired.rrsets:
+    owned_set = owned if isinstance(owned, set | frozenset) else set(owned)
+    for key, old in have.items():
+        if key in wanted:
             continue
         if key in owned_set:
-            changes.append(Change(Action.DELETE, have[key], None))
+            changes.append(Change(Action.DELETE, old, None))
         else:
             foreign.append(key)
+    foreign.sort(key=sort_key)
     changes.sort(key=lambda c: (int(c.action), sort_key(c.key)))
-    existing = sum(
-        1 for k in have if (k in desired.rrsets or k in owned_set) and _counts_for_safety(k)
-    )
+    existing = sum(1 for k in have if (k in wanted or k in owned_set) and _counts_for_safety(k))
     return Plan(
         zone=desired.origin,
         target=target,

@@ -51,6 +51,7 @@ class TargetStatus:
     target: str
     zone: str
     pushed_serial: int | None
+    pushed_digest: str | None
     pushed_at: float | None
     last_success: float | None
     last_error: str | None
@@ -127,6 +128,7 @@ class SyncState:
                     "target": str,
                     "zone": str,
                     "pushed_serial": int,
+                    "pushed_digest": str,
                     "pushed_at": float,
                     "last_success": float,
                     "last_error": str,
@@ -264,9 +266,11 @@ class SyncState:
         serial: int,
         deleted: Iterable[RRsetKey] = (),
         detail: str = "",
+        digest: str | None = None,
     ) -> None:
-        """The push of ``serial`` succeeded: forget deleted RRsets, record the serial, and
-        clear the outbox row unless a newer serial was queued meanwhile."""
+        """The push of ``serial`` (content ``digest``) succeeded: forget deleted RRsets,
+        record the serial, and clear the outbox row unless a newer serial was queued
+        meanwhile."""
         now = self.clock()
         removed = list(deleted)
         gone = [(target, zone, k[0].to_text(), int(k[1])) for k in removed]
@@ -283,6 +287,7 @@ class SyncState:
                 target,
                 zone,
                 pushed_serial=serial,
+                pushed_digest=digest,
                 pushed_at=now,
                 last_success=now,
                 last_error=None,
@@ -312,11 +317,13 @@ class SyncState:
 
     def status(self) -> list[TargetStatus]:
         rows = self.conn.execute(
-            "SELECT t.target, t.zone, t.pushed_serial, t.pushed_at, t.last_success,"
+            "SELECT t.target, t.zone, t.pushed_serial, t.pushed_digest, t.pushed_at,"
+            " t.last_success,"
             " t.last_error, t.last_error_at, COALESCE(o.attempts, 0), t.drift, t.drift_at,"
             " o.serial, o.next_attempt FROM targets t LEFT JOIN outbox o"
             " ON o.target=t.target AND o.zone=t.zone"
-            " UNION SELECT o.target, o.zone, NULL, NULL, NULL, NULL, NULL, o.attempts, NULL,"
+            " UNION SELECT o.target, o.zone, NULL, NULL, NULL, NULL, NULL, NULL, o.attempts,"
+            " NULL,"
             " NULL, o.serial, o.next_attempt FROM outbox o WHERE NOT EXISTS"
             " (SELECT 1 FROM targets t WHERE t.target=o.target AND t.zone=o.zone)"
             " ORDER BY 2, 1"

@@ -204,6 +204,7 @@ async def test_push_creates_zone_then_plans_nothing(tmp_path: Path) -> None:
     assert plan is not None and plan.empty
     status = engine.state.status()
     assert [(s.target, s.pushed_serial, s.last_error) for s in status] == [("a", 1, None)]
+    assert status[0].pushed_digest == zone(1).digest != zone(2).digest
 
 
 async def test_failing_target_is_retried_with_backoff_and_retry_after(tmp_path: Path) -> None:

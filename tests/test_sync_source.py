@@ -7,6 +7,7 @@ by hand-made NOTIFYs with good and bad TSIG, and by hostile packets."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 import socket
@@ -14,7 +15,9 @@ import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import dns.asyncquery
 import dns.flags
 import dns.message
 import dns.name
@@ -23,6 +26,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import dns.tsig
+import dns.update
 import dns.zone
 import pytest
 
@@ -30,8 +34,9 @@ from sync.errors import SourceError
 from sync.model import ZoneData
 from sync.settings import Address, TsigKey
 from sync.source import Fetched, NotifyListener, ZoneSource
-from tests.servers import ZonefanServer
-from tests.tools import example_store, free_port
+from tests.servers import XfrKey, ZonefanServer
+from tests.tools import PROJECT_ROOT, example_store, free_port, require_tool
+from tests.update_targets import KnotUpdatePrimary
 
 ZONE = dns.name.from_text("example.test.")
 KEY = TsigKey(dns.name.from_text("sync-key."), "hmac-sha256", b"sync-source-test-secret-0123456")
@@ -391,3 +396,34 @@ def test_hostile_packets_do_not_stop_the_listener() -> None:
         assert calls.seen == [(ZONE, 11), (ZONE, 12)]
 
     asyncio.run(run())
+
+
+def test_ixfr_from_knot_as_the_primary(tmp_path: Path) -> None:
+    """The sidecar follows any primary, not only zonefan: Knot here, changed by an UPDATE
+    (its journal answers the IXFR), then compared with a fresh AXFR from Knot."""
+    require_tool("knotd")
+    key = XfrKey("knot-source", base64.b64encode(b"sync-source-knot-secret-01234567").decode())
+    tsig = TsigKey(dns.name.from_text(key.name), key.algorithm, base64.b64decode(key.secret))
+    zone_file = tmp_path / "example.test.zone"
+    zone_file.write_text(
+        (PROJECT_ROOT / "zones" / "example.test.zone").read_text(encoding="utf-8"),
+        encoding="utf-8",
+    )
+    with KnotUpdatePrimary(tmp_path / "knot", "example.test", zone_file, key) as knot:
+        source = ZoneSource(Address("127.0.0.1", knot.port), tsig)
+
+        async def scenario() -> tuple[Fetched, Fetched, ZoneData]:
+            first = await source.fetch(ZONE)
+            update = dns.update.UpdateMessage(ZONE, keyring=tsig.dns_key)
+            update.add("from-knot", 300, "A", "192.0.2.99")
+            response = await dns.asyncquery.tcp(update, "127.0.0.1", port=knot.port, timeout=5)
+            assert response.rcode() == dns.rcode.NOERROR
+            second = await source.fetch(ZONE, first.data)
+            fresh = (await ZoneSource(Address("127.0.0.1", knot.port), tsig).fetch(ZONE)).data
+            return first, second, fresh
+
+        first, second, fresh = asyncio.run(scenario())
+    assert first.method == "axfr"
+    assert second.method == "ixfr" and second.serial > first.serial
+    assert _digests(second.data) == _digests(fresh)
+    assert (dns.name.from_text("from-knot", ZONE), dns.rdatatype.A) in second.data.rrsets

@@ -273,8 +273,9 @@ def sync_status(config_path: Path, as_json: bool) -> None:
         click.echo("nothing pushed yet: run `zonefan sync apply` or `zonefan sync run`")
     for r in rows:
         state_text = "current" if r["current"] else f"BEHIND by {r['lag_seconds']:.0f} s"
+        digest = f" (content {r['pushed_digest'][:16]})" if r["pushed_digest"] else ""
         click.echo(
-            f"{r['zone']} at {r['target']}: pushed {r['pushed_serial']}, primary "
+            f"{r['zone']} at {r['target']}: pushed {r['pushed_serial']}{digest}, primary "
             f"{r['primary_serial']}: {state_text}; last success {_when(r['last_success'])}"
         )
         if r["last_error"]:

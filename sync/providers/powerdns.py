@@ -471,9 +471,11 @@ class PowerDnsApi:
             return TargetRejectedError(self.target, what + " (check the API key)")
         return TargetRejectedError(self.target, what)
 
-    async def get_zone(self, zone: dns.name.Name) -> Mapping[str, Any] | None:
-        """The zone document, None when pdns has no such zone."""
-        status, body = await self.request("GET", f"zones/{zone_id(zone)}", ok=(404, 422))
+    async def get_zone(self, zone: dns.name.Name, rrsets: bool = True) -> Mapping[str, Any] | None:
+        """The zone document (without its records unless ``rrsets``), None when pdns has no
+        such zone."""
+        query = "" if rrsets else "?rrsets=false"
+        status, body = await self.request("GET", f"zones/{zone_id(zone)}{query}", ok=(404, 422))
         if status == 200 and isinstance(body, Mapping):
             return body
         if status == 422 and "could not find domain" not in _error_text(body).lower():
@@ -680,7 +682,7 @@ class PowerDnsSecondaryTarget(SecondaryTarget):
         if status != 409:
             log.info("target %s: zone %s created as secondary of %s", self.name, zone, masters)
             return True
-        current = await self.api.get_zone(zone)
+        current = await self.api.get_zone(zone, rrsets=False)
         if current is None:  # deleted between the two requests: let the next run create it
             raise TargetUnavailableError(self.name, f"zone {zone} vanished while provisioning")
         if (
