@@ -8,9 +8,9 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import dns.name
 import dns.rdatatype
@@ -471,7 +471,16 @@ class Server:
                 store.close()
 
 
-async def run_forever(config: ServerConfig, ready: asyncio.Event | None = None) -> None:
+# A coroutine run beside the server once it listens, cancelled when the server stops (the
+# CLI's `serve --sync` runs the sync sidecar this way; this package does not know it).
+Companion = Callable[[], Coroutine[Any, Any, None]]
+
+
+async def run_forever(
+    config: ServerConfig,
+    ready: asyncio.Event | None = None,
+    companions: Sequence[Companion] = (),
+) -> None:
     """Serve until SIGINT or SIGTERM."""
     server = Server(config)
     await server.start()
@@ -483,15 +492,28 @@ async def run_forever(config: ServerConfig, ready: asyncio.Event | None = None) 
         loop.add_signal_handler(sig, stop.set)
     zones = len(server.registry.origins())
     log.info("zonefan serving %d zone(s), pid %d", zones, os.getpid())
+    tasks = [asyncio.create_task(companion()) for companion in companions]
+    for task in tasks:
+        task.add_done_callback(lambda t: _companion_ended(t, stop))
     await stop.wait()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     await server.stop()
 
 
-def serve(config: ServerConfig) -> None:
+def _companion_ended(task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    """A companion that fails stops the whole process, with its error in the log."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("stopping: %s", task.exception())
+        stop.set()
+
+
+def serve(config: ServerConfig, companions: Sequence[Companion] = ()) -> None:
     """Run the server in a fresh event loop (uvloop when installed)."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(run_forever(config))
+        asyncio.run(run_forever(config, companions=companions))
         return
-    uvloop.run(run_forever(config))
+    uvloop.run(run_forever(config, companions=companions))

@@ -27,7 +27,7 @@ from nameserver.records import (
     type_text,
 )
 from nameserver.serial import SerialPolicy
-from nameserver.server import ServerConfig, parse_listen, serve
+from nameserver.server import Companion, ServerConfig, parse_listen, serve
 from nameserver.wirename import key_of
 from nameserver.zonefile import read_zone_file, write_zone_file
 from zonefan.common import (
@@ -68,14 +68,28 @@ DEFAULT_LISTEN = ("127.0.0.1:5353",)
     help="Keep at most N changesets per zone in the journal (IXFR reaches back that far); "
     "default: keep all. Config: [serve] journal-keep.",
 )
+@click.option(
+    "--sync",
+    "sync_config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="SYNC.TOML",
+    help="Also run the sync sidecar of this config in the same process (as `zonefan sync "
+    "run` would): one command for a primary and its providers.",
+)
 @click.pass_context
 def serve_cmd(
-    ctx: click.Context, listen: Sequence[str], tcp_idle_timeout: float, journal_keep: int | None
+    ctx: click.Context,
+    listen: Sequence[str],
+    tcp_idle_timeout: float,
+    journal_keep: int | None,
+    sync_config: Path | None,
 ) -> None:
     """Serve every zone in the store; changes committed meanwhile are served at once.
 
     Zone transfers (AXFR/IXFR over TCP, TSIG) go to the [[secondary]] entries of the
     config file only; see README "Zone transfers"."""
+    companions = [] if sync_config is None else [sync_companion(sync_config)]
     keys, acl = transfer_settings(ctx)
     policies = update_policies(ctx)
     try:
@@ -101,9 +115,18 @@ def serve_cmd(
         update_policies=policies,
     )
     try:
-        serve(config)
+        serve(config, companions)
     except OSError as e:
         raise click.ClickException(f"cannot listen: {e}") from e
+
+
+def sync_companion(path: Path) -> Companion:
+    """The sidecar of ``path`` as a coroutine for the server's loop: the config is read
+    (and refused with its error) now, the targets are opened when the server listens."""
+    from zonefan.sync_cli import load_config_or_exit, sidecar
+
+    cfg = load_config_or_exit(path)
+    return lambda: sidecar(cfg, handle_signals=False)
 
 
 # -- zone ----------------------------------------------------------------------------------

@@ -60,7 +60,8 @@ def sync_group() -> None:
     """
 
 
-def _load(path: Path) -> SyncConfig:
+def load_config_or_exit(path: Path) -> SyncConfig:
+    """The sync config, or a ClickException naming the file and the setting."""
     try:
         return load_sync_config(path)
     except SyncConfigError as exc:
@@ -122,13 +123,15 @@ async def _refresh(engine: SyncEngine, zones: list[dns.name.Name]) -> None:
 def sync_run(config_path: Path) -> None:
     """The sidecar: transfer on NOTIFY (and by SOA polling), push to every target in
     parallel, retry until each converges, repair drift. Stops on SIGTERM/SIGINT."""
-    cfg = _load(config_path)
+    cfg = load_config_or_exit(config_path)
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
-    _run(_sidecar(cfg))
+    _run(sidecar(cfg))
 
 
-async def _sidecar(cfg: SyncConfig) -> None:
+async def sidecar(cfg: SyncConfig, handle_signals: bool = True) -> None:
+    """The sidecar until SIGTERM/SIGINT (``handle_signals``) or until cancelled (inside
+    ``zonefan serve --sync``, whose server owns the signals)."""
     async with _engine(cfg) as engine:
         listener = None
         if cfg.listen is not None:
@@ -136,9 +139,10 @@ async def _sidecar(cfg: SyncConfig) -> None:
                 cfg.listen, cfg.primary, cfg.zones, engine.notified, key=cfg.primary_key
             )
             await listener.start()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, engine.stop)
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, engine.stop)
         try:
             await engine.run()
         finally:
@@ -157,7 +161,7 @@ async def _sidecar(cfg: SyncConfig) -> None:
 def sync_plan(zone: str | None, targets: tuple[str, ...], config_path: Path, as_json: bool) -> None:
     """Show what each target would be changed to serve ZONE (default: every zone). Nothing
     is written to any target."""
-    cfg = _load(config_path)
+    cfg = load_config_or_exit(config_path)
     chosen = _chosen(cfg, targets)
     zones = _zones(cfg, zone)
     report = _run(_plans(cfg, chosen, zones))
@@ -222,7 +226,7 @@ def sync_apply(
 ) -> None:
     """Push ZONE (default: every zone) to the targets now, in parallel; exit 1 when a
     target did not converge (its error is in `sync status`; `sync run` keeps retrying)."""
-    cfg = _load(config_path)
+    cfg = load_config_or_exit(config_path)
     chosen = _chosen(cfg, targets)
     zones = _zones(cfg, zone)
     outcomes = _run(_apply(cfg, chosen, zones, force))
@@ -260,7 +264,7 @@ async def _apply(
 def sync_status(config_path: Path, as_json: bool) -> None:
     """Per zone and target, from the sidecar's state: the serial pushed against the
     primary's, the lag, the last success, the last error and the last drift found."""
-    cfg = _load(config_path)
+    cfg = load_config_or_exit(config_path)
     state = SyncState(cfg.state)
     try:
         rows = _status_rows(cfg, state, time.time)
@@ -319,7 +323,7 @@ def _when(ts: float | None) -> str:
 def sync_ns(zone: str, config_path: Path, as_json: bool) -> None:
     """The NS set made of every target's nameservers, to register at the parent, and
     whether the zone's apex NS set matches it."""
-    cfg = _load(config_path)
+    cfg = load_config_or_exit(config_path)
     (name,) = _zones(cfg, zone)
     report = _run(_ns(cfg, name))
     if as_json:
