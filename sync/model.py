@@ -34,8 +34,6 @@ DNSSEC_TYPES = frozenset(
         dns.rdatatype.CDNSKEY,
     }
 )
-# What a resolver needs from a provider to validate: without these a signed zone is bogus.
-SIGNATURE_TYPES = frozenset({dns.rdatatype.RRSIG, dns.rdatatype.DNSKEY})
 
 
 # Types whose rdata holds no domain name, so their wire form is already canonical
@@ -442,14 +440,6 @@ class ZoneData:
         return ZoneData(
             self.origin, {k: v for k, v in self.rrsets.items() if v.rdtype not in types}
         )
-
-    def to_text(self) -> str:
-        """Presentation format, one RR per line, absolute names: the local copy on disk."""
-        lines = [f"$ORIGIN {self.origin}"]
-        for rrset in self:
-            kind = dns.rdatatype.to_text(rrset.rdtype)
-            lines.extend(f"{rrset.name} {rrset.ttl} IN {kind} {t}" for t in rrset.texts())
-        return "\n".join(lines) + "\n"
 
     @classmethod
     def from_text(cls, text: str, origin: dns.name.Name) -> ZoneData:

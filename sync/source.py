@@ -90,13 +90,9 @@ class _XfrZone(dns.zone.Zone):
         super()._commit_version(txn, version, origin)  # type: ignore[no-untyped-call]
 
 
-def to_dns_zone(data: ZoneData) -> dns.zone.Zone:
+def _to_xfr_zone(data: ZoneData) -> _XfrZone:
     """``data`` as a dnspython zone with absolute names (RRSIGs split by covered type, as
     dnspython keeps them): the base an IXFR is applied to."""
-    return _to_xfr_zone(data)
-
-
-def _to_xfr_zone(data: ZoneData) -> _XfrZone:
     zone = _XfrZone(data.origin)
     nodes: dict[dns.name.Name, dns.node.Node] = {}
     for rrset in data.rrsets.values():

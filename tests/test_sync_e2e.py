@@ -353,6 +353,9 @@ def test_provider_faults_are_retried_until_converged(
     elapsed = time.monotonic() - start
     faults = [entry for entry in stack.proxy.log[seen:] if entry[2] in (0, -1)]
     assert len(faults) == count, stack.proxy.log[seen:]
+    # What was retried is in the evidence trail, and so is the push that followed.
+    trail = [e for e in events(stack) if e["target"] == "pdns" and e["zone"] == PLAIN]
+    assert trail[-1]["kind"] == "push"
     if kind == "429":
         assert elapsed >= retry_after, "Retry-After was not honoured"
     wait_converged(stack, PLAIN, timeout=10)
@@ -407,9 +410,11 @@ def test_drift_made_by_hand_is_found_and_repaired(stack: Stack) -> None:
     wait_until(lambda: dig(stack.pdns.dns_port, f"mail2.{PLAIN}", "A") == ["198.51.100.25"], 15)
     rows = json.loads(stack.sync_cli("status", "--json").stdout)
     row = next(r for r in rows if r["target"] == "pdns" and r["zone"] == PLAIN)
-    events = stack.sidecar.log_text()
-    assert "drift at pdns for example.test." in events and "mail2" in events, events[-3000:]
+    log = stack.sidecar.log_text()
+    assert "drift at pdns for example.test." in log and "mail2" in log, log[-3000:]
     assert row["current"], row
+    drift = [e for e in events(stack) if e["kind"] == "drift" and e["target"] == "pdns"]
+    assert drift and "mail2" in str(drift[-1]["detail"]), drift
 
 
 def test_status_and_ns_report_every_target(stack: Stack) -> None:
@@ -422,10 +427,19 @@ def test_status_and_ns_report_every_target(stack: Stack) -> None:
         assert row["last_success"] is not None
     text = stack.sync_cli("status").stdout
     assert f"{SIGNED} at knot: pushed {primary_serial(stack, SIGNED)}" in text
+    kinds = {(e["target"], e["kind"]) for e in events(stack)}
+    assert {("pdns", "push"), ("knot", "push")} <= kinds
     ns = json.loads(stack.sync_cli("ns", SIGNED, "--json").stdout)
     assert ns["ns_set"] == ["ns1.knot-provider.test.", "ns1.pdns-provider.test."]
     assert ns["matches"] is False
     assert ns["apex_ns"] == [f"ns1.{SIGNED}", f"ns2.{SIGNED}"]
+
+
+def events(stack: Stack) -> list[dict[str, object]]:
+    """The sidecar's evidence trail, newest last (`sync status --events`)."""
+    out = json.loads(stack.sync_cli("status", "--events", "1000", "--json").stdout)
+    trail: list[dict[str, object]] = out["events"]
+    return trail
 
 
 def assert_same_as_primary(stack: Stack, zone: str) -> None:

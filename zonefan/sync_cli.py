@@ -259,20 +259,30 @@ async def _apply(
 
 
 @sync_group.command("status")
+@click.option(
+    "--events", type=click.IntRange(min=0), default=0, metavar="N",
+    help="Also the N newest events (pushes, errors, refusals, drift): the evidence trail.",
+)  # fmt: skip
 @config_option
 @json_option
-def sync_status(config_path: Path, as_json: bool) -> None:
+def sync_status(config_path: Path, as_json: bool, events: int) -> None:
     """Per zone and target, from the sidecar's state: the serial pushed against the
     primary's, the lag, the last success, the last error and the last drift found."""
     cfg = load_config_or_exit(config_path)
     state = SyncState(cfg.state)
     try:
         rows = _status_rows(cfg, state, time.time)
+        trail = state.events(events) if events else []
     finally:
         state.close()
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps({"targets": rows, "events": trail} if events else rows, indent=2))
         return
+    for event in trail:
+        click.echo(
+            f"{_when(event['at'])} {event['target']} {event['zone']} serial {event['serial']}: "
+            f"{event['kind']} {event['detail'] or ''}".rstrip()
+        )
     if not rows:
         click.echo("nothing pushed yet: run `zonefan sync apply` or `zonefan sync run`")
     for r in rows:
