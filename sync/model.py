@@ -441,6 +441,14 @@ class ZoneData:
             self.origin, {k: v for k, v in self.rrsets.items() if v.rdtype not in types}
         )
 
+    def to_text(self) -> str:
+        """Presentation format, one RR per line, absolute names (for other tools)."""
+        lines = [f"$ORIGIN {self.origin}"]
+        for rrset in self:
+            kind = dns.rdatatype.to_text(rrset.rdtype)
+            lines.extend(f"{rrset.name} {rrset.ttl} IN {kind} {t}" for t in rrset.texts())
+        return "\n".join(lines) + "\n"
+
     @classmethod
     def from_text(cls, text: str, origin: dns.name.Name) -> ZoneData:
         zone = dns.zone.from_text(text, origin, relativize=False, check_origin=False)

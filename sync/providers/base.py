@@ -38,6 +38,10 @@ class Capabilities:
     batch_size: int = 1000  # RRsets per request
     rate_limit: float = 0.0  # requests per second; 0 means no limit of ours
 
+    def supports(self, rdtype: dns.rdatatype.RdataType) -> bool:
+        """Whether the target takes RRsets of ``rdtype``."""
+        return self.record_types is None or rdtype in self.record_types
+
 
 class Target(abc.ABC):
     """A provider that should serve the zone. ``name`` is the target's name in the config."""
