@@ -493,7 +493,43 @@ class XfrKey:
     algorithm: str = "hmac-sha256"
 
 
-class _Secondary(_Process):
+class _Controlled(_Process):
+    """A server with a control tool (knotc, rndc, nsd-control) whose served serials the
+    tests read."""
+
+    def control(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run the control tool with ``args``; raise with its output on failure."""
+        done = subprocess.run(
+            [*self._control_command(), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"{self.name} control {' '.join(args)} failed:\n{done.stdout}{done.stderr}"
+            )
+        return done
+
+    def _control_command(self) -> list[str]:
+        raise NotImplementedError
+
+    def serial(self, zone: str) -> int | None:
+        """The serial served for ``zone`` now (None: no authoritative answer yet)."""
+        try:
+            response = self.query(zone, "SOA", flags=0)
+        except (dns.exception.DNSException, OSError):
+            return None
+        if response.rcode() != 0 or not response.flags & dns.flags.AA:
+            return None
+        for rrset in response.answer:
+            if rrset.rdtype == dns.rdatatype.SOA:
+                return int(rrset[0].serial)
+        return None
+
+
+class _Secondary(_Controlled):
     """A secondary that transfers ``zones`` from 127.0.0.1 port ``primary_port`` with
     ``key``; subclasses write its configuration and know how to force a refresh."""
 
@@ -517,36 +553,6 @@ class _Secondary(_Process):
     def refresh(self, zone: str) -> None:
         """Make the secondary check the primary's serial now and transfer if it changed."""
         raise NotImplementedError
-
-    def control(self, *args: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [*self._control_command(), *args],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(
-                f"{self.name} control {' '.join(args)} failed:\n{done.stdout}{done.stderr}"
-            )
-        return done
-
-    def _control_command(self) -> list[str]:
-        raise NotImplementedError
-
-    def serial(self, zone: str) -> int | None:
-        """The serial this secondary serves for ``zone`` (None: not loaded yet)."""
-        try:
-            response = self.query(zone, "SOA", flags=0)
-        except (dns.exception.DNSException, OSError):
-            return None
-        if response.rcode() != 0 or not response.flags & dns.flags.AA:
-            return None
-        for rrset in response.answer:
-            if rrset.rdtype == dns.rdatatype.SOA:
-                return int(rrset[0].serial)
-        return None
 
     def wait_serial(self, zone: str, serial: int, timeout: float = 10.0) -> None:
         """Wait until ``zone`` is served at ``serial``; raise with the log otherwise."""

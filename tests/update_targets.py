@@ -8,19 +8,14 @@ private files, and are stopped by their PID.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
-import dns.exception
-import dns.flags
-import dns.rdatatype
-
-from tests.servers import START_TIMEOUT, XfrKey, _Process, knot_conf_head
+from tests.servers import START_TIMEOUT, XfrKey, _Controlled, knot_conf_head
 from tests.tools import free_port, require_tool
 
 
-class _UpdatePrimary(_Process):
+class _UpdatePrimary(_Controlled):
     """A primary for ``zone`` loaded from a copy of ``zone_file``, allowing UPDATE and AXFR
     signed with ``key`` from 127.0.0.1."""
 
@@ -48,41 +43,14 @@ class _UpdatePrimary(_Process):
             return False
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
-            if self.serial() is not None:
+            if self.zone_serial() is not None:
                 return True
             time.sleep(0.05)
         return False
 
-    def serial(self) -> int | None:
+    def zone_serial(self) -> int | None:
         """The SOA serial served for the zone now (None: no authoritative answer)."""
-        try:
-            response = self.query(self.zone, "SOA", flags=0)
-        except (dns.exception.DNSException, OSError):
-            return None
-        if response.rcode() != 0 or not response.flags & dns.flags.AA:
-            return None
-        for rrset in response.answer:
-            if rrset.rdtype == dns.rdatatype.SOA:
-                return int(rrset[0].serial)
-        return None
-
-    def control(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """Run the server's control tool (knotc, rndc) with ``args``; raise on failure."""
-        done = subprocess.run(
-            [*self._control_command(), *args],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(
-                f"{self.name} control {' '.join(args)} failed:\n{done.stdout}{done.stderr}"
-            )
-        return done
-
-    def _control_command(self) -> list[str]:
-        raise NotImplementedError
+        return self.serial(self.zone)
 
 
 class KnotUpdatePrimary(_UpdatePrimary):
