@@ -12,6 +12,8 @@ from pathlib import Path
 import dns.name
 import dns.rdatatype
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sync.engine import EngineSettings, SyncEngine, TargetSpec, backoff
 from sync.errors import (
@@ -20,7 +22,7 @@ from sync.errors import (
     TargetRateLimitedError,
     TargetUnavailableError,
 )
-from sync.model import RRset, ZoneData
+from sync.model import RRset, ZoneData, sort_key
 from sync.plan import Action, Safety, compute_plan
 from sync.providers.base import Capabilities, DnssecMode, RecordTarget
 from sync.state import SyncState
@@ -424,3 +426,47 @@ async def test_changes_are_planned_against_the_last_push_not_a_fresh_read(tmp_pa
     engine.state.enqueue("a", ORIGIN, 3, force=True)
     await engine.drain()
     assert target.reads == 5
+
+
+# -- plan invariants, on random zones --------------------------------------------------------
+
+_OWNERS = [f"n{i}" for i in range(8)]
+_rrset_specs = st.dictionaries(
+    st.tuples(st.sampled_from(_OWNERS), st.sampled_from(["A", "TXT"])),
+    st.tuples(st.sampled_from([60, 300]), st.integers(min_value=1, max_value=3)),
+    max_size=12,
+)
+
+
+def _random_zone(serial: int, specs: dict[tuple[str, str], tuple[int, int]]) -> ZoneData:
+    sets = list(zone(serial, hosts=0))
+    for (owner, kind), (ttl, count) in specs.items():
+        texts = [f"192.0.2.{i}" if kind == "A" else f'"t{i}"' for i in range(count)]
+        sets.append(RRset.from_text(owner, kind, ttl, texts, ORIGIN))
+    return ZoneData.build(ORIGIN, sets)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_rrset_specs, _rrset_specs, st.sets(st.sampled_from(_OWNERS)))
+def test_applying_a_plan_gives_the_zone_plus_only_foreign_records(
+    want: dict[tuple[str, str], tuple[int, int]],
+    have: dict[tuple[str, str], tuple[int, int]],
+    mine: set[str],
+) -> None:
+    desired, current = _random_zone(2, want), _random_zone(1, have)
+    owned = {k for k in current.rrsets if k[0].relativize(ORIGIN).to_text() in mine}
+    plan = compute_plan(desired, current, target="t", owned=owned)
+    result = dict(current.rrsets)
+    for change in plan.changes:
+        if change.action == Action.DELETE:
+            del result[change.key]
+        else:
+            assert change.new is not None
+            result[change.key] = change.new
+    foreign = {k: current.rrsets[k] for k in plan.foreign}
+    assert result == {**dict(desired.rrsets), **foreign}
+    assert not set(plan.foreign) & owned and not set(plan.foreign) & set(desired.rrsets)
+    # Planning the result again finds nothing to do, and the order is deterministic.
+    assert compute_plan(desired, ZoneData(ORIGIN, result), target="t", owned=owned).empty
+    order = [(int(c.action), sort_key(c.key)) for c in plan.changes]
+    assert order == sorted(order)
