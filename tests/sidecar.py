@@ -1,6 +1,5 @@
-"""``zonefan sync run`` as a subprocess for end-to-end tests, and a stack builder shared by
-the end-to-end tests and the benchmark: a zonefan primary with an unsigned and a signed
-zone, a real pdns_server behind a fault proxy, Knot taking RFC 2136 UPDATEs."""
+"""``zonefan sync run`` as a subprocess, stopped by PID (SIGTERM, or SIGKILL to play a
+crash), and the polling helper the end-to-end tests and the sync benchmark share."""
 
 from __future__ import annotations
 
