@@ -529,6 +529,27 @@ class _Controlled(_Process):
         return None
 
 
+def transfer_config(
+    key: XfrKey, notify_port: int | None = None, zones: Sequence[str] | None = None
+) -> str:
+    """The TOML a ``zonefan serve`` primary needs to let 127.0.0.1 transfer with ``key``
+    (only ``zones``, when given) and to NOTIFY ``notify_port`` there."""
+    lines = [
+        f"[key.{key.name}]",
+        f'algorithm = "{key.algorithm}"',
+        f'secret = "{key.secret}"',
+        "",
+        "[[secondary]]",
+        'address = "127.0.0.1"',
+        f'key = "{key.name}"',
+    ]
+    if notify_port is not None:
+        lines.append(f'notify = "127.0.0.1@{notify_port}"')
+    if zones is not None:
+        lines.append("zones = [" + ", ".join(f'"{z}"' for z in zones) + "]")
+    return "\n".join(lines) + "\n"
+
+
 class _Secondary(_Controlled):
     """A secondary that transfers ``zones`` from 127.0.0.1 port ``primary_port`` with
     ``key``; subclasses write its configuration and know how to force a refresh."""
@@ -692,6 +713,32 @@ zone:
         self.control("zone-refresh", zone)
 
 
+def named_control(d: Path, secret: str) -> tuple[int, str]:
+    """A local rndc channel for a private named in ``d``: writes ``d/rndc.conf`` and
+    returns the control port and the named.conf lines for its key and ``controls``."""
+    port = free_port()
+    key = f'key "rndc-key" {{ algorithm hmac-sha256; secret "{secret}"; }};\n'
+    (d / "rndc.conf").write_text(
+        f"""{key}options {{
+    default-key "rndc-key";
+    default-server 127.0.0.1;
+    default-port {port};
+}};
+""",
+        encoding="utf-8",
+    )
+    controls = (
+        f"controls {{\n    inet 127.0.0.1 port {port} allow {{ 127.0.0.1; }} "
+        'keys { "rndc-key"; };\n};\n'
+    )
+    return port, key + controls
+
+
+def rndc_command(d: Path) -> list[str]:
+    """rndc for the named whose control channel :func:`named_control` set up in ``d``."""
+    return [require_tool("rndc"), "-c", str(d / "rndc.conf")]
+
+
 class BindSecondary(_Secondary):
     """named (``-g``, foreground) as a secondary, rndc over a local control channel."""
 
@@ -700,8 +747,7 @@ class BindSecondary(_Secondary):
     def _prepare(self) -> None:
         d = self.workdir
         k = self.key
-        self.control_port = free_port()
-        rndc_key = f'key "rndc-key" {{ algorithm hmac-sha256; secret "{k.secret}"; }};\n'
+        self.control_port, control = named_control(d, k.secret)
         zones = "".join(
             f'zone "{zone}" {{ type secondary; file "{d}/{zone}db"; '
             f"primaries {{ 127.0.0.1 port {self.primary_port} key {k.name}; }}; "
@@ -723,20 +769,7 @@ class BindSecondary(_Secondary):
     request-ixfr yes;
 }};
 key "{k.name}" {{ algorithm {k.algorithm}; secret "{k.secret}"; }};
-{rndc_key}controls {{
-    inet 127.0.0.1 port {self.control_port} allow {{ 127.0.0.1; }} keys {{ "rndc-key"; }};
-}};
-{zones}""",
-            encoding="utf-8",
-        )
-        self.rndc_conf = d / "rndc.conf"
-        self.rndc_conf.write_text(
-            f"""{rndc_key}options {{
-    default-key "rndc-key";
-    default-server 127.0.0.1;
-    default-port {self.control_port};
-}};
-""",
+{control}{zones}""",
             encoding="utf-8",
         )
 
@@ -744,7 +777,7 @@ key "{k.name}" {{ algorithm {k.algorithm}; secret "{k.secret}"; }};
         return [require_tool("named"), "-g", "-c", str(self.conf)]
 
     def _control_command(self) -> list[str]:
-        return [require_tool("rndc"), "-c", str(self.rndc_conf)]
+        return rndc_command(self.workdir)
 
     def refresh(self, zone: str) -> None:
         self.control("refresh", zone)

@@ -14,7 +14,7 @@ import pytest
 
 from nameserver.catalog import member_id
 from nameserver.store import Store
-from tests.servers import KnotSecondary, XfrKey, ZonefanServer, make_query, run_cli
+from tests.servers import KnotSecondary, XfrKey, ZonefanServer, make_query, run_cli, transfer_config
 from tests.tools import PROJECT_ROOT, free_port, require_tool
 
 EXAMPLE = PROJECT_ROOT / "zones" / "example.test.zone"
@@ -62,17 +62,7 @@ def consumer(tmp_path: Path) -> Iterator[tuple[ZonefanServer, KnotCatalogConsume
     knot_port = free_port()
     config = tmp_path / "zonefan.toml"
     config.write_text(
-        f"""catalog-zone = "{CATALOG}"
-
-[key.{KEY.name}]
-algorithm = "{KEY.algorithm}"
-secret = "{KEY.secret}"
-
-[[secondary]]
-address = "127.0.0.1"
-key = "{KEY.name}"
-notify = "127.0.0.1@{knot_port}"
-""",
+        f'catalog-zone = "{CATALOG}"\n\n' + transfer_config(KEY, notify_port=knot_port),
         encoding="utf-8",
     )
     first = tmp_path / "first.test.zone"

@@ -14,7 +14,7 @@ import dns.name
 import pytest
 
 from nameserver.store import Store
-from tests.servers import ZonefanServer, _Secondary, run_cli
+from tests.servers import ZonefanServer, _Secondary, run_cli, transfer_config
 from tests.test_secondaries import KEY, PLAIN, SECONDARIES, TOOLS, ZONES, _store
 from tests.tools import free_port, require_tool
 
@@ -34,16 +34,8 @@ def pair(
     secondary_port = free_port()
     config = work / "zonefan.toml"
     config.write_text(
-        f"""
-[key.{KEY.name}]
-algorithm = "{KEY.algorithm}"
-secret = "{KEY.secret}"
-
-[[secondary]]
-address = "127.0.0.1"
-key = "{KEY.name}"
-notify = "127.0.0.1@{secondary_port}"
-
+        transfer_config(KEY, notify_port=secondary_port)
+        + f"""
 [zone."{PLAIN}"]
 update-policy = ["grant {KEY.name}. zonesub ANY"]
 """,

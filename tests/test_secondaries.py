@@ -33,6 +33,7 @@ from tests.servers import (
     _Secondary,
     make_query,
     run_cli,
+    transfer_config,
 )
 from tests.tools import PROJECT_ROOT, require_tool
 
@@ -74,19 +75,7 @@ def primary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZonefanServer]
     work = tmp_path_factory.mktemp("primary")
     db = _store(work)
     config = work / "zonefan.toml"
-    config.write_text(
-        f"""
-[key.{KEY.name}]
-algorithm = "{KEY.algorithm}"
-secret = "{KEY.secret}"
-
-[[secondary]]
-address = "127.0.0.1"
-key = "{KEY.name}"
-zones = ["{PLAIN}", "{SIGNED}"]
-""",
-        encoding="utf-8",
-    )
+    config.write_text(transfer_config(KEY, zones=[PLAIN, SIGNED]), encoding="utf-8")
     with ZonefanServer(work, db=db, probe_name=PLAIN, config=config) as server:
         yield server
 

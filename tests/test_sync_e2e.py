@@ -37,7 +37,7 @@ from nameserver.store import Store
 from nameserver.zonefile import read_zone_file
 from tests.faultproxy import FaultProxy
 from tests.pdns import PdnsServer
-from tests.servers import UnboundServer, XfrKey, ZonefanServer, _clean_env, run_cli
+from tests.servers import UnboundServer, XfrKey, ZonefanServer, _clean_env, run_cli, transfer_config
 from tests.sidecar import API_KEY_ENV, SECRET_ENV, Sidecar, wait_until
 from tests.tools import PROJECT_ROOT, free_port, require_tool
 from tests.update_targets import KnotUpdatePrimary
@@ -90,19 +90,7 @@ def minimal_zone(work: Path, origin: str) -> Path:
 
 def primary_config(work: Path, sidecar_port: int) -> Path:
     config = work / "zonefan.toml"
-    config.write_text(
-        f"""
-[key.{KEY.name}]
-algorithm = "{KEY.algorithm}"
-secret = "{KEY.secret}"
-
-[[secondary]]
-address = "127.0.0.1"
-key = "{KEY.name}"
-notify = "127.0.0.1@{sidecar_port}"
-""",
-        encoding="utf-8",
-    )
+    config.write_text(transfer_config(KEY, notify_port=sidecar_port), encoding="utf-8")
     return config
 
 

@@ -11,8 +11,15 @@ import shutil
 import time
 from pathlib import Path
 
-from tests.servers import START_TIMEOUT, XfrKey, _Controlled, knot_conf_head
-from tests.tools import free_port, require_tool
+from tests.servers import (
+    START_TIMEOUT,
+    XfrKey,
+    _Controlled,
+    knot_conf_head,
+    named_control,
+    rndc_command,
+)
+from tests.tools import require_tool
 
 
 class _UpdatePrimary(_Controlled):
@@ -119,8 +126,7 @@ class BindUpdatePrimary(_UpdatePrimary):
     def _prepare(self) -> None:
         d = self.workdir
         k = self.key
-        self.control_port = free_port()
-        rndc_key = f'key "rndc-key" {{ algorithm hmac-sha256; secret "{k.secret}"; }};\n'
+        self.control_port, control = named_control(d, k.secret)
         if self.policy == "update-policy":
             update = f"update-policy {{ grant {k.name} zonesub ANY; }};"
         else:
@@ -138,10 +144,7 @@ class BindUpdatePrimary(_UpdatePrimary):
     allow-query {{ any; }};
 }};
 key "{k.name}" {{ algorithm {k.algorithm}; secret "{k.secret}"; }};
-{rndc_key}controls {{
-    inet 127.0.0.1 port {self.control_port} allow {{ 127.0.0.1; }} keys {{ "rndc-key"; }};
-}};
-zone "{self.zone}" {{
+{control}zone "{self.zone}" {{
     type primary;
     file "{self.zone_path}";
     dnssec-policy none;
@@ -151,19 +154,9 @@ zone "{self.zone}" {{
 """,
             encoding="utf-8",
         )
-        self.rndc_conf = d / "rndc.conf"
-        self.rndc_conf.write_text(
-            f"""{rndc_key}options {{
-    default-key "rndc-key";
-    default-server 127.0.0.1;
-    default-port {self.control_port};
-}};
-""",
-            encoding="utf-8",
-        )
 
     def _command(self) -> list[str]:
         return [require_tool("named"), "-g", "-c", str(self.conf)]
 
     def _control_command(self) -> list[str]:
-        return [require_tool("rndc"), "-c", str(self.rndc_conf)]
+        return rndc_command(self.workdir)
