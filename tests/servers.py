@@ -734,6 +734,25 @@ def named_control(d: Path, secret: str) -> tuple[int, str]:
     return port, key + controls
 
 
+def named_conf_head(d: Path, port: int, key: XfrKey, options: str = "") -> tuple[int, str]:
+    """named.conf's options (plus ``options``), the TSIG ``key`` and an rndc channel for a
+    private named in ``d`` on 127.0.0.1 port ``port``: (control port, text)."""
+    control_port, control = named_control(d, key.secret)
+    text = f"""options {{
+    directory "{d}";
+    pid-file "{d}/named.pid";
+    listen-on port {port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    dnssec-validation no;
+    notify no;
+    allow-query {{ any; }};
+    {options}}};
+key "{key.name}" {{ algorithm {key.algorithm}; secret "{key.secret}"; }};
+{control}"""
+    return control_port, text
+
+
 def rndc_command(d: Path) -> list[str]:
     """rndc for the named whose control channel :func:`named_control` set up in ``d``."""
     return [require_tool("rndc"), "-c", str(d / "rndc.conf")]
@@ -747,7 +766,9 @@ class BindSecondary(_Secondary):
     def _prepare(self) -> None:
         d = self.workdir
         k = self.key
-        self.control_port, control = named_control(d, k.secret)
+        self.control_port, head = named_conf_head(
+            d, self.port, k, "allow-transfer { none; };\n    request-ixfr yes;\n"
+        )
         zones = "".join(
             f'zone "{zone}" {{ type secondary; file "{d}/{zone}db"; '
             f"primaries {{ 127.0.0.1 port {self.primary_port} key {k.name}; }}; "
@@ -756,20 +777,7 @@ class BindSecondary(_Secondary):
         )
         self.conf = d / "named.conf"
         self.conf.write_text(
-            f"""options {{
-    directory "{d}";
-    pid-file "{d}/named.pid";
-    listen-on port {self.port} {{ 127.0.0.1; }};
-    listen-on-v6 {{ none; }};
-    recursion no;
-    dnssec-validation no;
-    notify no;
-    allow-query {{ any; }};
-    allow-transfer {{ none; }};
-    request-ixfr yes;
-}};
-key "{k.name}" {{ algorithm {k.algorithm}; secret "{k.secret}"; }};
-{control}{zones}""",
+            head + zones,
             encoding="utf-8",
         )
 

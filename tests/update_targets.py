@@ -16,7 +16,7 @@ from tests.servers import (
     XfrKey,
     _Controlled,
     knot_conf_head,
-    named_control,
+    named_conf_head,
     rndc_command,
 )
 from tests.tools import require_tool
@@ -126,25 +126,15 @@ class BindUpdatePrimary(_UpdatePrimary):
     def _prepare(self) -> None:
         d = self.workdir
         k = self.key
-        self.control_port, control = named_control(d, k.secret)
+        self.control_port, head = named_conf_head(d, self.port, k)
         if self.policy == "update-policy":
             update = f"update-policy {{ grant {k.name} zonesub ANY; }};"
         else:
             update = f"allow-update {{ key {k.name}; }};"
         self.conf = d / "named.conf"
         self.conf.write_text(
-            f"""options {{
-    directory "{d}";
-    pid-file "{d}/named.pid";
-    listen-on port {self.port} {{ 127.0.0.1; }};
-    listen-on-v6 {{ none; }};
-    recursion no;
-    dnssec-validation no;
-    notify no;
-    allow-query {{ any; }};
-}};
-key "{k.name}" {{ algorithm {k.algorithm}; secret "{k.secret}"; }};
-{control}zone "{self.zone}" {{
+            head
+            + f"""zone "{self.zone}" {{
     type primary;
     file "{self.zone_path}";
     dnssec-policy none;
