@@ -26,9 +26,9 @@ import dns.rdtypes.ANY.TSIG
 import dns.tsig
 
 from sync.errors import SyncError
-from sync.model import ZoneData
+from sync.model import ZoneData, gc_paused
 from sync.settings import Address, TsigKey
-from sync.wire import RawRecord, WireError, ZoneBuilder, add, read_labels, read_records
+from sync.wire import NameMemo, RawRecord, WireError, ZoneBuilder, add, read_name, read_records
 
 _HEADER = struct.Struct("!HHHHHH")
 QR = 0x8000
@@ -99,23 +99,27 @@ class _Reader:
         return self.exactly(length)
 
 
+@gc_paused
 def _receive(reader: _Reader, query_id: int, zone: dns.name.Name, tsig: _Tsig | None) -> ZoneData:
     builder = ZoneBuilder(zone)
     serial: int | None = None
     first = True
     while True:
         wire = reader.message()
-        records, signed = _message_records(wire, query_id, first, builder, tsig)
-        for index, record in enumerate(records):
+        # Records kept as wire bytes are in the builder already; these are the others.
+        records, count, signed = _message_records(wire, query_id, first, builder, tsig)
+        for record in records:
             if record.rdtype == dns.rdatatype.SOA:
                 soa = _soa(record)
                 if serial is None:
+                    if not first or record.position != 0:
+                        raise TransferError("the transfer does not start with the zone's SOA")
                     if record.owner != zone:
                         raise TransferError(f"the transfer opened with the SOA of {record.owner}")
                     serial = soa
                     add(builder, record)
                     continue
-                if index != len(records) - 1:
+                if record.position != count - 1:
                     raise TransferError("records after the closing SOA")
                 if soa != serial:
                     raise TransferError(f"closing SOA serial {soa} is not the opening {serial}")
@@ -125,13 +129,17 @@ def _receive(reader: _Reader, query_id: int, zone: dns.name.Name, tsig: _Tsig | 
             if serial is None:
                 raise TransferError("the transfer does not start with the zone's SOA")
             add(builder, record)
+        if serial is None and count:
+            raise TransferError("the transfer does not start with the zone's SOA")
         first = False
 
 
 def _message_records(
     wire: bytes, query_id: int, first: bool, builder: ZoneBuilder, tsig: _Tsig | None
-) -> tuple[list[RawRecord], bool]:
-    """The answer records of one message, its TSIG checked. Returns (records, signed)."""
+) -> tuple[list[RawRecord], int, bool]:
+    """Read the answer records of one message into ``builder``, its TSIG checked. Returns
+    the records left for the caller (see :func:`read_records`), how many answers the
+    message had, and whether it was signed."""
     if len(wire) < _HEADER.size:
         raise TransferError("a message shorter than a DNS header")
     ident, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(wire)
@@ -139,13 +147,14 @@ def _message_records(
         raise TransferError("a message that is not the answer to our query")
     rcode = flags & 0xF
     pos = _HEADER.size
+    memo: NameMemo = {}
     try:
         for _ in range(qdcount):
-            _, pos = read_labels(wire, pos)
+            _, pos = read_name(wire, pos, memo)
             pos += 4
-        answers, pos = read_records(wire, pos, ancount, builder)
-        _, pos = read_records(wire, pos, nscount, builder)
-        extra, pos = read_records(wire, pos, arcount, builder)
+        answers, pos = read_records(wire, pos, ancount, builder, memo)
+        _, pos = read_records(wire, pos, nscount, builder, memo, collect=True)
+        extra, pos = read_records(wire, pos, arcount, builder, memo, collect=True)
     except WireError as exc:
         if rcode != dns.rcode.NOERROR:
             raise TransferError(_rcode_text(rcode, None), rcode=rcode) from None
@@ -153,7 +162,7 @@ def _message_records(
     if rcode != dns.rcode.NOERROR:
         raise TransferError(_rcode_text(rcode, extra[-1] if extra else None), rcode=rcode)
     signed = _check_tsig(wire, extra, first, tsig)
-    return answers, signed
+    return answers, ancount, signed
 
 
 def _check_tsig(wire: bytes, extra: list[RawRecord], first: bool, tsig: _Tsig | None) -> bool:

@@ -7,12 +7,14 @@ RFC 2136 UPDATE address them.
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import socket
 import struct
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 
 import dns.name
 import dns.rdata
@@ -22,6 +24,8 @@ import dns.rdtypes.ANY.SOA
 import dns.zone
 
 RRsetKey = tuple[dns.name.Name, dns.rdatatype.RdataType]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 DNSSEC_TYPES = frozenset(
     {
@@ -69,8 +73,33 @@ def _canonical_wire(rdata: dns.rdata.Rdata) -> bytes:
     return rdata.to_digestable()
 
 
-def _kind(rdtype: int) -> dns.rdatatype.RdataType:
-    return dns.rdatatype.RdataType.make(rdtype)
+def gc_paused(func: Callable[P, R]) -> Callable[P, R]:
+    """Run ``func`` with the cyclic garbage collector paused. Zone data holds no reference
+    cycles, but building the objects of a 10k-RRset zone starts collections that scan every
+    live object again and again (0.1 s of a 10k-record push). Reference counting still
+    frees everything; the collector resumes when ``func`` returns."""
+
+    @functools.wraps(func)
+    def paused(*args: P.args, **kwargs: P.kwargs) -> R:
+        if not gc.isenabled():  # paused already (a caller, another thread) or by choice
+            return func(*args, **kwargs)
+        gc.disable()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            gc.enable()
+
+    return paused
+
+
+def rdtype_of(rdtype: int) -> dns.rdatatype.RdataType:
+    kind = _KINDS.get(rdtype)
+    if kind is None:
+        kind = _KINDS[rdtype] = dns.rdatatype.RdataType.make(rdtype)
+    return kind
+
+
+_KINDS: dict[int, dns.rdatatype.RdataType] = {}  # RdataType.make costs ~6 µs a call
 
 
 def _wire(rdata: dns.rdata.Rdata) -> bytes:
@@ -104,6 +133,8 @@ def canonical_of_wire(rdtype: int, wire: bytes) -> bytes:
     return wire[:at] + wire[at:end].lower() + wire[end:]
 
 
+_TYPE_CLASS_TTL = struct.Struct("!HHI")
+_IN = dns.rdataclass.IN
 _HASH_MODULUS = sys.hash_info.modulus
 _FITS = 2 ** (sys.hash_info.width - 1)
 # Octets dnspython prints as they are in a label (it escapes "().;\\@$, spaces and
@@ -111,22 +142,33 @@ _FITS = 2 ** (sys.hash_info.width - 1)
 _SAFE = bytes(c for c in range(0x21, 0x7F) if chr(c) not in '"().;\\@$')
 
 
-def _dnspython_hash(folded: tuple[bytes, ...], name: dns.name.Name) -> int:
-    """What hash() gives for the dnspython Name, computed without its big integers, so
-    FastName and Name are interchangeable as dict keys. dnspython returns h = 9h + c over
-    every octet; CPython keeps a result that fits in 63 bits as it is and reduces a larger
-    one modulo 2**61 - 1, which here is done label by label instead of at the end."""
+def exact_hash(folded: tuple[bytes, ...]) -> int:
+    """dnspython's ``Name.__hash__`` before CPython reduces it: h = 9h + c over every octet
+    of the lowercased labels. Over a concatenation, H(a + b) = H(a) * 9**len(b) + H(b)."""
+    return octets_hash(b"".join(folded), 0)
+
+
+def octets_hash(octets: bytes, after: int) -> int:
+    """The part of :func:`exact_hash` that ``octets`` contribute when ``after`` more octets
+    follow them (a name's labels above a known suffix)."""
     h = 0
-    reduced = False
-    for label in folded:
-        for c in label:
-            h = h * 9 + c
-        if reduced or h >= _FITS:
-            h %= _HASH_MODULUS
-            reduced = True
-    if reduced and h == 0:  # a multiple of the modulus: leave the corner case to CPython
-        return hash(dns.name.Name.__hash__(name))
-    return h
+    for c in octets:  # small integers until the one multiplication below
+        h = h * 9 + c
+    return h * _POW9[after]
+
+
+_POW9: tuple[int, ...] = tuple(9**k for k in range(256))  # a name has at most 255 octets
+
+
+def reduced_hash(exact: int) -> int:
+    """What hash() gives for a Name whose ``__hash__`` returned ``exact``: CPython keeps a
+    value that fits a signed 64-bit integer and reduces a larger one modulo 2**61 - 1."""
+    return exact if exact < _FITS else exact % _HASH_MODULUS
+
+
+def plain_labels(octets: bytes) -> bool:
+    """True when labels made of ``octets`` print as they are (no escapes, no quotes)."""
+    return not octets.translate(None, _SAFE)
 
 
 class FastName(dns.name.Name):
@@ -135,10 +177,12 @@ class FastName(dns.name.Name):
     runs a full comparison; the sync engine hashes and compares every owner of a zone
     several times per plan. Equal to, and hashing like, the plain Name it stands for."""
 
-    __slots__ = ("_folded", "_hash")
+    __slots__ = ("_folded", "_hash", "_text", "_wire")
 
     _folded: tuple[bytes, ...]
     _hash: int
+    _text: str | None  # to_text(), made on first use
+    _wire: bytes | None  # the wire form, given by the wire reader or made on first use
 
     @classmethod
     def of(cls, name: dns.name.Name) -> FastName:
@@ -150,11 +194,28 @@ class FastName(dns.name.Name):
     @classmethod
     def from_labels(cls, labels: tuple[bytes, ...]) -> FastName:
         """From labels already checked (a parsed wire name or an existing Name)."""
-        fast = object.__new__(cls)
         folded = tuple(label.lower() for label in labels)
-        object.__setattr__(fast, "labels", labels)
-        object.__setattr__(fast, "_folded", folded)
-        object.__setattr__(fast, "_hash", _dnspython_hash(folded, fast))
+        return cls.assemble(labels, folded, reduced_hash(exact_hash(folded)))
+
+    @classmethod
+    def assemble(
+        cls,
+        labels: tuple[bytes, ...],
+        folded: tuple[bytes, ...],
+        hashed: int,
+        wire: bytes | None = None,
+        text: str | None = None,
+    ) -> FastName:
+        """From checked labels, their lowercased form, the hash a dnspython Name of them
+        has (see :func:`reduced_hash`) and, when known, their uncompressed wire form and
+        their text (as :meth:`to_text` gives it)."""
+        fast = object.__new__(cls)
+        setattr_ = object.__setattr__  # dnspython names refuse plain attribute writes
+        setattr_(fast, "labels", labels)
+        setattr_(fast, "_folded", folded)
+        setattr_(fast, "_hash", hashed)
+        setattr_(fast, "_text", text)
+        setattr_(fast, "_wire", wire)
         return fast
 
     @classmethod
@@ -169,13 +230,32 @@ class FastName(dns.name.Name):
         return cls.of(dns.name.from_text(text))
 
     def to_text(self, omit_final_dot: bool = False, style: dns.name.NameStyle | None = None) -> str:
-        """dnspython's text form; labels that need no escaping skip its escaper."""
+        """dnspython's text form; labels that need no escaping skip its escaper, and the
+        usual form (absolute, final dot) is kept once made."""
+        if omit_final_dot or style is not None:
+            return self._make_text(omit_final_dot, style)
+        text = self._text
+        if text is None:
+            text = self._make_text(False, None)
+            object.__setattr__(self, "_text", text)
+        return text
+
+    def _make_text(self, omit_final_dot: bool, style: dns.name.NameStyle | None) -> str:
         labels = self.labels
         plain = style is None and len(labels) > 1 and not labels[-1]
-        if plain and not b"".join(labels).translate(None, _SAFE):
+        if plain and plain_labels(b"".join(labels)):
             text = b".".join(labels[:-1]).decode("ascii")
             return text if omit_final_dot else text + "."
         return super().to_text(omit_final_dot, style)
+
+    @property
+    def wire(self) -> bytes:
+        """The uncompressed wire form in the original case (an absolute name)."""
+        wire = self._wire
+        if wire is None:
+            wire = b"".join(bytes((len(label),)) + label for label in self.labels)
+            object.__setattr__(self, "_wire", wire)
+        return wire
 
     def __hash__(self) -> int:
         return self._hash
@@ -192,6 +272,11 @@ class FastName(dns.name.Name):
     def canonical_order(self) -> tuple[bytes, ...]:
         """Labels from the root, lowercased: sorting these is RFC 4034 §6.1 order."""
         return self._folded[::-1]
+
+    @property
+    def folded(self) -> tuple[bytes, ...]:
+        """The labels, lowercased."""
+        return self._folded
 
 
 class RRset:
@@ -214,7 +299,7 @@ class RRset:
         wires: tuple[bytes, ...] | None = None,
         canonical: tuple[bytes, ...] | None = None,
     ) -> None:
-        self.name: dns.name.Name = FastName.of(name)
+        self.name: FastName = FastName.of(name)
         self.rdtype = rdtype
         self.ttl = ttl
         self._rdatas = rdatas
@@ -245,7 +330,7 @@ class RRset:
     ) -> RRset:
         """An RRset of a type in :data:`WIRE_TYPES` from uncompressed rdata wires; other
         types are parsed with dnspython. ValueError for a malformed rdata."""
-        kind = rdtype if isinstance(rdtype, dns.rdatatype.RdataType) else _kind(rdtype)
+        kind = rdtype if isinstance(rdtype, dns.rdatatype.RdataType) else rdtype_of(rdtype)
         if kind not in WIRE_TYPES:
             rdatas = [dns.rdata.from_wire(dns.rdataclass.IN, kind, w, 0, len(w)) for w in wires]
             return cls.of(name, kind, ttl, rdatas)
@@ -392,8 +477,13 @@ class ZoneData:
         return cls.build(origin, _merge_rrsigs(sets))
 
     def __iter__(self) -> Iterator[RRset]:
-        for key in sorted(self.rrsets, key=sort_key):
-            yield self.rrsets[key]
+        return iter(self.ordered)
+
+    @functools.cached_property
+    def ordered(self) -> tuple[RRset, ...]:
+        """The RRsets in canonical order (see :func:`sort_key`), sorted once per zone."""
+        rrsets = self.rrsets
+        return tuple(rrsets[key] for key in sorted(rrsets, key=sort_key))
 
     def __len__(self) -> int:
         return len(self.rrsets)
@@ -420,17 +510,24 @@ class ZoneData:
         return (self.origin, dns.rdatatype.DNSKEY) in self.rrsets
 
     @functools.cached_property
+    def wire(self) -> bytes:
+        """Every record, uncompressed, in canonical order: owner, type, class, TTL, rdata
+        length and rdata (original case). The state file keeps this as the local copy."""
+        parts: list[bytes] = []
+        add = parts.append
+        for rrset in self.ordered:
+            head = rrset.name.wire + _TYPE_CLASS_TTL.pack(rrset.rdtype, _IN, rrset.ttl)
+            for rdata in rrset.wires():
+                add(head)
+                add(len(rdata).to_bytes(2, "big"))
+                add(rdata)
+        return b"".join(parts)
+
+    @functools.cached_property
     def digest(self) -> str:
-        """SHA-256 over every RRset in canonical order (owner, type, TTL, canonical rdatas):
-        what the state records as pushed to a target, computed once per zone version."""
-        h = hashlib.sha256()
-        for rrset in self:
-            h.update(rrset.name.to_digestable())
-            h.update(struct.pack("!HIH", rrset.rdtype, rrset.ttl, len(rrset.wire_set())))
-            for wire in rrset.wire_set():
-                h.update(struct.pack("!H", len(wire)))
-                h.update(wire)
-        return h.hexdigest()
+        """SHA-256 of :attr:`wire`: what the state records as pushed to a target, made
+        once per zone version from the bytes the local copy is stored as anyway."""
+        return hashlib.sha256(self.wire).hexdigest()
 
     def apex_ns(self) -> RRset | None:
         return self.get(self.origin, dns.rdatatype.NS)

@@ -193,6 +193,19 @@ class _Process:
         """Send a prepared message over UDP or TCP."""
         return query_message(self.host, self.port, message, tcp=tcp)
 
+    def serial(self, zone: str) -> int | None:
+        """The serial served for ``zone`` now (None: no authoritative answer yet)."""
+        try:
+            response = self.query(zone, "SOA", flags=0)
+        except (dns.exception.DNSException, OSError):
+            return None
+        if response.rcode() != 0 or not response.flags & dns.flags.AA:
+            return None
+        for rrset in response.answer:
+            if rrset.rdtype == dns.rdatatype.SOA:
+                return int(rrset[0].serial)
+        return None
+
 
 def start_all(*servers: _Process) -> None:
     """Start ``servers`` with their start-ups overlapping; each answers on return.  One
@@ -514,19 +527,6 @@ class _Controlled(_Process):
 
     def _control_command(self) -> list[str]:
         raise NotImplementedError
-
-    def serial(self, zone: str) -> int | None:
-        """The serial served for ``zone`` now (None: no authoritative answer yet)."""
-        try:
-            response = self.query(zone, "SOA", flags=0)
-        except (dns.exception.DNSException, OSError):
-            return None
-        if response.rcode() != 0 or not response.flags & dns.flags.AA:
-            return None
-        for rrset in response.answer:
-            if rrset.rdtype == dns.rdatatype.SOA:
-                return int(rrset[0].serial)
-        return None
 
 
 def transfer_config(

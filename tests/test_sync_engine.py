@@ -5,6 +5,7 @@ test_sync_rfc2136.py and test_sync_e2e.py; here the engine's own decisions are c
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from sync.errors import (
 from sync.model import RRset, ZoneData, sort_key
 from sync.plan import Action, Safety, compute_plan
 from sync.providers.base import Capabilities, DnssecMode, RecordTarget
-from sync.state import SyncState
+from sync.state import SCHEMA_VERSION, SyncState
 
 ORIGIN = dns.name.from_text("example.test.")
 FAST = EngineSettings(retry_base=0.05, retry_max=0.2, refresh_interval=0.2, drift_interval=0.2)
@@ -395,6 +396,54 @@ def test_state_coalesces_pending_serials(tmp_path: Path) -> None:
     assert [i.serial for i in reopened.pending()] == [2]
 
 
+def test_owned_sets_are_shared_between_processes(tmp_path: Path) -> None:
+    """`sync apply` and `sync run` hold the state open at once: what one records as owned,
+    or forgets after a delete, the other sees on its next read, whatever it cached."""
+    first, second = SyncState(tmp_path / "s.db"), SyncState(tmp_path / "s.db")
+    zone_text = ORIGIN.to_text()
+    keys = [r.key for r in zone(1)]
+    first.own("a", zone_text, keys[:5])
+    assert second.owned("a", zone_text) == set(keys[:5])  # cached by second from here
+    first.own("a", zone_text, keys[5:8])
+    second.own("a", zone_text, keys[8:])  # must not drop what first added meanwhile
+    assert first.owned("a", zone_text) == set(keys) == second.owned("a", zone_text)
+    second.pushed("a", zone_text, 1, deleted=keys[:2])
+    assert first.owned("a", zone_text) == set(keys[2:])
+    assert first.owned("b", zone_text) == set()
+    first.close()
+    second.close()
+    assert SyncState(tmp_path / "s.db").owned("a", zone_text) == set(keys[2:])
+
+
+def test_a_schema_1_state_file_is_migrated(tmp_path: Path) -> None:
+    """Schema 1 kept a row per owned RRset; opening such a file keeps every one of them."""
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE owned (target TEXT, zone TEXT, name TEXT, rdtype INTEGER,"
+        " PRIMARY KEY (target, zone, name, rdtype))"
+    )
+    conn.executemany(
+        "INSERT INTO owned VALUES (?,?,?,?)",
+        [
+            ("a", "example.test.", "h0.example.test.", 1),
+            ("a", "example.test.", "example.test.", 2),
+            ("b", "example.test.", "h1.example.test.", 1),
+        ],
+    )
+    conn.execute("PRAGMA application_id=2053534585")
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+    state = SyncState(path)
+    zone_text = ORIGIN.to_text()
+    h0, h1 = (dns.name.from_text(h, ORIGIN) for h in ("h0", "h1"))
+    assert state.owned("a", zone_text) == {(h0, dns.rdatatype.A), (ORIGIN, dns.rdatatype.NS)}
+    assert state.owned("b", zone_text) == {(h1, dns.rdatatype.A)}
+    version = state.conn.execute("PRAGMA user_version").fetchone()[0]
+    assert version == SCHEMA_VERSION == 2
+
+
 async def test_changes_are_planned_against_the_last_push_not_a_fresh_read(tmp_path: Path) -> None:
     """A one-record change to a large zone costs no read of the target; any failure, drift
     or --force makes the next attempt read it again."""
@@ -470,3 +519,11 @@ def test_applying_a_plan_gives_the_zone_plus_only_foreign_records(
     assert compute_plan(desired, ZoneData(ORIGIN, result), target="t", owned=owned).empty
     order = [(int(c.action), sort_key(c.key)) for c in plan.changes]
     assert order == sorted(order)
+    # A zone missing at the target: every supported RRset is created, in the same order.
+    types = {dns.rdatatype.SOA, dns.rdatatype.NS, dns.rdatatype.A}
+    fresh = compute_plan(desired, None, target="t", supported=types)
+    assert fresh.create_zone and {c.action for c in fresh.changes} <= {Action.CREATE}
+    assert [c.key for c in fresh.changes] == sorted(
+        (k for k in desired.rrsets if k[1] != dns.rdatatype.TXT), key=sort_key
+    )
+    assert set(fresh.unsupported) == {k for k in desired.rrsets if k[1] == dns.rdatatype.TXT}

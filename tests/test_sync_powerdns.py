@@ -41,11 +41,13 @@ from sync.providers.powerdns import (
     PowerDnsSecondaryTarget,
     PowerDnsTarget,
     batches,
+    contents,
     parse_retry_after,
     powerdns_from_config,
     powerdns_secondary_from_config,
     render,
     rrset_json,
+    rrsets_body,
     zone_id,
 )
 from sync.settings import Address, TargetContext, TsigKey
@@ -210,9 +212,10 @@ def test_batches_split_the_push_and_give_the_same_zone(pdns: PdnsServer) -> None
     calls, again = run(scenario)
     writes = [c for c in calls if c.args[0] in ("POST", "PATCH")]
     assert [c.args[0] for c in writes] == ["POST"] + ["PATCH"] * (len(writes) - 1)
-    sizes = [len(c.args[2]["rrsets"]) for c in writes]
+    bodies = [json.loads(body_bytes(c.args[2])) for c in writes]
+    sizes = [len(body["rrsets"]) for body in bodies]
     # The POST carries the SOA alone (no placeholder SOA meanwhile), PATCHes the rest.
-    assert [r["type"] for r in writes[0].args[2]["rrsets"]] == ["SOA"]
+    assert [r["type"] for r in bodies[0]["rrsets"]] == ["SOA"]
     assert len(writes) == 1 + -(-(len(desired) - 1) // 7)
     assert max(sizes) == 7 and sum(sizes) == len(desired)
     assert again is not None
@@ -232,7 +235,10 @@ def test_large_batches_are_split_below_the_body_limit(pdns: PdnsServer) -> None:
         "POST", "zones", {"name": "probe.test.", "kind": "Native", "nameservers": []}
     )
     assert status == 201
-    too_big = [{**rrset_json(r), "name": r.name.to_text().replace("example", "probe")} for r in big]
+    too_big = [
+        {**json.loads(rrset_json(r)), "name": r.name.to_text().replace("example", "probe")}
+        for r in big
+    ]
     status, body = pdns.api("PATCH", "zones/probe.test.", {"rrsets": too_big})
     assert status == 400, (status, body)
 
@@ -250,7 +256,7 @@ def test_large_batches_are_split_below_the_body_limit(pdns: PdnsServer) -> None:
     calls, again = run(scenario)
     writes = [c for c in calls if c.args[0] in ("POST", "PATCH")]
     assert len(writes) >= 2
-    assert all(len(json.dumps(c.args[2])) < 1_600_000 for c in writes)
+    assert all(len(body_bytes(c.args[2])) < 1_600_000 for c in writes)
     assert again is not None and compute_plan(desired, again, target="pdns").empty
 
 
@@ -539,11 +545,33 @@ def test_rendering_matches_what_pdns_prints() -> None:
     assert zone_id(dns.name.root) == "=2E"
 
 
+def body_bytes(body: Any) -> bytes:
+    """A request body as sent: PATCH bodies are JSON bytes already."""
+    return body if isinstance(body, bytes) else json.dumps(body).encode()
+
+
 def test_batches_respect_count_and_bytes() -> None:
-    items = [{"n": "x" * 100} for _ in range(10)]
+    items = ['{"n":"' + "x" * 100 + '"}' for _ in range(10)]
     assert [len(b) for b in batches(items, 4, 10_000)] == [4, 4, 2]
     assert [len(b) for b in batches(items, 100, 350)] == [3, 3, 3, 1]
-    assert [len(b) for b in batches([{"n": "x" * 500}], 10, 100)] == [1]
+    assert [len(b) for b in batches(['"' + "x" * 500 + '"'], 10, 100)] == [1]
+    body = json.loads(rrsets_body(items[:2]))
+    assert body == {"rrsets": [{"n": "x" * 100}] * 2}
+
+
+def test_rrset_json_is_what_json_dumps_would_say() -> None:
+    """The hand-written JSON parses to the documented fields, quoting included."""
+    zone = example_zone()
+    txt = RRset.from_text("q", "TXT", 60, ['"say \\"hi\\" \\\\ caf\\195\\169"'], ZONE)
+    for rrset in [*zone, txt]:
+        parsed = json.loads(rrset_json(rrset))
+        assert parsed == {
+            "name": rrset.name.to_text(),
+            "type": dns.rdatatype.to_text(rrset.rdtype),
+            "ttl": rrset.ttl,
+            "changetype": "REPLACE",
+            "records": [{"content": c} for c in contents(rrset)],
+        }
 
 
 def test_config_errors() -> None:

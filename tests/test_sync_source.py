@@ -59,7 +59,14 @@ class Primary:
         return ZoneSource(self.address, key, timeout=timeout)
 
     def add(self, name: str, address: str) -> None:
+        """Add a record with the CLI and wait until the server, which follows its store by
+        polling it, serves the new serial."""
+        before = self.server.serial(str(ZONE))
         self.server.cli("record", "add", str(ZONE), name, "300", "A", address)
+        deadline = time.monotonic() + TIMEOUT
+        while self.server.serial(str(ZONE)) == before:
+            assert time.monotonic() < deadline, f"the primary still serves serial {before}"
+            time.sleep(0.01)
 
 
 @pytest.fixture(scope="module")

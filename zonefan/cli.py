@@ -6,9 +6,12 @@ starts without importing the nameserver package, and ``zonefan record ...`` with
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
+import os
 import sys
+from typing import NoReturn
 
 import click
 
@@ -37,6 +40,10 @@ class LazyGroup(click.Group):
             return known
         module, attribute = LAZY_COMMANDS[cmd_name]
         command = getattr(importlib.import_module(module), attribute)
+        # What is loaded now lives as long as the process: keep later full collections from
+        # scanning it again (gc.freeze exists for this; it frees nothing and hides nothing
+        # created afterwards).
+        gc.freeze()
         assert isinstance(command, click.Command)
         self.add_command(command, cmd_name)
         return command
@@ -80,5 +87,34 @@ def main(ctx: click.Context, db: str | None, config: str | None, verbose: int) -
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def run() -> NoReturn:
+    """The console entry point: the command, then an immediate exit. The interpreter's
+    teardown frees every module and object one by one, 80 ms once aiohttp and the sync
+    engine are loaded (a fifteenth of a 10k-record `zonefan sync apply`). By then every
+    command has closed its database and sessions; logs and output are flushed here."""
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:  # click ends every standalone run this way
+        code = _exit_code(exc.code)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing left to write
+            code = code or 1
+    os._exit(code)
+
+
+def _exit_code(code: object) -> int:
+    """What the interpreter would exit with for ``SystemExit(code)``."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()
