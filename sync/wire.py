@@ -36,7 +36,6 @@ from sync.model import (
 )
 
 _RR = struct.Struct("!HHIH")
-_RR_HEAD = struct.Struct("!HHI")
 _IN = dns.rdataclass.IN
 MAX_POINTERS = 128  # more hops than a name can have labels: a pointer loop
 
