@@ -93,6 +93,28 @@ async def push(t: PowerDnsTarget, desired: ZoneData, owned: set[Any] | None = No
     return plan
 
 
+def recorded_push(t: PowerDnsTarget, desired: ZoneData) -> tuple[list[Any], ZoneData | None]:
+    """Push ``desired`` with every API request recorded; the requests and the zone read
+    back afterwards."""
+
+    async def scenario() -> tuple[list[Any], ZoneData | None]:
+        await t.open()
+        try:
+            with mock.patch.object(t.api, "request", wraps=t.api.request) as spy:
+                await push(t, desired)
+                calls = list(spy.call_args_list)
+            return calls, await t.read(ZONE)
+        finally:
+            await t.close()
+
+    return run(scenario)
+
+
+def body_bytes(body: Any) -> bytes:
+    """A request body as sent: PATCH bodies are JSON bytes already."""
+    return body if isinstance(body, bytes) else json.dumps(body).encode()
+
+
 def answer(server: PdnsServer, name: str, rdtype: str) -> list[str]:
     response = server.query(name, rdtype, flags=0)
     assert response.flags & dns.flags.AA, response
@@ -197,19 +219,9 @@ def test_batches_split_the_push_and_give_the_same_zone(pdns: PdnsServer) -> None
     )
     assert len(desired) >= 50
 
-    async def scenario() -> tuple[list[Any], ZoneData | None]:
-        t = target(pdns, **{"batch-size": 7})
-        assert t.capabilities.batch_size == 7
-        await t.open()
-        try:
-            with mock.patch.object(t.api, "request", wraps=t.api.request) as spy:
-                await push(t, desired)
-                calls = list(spy.call_args_list)
-            return calls, await t.read(ZONE)
-        finally:
-            await t.close()
-
-    calls, again = run(scenario)
+    t = target(pdns, **{"batch-size": 7})
+    assert t.capabilities.batch_size == 7
+    calls, again = recorded_push(t, desired)
     writes = [c for c in calls if c.args[0] in ("POST", "PATCH")]
     assert [c.args[0] for c in writes] == ["POST"] + ["PATCH"] * (len(writes) - 1)
     bodies = [json.loads(body_bytes(c.args[2])) for c in writes]
@@ -242,18 +254,7 @@ def test_large_batches_are_split_below_the_body_limit(pdns: PdnsServer) -> None:
     status, body = pdns.api("PATCH", "zones/probe.test.", {"rrsets": too_big})
     assert status == 400, (status, body)
 
-    async def scenario() -> tuple[list[Any], ZoneData | None]:
-        t = target(pdns)
-        await t.open()
-        try:
-            with mock.patch.object(t.api, "request", wraps=t.api.request) as spy:
-                await push(t, desired)
-                calls = list(spy.call_args_list)
-            return calls, await t.read(ZONE)
-        finally:
-            await t.close()
-
-    calls, again = run(scenario)
+    calls, again = recorded_push(target(pdns), desired)
     writes = [c for c in calls if c.args[0] in ("POST", "PATCH")]
     assert len(writes) >= 2
     assert all(len(body_bytes(c.args[2])) < 1_600_000 for c in writes)
@@ -543,11 +544,6 @@ def test_rendering_matches_what_pdns_prints() -> None:
     assert " " not in render(key).split(" ", 3)[3]
     assert zone_id(dns.name.from_text("_tcp.Example.test.")) == "=5Ftcp.Example.test."
     assert zone_id(dns.name.root) == "=2E"
-
-
-def body_bytes(body: Any) -> bytes:
-    """A request body as sent: PATCH bodies are JSON bytes already."""
-    return body if isinstance(body, bytes) else json.dumps(body).encode()
 
 
 def test_batches_respect_count_and_bytes() -> None:
