@@ -213,6 +213,26 @@ def test_updates_and_deletes_apply(pdns: PdnsServer) -> None:
     assert pdns.query("example.test.", "SOA", flags=0).answer[0][0].serial == 2024060102
 
 
+def test_a_new_zone_is_created_whole_by_one_post(pdns: PdnsServer) -> None:
+    """One request, so pdns never serves part of the zone (an empty one: NXDOMAIN for
+    every name) while the rest is still on its way."""
+    desired = with_rrsets(
+        example_zone(), *(rr(f"host{i}", 300, "A", f"192.0.2.{i}") for i in range(100))
+    )
+    # Asked before the zone exists: pdns caches its REFUSED, and a POST does not purge that.
+    assert pdns.query("host99.example.test.", "A", flags=0).rcode() == dns.rcode.REFUSED
+    calls, again = recorded_push(target(pdns), desired)
+    writes = [c for c in calls if c.args[0] not in ("GET",)]
+    assert [c.args[:2] for c in writes] == [
+        ("POST", "zones"),
+        ("PUT", "cache/flush?domain=example.test."),
+    ]
+    body = json.loads(body_bytes(writes[0].args[2]))
+    assert len(body["rrsets"]) == len(desired)
+    assert again is not None and compute_plan(desired, again, target="pdns").empty
+    assert answer(pdns, "host99.example.test.", "A") == ["192.0.2.99"]
+
+
 def test_batches_split_the_push_and_give_the_same_zone(pdns: PdnsServer) -> None:
     desired = with_rrsets(
         example_zone(), *(rr(f"host{i}", 300, "A", f"192.0.2.{i}") for i in range(10))
@@ -224,12 +244,16 @@ def test_batches_split_the_push_and_give_the_same_zone(pdns: PdnsServer) -> None
     calls, again = recorded_push(t, desired)
     writes = [c for c in calls if c.args[0] in ("POST", "PATCH")]
     assert [c.args[0] for c in writes] == ["POST"] + ["PATCH"] * (len(writes) - 1)
+    assert [c.args[1] for c in calls if c.args[0] == "PUT"] == ["cache/flush?domain=example.test."]
     bodies = [json.loads(body_bytes(c.args[2])) for c in writes]
     sizes = [len(body["rrsets"]) for body in bodies]
-    # The POST carries the SOA alone (no placeholder SOA meanwhile), PATCHes the rest.
-    assert [r["type"] for r in bodies[0]["rrsets"]] == ["SOA"]
-    assert len(writes) == 1 + -(-(len(desired) - 1) // 7)
+    # The POST creates the zone with the first batch, the SOA first (no placeholder SOA
+    # meanwhile); PATCHes bring the rest.
+    assert bodies[0]["rrsets"][0]["type"] == "SOA"
+    assert bodies[0]["kind"] == "Native" and bodies[0]["soa_edit_api"] == ""
+    assert len(writes) == -(-len(desired) // 7)
     assert max(sizes) == 7 and sum(sizes) == len(desired)
+    assert len({(r["name"], r["type"]) for body in bodies for r in body["rrsets"]}) == len(desired)
     assert again is not None
     assert compute_plan(desired, again, target="pdns").empty
     assert answer(pdns, "host9.example.test.", "A") == ["192.0.2.9"]

@@ -2,9 +2,9 @@
 
 Two modes share one HTTP client:
 
-* :class:`PowerDnsTarget` writes unsigned zones as records: a Native zone created with
-  ``soa_edit_api`` and ``soa_edit`` off (so our SOA serial is served unchanged), then PATCHes
-  of whole RRsets, each PATCH atomic at pdns.
+* :class:`PowerDnsTarget` writes unsigned zones as records: a Native zone created whole by
+  one POST, with ``soa_edit_api`` and ``soa_edit`` off (so our SOA serial is served
+  unchanged), then PATCHes of whole RRsets, each atomic at pdns.
 * :class:`PowerDnsSecondaryTarget` provisions a zone as a Slave of our primary (optionally
   with a TSIG key) and lets pdns transfer it. Signed zones go this way: presigned data written
   through 4.7's API is served with wrongly synthesised NSEC proofs (empty ``ordername``), see
@@ -70,7 +70,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 100_000  # RRsets per PATCH; MAX_BODY_BYTES binds first
+DEFAULT_BATCH_SIZE = 100_000  # RRsets per request; MAX_BODY_BYTES binds first
 DEFAULT_TIMEOUT = 10.0
 DNS_TIMEOUT = 3.0
 # pdns refuses bodies over webserver-max-bodysize (2 MB by default) with HTTP 400; stay
@@ -216,6 +216,22 @@ def batches(items: Sequence[str], size: int, max_bytes: int) -> Iterator[list[st
 def rrsets_body(items: Sequence[str]) -> bytes:
     """A PATCH body of JSON ``items`` (ASCII: the quoting escapes everything else)."""
     return ('{"rrsets":[' + ",".join(items) + "]}").encode("ascii")
+
+
+def zone_body(zone: dns.name.Name, items: Sequence[str]) -> bytes:
+    """The POST body creating ``zone`` with the RRsets ``items`` (JSON text): Native, with
+    ``soa_edit_api`` and ``soa_edit`` off so that our SOA serial is served unchanged."""
+    head = json.dumps(
+        {
+            "name": zone.to_text(),
+            "kind": "Native",
+            "soa_edit_api": "",
+            "soa_edit": "",
+            "nameservers": [],
+        },
+        separators=(",", ":"),
+    )
+    return (head[:-1] + ',"rrsets":[' + ",".join(items) + "]}").encode("ascii")
 
 
 def zone_from_json(
@@ -614,44 +630,47 @@ class PowerDnsTarget(RecordTarget):
         return data
 
     async def apply(self, plan: Plan) -> None:
-        """Create the zone when the plan says so, then PATCH the changes in batches of at
-        most ``batch-size`` RRsets and 1.5 MB; each PATCH is atomic at pdns, and each costs
-        pdns a pass over the zone (0.1 s at 10k RRsets), so they are as large as allowed."""
+        """Make the target serve ``plan``'s zone. A zone pdns lacks is created whole by one
+        POST, so pdns goes from having no zone to serving all of it (a POST of the SOA
+        alone, then PATCHes, would serve an empty zone meanwhile: NXDOMAIN for every name
+        from a provider that may already be delegated to). Changes go as PATCHes. Each
+        request carries at most ``batch-size`` RRsets and 1.5 MB (pdns refuses bodies over
+        2 MB); each is atomic at pdns and costs it a pass over the zone (0.1 s at 10k
+        RRsets), so they are as large as allowed. A zone too large for one request is
+        created by the POST of its first part and PATCHes of the rest."""
         path = f"zones/{zone_id(plan.zone)}"
+        # pdns invents a placeholder SOA for a zone POSTed without one: ours goes first.
         items: list[str] = []
         soa: list[str] = []
         for change in plan.changes:
             is_soa = plan.create_zone and change.rdtype == dns.rdatatype.SOA
             (soa if is_soa else items).append(change_json(change))
-        if plan.create_zone:
-            # The SOA goes with the POST: without one pdns invents a placeholder SOA
-            # (a.misconfigured.dns.server.invalid., serial 0) that would be served meanwhile.
-            # Only the SOA: pdns takes the rest faster as a PATCH (0.35 s against 0.44 s for
-            # 10k RRsets in the POST).
-            body = {
-                "name": plan.zone.to_text(),
-                "kind": "Native",
-                "soa_edit_api": "",
-                "soa_edit": "",
-                "nameservers": [],
-                "rrsets": [json.loads(item) for item in soa],
-            }
-            await self.api.request("POST", "zones", body)
-            self._fixes.pop(plan.zone, None)
-        elif plan.zone in self._fixes:
+        items = soa + items
+        if not plan.create_zone and plan.zone in self._fixes:
             log.info("target %s: zone %s: setting %s", self.name, plan.zone, self._fixes[plan.zone])
             await self.api.request("PUT", path, self._fixes.pop(plan.zone))
         chunks = list(batches(items, self.settings.batch_size, MAX_BODY_BYTES))
         for number, chunk in enumerate(chunks, 1):
+            creating = plan.create_zone and number == 1
             log.debug(
-                "target %s: zone %s: PATCH %d/%d (%d rrsets)",
+                "target %s: zone %s: %s %d/%d (%d rrsets)",
                 self.name,
                 plan.zone,
+                "POST" if creating else "PATCH",
                 number,
                 len(chunks),
                 len(chunk),
             )
-            await self.api.request("PATCH", path, rrsets_body(chunk))
+            if creating:
+                await self.api.request("POST", "zones", zone_body(plan.zone, chunk))
+                self._fixes.pop(plan.zone, None)
+                # pdns 4.7 purges its packet cache on a PATCH but not on a POST: answers it
+                # gave before the zone existed (REFUSED) would be served for up to its
+                # cache TTL (20 s by default) more.
+                domain = urllib.parse.quote(plan.zone.to_text(), safe="")
+                await self.api.request("PUT", f"cache/flush?domain={domain}")
+            else:
+                await self.api.request("PATCH", path, rrsets_body(chunk))
 
     async def nameservers(self, zone: dns.name.Name) -> list[dns.name.Name]:
         """The configured ``nameservers``, else the apex NS set pdns holds."""
