@@ -3,10 +3,11 @@
 
 :class:`ZoneSource` asks the primary's SOA serial and transfers the zone: IXFR from the
 serial we hold, AXFR when we hold nothing or the primary cannot do IXFR, TSIG-signed when a
-key is configured. IXFR runs dnspython's state machine (``dns.xfr.Inbound`` driven by
-``dns.query.inbound_xfr``); AXFR uses :mod:`sync.axfr`, whose parser is six times faster;
-both run in a worker thread. This module chooses the query, keeps a base zone for the next
-IXFR and turns failures into :class:`SourceError` with a message that says what to check.
+key is configured. IXFR (:mod:`sync.ixfr`) applies the primary's changes to the copy we
+hold; AXFR (:mod:`sync.axfr`) reads the whole zone; both parse the wire with
+:mod:`sync.wire` and run in a worker thread. This module chooses the query, falls back to
+AXFR when an IXFR cannot be used and turns failures into :class:`SourceError` with a
+message that says what to check.
 
 :class:`NotifyListener` answers NOTIFY (RFC 1996) on UDP and TCP from the primary's address,
 verifies TSIG when a key is configured and tells its callback which zone changed.
@@ -18,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -27,7 +28,6 @@ import dns.exception
 import dns.flags
 import dns.message
 import dns.name
-import dns.node
 import dns.opcode
 import dns.query
 import dns.rcode
@@ -36,15 +36,14 @@ import dns.rdataset
 import dns.rdatatype
 import dns.rdtypes.ANY.SOA
 import dns.serial
-import dns.transaction
 import dns.tsig
-import dns.xfr
-import dns.zone
 
-from sync.axfr import TransferError, axfr
+from sync.axfr import axfr
 from sync.errors import SourceError
-from sync.model import RRset, ZoneData
+from sync.ixfr import IncrementalError, ixfr
+from sync.model import ZoneData
 from sync.settings import Address, TsigKey
+from sync.xfr import TransferError
 
 log = logging.getLogger(__name__)
 
@@ -66,86 +65,6 @@ class Fetched:
     serial: int
 
 
-class _XfrZone(dns.zone.Zone):
-    """A dnspython zone that remembers how the last transfer wrote to it: whether the writer
-    replaced the whole zone (an AXFR, or an IXFR answered with the full zone) and which
-    owner names a committed transaction changed, so the ZoneData of an IXFR result can be
-    patched instead of rebuilt."""
-
-    def __init__(self, origin: dns.name.Name) -> None:
-        super().__init__(origin, dns.rdataclass.IN, relativize=False)
-        self.replaced = False
-        self.changed: set[dns.name.Name] | None = None
-
-    def writer(self, replacement: bool = False) -> dns.zone.Transaction:
-        self.replaced = replacement
-        self.changed = None
-        return super().writer(replacement)
-
-    def _commit_version(self, txn: Any, version: Any, origin: Any) -> None:
-        # dnspython's copy-on-write version records the names it touched; without that
-        # attribute (another dnspython) the caller falls back to a full conversion.
-        changed = getattr(version, "changed", None)
-        self.changed = set(changed) if isinstance(changed, set) else None
-        super()._commit_version(txn, version, origin)  # type: ignore[no-untyped-call]
-
-
-def _to_xfr_zone(data: ZoneData) -> _XfrZone:
-    """``data`` as a dnspython zone with absolute names (RRSIGs split by covered type, as
-    dnspython keeps them): the base an IXFR is applied to."""
-    zone = _XfrZone(data.origin)
-    nodes: dict[dns.name.Name, dns.node.Node] = {}
-    for rrset in data.rrsets.values():
-        node = nodes.get(rrset.name)
-        if node is None:
-            node = nodes[rrset.name] = zone.node_factory()
-        # Appended directly: the data is a zone already, so dnspython's per-add CNAME and
-        # duplicate checks would only cost time on a 100k-RRset zone.
-        node.rdatasets.extend(_rdatasets(rrset))
-    zone.nodes = nodes
-    return zone
-
-
-def _rdatasets(rrset: RRset) -> list[dns.rdataset.Rdataset]:
-    if rrset.rdtype != dns.rdatatype.RRSIG:
-        return [dns.rdataset.from_rdata_list(rrset.ttl, rrset.rdatas)]
-    by_cover: dict[dns.rdatatype.RdataType, list[Any]] = {}
-    for rdata in rrset.rdatas:
-        by_cover.setdefault(rdata.covers(), []).append(rdata)
-    return [dns.rdataset.from_rdata_list(rrset.ttl, group) for group in by_cover.values()]
-
-
-def _apply_changes(
-    have: ZoneData,
-    before: Mapping[dns.name.Name, dns.node.Node],
-    zone: _XfrZone,
-    changed: set[dns.name.Name],
-) -> ZoneData:
-    """``have`` with the RRsets of the ``changed`` owners replaced by those in ``zone``:
-    proportional to the size of the change, not of the zone."""
-    rrsets = dict(have.rrsets)
-    for name in changed:
-        old = before.get(name)
-        for rds in old.rdatasets if old is not None else ():
-            rrsets.pop((name, rds.rdtype), None)
-    part = dns.zone.Zone(have.origin, relativize=False)
-    part.nodes = {name: zone.nodes[name] for name in changed if name in zone.nodes}
-    rrsets.update(ZoneData.from_dns_zone(part).rrsets)
-    return ZoneData(have.origin, rrsets)
-
-
-def _soa_serial(zone: dns.zone.Zone) -> int | None:
-    origin = zone.origin
-    assert origin is not None
-    node = zone.nodes.get(origin)
-    rds = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.SOA) if node else None
-    if rds is None or len(rds) != 1:
-        return None
-    soa = rds[0]
-    assert isinstance(soa, dns.rdtypes.ANY.SOA.SOA)
-    return int(soa.serial)
-
-
 class _FallBack(Exception):
     """The IXFR could not be used; the reason is logged and an AXFR follows."""
 
@@ -155,8 +74,7 @@ class ZoneSource:
 
     ``timeout`` bounds each query and each message of a transfer (not the whole transfer,
     which for a large zone legitimately takes longer); ``lifetime``, when given, bounds a
-    whole transfer. The zone built by the last transfer is kept per zone as the base of the
-    next IXFR, so a ``have`` that is the previous :attr:`Fetched.data` costs no conversion.
+    whole transfer.
     """
 
     def __init__(
@@ -170,7 +88,6 @@ class ZoneSource:
         self.key = key
         self.timeout = timeout
         self.lifetime = lifetime
-        self._bases: dict[dns.name.Name, tuple[ZoneData, _XfrZone]] = {}
         self._locks: dict[dns.name.Name, asyncio.Lock] = {}
 
     # -- SOA -------------------------------------------------------------------------------
@@ -222,30 +139,15 @@ class ZoneSource:
             raise ValueError(f"have is zone {have.origin}, not {zone}")
         lock = self._locks.setdefault(zone, asyncio.Lock())
         async with lock:
-            fetched = await self._unchanged_by_soa(zone, have)
-            if fetched is None:
-                # Parsing and applying a transfer is CPU-bound (about 20 s for 100k RRsets
-                # with dnspython): a thread keeps the event loop, and so the NOTIFY
-                # listener, responsive meanwhile.
-                fetched = await asyncio.to_thread(self._fetch_blocking, zone, have)
+            # Parsing a transfer is CPU-bound (0.2 s for a 10k-record AXFR): a thread keeps
+            # the event loop, and so the NOTIFY listener, responsive meanwhile.
+            fetched = await asyncio.to_thread(self._fetch_blocking, zone, have)
         if expect is not None and dns.serial.Serial(fetched.serial) < expect:
             raise SourceError(
                 f"primary {self.primary} sent {zone} at serial {fetched.serial}, older than "
                 f"the announced {expect}"
             )
         return fetched
-
-    async def _unchanged_by_soa(self, zone: dns.name.Name, have: ZoneData | None) -> Fetched | None:
-        """ "unchanged" from one SOA query when ``have`` is not our cached base: building
-        the base for an IXFR costs seconds on a large zone, wasted if nothing changed."""
-        cached = self._bases.get(zone)
-        if have is None or (cached is not None and cached[0] is have):
-            return None
-        try:
-            serial = await self.serial(zone)
-        except SourceError:
-            return None  # the transfer will report the failure with its own details
-        return Fetched(have, "unchanged", serial) if serial == have.serial else None
 
     def _fetch_blocking(self, zone: dns.name.Name, have: ZoneData | None) -> Fetched:
         if have is not None:
@@ -256,77 +158,27 @@ class ZoneSource:
         return self._axfr(zone)
 
     def _axfr(self, zone: dns.name.Name) -> Fetched:
-        """The whole zone by :func:`sync.axfr.axfr` (six times faster than dnspython's
-        parser). No IXFR base is kept: the first IXFR after it builds one from ``have``."""
         try:
             data = axfr(self.primary, zone, self.key, self.timeout, self.lifetime)
         except (TransferError, OSError, TimeoutError) as exc:
             raise SourceError(self._failure("AXFR", zone, exc)) from exc
-        self._bases.pop(zone, None)
         return Fetched(data, "axfr", data.serial)
 
     def _ixfr(self, zone: dns.name.Name, have: ZoneData) -> Fetched:
-        cached = self._bases.get(zone)
-        # Only the very object we returned is known to match the cached zone exactly.
-        base = cached[1] if cached is not None and cached[0] is have else _to_xfr_zone(have)
-        before = base.nodes
-        query, _ = dns.xfr.make_query(base, serial=have.serial, keyring=self._keyring())
         try:
-            self._transfer("IXFR", zone, base, query)
-        except SourceError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, dns.xfr.TransferError) and cause.rcode != dns.rcode.NOTAUTH:
-                raise _FallBack(f"IXFR answered {dns.rcode.to_text(cause.rcode)}") from exc
-            if isinstance(cause, dns.exception.FormError | dns.transaction.DeleteNotExact):
-                # A malformed IXFR, a serial that went backwards, or deletions of records
-                # ``have`` does not hold: our copy and the primary's history disagree.
-                self._bases.pop(zone, None)
-                raise _FallBack(str(cause) or type(cause).__name__) from exc
-            raise
-        serial = self._verified_serial("IXFR", zone, base)
-        if base.replaced:
-            data = ZoneData.from_dns_zone(base)
-            method: FetchMethod = "axfr"
-        elif serial == have.serial:
-            self._bases[zone] = (have, base)
-            return Fetched(have, "unchanged", serial)
-        else:
-            if base.changed is not None:
-                data = _apply_changes(have, before, base, base.changed)
-            else:
-                data = ZoneData.from_dns_zone(base)
-            method = "ixfr"
-        self._bases[zone] = (data, base)
-        return Fetched(data, method, serial)
-
-    def _transfer(
-        self, kind: str, zone: dns.name.Name, target: _XfrZone, query: dns.message.Message
-    ) -> None:
-        try:
-            dns.query.inbound_xfr(
-                self.primary.host,
-                target,
-                query=query,
-                port=self.primary.port,
-                timeout=self.timeout,
-                lifetime=self.lifetime,
-            )
-        except (dns.exception.DNSException, OSError, EOFError, ValueError) as exc:
-            raise SourceError(self._failure(kind, zone, exc)) from exc
-
-    def _verified_serial(self, kind: str, zone: dns.name.Name, target: _XfrZone) -> int:
-        """The serial of the transferred zone, which must have exactly one SOA at its apex:
-        dnspython commits the SOA that opened the transfer, so this is the announced one."""
-        serial = _soa_serial(target)
-        if serial is None:
-            raise SourceError(
-                f"{kind} of {zone} from primary {self.primary} gave a zone without a single "
-                f"SOA at its apex"
-            )
-        return serial
-
-    def _keyring(self) -> dns.tsig.Key | None:
-        return self.key.dns_key if self.key is not None else None
+            got = ixfr(self.primary, zone, have, self.key, self.timeout, self.lifetime)
+        except IncrementalError as exc:
+            # Our copy and the primary's history disagree (a serial that went backwards,
+            # deletions of records we do not hold).
+            raise _FallBack(str(exc)) from exc
+        except TransferError as exc:
+            if exc.rcode is not None and exc.rcode != dns.rcode.NOTAUTH:
+                rcode = dns.rcode.to_text(dns.rcode.Rcode.make(exc.rcode))
+                raise _FallBack(f"IXFR answered {rcode}") from exc
+            raise SourceError(self._failure("IXFR", zone, exc)) from exc
+        except (OSError, TimeoutError) as exc:
+            raise SourceError(self._failure("IXFR", zone, exc)) from exc
+        return Fetched(got.data, got.method, got.serial)
 
     def _failure(self, what: str, zone: dns.name.Name, exc: BaseException) -> str:
         return f"{what} of {zone} from primary {self.primary} failed: {self._explain(exc)}"
@@ -347,8 +199,6 @@ class ZoneSource:
             return f"the answer failed TSIG verification with {key}: wrong secret?"
         if isinstance(exc, dns.message.UnknownTSIGKey):
             return f"the answer is TSIG-signed but we hold {key}: configure the same key"
-        if isinstance(exc, dns.xfr.TransferError):
-            return f"the primary answered {dns.rcode.to_text(exc.rcode)}" + _rcode_hint(exc.rcode)
         if isinstance(exc, TransferError):
             return str(exc) + (_rcode_hint(exc.rcode) if exc.rcode is not None else "")
         if isinstance(exc, EOFError):

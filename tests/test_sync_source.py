@@ -167,6 +167,32 @@ def test_ixfr_after_a_change_equals_a_fresh_axfr(primary: Primary) -> None:
 
 
 @pytest.mark.external
+def test_ixfr_over_several_changes_with_a_deletion_equals_a_fresh_axfr(primary: Primary) -> None:
+    """Three changes of the signed zone since our copy (each re-signs, so RRSIGs and NSECs
+    are deleted and added too): their difference sequences applied to our copy."""
+
+    async def run() -> None:
+        source = primary.source()
+        before = await source.fetch(ZONE)
+        primary.add("sync-multi", "192.0.2.93")
+        primary.add("sync-multi", "192.0.2.94")
+        before_delete = primary.server.serial(str(ZONE))
+        primary.server.cli("record", "delete", str(ZONE), "sync-multi", "A", "192.0.2.93")
+        deadline = time.monotonic() + TIMEOUT
+        while primary.server.serial(str(ZONE)) == before_delete:
+            assert time.monotonic() < deadline, "the deletion was not served"
+            time.sleep(0.01)
+        after = await source.fetch(ZONE, have=before.data)
+        assert after.method == "ixfr"
+        fresh = await primary.source().fetch(ZONE)
+        assert after.serial == fresh.serial and _digests(after.data) == _digests(fresh.data)
+        multi = after.data.get(dns.name.from_text("sync-multi", ZONE), dns.rdatatype.A)
+        assert multi is not None and multi.texts() == ["192.0.2.94"]
+
+    asyncio.run(run())
+
+
+@pytest.mark.external
 def test_up_to_date_is_unchanged(primary: Primary) -> None:
     async def run() -> None:
         source = primary.source()

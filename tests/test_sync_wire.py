@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync.axfr import TransferError, axfr
+from sync.axfr import axfr
 from sync.model import FastName, ZoneData
 from sync.settings import Address, TsigKey
 from sync.wire import (
@@ -29,6 +29,7 @@ from sync.wire import (
     read_records,
     zone_from_wire,
 )
+from sync.xfr import TransferError
 from tests.servers import XfrKey, ZonefanServer
 from tests.tools import example_store
 

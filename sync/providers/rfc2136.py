@@ -55,7 +55,7 @@ import dns.update
 import dns.xfr
 import dns.zone
 
-from sync.axfr import TransferError, axfr
+from sync.axfr import axfr
 from sync.errors import (
     SyncConfigError,
     TargetRejectedError,
@@ -75,6 +75,7 @@ from sync.settings import (
     parse_rate,
     parse_timeout,
 )
+from sync.xfr import TransferError
 
 MAX_MESSAGE = 65535
 TSIG_ROOM = 512  # bytes kept free for the TSIG record added when the message is signed
