@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import dns.name
 import dns.rdata
+import dns.rdataclass
 import dns.rdatatype
 
 from sync.errors import SyncError
