@@ -27,6 +27,7 @@ import dns.rdatatype
 import dns.rdtypes.ANY.TSIG
 import dns.tsig
 
+from nameserver.errors import NameserverError
 from nameserver.query import skip_name
 
 DEFAULT_ALGORITHM = "hmac-sha256"
@@ -45,8 +46,9 @@ _ALGORITHMS: dict[str, dns.name.Name] = {
 _KEY_FIELDS = {"algorithm", "secret"}
 
 
-class ConfigError(ValueError):
-    """A transfer setting in the config file is wrong; the message names file and field."""
+class ConfigError(NameserverError, ValueError):
+    """A transfer setting in the config file is wrong; the message names file and field.
+    A ValueError too, for callers that check settings as values."""
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ import dns.transaction
 import dns.ttl
 import dns.zonefile
 
-from nameserver.errors import ZoneFileError
+from nameserver.errors import NameserverError, ZoneFileError
 from nameserver.records import MAX_TTL, Record, canonical_key
 
 MAX_INCLUDE_DEPTH = 20
@@ -174,8 +174,8 @@ def _soa_owner(text: str, filename: str) -> dns.name.Name | None:
 # --- dnspython adapters -------------------------------------------------------------------
 
 
-class _CloseWithoutOpen(dns.exception.SyntaxError):
-    """')' without a matching '('"""
+class _CloseWithoutOpen(dns.exception.SyntaxError, NameserverError):
+    """')' without a matching '(' (a dnspython SyntaxError: it is raised inside its reader)"""
 
 
 # One plain word (no escape, quote or parenthesis) or a newline, after optional blanks.

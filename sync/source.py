@@ -39,7 +39,7 @@ import dns.serial
 import dns.tsig
 
 from sync.axfr import axfr
-from sync.errors import SourceError
+from sync.errors import SourceError, SyncError
 from sync.ixfr import IncrementalError, ixfr
 from sync.model import ZoneData
 from sync.settings import Address, TsigKey
@@ -65,7 +65,7 @@ class Fetched:
     serial: int
 
 
-class _FallBack(Exception):
+class _FallBack(SyncError):
     """The IXFR could not be used; the reason is logged and an AXFR follows."""
 
 
