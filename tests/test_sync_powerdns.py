@@ -233,30 +233,92 @@ def test_a_new_zone_is_created_whole_by_one_post(pdns: PdnsServer) -> None:
     assert answer(pdns, "host99.example.test.", "A") == ["192.0.2.99"]
 
 
-def test_batches_split_the_push_and_give_the_same_zone(pdns: PdnsServer) -> None:
+def test_a_zone_larger_than_one_request_is_staged_hidden_then_published(
+    pdns: PdnsServer,
+) -> None:
+    """Created with its SOA disabled (pdns answers REFUSED, as before the zone existed),
+    filled in batches, then published by one PATCH enabling the SOA, rectified in it."""
     desired = with_rrsets(
         example_zone(), *(rr(f"host{i}", 300, "A", f"192.0.2.{i}") for i in range(10))
     )
     assert len(desired) >= 50
-
     t = target(pdns, **{"batch-size": 7})
     assert t.capabilities.batch_size == 7
-    calls, again = recorded_push(t, desired)
-    writes = [c for c in calls if c.args[0] in ("POST", "PATCH")]
-    assert [c.args[0] for c in writes] == ["POST"] + ["PATCH"] * (len(writes) - 1)
-    assert [c.args[1] for c in calls if c.args[0] == "PUT"] == ["cache/flush?domain=example.test."]
-    bodies = [json.loads(body_bytes(c.args[2])) for c in writes]
-    sizes = [len(body["rrsets"]) for body in bodies]
-    # The POST creates the zone with the first batch, the SOA first (no placeholder SOA
-    # meanwhile); PATCHes bring the rest.
-    assert bodies[0]["rrsets"][0]["type"] == "SOA"
-    assert bodies[0]["kind"] == "Native" and bodies[0]["soa_edit_api"] == ""
-    assert len(writes) == -(-len(desired) // 7)
-    assert max(sizes) == 7 and sum(sizes) == len(desired)
-    assert len({(r["name"], r["type"]) for body in bodies for r in body["rrsets"]}) == len(desired)
-    assert again is not None
-    assert compute_plan(desired, again, target="pdns").empty
+    served_at_each: list[tuple[str, bool]] = []
+    send = t.api.request
+
+    async def watched(method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        soa = pdns.query("example.test.", "SOA", flags=0)
+        served_at_each.append((method, soa.rcode() == dns.rcode.NOERROR))
+        return await send(method, path, body, **kw)
+
+    async def scenario() -> tuple[list[Any], ZoneData | None]:
+        await t.open()
+        try:
+            with mock.patch.object(t.api, "request", side_effect=watched) as spy:
+                await push(t, desired)
+                calls = list(spy.call_args_list)
+            return calls, await t.read(ZONE)
+        finally:
+            await t.close()
+
+    calls, again = run(scenario)
+    writes = [c for c in calls if c.args[0] != "GET"]
+    batches_ = -(-(len(desired) - 1) // 7)
+    assert [c.args[0] for c in writes] == ["POST"] + ["PATCH"] * batches_ + ["PUT", "PATCH"]
+    post = json.loads(body_bytes(writes[0].args[2]))
+    assert post["api_rectify"] is False
+    assert [(r["type"], r["records"][0]["disabled"]) for r in post["rrsets"]] == [("SOA", True)]
+    patches = [json.loads(body_bytes(c.args[2]))["rrsets"] for c in writes[1 : 1 + batches_]]
+    assert max(map(len, patches)) == 7 and sum(map(len, patches)) == len(desired) - 1
+    assert writes[-2].args[2] == {"api_rectify": True}
+    assert [r["type"] for r in json.loads(body_bytes(writes[-1].args[2]))["rrsets"]] == ["SOA"]
+    # Not served at all until the publishing PATCH (every request above was preceded by an
+    # SOA query, REFUSED and cached by pdns); served right after it, without a cache flush.
+    assert [served for _, served in served_at_each] == [False] * len(calls)
+    assert pdns.query("example.test.", "SOA", flags=0).rcode() == dns.rcode.NOERROR
+    assert again is not None and compute_plan(desired, again, target="pdns").empty
     assert answer(pdns, "host9.example.test.", "A") == ["192.0.2.9"]
+    _, zone = pdns.api("GET", f"zones/{zone_id(ZONE)}")
+    assert zone["api_rectify"] is True
+    # Rectified: the delegation is answered as a referral, without AA.
+    referral = pdns.query("www.sub.example.test.", "A", flags=0)
+    assert not referral.flags & dns.flags.AA and referral.authority, referral
+
+
+def test_a_staging_cut_short_is_published_by_the_next_push(pdns: PdnsServer) -> None:
+    """A push that stopped while the zone was hidden (here: pdns down at the publishing
+    step) leaves nothing served; the next push, by a fresh target as after a restart,
+    finds the zone without an SOA and publishes it whole."""
+    desired = with_rrsets(
+        example_zone(), *(rr(f"host{i}", 300, "A", f"192.0.2.{i}") for i in range(10))
+    )
+    first = target(pdns, **{"batch-size": 7})
+    send = first.api.request
+
+    async def down_at_publish(method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        if method == "PUT" and body == {"api_rectify": True}:
+            raise TargetUnavailableError("pdns", "connection refused")
+        return await send(method, path, body, **kw)
+
+    async def cut_short() -> None:
+        await first.open()
+        try:
+            with (
+                mock.patch.object(first.api, "request", side_effect=down_at_publish),
+                pytest.raises(TargetUnavailableError),
+            ):
+                await push(first, desired)
+        finally:
+            await first.close()
+
+    run(cut_short)
+    assert pdns.query("host9.example.test.", "A", flags=0).rcode() == dns.rcode.REFUSED
+    calls, again = recorded_push(target(pdns, **{"batch-size": 7}), desired)
+    assert [c.args[0] for c in calls if c.args[0] != "GET"][-2:] == ["PUT", "PATCH"]
+    assert again is not None and compute_plan(desired, again, target="pdns").empty
+    assert answer(pdns, "host9.example.test.", "A") == ["192.0.2.9"]
+    assert pdns.api("GET", f"zones/{zone_id(ZONE)}")[1]["api_rectify"] is True
 
 
 def test_large_batches_are_split_below_the_body_limit(pdns: PdnsServer) -> None:

@@ -2,9 +2,10 @@
 
 Two modes share one HTTP client:
 
-* :class:`PowerDnsTarget` writes unsigned zones as records: a Native zone created whole by
-  one POST, with ``soa_edit_api`` and ``soa_edit`` off (so our SOA serial is served
-  unchanged), then PATCHes of whole RRsets, each atomic at pdns.
+* :class:`PowerDnsTarget` writes unsigned zones as records: a Native zone with
+  ``soa_edit_api`` and ``soa_edit`` off (so our SOA serial is served unchanged), published
+  whole (one POST, or staged hidden when larger than one request), then PATCHes of whole
+  RRsets, each atomic at pdns.
 * :class:`PowerDnsSecondaryTarget` provisions a zone as a Slave of our primary (optionally
   with a TSIG key) and lets pdns transfer it. Signed zones go this way: presigned data written
   through 4.7's API is served with wrongly synthesised NSEC proofs (empty ``ordername``), see
@@ -156,6 +157,7 @@ def render(rdata: dns.rdata.Rdata) -> str:
 
 
 _ADDRESS_TYPES = frozenset({dns.rdatatype.A, dns.rdatatype.AAAA})
+_SOA = dns.rdatatype.SOA
 
 
 def contents(rrset: RRset) -> list[str]:
@@ -218,20 +220,31 @@ def rrsets_body(items: Sequence[str]) -> bytes:
     return ('{"rrsets":[' + ",".join(items) + "]}").encode("ascii")
 
 
-def zone_body(zone: dns.name.Name, items: Sequence[str]) -> bytes:
+def zone_body(
+    zone: dns.name.Name, items: Sequence[str], *, api_rectify: bool | None = None
+) -> bytes:
     """The POST body creating ``zone`` with the RRsets ``items`` (JSON text): Native, with
-    ``soa_edit_api`` and ``soa_edit`` off so that our SOA serial is served unchanged."""
-    head = json.dumps(
-        {
-            "name": zone.to_text(),
-            "kind": "Native",
-            "soa_edit_api": "",
-            "soa_edit": "",
-            "nameservers": [],
-        },
-        separators=(",", ":"),
-    )
+    ``soa_edit_api`` and ``soa_edit`` off so that our SOA serial is served unchanged, and
+    ``api_rectify`` when given (pdns's default otherwise)."""
+    settings: dict[str, Any] = {
+        "name": zone.to_text(),
+        "kind": "Native",
+        "soa_edit_api": "",
+        "soa_edit": "",
+        "nameservers": [],
+    }
+    if api_rectify is not None:
+        settings["api_rectify"] = api_rectify
+    head = json.dumps(settings, separators=(",", ":"))
     return (head[:-1] + ',"rrsets":[' + ",".join(items) + "]}").encode("ascii")
+
+
+def _disabled(item: str) -> str:
+    """A REPLACE ``item`` (JSON text) with its records disabled."""
+    rrset = json.loads(item)
+    for record in rrset.get("records", []):
+        record["disabled"] = True
+    return json.dumps(rrset, separators=(",", ":"))
 
 
 def zone_from_json(
@@ -268,7 +281,7 @@ def zone_from_json(
                 rdatas.append(dns.rdata.from_text(dns.rdataclass.IN, rdtype, content, None))
             except (dns.exception.DNSException, ValueError) as exc:
                 problems.append(f"{owner} {item['type']} {content!r}: {exc}")
-        if rdatas or item.get("records"):
+        if rdatas or enabled:  # all disabled: not served, so not there
             sets.append(RRset.of(owner, rdtype, ttl, rdatas))
     for problem in problems:
         log.warning("target %s: zone %s: %s", target, origin, problem)
@@ -591,6 +604,9 @@ class PowerDnsTarget(RecordTarget):
         # would rewrite our serial) or a kind other than Native (a zone that was a secondary
         # while it was signed would go on transferring from its masters).
         self._fixes: dict[dns.name.Name, dict[str, Any]] = {}
+        # Zones pdns holds without an enabled SOA, so does not serve: created hidden by a
+        # staged creation (see apply) that has not been published yet.
+        self._hidden: set[dns.name.Name] = set()
 
     async def open(self) -> None:
         """Check the API answers and accepts the key."""
@@ -627,50 +643,79 @@ class PowerDnsTarget(RecordTarget):
         if fixes:
             self._fixes[zone] = fixes
         data, _ = zone_from_json(zone, body, self.name)
+        if (zone, _SOA) in data.rrsets:
+            self._hidden.discard(zone)
+        else:  # a staged creation that did not finish (see apply): the next push ends it
+            self._hidden.add(zone)
         return data
 
     async def apply(self, plan: Plan) -> None:
-        """Make the target serve ``plan``'s zone. A zone pdns lacks is created whole by one
-        POST, so pdns goes from having no zone to serving all of it (a POST of the SOA
-        alone, then PATCHes, would serve an empty zone meanwhile: NXDOMAIN for every name
-        from a provider that may already be delegated to). Changes go as PATCHes. Each
-        request carries at most ``batch-size`` RRsets and 1.5 MB (pdns refuses bodies over
-        2 MB); each is atomic at pdns and costs it a pass over the zone (0.1 s at 10k
-        RRsets), so they are as large as allowed. A zone too large for one request is
-        created by the POST of its first part and PATCHes of the rest."""
+        """Make the target serve ``plan``'s zone. Each request carries at most
+        ``batch-size`` RRsets and 1.5 MB (pdns refuses bodies over 2 MB); each is atomic at
+        pdns and costs it a pass over the zone (0.1 s at 10k RRsets), so they are as large
+        as allowed.
+
+        A zone pdns lacks is published whole, never in part: an SOA-only or half-written
+        zone would answer NXDOMAIN for the rest, from a provider that may already be
+        delegated to. One POST creates it when it fits; a larger one is staged (see
+        :meth:`_publish`)."""
         path = f"zones/{zone_id(plan.zone)}"
-        # pdns invents a placeholder SOA for a zone POSTed without one: ours goes first.
-        items: list[str] = []
-        soa: list[str] = []
-        for change in plan.changes:
-            is_soa = plan.create_zone and change.rdtype == dns.rdatatype.SOA
-            (soa if is_soa else items).append(change_json(change))
-        items = soa + items
-        if not plan.create_zone and plan.zone in self._fixes:
+        items = [change_json(change) for change in plan.changes]
+        soa = [i for c, i in zip(plan.changes, items, strict=True) if c.rdtype == _SOA]
+        rest = [i for c, i in zip(plan.changes, items, strict=True) if c.rdtype != _SOA]
+        if plan.create_zone:
+            # pdns invents a placeholder SOA for a zone POSTed without one: ours goes first.
+            whole = list(batches(soa + rest, self.settings.batch_size, MAX_BODY_BYTES))
+            if len(whole) == 1:
+                await self.api.request("POST", "zones", zone_body(plan.zone, whole[0]))
+                self._fixes.pop(plan.zone, None)
+                await self._flush(plan.zone)
+                return
+            # Staged: created hidden (its SOA disabled, so pdns answers REFUSED as before),
+            # filled, then published by enabling the SOA.
+            hidden = zone_body(plan.zone, [_disabled(i) for i in soa], api_rectify=False)
+            await self.api.request("POST", "zones", hidden)
+            self._fixes.pop(plan.zone, None)
+            self._hidden.add(plan.zone)
+        if plan.zone in self._hidden:
+            await self._publish(plan.zone, soa, rest)
+            return
+        if plan.zone in self._fixes:
             log.info("target %s: zone %s: setting %s", self.name, plan.zone, self._fixes[plan.zone])
             await self.api.request("PUT", path, self._fixes.pop(plan.zone))
+        await self._patch(plan.zone, items)
+
+    async def _publish(self, zone: dns.name.Name, soa: list[str], rest: list[str]) -> None:
+        """Fill a hidden zone (one without an enabled SOA: answered REFUSED) with ``rest``,
+        then enable its ``soa``: pdns serves the whole zone from that one transaction on,
+        rectified in it (rectifying needs an SOA, so it is off while the zone is hidden)."""
+        if not soa:
+            raise TargetRejectedError(self.name, f"zone {zone} is hidden and has no SOA to publish")
+        await self._patch(zone, rest)
+        fixes = {**self._fixes.pop(zone, {}), "api_rectify": True}
+        await self.api.request("PUT", f"zones/{zone_id(zone)}", fixes)
+        await self._patch(zone, soa)  # a PATCH purges pdns's cache of the zone too
+        self._hidden.discard(zone)
+
+    async def _patch(self, zone: dns.name.Name, items: list[str]) -> None:
         chunks = list(batches(items, self.settings.batch_size, MAX_BODY_BYTES))
         for number, chunk in enumerate(chunks, 1):
-            creating = plan.create_zone and number == 1
             log.debug(
-                "target %s: zone %s: %s %d/%d (%d rrsets)",
+                "target %s: zone %s: PATCH %d/%d (%d rrsets)",
                 self.name,
-                plan.zone,
-                "POST" if creating else "PATCH",
+                zone,
                 number,
                 len(chunks),
                 len(chunk),
             )
-            if creating:
-                await self.api.request("POST", "zones", zone_body(plan.zone, chunk))
-                self._fixes.pop(plan.zone, None)
-                # pdns 4.7 purges its packet cache on a PATCH but not on a POST: answers it
-                # gave before the zone existed (REFUSED) would be served for up to its
-                # cache TTL (20 s by default) more.
-                domain = urllib.parse.quote(plan.zone.to_text(), safe="")
-                await self.api.request("PUT", f"cache/flush?domain={domain}")
-            else:
-                await self.api.request("PATCH", path, rrsets_body(chunk))
+            await self.api.request("PATCH", f"zones/{zone_id(zone)}", rrsets_body(chunk))
+
+    async def _flush(self, zone: dns.name.Name) -> None:
+        """pdns 4.7 purges its packet cache of a zone on a PATCH but not on a POST:
+        answers it gave before the zone existed (REFUSED) would be served for up to its
+        cache TTL (20 s by default) more."""
+        domain = urllib.parse.quote(zone.to_text(), safe="")
+        await self.api.request("PUT", f"cache/flush?domain={domain}")
 
     async def nameservers(self, zone: dns.name.Name) -> list[dns.name.Name]:
         """The configured ``nameservers``, else the apex NS set pdns holds."""
