@@ -72,6 +72,9 @@ class Plan:
     unsupported: tuple[RRsetKey, ...] = ()
     existing: int = 0  # data RRsets zonefan manages at the target (see _counts_for_safety)
     create_zone: bool = False
+    # The target serves the zone now: it holds the zone with an SOA at its apex. A zone
+    # without one is not served (e.g. one a provider holds hidden while it is staged).
+    served: bool = True
     desired: ZoneData | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -137,6 +140,7 @@ def compute_plan(
             changes=tuple(Change(Action.CREATE, None, r) for r in desired if r.key not in skip),
             unsupported=tuple(unsupported),
             create_zone=True,
+            served=False,
             desired=desired,
         )
     have = current.rrsets
@@ -171,6 +175,7 @@ def compute_plan(
         foreign=tuple(foreign),
         unsupported=tuple(unsupported),
         existing=existing,
+        served=(current.origin, dns.rdatatype.SOA) in have,
         desired=desired,
     )
 
@@ -186,14 +191,15 @@ class Safety:
     """octoDNS-style thresholds: a plan that deletes or replaces more than ``max_share`` of
     the RRsets zonefan manages at a target (on zones of ``min_rrsets`` or more), or that
     touches the apex NS set, is refused unless forced. Only data RRsets count (not the
-    SOA nor DNSSEC records)."""
+    SOA nor DNSSEC records). A plan for a zone the target does not serve yet breaks
+    nothing that is served, so it is never refused."""
 
     max_share: float = 0.3
     min_rrsets: int = 10
 
     def check(self, plan: Plan, *, force: bool = False) -> None:
         """Raise :class:`PlanRefusedError` naming the rule broken, unless ``force``."""
-        if force or plan.create_zone:
+        if force or not plan.served:
             return
         problems = list(self._problems(plan))
         if problems:

@@ -190,6 +190,13 @@ def test_safety_refuses_mass_deletion_and_apex_ns_unless_forced() -> None:
         Safety().check(compute_plan(ns, current, target="t", owned=owned))
     # Small zones and a re-sign of every signature are not refused.
     Safety().check(compute_plan(zone(2, hosts=2), zone(1, hosts=7), target="t", owned=owned))
+    # Nor is anything for a zone the target holds without an SOA, so does not serve (a
+    # staged creation cut short): here the apex NS and half the data still to come.
+    unserved = ZoneData(ORIGIN, {k: v for k, v in half.rrsets.items() if k[1] == dns.rdatatype.A})
+    plan = compute_plan(ns, unserved, target="t", owned=owned)
+    assert not plan.served and not plan.create_zone
+    Safety().check(plan)
+    assert compute_plan(ns, current, target="t", owned=owned).served
 
 
 # -- the engine ----------------------------------------------------------------------------
