@@ -37,6 +37,7 @@ from sync.model import RRset, ZoneData
 from sync.plan import Action, compute_plan
 from sync.providers.base import DnssecMode
 from sync.providers.powerdns import (
+    CREATE_ZONE,
     DEFAULT_BATCH_SIZE,
     PowerDnsSecondaryTarget,
     PowerDnsTarget,
@@ -48,6 +49,7 @@ from sync.providers.powerdns import (
     render,
     rrset_json,
     rrsets_body,
+    zone_body,
     zone_id,
 )
 from sync.settings import Address, TargetContext, TsigKey
@@ -224,13 +226,39 @@ def test_a_new_zone_is_created_whole_by_one_post(pdns: PdnsServer) -> None:
     calls, again = recorded_push(target(pdns), desired)
     writes = [c for c in calls if c.args[0] not in ("GET",)]
     assert [c.args[:2] for c in writes] == [
-        ("POST", "zones"),
+        ("POST", "zones?rrsets=false"),
         ("PUT", "cache/flush?domain=example.test."),
     ]
     body = json.loads(body_bytes(writes[0].args[2]))
     assert len(body["rrsets"]) == len(desired)
     assert again is not None and compute_plan(desired, again, target="pdns").empty
     assert answer(pdns, "host99.example.test.", "A") == ["192.0.2.99"]
+
+
+def test_pdns_answers_the_creating_post_without_the_records(pdns: PdnsServer) -> None:
+    """What :data:`CREATE_ZONE` relies on: pdns 4.7 honours ``rrsets=false`` on a POST
+    (its answer is the zone document alone) and still stores every record."""
+    desired = with_rrsets(
+        example_zone(), *(rr(f"host{i}", 300, "A", f"192.0.2.{i}") for i in range(50))
+    )
+    plan = compute_plan(desired, None, target="pdns")
+    t = target(pdns)
+
+    async def scenario() -> tuple[int, Any, ZoneData | None]:
+        await t.open()
+        try:
+            soa_first = sorted(desired, key=lambda r: r.rdtype != dns.rdatatype.SOA)
+            body = zone_body(ZONE, [rrset_json(r) for r in soa_first])
+            status, created = await t.api.request("POST", CREATE_ZONE, body)
+            return status, created, await t.read(ZONE)
+        finally:
+            await t.close()
+
+    status, created, stored = run(scenario)
+    assert plan.create_zone and status == 201
+    assert isinstance(created, dict) and created["name"] == "example.test."
+    assert "rrsets" not in created
+    assert stored is not None and compute_plan(desired, stored, target="pdns").empty
 
 
 def test_a_zone_larger_than_one_request_is_staged_hidden_then_published(

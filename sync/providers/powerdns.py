@@ -157,6 +157,9 @@ def render(rdata: dns.rdata.Rdata) -> str:
 
 
 _ADDRESS_TYPES = frozenset({dns.rdatatype.A, dns.rdatatype.AAAA})
+# pdns answers a POST with the zone it created, every RRset included unless told not to:
+# at 10k RRsets, 1.4 MB that it takes 0.13 s to write and we 0.05 s to read, for nothing.
+CREATE_ZONE = "zones?rrsets=false"
 _SOA = dns.rdatatype.SOA
 
 
@@ -667,14 +670,14 @@ class PowerDnsTarget(RecordTarget):
             # pdns invents a placeholder SOA for a zone POSTed without one: ours goes first.
             whole = list(batches(soa + rest, self.settings.batch_size, MAX_BODY_BYTES))
             if len(whole) == 1:
-                await self.api.request("POST", "zones", zone_body(plan.zone, whole[0]))
+                await self.api.request("POST", CREATE_ZONE, zone_body(plan.zone, whole[0]))
                 self._fixes.pop(plan.zone, None)
                 await self._flush(plan.zone)
                 return
             # Staged: created hidden (its SOA disabled, so pdns answers REFUSED as before),
             # filled, then published by enabling the SOA.
             hidden = zone_body(plan.zone, [_disabled(i) for i in soa], api_rectify=False)
-            await self.api.request("POST", "zones", hidden)
+            await self.api.request("POST", CREATE_ZONE, hidden)
             self._fixes.pop(plan.zone, None)
             self._hidden.add(plan.zone)
         if plan.zone in self._hidden:
