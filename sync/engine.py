@@ -289,6 +289,8 @@ class SyncEngine:
                 f"zone {zone} serves serial {serial}, not {data.serial}, "
                 f"{self.settings.secondary_wait:.0f} s after a refresh request",
             )
+        # Also when the provider transferred before we asked (the primary's NOTIFY).
+        await target.transferred(zone)
         detail = "provisioned and transferred" if created else "transferred"
         self.state.pushed(name, zone.to_text(), data.serial, detail=detail, digest=data.digest)
         return detail

@@ -25,7 +25,7 @@ from sync.errors import (
 )
 from sync.model import RRset, ZoneData, sort_key
 from sync.plan import Action, Safety, compute_plan
-from sync.providers.base import Capabilities, DnssecMode, RecordTarget
+from sync.providers.base import Capabilities, DnssecMode, RecordTarget, SecondaryTarget
 from sync.state import SCHEMA_VERSION, SyncState
 
 ORIGIN = dns.name.from_text("example.test.")
@@ -100,6 +100,39 @@ class MemoryTarget(RecordTarget):
 
     async def nameservers(self, zone: dns.name.Name) -> list[dns.name.Name]:
         return [dns.name.from_text(f"ns.{self.name}.net.")]
+
+
+class MemorySecondary(SecondaryTarget):
+    """A provider-side secondary that takes ``lag`` serial queries to "transfer" after a
+    refresh request; records every call."""
+
+    def __init__(self, name: str, lag: int) -> None:
+        super().__init__(name, Capabilities(dnssec=DnssecMode.SECONDARY))
+        self.lag = lag
+        self.served: int | None = None
+        self.wanted: int | None = None
+        self.calls: list[str] = []
+
+    async def provision(self, zone: dns.name.Name) -> bool:
+        self.calls.append("provision")
+        return False
+
+    async def refresh(self, zone: dns.name.Name) -> None:
+        self.calls.append("refresh")
+
+    async def serial(self, zone: dns.name.Name) -> int | None:
+        self.calls.append("serial")
+        if self.lag > 0:
+            self.lag -= 1
+        elif self.wanted is not None:
+            self.served = self.wanted
+        return self.served
+
+    async def transferred(self, zone: dns.name.Name) -> None:
+        self.calls.append("transferred")
+
+    async def nameservers(self, zone: dns.name.Name) -> list[dns.name.Name]:
+        return []
 
 
 @dataclass(frozen=True)
@@ -240,6 +273,30 @@ async def test_failing_target_is_retried_with_backoff_and_retry_after(tmp_path: 
     assert third.ok
     assert engine.state.pending() == []
     assert set(target.writes.values()) == {1}  # every RRset written exactly once
+
+
+async def test_a_secondary_is_told_of_its_transfer_only_once_it_serves_the_serial(
+    tmp_path: Path,
+) -> None:
+    """The hook where pdns drops answers cached from before its transfer runs after the new
+    serial is seen, whether the provider transferred on our request or before it; never
+    for a provider still behind."""
+    source = MemorySource(zone(1))
+    late = MemorySecondary("late", lag=2)
+    late.wanted = 1
+    early = MemorySecondary("early", lag=0)
+    early.wanted = 1
+    stuck = MemorySecondary("stuck", lag=10**6)
+    state = SyncState(tmp_path / "sync.db")
+    specs = {t.name: TargetSpec(target=t) for t in (late, early, stuck)}
+    settings_ = EngineSettings(retry_base=0.05, retry_max=0.2, secondary_wait=0.3)
+    engine = SyncEngine(state, source, [ORIGIN], specs, settings_)
+    await engine.refresh_zone(ORIGIN)
+    outcomes = {o.target: o.ok for o in await engine.drain()}
+    assert outcomes == {"late": True, "early": True, "stuck": False}
+    assert late.calls == ["provision", "serial", "refresh", "serial", "serial", "transferred"]
+    assert early.calls == ["provision", "serial", "transferred"]
+    assert "transferred" not in stuck.calls and "refresh" in stuck.calls
 
 
 def test_backoff_grows_is_capped_and_jittered() -> None:

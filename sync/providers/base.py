@@ -100,3 +100,7 @@ class SecondaryTarget(Target):
     @abc.abstractmethod
     async def serial(self, zone: dns.name.Name) -> int | None:
         """The SOA serial the provider serves (a DNS query), None if it serves none."""
+
+    async def transferred(self, zone: dns.name.Name) -> None:
+        """The provider serves the serial asked for: a provider that may still answer from
+        a cache filled before its transfer drops that cache here. Nothing by default."""
