@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -68,13 +69,23 @@ def load_config_or_exit(path: Path) -> SyncConfig:
         raise click.ClickException(f"{path}: {exc}") from None
 
 
-def _run(coro: Coroutine[Any, Any, T]) -> T:
+def _run(coro: Coroutine[Any, Any, T], *, bounded: bool = True) -> T:
+    """Run a command's coroutine; sync errors become click errors. A ``bounded`` command
+    (all but the sidecar) runs without the cyclic garbage collector: its garbage ends with
+    the process, and collections scanning a 10k-RRset zone's objects again and again cost
+    45 ms of a 1.2 s initial push. Reference counting still frees all that is not a cycle."""
+    paused = bounded and gc.isenabled()
+    if paused:
+        gc.disable()
     try:
         return asyncio.run(coro)
     except SyncConfigError as exc:
         raise click.ClickException(f"configuration: {exc}") from None
     except SyncError as exc:
         raise click.ClickException(str(exc)) from None
+    finally:
+        if paused:
+            gc.enable()
 
 
 @contextlib.asynccontextmanager
@@ -126,7 +137,7 @@ def sync_run(config_path: Path) -> None:
     cfg = load_config_or_exit(config_path)
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
-    _run(sidecar(cfg))
+    _run(sidecar(cfg), bounded=False)
 
 
 async def sidecar(cfg: SyncConfig, handle_signals: bool = True) -> None:
