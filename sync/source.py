@@ -23,13 +23,11 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-import dns.asyncquery
 import dns.exception
 import dns.flags
 import dns.message
 import dns.name
 import dns.opcode
-import dns.query
 import dns.rcode
 import dns.rdataclass
 import dns.rdataset
@@ -99,8 +97,11 @@ class ZoneSource:
         query.flags &= ~dns.flags.RD
         if self.key is not None:
             query.use_tsig(self.key.dns_key)
+        # Here, not at the top: `sync apply` never asks, and the module costs ~10 ms to load.
+        from dns import asyncquery
+
         try:
-            response, _ = await dns.asyncquery.udp_with_fallback(
+            response, _ = await asyncquery.udp_with_fallback(
                 query, self.primary.host, timeout=self.timeout, port=self.primary.port
             )
         except (dns.exception.DNSException, OSError, EOFError) as exc:

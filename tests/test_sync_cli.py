@@ -4,11 +4,14 @@ real servers in test_sync_e2e.py and test_sync_refusals.py)."""
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 
 import click
 import pytest
 
 from sync.errors import TargetUnavailableError
+from tests.tools import PROJECT_ROOT
 from zonefan.sync_cli import _run
 
 
@@ -34,3 +37,17 @@ def test_the_sidecar_keeps_the_cyclic_collector() -> None:
     collected."""
     assert _run(_collector_enabled(), bounded=False) is True
     assert gc.isenabled()
+
+
+def test_sync_commands_load_neither_the_nameserver_nor_what_a_push_does_not_use() -> None:
+    """`zonefan sync apply` starts in a fresh process each time: what it imports is part of
+    every push (aiohttp is loaded with the first request, by a target that makes one)."""
+    probe = (
+        "import sys, zonefan.cli, zonefan.sync_cli, sync.providers.powerdns; "
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] == 'nameserver' "
+        "or m in ('aiohttp', 'dns.zone', 'dns.asyncquery', 'dns.query'))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=PROJECT_ROOT
+    )
+    assert done.stdout.split() == []

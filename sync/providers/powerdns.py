@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
-import dns.asyncquery
 import dns.exception
 import dns.flags
 import dns.message
@@ -581,14 +580,14 @@ async def _query(
     name: dns.name.Name, rdtype: dns.rdatatype.RdataType, server: Address, timeout: float
 ) -> dns.message.Message | None:
     """One query over UDP, again over TCP when truncated; None when nothing answers."""
+    from dns import asyncquery  # only secondaries and `sync ns` ask; ~10 ms to load
+
     query = dns.message.make_query(name, rdtype)
     query.flags &= ~dns.flags.RD
     try:
-        response = await dns.asyncquery.udp(query, server.host, timeout=timeout, port=server.port)
+        response = await asyncquery.udp(query, server.host, timeout=timeout, port=server.port)
         if response.flags & dns.flags.TC:
-            response = await dns.asyncquery.tcp(
-                query, server.host, timeout=timeout, port=server.port
-            )
+            response = await asyncquery.tcp(query, server.host, timeout=timeout, port=server.port)
     except (dns.exception.DNSException, OSError) as exc:
         log.debug("query %s %s to %s failed: %s", name, rdtype, server, exc)
         return None
