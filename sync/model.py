@@ -69,6 +69,37 @@ NAMELESS_TYPES = frozenset(
 NAME_AT = {dns.rdatatype.RRSIG: 18, dns.rdatatype.NSEC: 0}
 WIRE_TYPES = NAMELESS_TYPES | frozenset(NAME_AT)
 _ADDRESS_FAMILY = {dns.rdatatype.A: socket.AF_INET, dns.rdatatype.AAAA: socket.AF_INET6}
+TEXT_TYPES = frozenset({dns.rdatatype.TXT, dns.rdatatype.SPF})
+# Bytes a character-string shows as they are; dnspython escapes `"` and `\` with a
+# backslash and every other byte outside 0x20-0x7e as \DDD (dns.rdata._escapify).
+_TXT_PLAIN = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')
+_TXT_ESCAPED = tuple(
+    chr(c) if c in _TXT_PLAIN else "\\" + chr(c) if c in b'"\\' else f"\\{c:03d}"
+    for c in range(256)
+)
+
+
+def txt_text(wire: bytes) -> str | None:
+    """A TXT or SPF rdata in presentation format from its wire form, exactly as dnspython
+    writes it (each character-string quoted, one space apart), without building its rdata
+    object (~45 us); None when ``wire`` is not a well-formed TXT rdata (dnspython's parser
+    then reports what is wrong)."""
+    end = len(wire)
+    if not end:
+        return None
+    parts: list[str] = []
+    pos = 0
+    while pos < end:
+        stop = pos + 1 + wire[pos]
+        if stop > end:
+            return None
+        chunk = wire[pos + 1 : stop]
+        if chunk.translate(None, _TXT_PLAIN):
+            parts.append('"' + "".join([_TXT_ESCAPED[c] for c in chunk]) + '"')
+        else:
+            parts.append('"' + chunk.decode("ascii") + '"')
+        pos = stop
+    return " ".join(parts)
 
 
 def _canonical_wire(rdata: dns.rdata.Rdata) -> bytes:
@@ -404,9 +435,16 @@ class RRset:
 
     def texts(self, origin: dns.name.Name | None = None) -> list[str]:
         """The rdatas in presentation format, absolute names unless ``origin`` is given."""
-        family = _ADDRESS_FAMILY.get(self.rdtype)
-        if family is not None and self._wires is not None:
-            return [socket.inet_ntop(family, w) for w in self._wires]
+        wires = self._wires
+        if wires is not None:
+            family = _ADDRESS_FAMILY.get(self.rdtype)
+            if family is not None:
+                return [socket.inet_ntop(family, w) for w in wires]
+            if self.rdtype in TEXT_TYPES:
+                texts = [txt_text(w) for w in wires]
+                made = [t for t in texts if t is not None]
+                if len(made) == len(texts):
+                    return made
         return [r.to_text(origin=origin, relativize=origin is not None) for r in self.rdatas]
 
     def same_data(self, other: RRset) -> bool:

@@ -8,9 +8,13 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import dns.exception
 import dns.message
 import dns.name
 import dns.query
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
 import dns.rrset
 import dns.tsig
 import dns.zone
@@ -19,7 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sync.axfr import axfr
-from sync.model import FastName, ZoneData
+from sync.model import FastName, RRset, ZoneData, txt_text
+from sync.providers.powerdns import contents, render
 from sync.settings import Address, TsigKey
 from sync.wire import (
     NameMemo,
@@ -162,3 +167,30 @@ def test_state_copy_round_trips_a_zone_of_every_example_type(tmp_path: Path) -> 
     text = (Path(__file__).resolve().parent.parent / "zones" / "example.test.zone").read_text()
     zone = ZoneData.from_text(text, ORIGIN)
     assert_same(zone_from_wire(ORIGIN, zone.wire), zone)
+
+
+# -- TXT presentation from the wire ------------------------------------------------------
+
+
+def _txt_wire(strings: list[bytes]) -> bytes:
+    return b"".join(bytes((len(x),)) + x for x in strings)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.binary(max_size=255), min_size=1, max_size=5))
+def test_txt_text_is_dnspythons_text_of_any_strings(strings: list[bytes]) -> None:
+    """Every byte value, quotes, backslashes, empty strings: the same text dnspython and
+    :func:`render` (what pdns is sent) give, through the model and the pdns target."""
+    wire = _txt_wire(strings)
+    rdata = dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.TXT, wire, 0, len(wire))
+    assert txt_text(wire) == rdata.to_text() == render(rdata)
+    owner = dns.name.from_text("t.example.test.")
+    rrset = RRset.from_wires(owner, dns.rdatatype.TXT, 300, [wire])
+    assert rrset.texts() == contents(rrset) == [rdata.to_text()]
+
+
+@pytest.mark.parametrize("wire", [b"", b"\x05abc", b"\x01a\x03bc"])
+def test_txt_text_leaves_malformed_rdata_to_dnspython(wire: bytes) -> None:
+    assert txt_text(wire) is None
+    with pytest.raises(dns.exception.DNSException):
+        dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.TXT, wire, 0, len(wire))

@@ -43,7 +43,7 @@ from sync.errors import (
     TargetRejectedError,
     TargetUnavailableError,
 )
-from sync.model import FastName, RRset, ZoneData
+from sync.model import TEXT_TYPES, FastName, RRset, ZoneData
 from sync.plan import Action, Change, Plan
 from sync.providers.base import (
     Capabilities,
@@ -156,6 +156,7 @@ def render(rdata: dns.rdata.Rdata) -> str:
 
 
 _ADDRESS_TYPES = frozenset({dns.rdatatype.A, dns.rdatatype.AAAA})
+_PLAIN_TYPES = _ADDRESS_TYPES | TEXT_TYPES
 # pdns answers a POST with the zone it created, every RRset included unless told not to:
 # at 10k RRsets, 1.4 MB that it takes 0.13 s to write and we 0.05 s to read, for nothing.
 CREATE_ZONE = "zones?rrsets=false"
@@ -163,8 +164,9 @@ _SOA = dns.rdatatype.SOA
 
 
 def contents(rrset: RRset) -> list[str]:
-    """The records' content as pdns writes it; addresses without a dnspython object."""
-    if rrset.rdtype in _ADDRESS_TYPES:
+    """The records' content as pdns writes it; addresses and TXT without a dnspython
+    object (pdns writes both as dnspython does)."""
+    if rrset.rdtype in _PLAIN_TYPES:
         return rrset.texts()
     return [render(r) for r in rrset.rdatas]
 
