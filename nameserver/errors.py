@@ -73,6 +73,14 @@ class StoreError(NameserverError):
     """The SQLite store cannot be opened or is not a zonefan store."""
 
 
+class StoreMissingError(StoreError):
+    """No store at the path, and the caller asked not to create one."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        super().__init__(reason)
+
+
 class SerialError(NameserverError):
     """A serial policy is unknown or cannot produce a next serial."""
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import gc
 import os
+import pwd
 import socket
 import sqlite3
 import threading
@@ -34,6 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import dns.dnssectypes
@@ -52,6 +54,7 @@ from nameserver.errors import (
     ConflictError,
     JournalError,
     StoreError,
+    StoreMissingError,
     UnknownZoneError,
     ZoneExistsError,
 )
@@ -544,35 +547,106 @@ class TransferLogEntry:
 # --- the store ----------------------------------------------------------------------------
 
 
+def _require_store_file(path: str) -> None:
+    """StoreMissingError unless a file is at ``path`` (for openings that must not create)."""
+    if os.path.isdir(path):
+        raise StoreError(f"{path} is a directory; give the path of the store file in it")
+    if not os.path.exists(path):
+        raise StoreMissingError(path, f"no store at {os.path.abspath(path)}")
+
+
+def _user() -> str:
+    uid = os.geteuid()
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _access(path: str, mode: int) -> bool:
+    # The effective ids are what the kernel checks when SQLite opens the files.
+    return os.access(path, mode, effective_ids=os.access in os.supports_effective_ids)
+
+
+def _cause(path: str, write: bool) -> str:
+    """Why SQLite cannot open (or, ``write``, change) the store at ``path``, read from the
+    file system as "; ..." to append to SQLite's bare message, or "" when nothing shows.
+
+    SQLite keeps a -wal and a -shm file beside a WAL store (and a -journal while creating
+    one), so even a reader needs them writable or their directory writable."""
+    full = os.path.abspath(path)
+    directory = os.path.dirname(full)
+    if not os.path.isdir(directory):
+        return f"; directory {directory} does not exist: create it, or give another path"
+    if os.path.exists(full):
+        if not _access(full, os.R_OK):
+            return f"; {full} is not readable by {_user()}: fix its owner or mode"
+        if write and not _access(full, os.W_OK):
+            return f"; {full} is not writable by {_user()}: fix its owner or mode"
+    if _access(directory, os.W_OK | os.X_OK):
+        return ""
+    if not os.path.exists(full):
+        what = f"{full} (and its -wal and -shm files)"
+    elif all(_access(f"{full}{s}", os.R_OK | os.W_OK) for s in ("-wal", "-shm")):
+        return ""
+    else:
+        what = f"{full}-wal and {full}-shm beside the store"
+    return (
+        f"; SQLite must create {what}, and directory {directory} is not writable by "
+        f"{_user()}: make it writable, or keep the store in a directory that is"
+    )
+
+
 class Store:
     """A zonefan store in one SQLite file, shared safely by several processes.
 
     Methods are serialised by a lock, so one Store may be used from several threads.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        """Open the store at ``path``, creating the file and schema if missing.
+    def __init__(
+        self, path: str | os.PathLike[str], *, create: bool = True, read_only: bool = False
+    ) -> None:
+        """Open the store at ``path``.
 
-        Raises StoreError when the file is not a zonefan store or has a newer schema.
+        ``create``: make the file and schema when there is no store yet (importing a zone,
+        serving an empty volume); without it a missing store is StoreMissingError naming
+        the path, so a mistyped path never leaves an empty store behind. ``read_only``
+        (implies no ``create``): for commands that only look; the connection refuses
+        every write once the schema is current (an older schema is still migrated).
+
+        Raises StoreError when the file is not a zonefan store, has a newer schema, or
+        cannot be opened (naming the cause: a missing directory, a file or directory this
+        user cannot write).
         """
         self.path = os.fspath(path)
         self._lock = threading.RLock()
+        self._read_only = read_only
+        create = create and not read_only
+        if not create:
+            _require_store_file(self.path)
+        # mode=rw opens an existing file only: nothing is created if it vanished meanwhile.
+        uri = f"{Path(os.path.abspath(self.path)).as_uri()}?mode={'rwc' if create else 'rw'}"
         try:
             conn = sqlite3.connect(
-                self.path,
+                uri,
+                uri=True,
                 timeout=BUSY_TIMEOUT_S,
                 isolation_level=None,  # transactions are explicit (BEGIN IMMEDIATE/COMMIT)
                 check_same_thread=False,  # guarded by self._lock instead
             )
         except sqlite3.Error as e:
-            raise StoreError(f"cannot open store {self.path}: {e}") from e
+            raise StoreError(
+                f"cannot open store {self.path}: {e}{_cause(self.path, write=create)}"
+            ) from e
         self._conn = conn
         try:
             self._db = sqlite_utils.Database(conn, execute_plugins=False)
-            self._open_schema()
+            self._open_schema(create)
         except sqlite3.OperationalError as e:
             conn.close()
-            raise StoreError(f"cannot open store {self.path}: {e}") from e
+            raise StoreError(
+                f"cannot open store {self.path}: {e}{_cause(self.path, write=not read_only)}"
+            ) from e
         except sqlite3.DatabaseError as e:  # e.g. "file is not a database"
             conn.close()
             raise StoreError(
@@ -585,14 +659,21 @@ class Store:
 
     # -- connection, transactions and schema --
 
-    def _open_schema(self) -> None:
+    def _open_schema(self, create: bool) -> None:
         if self._pragma("user_version") == 0 and not self._db.table_names():
+            if not create:
+                raise StoreMissingError(
+                    self.path, f"no store at {os.path.abspath(self.path)} (the file is empty)"
+                )
             self._db.enable_wal()  # persistent; must be set outside a transaction
             with self._write():
                 if not self._db.table_names():  # another process may have won the race
                     self._create_schema()
         self._check_schema()
-        self._db.enable_wal()
+        if self._read_only:
+            self._conn.execute("PRAGMA query_only=ON")
+        else:
+            self._db.enable_wal()
         # FULL, not NORMAL: with NORMAL a power loss can drop the last commits, and a hidden
         # primary that already sent that serial to its secondaries would then reuse the
         # serial for different data. One fsync per change is cheap.
@@ -777,29 +858,34 @@ class Store:
         """One write transaction; BEGIN IMMEDIATE takes the write lock before any read."""
         with self._lock:
             conn = self._conn
+            if self._read_only:
+                raise StoreError(f"store {self.path} was opened read-only; nothing was changed")
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as e:
-                hint = (
-                    f"another writer held it for over {BUSY_TIMEOUT_S:g} s; retry"
-                    if "locked" in str(e) or "busy" in str(e)
-                    else "check that the file and its directory are writable"
-                )
-                raise StoreError(f"cannot change store {self.path}: {e}; {hint}") from e
+                if "locked" in str(e) or "busy" in str(e):
+                    hint = f"; another writer held it for over {BUSY_TIMEOUT_S:g} s: retry"
+                else:
+                    hint = _cause(self.path, write=True) or (
+                        "; check that the file and its directory are writable"
+                    )
+                raise StoreError(f"cannot change store {self.path}: {e}{hint}") from e
             try:
                 yield conn
             except BaseException as e:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 if isinstance(e, sqlite3.Error):
-                    raise StoreError(f"store {self.path}: {e}; nothing was changed") from e
+                    cause = _cause(self.path, write=True)
+                    raise StoreError(f"store {self.path}: {e}{cause}; nothing was changed") from e
                 raise
             try:
                 conn.execute("COMMIT")
             except sqlite3.Error as e:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                raise StoreError(f"cannot commit to store {self.path}: {e}; retry") from e
+                hint = _cause(self.path, write=True) or "; retry"
+                raise StoreError(f"cannot commit to store {self.path}: {e}{hint}") from e
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ import dns.name
 import dns.rdatatype
 
 from nameserver.changeset import Changeset
+from nameserver.editor import Plan
 from nameserver.errors import NameserverError, RecordSyntaxError
 from nameserver.records import (
     Record,
@@ -28,6 +30,7 @@ from nameserver.records import (
 )
 from nameserver.serial import SerialPolicy
 from nameserver.server import Companion, ServerConfig, parse_listen, serve
+from nameserver.store import Store
 from nameserver.wirename import key_of
 from nameserver.zonefile import read_zone_file, write_zone_file
 from zonefan.common import (
@@ -174,31 +177,46 @@ def zone_import(
         where.setdefault((key_of(owner), rdtype), loc)
         where.setdefault((key_of(owner), None), loc)
     policy = SerialPolicy(serial_policy) if serial_policy else None
-    with open_store(ctx) as store:
-        editor = editor_for(ctx, store)
-        plan = editor.plan_import(
+    who = author_of(author, message or f"import {Path(file).name}")
+
+    def plan_in(store: Store) -> Plan:
+        return editor_for(ctx, store).plan_import(
             parsed.origin,
             parsed.records,
-            author_of(author, message or f"import {Path(file).name}"),
+            who,
             policy,
             strip_dnssec,
             lambda key, rdtype: where.get((key, rdtype)) or where.get((key, None)),
         )
-        cs = plan.changeset
-        if plan.dropped_dnssec and not as_json:
-            click.echo(
-                f"dropped {plan.dropped_dnssec} DNSSEC record(s) of the old signed zone", err=True
-            )
-        if dry_run:
-            _print_changeset(cs, as_json, header="plan (nothing stored)")
-            return
-        if cs.serial_before is not None and cs.is_empty:
-            _say(
-                as_json,
-                {"zone": str(cs.zone), "changed": False, "serial": cs.serial_before},
-                f"zone {cs.zone}: no change (serial {cs.serial_before})",
-            )
-            return
+
+    if Path(ctx.obj).exists():
+        with open_store(ctx, create=False, read_only=dry_run) as store:
+            plan = plan_in(store)
+    else:
+        # No store yet: plan against an empty one, so a refused import or a dry run
+        # leaves no store file behind.
+        with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp, "plan.db")) as empty:
+            try:
+                plan = plan_in(empty)
+            except NameserverError as e:
+                raise click.ClickException(str(e)) from e
+    cs = plan.changeset
+    if plan.dropped_dnssec and not as_json:
+        click.echo(
+            f"dropped {plan.dropped_dnssec} DNSSEC record(s) of the old signed zone", err=True
+        )
+    if dry_run:
+        _print_changeset(cs, as_json, header="plan (nothing stored)")
+        return
+    if cs.serial_before is not None and cs.is_empty:
+        _say(
+            as_json,
+            {"zone": str(cs.zone), "changed": False, "serial": cs.serial_before},
+            f"zone {cs.zone}: no change (serial {cs.serial_before})",
+        )
+        return
+    with open_store(ctx) as store:
+        editor = editor_for(ctx, store)
         done = editor.create_or_replace(plan, policy or SerialPolicy.INCREMENT)
         if policy is not None and done.serial_before is not None:
             store.set_serial_policy(parsed.origin, policy)
@@ -214,7 +232,7 @@ def zone_import(
 def zone_export(ctx: click.Context, zone: str, output: str | None) -> None:
     """Write ZONE as a canonical zone file (accepted by named-checkzone and kzonecheck)."""
     origin = zone_name(zone)
-    with open_store(ctx) as store:
+    with open_store(ctx, read_only=True) as store:
         text = write_zone_file(origin, store.records(origin))
     if output:
         Path(output).write_text(text, encoding="utf-8")
@@ -227,7 +245,7 @@ def zone_export(ctx: click.Context, zone: str, output: str | None) -> None:
 @click.pass_context
 def zone_list(ctx: click.Context, as_json: bool) -> None:
     """Every zone in the store, with serial and size."""
-    with open_store(ctx) as store:
+    with open_store(ctx, read_only=True) as store:
         infos = [store.zone_info(z) for z in store.zone_names()]
     rows = [
         {
@@ -257,7 +275,7 @@ def zone_list(ctx: click.Context, as_json: bool) -> None:
 def zone_show(ctx: click.Context, zone: str, records: bool, as_json: bool) -> None:
     """ZONE's serial, policy, size, last change and (by default) its records."""
     origin = zone_name(zone)
-    with open_store(ctx) as store:
+    with open_store(ctx, read_only=True) as store:
         info = store.zone_info(origin)
         last = store.changesets(origin)[-1:]
         rrs = store.records(origin) if records else []
@@ -295,7 +313,7 @@ def zone_status(ctx: click.Context, zone: str, as_json: bool) -> None:
     """ZONE's serial, the last NOTIFY sent to each secondary and whether it was acked, and
     the last transfer each secondary made (what an auditor asks: is every copy current?)."""
     origin = zone_name(zone)
-    with open_store(ctx) as store:
+    with open_store(ctx, read_only=True) as store:
         serial = store.serial(origin)
         notifies = store.notify_status(origin)
         transfers = store.transfers(origin, limit=1000)
@@ -355,7 +373,7 @@ def zone_status(ctx: click.Context, zone: str, as_json: bool) -> None:
 def zone_history(ctx: click.Context, zone: str, limit: int, as_json: bool) -> None:
     """ZONE's changesets, newest last: serials, who, when, why and size."""
     origin = zone_name(zone)
-    with open_store(ctx) as store:
+    with open_store(ctx, read_only=True) as store:
         changesets = store.changesets(origin)[-limit:]
     rows = [_changeset_summary(cs) for cs in changesets]
     if as_json:
@@ -387,7 +405,7 @@ def zone_diff(
     """What changed in ZONE between two serials (default: the last change), or what
     importing --file would change."""
     origin = zone_name(zone)
-    with open_store(ctx) as store:
+    with open_store(ctx, read_only=True) as store:
         if file:
             parsed = read_zone_file(file, origin)
             plan = editor_for(ctx, store).plan_import(origin, parsed.records, author_of(None, ""))
@@ -427,7 +445,7 @@ def zone_rollback(
 ) -> None:
     """Make ZONE's data what it was at SERIAL again, as a new change with a new serial."""
     origin = zone_name(zone)
-    with open_store(ctx) as store:
+    with open_store(ctx, create=False) as store:
         cs = editor_for(ctx, store).rollback(origin, serial, author_of(author, message))
     _report(cs, as_json)
 
@@ -437,7 +455,7 @@ def zone_rollback(
 def zone_catalog(ctx: click.Context) -> None:
     """Bring the catalog zone (``catalog-zone`` in the config, RFC 9432) in step with the
     store's zones now; creating or deleting a zone does this by itself."""
-    with open_store(ctx) as store:
+    with open_store(ctx, create=False) as store:
         if catalog_zone(ctx) is None:
             raise click.ClickException(
                 'no catalog zone is configured; set catalog-zone = "catalog.example." '
@@ -456,7 +474,7 @@ def zone_delete(ctx: click.Context, zone: str, yes: bool) -> None:
     origin = zone_name(zone)
     if not yes:
         click.confirm(f"delete zone {origin} and its history?", abort=True)
-    with open_store(ctx) as store:
+    with open_store(ctx, create=False) as store:
         store.delete_zone(origin)
         sync_catalog_zone(ctx, editor_for(ctx, store), f"zone {origin} deleted")
     click.echo(f"zone {origin} deleted")
@@ -507,7 +525,7 @@ def record_add(
     NAME is relative to ZONE (`@` for the apex) unless it ends with a dot."""
     origin = zone_name(zone)
     _, _, recs = _records(origin, name, ttl, rdtype, [" ".join(rdata)])
-    with open_store(ctx) as store:
+    with open_store(ctx, create=False) as store:
         cs = editor_for(ctx, store).change_records(origin, [], recs, author_of(author, message))
     _report(cs, as_json)
 
@@ -533,7 +551,7 @@ def record_delete(
     """Delete one RR (with RDATA) or the whole RRset NAME/TYPE (without)."""
     origin = zone_name(zone)
     owner, t, recs = _records(origin, name, "0", rdtype, [" ".join(rdata)] if rdata else [])
-    with open_store(ctx) as store:
+    with open_store(ctx, create=False) as store:
         editor = editor_for(ctx, store)
         who = author_of(author, message)
         if recs:
@@ -572,7 +590,7 @@ def record_set(
     if not texts:
         raise click.BadParameter("give at least one RDATA (to delete, use `record delete`)")
     owner, t, recs = _records(origin, name, ttl, rdtype, texts)
-    with open_store(ctx) as store:
+    with open_store(ctx, create=False) as store:
         cs = editor_for(ctx, store).set_rrset(origin, owner, t, recs, author_of(author, message))
     _report(cs, as_json)
 

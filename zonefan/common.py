@@ -17,7 +17,7 @@ from nameserver.acl import TransferAcl, parse_secondaries
 from nameserver.catalog import sync_catalog
 from nameserver.dnssec import DnssecManager
 from nameserver.editor import Author, ZoneEditor
-from nameserver.errors import NameserverError
+from nameserver.errors import NameserverError, StoreMissingError
 from nameserver.store import Store
 from nameserver.tsig import ConfigError, TsigKey, parse_keys
 from nameserver.updatepolicy import UpdatePolicy, policies_from_config
@@ -44,10 +44,19 @@ def author_of(author: str | None, message: str) -> Author:
 
 
 @contextmanager
-def open_store(ctx: click.Context) -> Iterator[Store]:
-    """The store named by --db, with nameserver errors turned into clean CLI errors."""
+def open_store(
+    ctx: click.Context, *, create: bool = True, read_only: bool = False
+) -> Iterator[Store]:
+    """The store named by --db, with nameserver errors turned into clean CLI errors.
+
+    ``create``: make the store when there is none (only commands that can fill it);
+    ``read_only``: for commands that only look (never creates one, refuses writes)."""
     try:
-        store = Store(ctx.obj)
+        store = Store(ctx.obj, create=create, read_only=read_only)
+    except StoreMissingError as e:
+        raise click.ClickException(
+            f"{e}; import a zone first (zonefan zone import FILE) or give --db / ZONEFAN_DB"
+        ) from e
     except NameserverError as e:
         raise click.ClickException(str(e)) from e
     try:
