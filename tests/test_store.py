@@ -26,6 +26,7 @@ from nameserver.errors import (
     ConflictError,
     JournalError,
     StoreError,
+    StoreMissingError,
     UnknownZoneError,
     ZoneExistsError,
 )
@@ -337,6 +338,36 @@ def test_racing_writers_the_second_gets_a_conflict(tmp_path: Path) -> None:
         with pytest.raises(ConflictError, match="reload the zone"):
             second.commit(theirs)
         assert "b.Example.COM. 300 IN A 192.0.2.2" not in texts(second.records(ZONE))
+
+
+def test_opening_without_create_never_makes_a_store(tmp_path: Path) -> None:
+    missing = tmp_path / "typo.db"
+    for kwargs in ({"create": False}, {"read_only": True}):
+        with pytest.raises(StoreMissingError, match=f"^no store at {missing}$"):
+            Store(missing, **kwargs)
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    with pytest.raises(StoreMissingError, match=r"^no store at .*empty\.db \(the file is empty\)$"):
+        Store(empty, read_only=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"]
+    assert empty.stat().st_size == 0
+    with pytest.raises(StoreError, match="is a directory; give the path of the store file"):
+        Store(tmp_path, create=False)
+
+
+def test_a_read_only_store_reads_live_and_refuses_writes(tmp_path: Path) -> None:
+    path = tmp_path / "zones.db"
+    with Store(path) as writer:
+        create(writer)
+        with Store(path, read_only=True) as reader:
+            change(writer, added=[rec("x 300 A 192.0.2.4")])
+            assert reader.serial(ZONE) == 2
+            with pytest.raises(StoreError, match="opened read-only; nothing was changed"):
+                change(reader, added=[rec("y 300 A 192.0.2.5")])
+            # Below the store's own guard, SQLite refuses too.
+            with pytest.raises(sqlite3.OperationalError, match="readonly"):
+                reader._conn.execute("DELETE FROM records")
+        assert len(writer.records(ZONE)) == len(INITIAL) + 2
 
 
 def test_store_uses_wal_and_records_its_schema(tmp_path: Path) -> None:

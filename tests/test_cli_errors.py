@@ -1,0 +1,146 @@
+"""Mistakes an operator makes on the command line, run as the operator runs them: each gets
+one clear message saying what is wrong and what to do, and changes nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import EXAMPLE, run
+
+NOBODY = 65534
+
+READ_COMMANDS = [
+    ["zone", "list"],
+    ["zone", "show", "example.test"],
+    ["zone", "export", "example.test"],
+    ["zone", "history", "example.test"],
+    ["zone", "diff", "example.test"],
+    ["zone", "status", "example.test"],
+]
+WRITE_COMMANDS = [
+    ["record", "add", "example.test", "x", "300", "A", "192.0.2.1"],
+    ["record", "set", "example.test", "x", "300", "A", "192.0.2.1"],
+    ["record", "delete", "example.test", "x", "A"],
+    ["zone", "rollback", "example.test", "1"],
+    ["zone", "delete", "example.test", "--yes"],
+]
+
+
+def digest(directory: Path) -> dict[str, str]:
+    """Every file of ``directory`` with a hash of its bytes: what "changes nothing" means."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir()}
+
+
+@pytest.mark.parametrize("args", READ_COMMANDS + WRITE_COMMANDS, ids=" ".join)
+def test_a_mistyped_db_names_the_path_and_creates_nothing(tmp_path: Path, args: list[str]) -> None:
+    typo = tmp_path / "zonefna.db"
+    result = run(typo, *args, ok=False)
+    assert result.output == (
+        f"Error: no store at {typo}; import a zone first (zonefan zone import FILE) "
+        "or give --db / ZONEFAN_DB\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_db_in_a_missing_directory_names_the_directory(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir"
+    result = run(missing / "zonefan.db", "zone", "import", str(EXAMPLE), ok=False)
+    assert result.output == (
+        f"Error: cannot open store {missing}/zonefan.db: unable to open database file; "
+        f"directory {missing} does not exist: create it, or give another path\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dry_run_import_into_a_new_store_creates_nothing(tmp_path: Path) -> None:
+    out = run(tmp_path / "new.db", "zone", "import", "--dry-run", str(EXAMPLE)).output
+    assert out.startswith("plan (nothing stored): zone example.test. serial None -> 2024060101\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_commands_leave_no_file_behind(tmp_path: Path) -> None:
+    db = tmp_path / "zonefan.db"
+    run(db, "zone", "import", str(EXAMPLE))
+    before = digest(tmp_path)
+    for args in READ_COMMANDS:
+        run(db, *args)
+    assert digest(tmp_path) == before
+
+
+def unprivileged_user() -> str:
+    """How the store's messages name the user of :func:`unprivileged`."""
+    uid = os.geteuid() or NOBODY
+    return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+
+
+@contextmanager
+def unprivileged() -> Iterator[None]:
+    """Run the block as a user that file modes bind: root ignores them, so under root the
+    effective ids become nobody's for the block (what the kernel checks on open)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setegid(NOBODY)
+    os.seteuid(NOBODY)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+@pytest.fixture
+def store_dir() -> Iterator[Path]:
+    """A directory holding a store of example.test, reachable by nobody (pytest's tmp_path
+    is private to root)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o755)
+        directory = Path(tmp, "store")
+        directory.mkdir()
+        run(directory / "zonefan.db", "zone", "import", str(EXAMPLE))
+        try:
+            yield directory
+        finally:
+            os.chmod(directory, 0o755)
+
+
+def test_a_store_in_a_read_only_directory_says_the_directory_must_be_writable(
+    store_dir: Path,
+) -> None:
+    db = store_dir / "zonefan.db"
+    os.chmod(db, 0o666)
+    os.chmod(store_dir, 0o555)
+    before = digest(store_dir)
+    for args in (["zone", "list"], ["record", "add", "example.test", "x", "300", "A", "192.0.2.1"]):
+        with unprivileged():
+            result = run(db, *args, ok=False)
+        assert f"Error: cannot open store {db}: " in result.output
+        assert result.output.endswith(
+            f"; SQLite must create {db}-wal and {db}-shm beside the store, and directory "
+            f"{store_dir} is not writable by {unprivileged_user()}: make it writable, "
+            "or keep the store in a directory that is\n"
+        ), result.output
+    assert digest(store_dir) == before
+
+
+def test_a_read_only_store_file_says_so_and_changes_nothing(store_dir: Path) -> None:
+    db = store_dir / "zonefan.db"
+    os.chmod(db, 0o444)
+    os.chmod(store_dir, 0o777)
+    with unprivileged():
+        result = run(db, "record", "add", "example.test", "x", "300", "A", "192.0.2.1", ok=False)
+        assert result.output == (
+            f"Error: store {db}: attempt to write a readonly database; {db} is not writable "
+            f"by {unprivileged_user()}: fix its owner or mode; nothing was changed\n"
+        )
+        # Reading needs no write access to the file.
+        assert "example.test." in run(db, "zone", "list").output
+    assert "x.example.test." not in run(db, "zone", "export", "example.test").output
