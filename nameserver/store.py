@@ -547,6 +547,14 @@ class TransferLogEntry:
 # --- the store ----------------------------------------------------------------------------
 
 
+def _unreached(zone: dns.name.Name, serial: int) -> str:
+    # Said to whoever asked (a diff, a rollback, a transfer): each caller adds what it does.
+    return (
+        f"journal does not reach serial {serial} of zone {zone}: it was compacted or the "
+        f"zone never had that serial (`zonefan zone history {zone}` lists the serials kept)"
+    )
+
+
 def _require_store_file(path: str) -> None:
     """StoreMissingError unless a file is at ``path`` (for openings that must not create)."""
     if os.path.isdir(path):
@@ -1397,10 +1405,7 @@ class Store:
         """
         end = next((i for i in range(len(headers) - 1, -1, -1) if headers[i][2] == to_serial), -1)
         if end < 0:
-            raise JournalError(
-                f"journal does not reach serial {to_serial} of zone {zone}: it was compacted "
-                "or the zone never had that serial"
-            )
+            raise JournalError(_unreached(zone, to_serial))
         want: int | None = to_serial
         i = end
         while i >= 0 and headers[i][2] == want:
@@ -1408,10 +1413,7 @@ class Store:
             if want == from_serial:
                 return headers[i][0], headers[end][0]
             i -= 1
-        raise JournalError(
-            f"journal does not reach serial {from_serial} of zone {zone}: it was compacted "
-            "or the zone never had that serial (send the full zone instead)"
-        )
+        raise JournalError(_unreached(zone, from_serial))
 
     def _load_changesets(
         self,

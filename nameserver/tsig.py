@@ -272,3 +272,20 @@ def strip_tsig(data: bytes, offset: int) -> bytes:
     """``data`` without its TSIG RR (which starts at ``offset``), ARCOUNT lowered."""
     arcount = int.from_bytes(data[10:12], "big") - 1
     return data[:10] + arcount.to_bytes(2, "big") + data[12:offset]
+
+
+# The TSIG RR's Error field (RFC 8945 §5.3). Not dns.rcode.to_text: 16 there is BADVERS,
+# the extended RCODE of RFC 6891, while in a TSIG RR it means BADSIG.
+_TSIG_ERRORS = {0: "NOERROR", 16: "BADSIG", 17: "BADKEY", 18: "BADTIME", 22: "BADTRUNC"}
+
+
+def tsig_error_text(error: int) -> str:
+    """The name of a TSIG error (BADSIG, BADKEY, BADTIME, BADTRUNC) for logs and messages."""
+    return _TSIG_ERRORS.get(error, f"TSIG error {error}")
+
+
+def tsig_failure(verified: Verified) -> str:
+    """Why a request's TSIG failed, for the log: the error and the key it named."""
+    tsig = verified.message.tsig
+    key = tsig.name.to_text() if tsig is not None else "none"
+    return f"TSIG {tsig_error_text(verified.error)} (key {key})"

@@ -35,6 +35,7 @@ from nameserver.tsig import (
     TsigKey,
     Verified,
     tsig_error_reply,
+    tsig_failure,
     verify,
 )
 from nameserver.update import UpdateDecision, process_update
@@ -97,11 +98,7 @@ class UpdateService:
         if not isinstance(message, dns.update.UpdateMessage):
             return None
         if verified.error != NOERROR:
-            log.info(
-                "UPDATE from %s refused: TSIG %s",
-                client[0],
-                dns.rcode.to_text(dns.rcode.Rcode.make(verified.error)),
-            )
+            log.info("UPDATE from %s refused: %s", client[0], tsig_failure(verified))
             return tsig_error_response(message, verified)
         rcode, reason = self._apply(message, verified.key, client)
         log.info("UPDATE from %s (key %s): %s", client[0], _key_text(verified.key), reason)

@@ -60,6 +60,7 @@ from nameserver.tsig import (
     Verified,
     strip_tsig,
     tsig_error_reply,
+    tsig_failure,
     verify,
 )
 from nameserver.wirename import lower
@@ -262,6 +263,12 @@ class TransferService:
         try:
             return self._thread.store.changesets_between(zone, since, to)
         except JournalError:
+            log.info(
+                "IXFR of %s from serial %d: the journal does not reach that serial "
+                "(compacted, or never ours); sending the full zone",
+                zone,
+                since,
+            )
             return None
 
     def _log(self, entry: TransferLogEntry) -> None:
@@ -321,10 +328,9 @@ class TransferService:
     def _tsig_error(self, query: Query, verified: Verified) -> bytes:
         flags = 0x8000 | (query.flags & 0x0100) | NOTAUTH
         wire = query.id + flags.to_bytes(2, "big") + b"\x00\x01\x00\x00\x00\x00\x00\x00"
-        log.info(
-            "transfer request with TSIG error %s",
-            dns.rcode.to_text(dns.rcode.Rcode.make(verified.error)),
-        )
+        asked = verified.message.question
+        what = f"{dns.rdatatype.to_text(asked[0].rdtype)} {asked[0].name}" if asked else "request"
+        log.info("%s refused: %s", what, tsig_failure(verified))
         return tsig_error_reply(wire + query.question, verified)
 
     def signed_response(

@@ -144,3 +144,49 @@ def test_a_read_only_store_file_says_so_and_changes_nothing(store_dir: Path) -> 
         # Reading needs no write access to the file.
         assert "example.test." in run(db, "zone", "list").output
     assert "x.example.test." not in run(db, "zone", "export", "example.test").output
+
+
+def test_zone_diff_takes_its_serials_in_either_order(tmp_path: Path) -> None:
+    db = tmp_path / "zonefan.db"
+    run(db, "zone", "import", str(EXAMPLE))
+    run(db, "record", "add", "example.test", "a", "300", "A", "192.0.2.1")
+    run(db, "record", "add", "example.test", "b", "300", "A", "192.0.2.2")
+    soa = "example.test. 3600 IN SOA ns1.example.test. hostmaster.example.test. {} " + (
+        "7200 3600 432000 300"
+    )
+    forward = run(db, "zone", "diff", "example.test", "2024060101", "2024060103").output
+    assert forward.splitlines() == [
+        f"- {soa.format(2024060101)}",
+        f"+ {soa.format(2024060103)}",
+        "+ a.example.test. 300 IN A 192.0.2.1",
+        "+ b.example.test. 300 IN A 192.0.2.2",
+    ]
+    backward = run(db, "zone", "diff", "example.test", "2024060103", "2024060101").output
+    assert backward.splitlines() == [
+        f"- {soa.format(2024060103)}",
+        "- a.example.test. 300 IN A 192.0.2.1",
+        "- b.example.test. 300 IN A 192.0.2.2",
+        f"+ {soa.format(2024060101)}",
+    ]
+    assert "the newer serial first" in run(db, "zone", "diff", "--help").output
+
+
+def test_a_serial_the_journal_lacks_is_named_without_transfer_advice(tmp_path: Path) -> None:
+    db = tmp_path / "zonefan.db"
+    run(db, "zone", "import", str(EXAMPLE))
+    run(db, "record", "add", "example.test", "a", "300", "A", "192.0.2.1")
+    unreached = (
+        "Error: journal does not reach serial 2024060199 of zone example.test.: it was "
+        "compacted or the zone never had that serial (`zonefan zone history example.test.` "
+        "lists the serials kept)\n"
+    )
+    for args in (
+        ["diff", "example.test", "2024060199"],
+        ["diff", "example.test", "2024060199", "2024060101"],
+        ["diff", "example.test", "2024060101", "2024060199"],
+        ["rollback", "example.test", "2024060199"],
+    ):
+        assert run(db, "zone", *args, ok=False).output == unreached, args
+    before = digest(tmp_path)
+    run(db, "zone", "rollback", "example.test", "2024060199", ok=False)
+    assert digest(tmp_path) == before

@@ -121,3 +121,15 @@ def test_refused_updates_change_nothing(
     assert expected in out, out
     time.sleep(0.1)  # a change would be served within the follower's 10 ms poll
     assert _serial(server) == before
+
+
+def test_tsig_failures_are_logged_by_their_tsig_names(server: ZonefanServer) -> None:
+    # The TSIG error 16 is BADSIG; as an extended RCODE the same number reads BADVERS.
+    wrong = base64.b64encode(b"not-the-secret-0123456789abcdef").decode()
+    change = 'update add _acme-challenge.www.example.test. 60 TXT "x"'
+    assert "NOTAUTH" in nsupdate(server, change, f"acme-key:{wrong}")
+    assert "NOTAUTH" in nsupdate(server, change, f"stranger-key:{SECRET}")
+    log = server.log_text()
+    assert "UPDATE from 127.0.0.1 refused: TSIG BADSIG (key acme-key.)" in log, log
+    assert "UPDATE from 127.0.0.1 refused: TSIG BADKEY (key stranger-key.)" in log, log
+    assert "BADVERS" not in log

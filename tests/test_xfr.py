@@ -342,6 +342,10 @@ def test_ixfr_beyond_the_journal_is_the_full_zone(tmp_path: Path) -> None:
         assert set(rrs) == store_rrs(db)
         entry = logged(db, lambda e: e.serial_from == old)
         assert (entry.kind, entry.serial_from) == ("IXFR-AXFR", old)
+        assert (
+            f"IXFR of {ZONE} from serial {old}: the journal does not reach that serial "
+            "(compacted, or never ours); sending the full zone"
+        ) in server.log_text()
         # the serial the journal still reaches is answered incrementally
         middle = serial_of(db) - 1
         rrs = answer_rrs(transferred(server, "IXFR", middle))
@@ -395,6 +399,23 @@ def test_wrong_secret_is_badsig(server: ZonefanServer) -> None:
     response = _assert_no_records(raw_tcp(server, axfr_query(ring)))
     assert response.rcode() == dns.rcode.NOTAUTH
     assert response.tsig is not None and response.tsig[0].error == dns.rcode.BADSIG
+
+
+def test_dig_with_a_wrong_secret_is_logged_as_badsig(server: ZonefanServer) -> None:
+    # The TSIG error 16 is BADSIG; as an extended RCODE the same number reads BADVERS.
+    wrong = base64.b64encode(b"not-the-other-key-secret-0123456").decode()
+    key = f"hmac-sha512:{OTHER}:{wrong}"
+    done = subprocess.run(
+        [require_tool("dig"), f"@{server.host}", "-p", str(server.port), ZONE, "AXFR", "-y", key],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert "Transfer failed" in done.stdout, done.stdout
+    log = server.log_text()
+    assert f"AXFR {ZONE} refused: TSIG BADSIG (key {OTHER}.)" in log, log
+    assert "BADVERS" not in log
 
 
 def test_time_outside_the_fudge_is_badtime(server: ZonefanServer) -> None:

@@ -18,7 +18,7 @@ import dns.rdatatype
 
 from nameserver.changeset import Changeset
 from nameserver.editor import Plan
-from nameserver.errors import NameserverError, RecordSyntaxError
+from nameserver.errors import JournalError, NameserverError, RecordSyntaxError
 from nameserver.records import (
     Record,
     canonical_key,
@@ -402,8 +402,11 @@ def zone_diff(
     file: str | None,
     as_json: bool,
 ) -> None:
-    """What changed in ZONE between two serials (default: the last change), or what
-    importing --file would change."""
+    """What changed in ZONE from FROM_SERIAL to TO_SERIAL (default: the current serial;
+    no serial: the last change), or what importing --file would change.
+
+    Lines read as the change that turns FROM_SERIAL into TO_SERIAL, as diff(1) does: with
+    the newer serial first, the diff is the one that goes back to the older serial."""
     origin = zone_name(zone)
     with open_store(ctx, read_only=True) as store:
         if file:
@@ -412,10 +415,9 @@ def zone_diff(
             _print_changeset(plan.changeset, as_json, header=f"importing {file} would change")
             return
         if from_serial is None:
-            changesets = store.changesets(origin)[-1:]
+            removed, added = _net_change(store.changesets(origin)[-1:])
         else:
-            changesets = store.changesets_between(origin, from_serial, to_serial)
-    removed, added = _net_change(changesets)
+            removed, added = _serial_diff(store, origin, from_serial, to_serial)
     if as_json:
         click.echo(
             json.dumps(
@@ -645,6 +647,24 @@ def _net_change(changesets: Sequence[Changeset]) -> tuple[list[Record], list[Rec
             else:
                 added[r.identity] = r
     return _ordered(list(removed.values())), _ordered(list(added.values()))
+
+
+def _serial_diff(
+    store: Store, origin: dns.name.Name, from_serial: int, to_serial: int | None
+) -> tuple[list[Record], list[Record]]:
+    """(removed, added) going from one serial to the other, in either order: a journal
+    runs forward only, so a newer FROM is the forward change from TO, reversed."""
+    try:
+        return _net_change(store.changesets_between(origin, from_serial, to_serial))
+    except JournalError as forward:
+        if to_serial is None:
+            raise
+        try:
+            backwards = store.changesets_between(origin, to_serial, from_serial)
+        except JournalError:
+            raise forward from None
+    removed, added = _net_change(backwards)
+    return added, removed
 
 
 def _print_changeset(cs: Changeset, as_json: bool, header: str) -> None:
