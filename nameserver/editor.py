@@ -8,6 +8,7 @@ result, then commit (the store refuses it if the zone moved meanwhile).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -17,8 +18,8 @@ import dns.rdatatype
 import dns.rdtypes.ANY.SOA
 
 from nameserver.changeset import Changeset
-from nameserver.errors import Problem, ZoneValidationError
-from nameserver.records import Record, dedupe
+from nameserver.errors import Problem, SignedZoneDataError, ZoneValidationError
+from nameserver.records import Record, dedupe, type_text
 from nameserver.serial import Clock, SerialPolicy, next_serial, serial_gt
 from nameserver.signing import SignerDelta
 from nameserver.snapshot import ZoneSnapshot, record_row
@@ -45,6 +46,44 @@ class Author:
 
     name: str
     message: str = ""
+
+
+@dataclass(frozen=True)
+class ChangeSize:
+    """How much a changeset changes, counted one way for every report (the command's
+    summary, the history): ``removed``/``added`` are the zone's data RRs, an SOA included
+    only when more than its serial changes; ``dnssec_removed``/``dnssec_added`` are the
+    signer's records (RRSIG, NSEC, DNSKEY, ...), which follow the data by themselves."""
+
+    removed: int
+    added: int
+    dnssec_removed: int
+    dnssec_added: int
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the zone's data stays as it was (a serial and signatures may move)."""
+        return not (self.removed or self.added)
+
+
+def change_size(cs: Changeset) -> ChangeSize:
+    """The :class:`ChangeSize` of ``cs``."""
+    old = [r for r in cs.removed if r.rdtype == SOA]
+    new = [r for r in cs.added if r.rdtype == SOA]
+    serial_only = (
+        len(old) == len(new) == 1
+        and old[0].ttl == new[0].ttl
+        and _soa_rdata(old[0]).replace(serial=_soa_rdata(new[0]).serial) == new[0].rdata
+    )
+    skip = SOA if serial_only else -1
+
+    def counts(records: Sequence[Record]) -> tuple[int, int]:
+        signer = sum(1 for r in records if r.rdtype in SIGNER_TYPES)
+        return len(records) - signer - sum(1 for r in records if r.rdtype == skip), signer
+
+    removed, dnssec_removed = counts(cs.removed)
+    added, dnssec_added = counts(cs.added)
+    return ChangeSize(removed, added, dnssec_removed, dnssec_added)
 
 
 @dataclass(frozen=True)
@@ -101,10 +140,13 @@ class ZoneEditor:
         locate: Locator = nowhere,
     ) -> Plan:
         """Plan creating ``origin`` from ``records``, or replacing its contents if it exists."""
-        dropped = 0
-        if strip_dnssec:
-            kept = [r for r in records if r.rdtype not in SIGNER_TYPES]
-            dropped, records = len(records) - len(kept), kept
+        kept = [r for r in records if r.rdtype not in SIGNER_TYPES]
+        dropped = len(records) - len(kept)
+        if dropped and not strip_dnssec:
+            # Said once: each RRSIG refused on its own line buries the one fix.
+            counts = Counter(type_text(r.rdtype) for r in records if r.rdtype in SIGNER_TYPES)
+            raise SignedZoneDataError(str(origin), dict(counts.most_common()))
+        records = kept
         records = dedupe(records)
         rows = [record_row(r) for r in records]
         _refuse(origin, check_rows(key_of(origin), rows, locate))

@@ -38,6 +38,25 @@ class ZoneValidationError(NameserverError):
         super().__init__(f"zone {zone} refused ({len(problems)} problem(s)):\n{lines}")
 
 
+class SignedZoneDataError(ZoneValidationError):
+    """Records to import hold the DNSSEC records of a signed zone (RRSIG, NSEC, DNSKEY...),
+    which the signer makes itself: one problem, however many such records there are.
+
+    ``counts``: type name -> number of records, most first; ``summary`` and ``advice`` let
+    a caller that knows where the records came from (a file) say it in its own words."""
+
+    def __init__(self, zone: str, counts: dict[str, int]) -> None:
+        self.counts = counts
+        self.summary = (
+            f"{sum(counts.values())} DNSSEC records ({', '.join(counts)}) of a signed zone"
+        )
+        self.advice = (
+            "zonefan signs zones itself: import with --strip-dnssec (and `zonefan zone sign "
+            f"{zone}` if it should stay signed)"
+        )
+        super().__init__(zone, [Problem(f"the records hold {self.summary}; {self.advice}")])
+
+
 class ZoneFileError(NameserverError):
     """A zone file cannot be read; names the file and line."""
 

@@ -4,6 +4,7 @@ one clear message saying what is wrong and what to do, and changes nothing."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pwd
 import tempfile
@@ -35,8 +36,12 @@ WRITE_COMMANDS = [
 
 
 def digest(directory: Path) -> dict[str, str]:
-    """Every file of ``directory`` with a hash of its bytes: what "changes nothing" means."""
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir()}
+    """Every file under ``directory`` with a hash of its bytes: what "changes nothing" means."""
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in directory.rglob("*")
+        if p.is_file()
+    }
 
 
 @pytest.mark.parametrize("args", READ_COMMANDS + WRITE_COMMANDS, ids=" ".join)
@@ -190,3 +195,77 @@ def test_a_serial_the_journal_lacks_is_named_without_transfer_advice(tmp_path: P
     before = digest(tmp_path)
     run(db, "zone", "rollback", "example.test", "2024060199", ok=False)
     assert digest(tmp_path) == before
+
+
+def signer_records(zone_text: str) -> int:
+    """How many lines of an exported zone are the signer's records."""
+    types = {"RRSIG", "NSEC", "NSEC3", "NSEC3PARAM", "DNSKEY", "CDS", "CDNSKEY"}
+    return sum(
+        1 for line in zone_text.splitlines() if line.split()[3:4] and line.split()[3] in types
+    )
+
+
+def test_our_own_signed_export_is_refused_in_one_line(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    db = store / "zonefan.db"
+    run(db, "zone", "import", str(EXAMPLE))
+    run(db, "zone", "sign", "example.test")
+    exported = tmp_path / "signed.zone"
+    run(db, "zone", "export", "example.test", "-o", str(exported))
+    count = signer_records(exported.read_text())
+    before = digest(store)
+    for target in (db, tmp_path / "new.db"):
+        result = run(target, "zone", "import", str(exported), ok=False)
+        assert result.output == (
+            f"Error: {exported} holds {count} DNSSEC records (RRSIG, NSEC, DNSKEY) of a signed "
+            "zone; zonefan signs zones itself: import with --strip-dnssec (and `zonefan zone "
+            "sign example.test.` if it should stay signed)\n"
+        )
+    assert digest(store) == before and not (tmp_path / "new.db").exists()
+    # As advised: the data is what the store holds, so nothing changes.
+    stripped = run(db, "zone", "import", "--strip-dnssec", str(exported))
+    assert stripped.stdout == "zone example.test.: no change (serial 2024060102)\n"
+    assert digest(store) == before
+
+
+def test_a_change_has_the_same_size_in_its_report_and_in_the_history(tmp_path: Path) -> None:
+    db = tmp_path / "zonefan.db"
+    run(db, "zone", "import", str(EXAMPLE))
+    add = ["record", "add", "example.test", "x", "300", "A", "192.0.2.1"]
+    assert run(db, *add).output == (
+        "zone example.test.: serial 2024060101 -> 2024060102 (-0 +1 records, change #2)\n"
+    )
+    run(db, "zone", "sign", "example.test")
+    made = signer_records(run(db, "zone", "export", "example.test").output)
+    signed = run(db, "record", "set", "example.test", "x", "300", "A", "192.0.2.2").output
+    # One A replaced; the signer redoes the A's signature and the SOA's.
+    assert signed == (
+        "zone example.test.: serial 2024060103 -> 2024060104 "
+        "(-1 +1 records, DNSSEC -2 +2, change #4)\n"
+    )
+    # An SOA edit counts as a change of one record (its serial alone would not).
+    soa = tmp_path / "soa.zone"
+    text = run(db, "zone", "export", "example.test").output
+    soa.write_text(text.replace(" 7200 3600 432000 300", " 3600 3600 432000 300"))
+    assert run(db, "zone", "import", "--strip-dnssec", str(soa)).stdout == (
+        "zone example.test.: serial 2024060104 -> 2024060105 "
+        "(-1 +1 records, DNSSEC -1 +1, change #5)\n"
+    )
+    history = run(db, "zone", "history", "example.test").output.splitlines()
+    sizes = [[part for part in line.split("  ") if part][3] for line in history]
+    assert sizes == [
+        "-0 +48 records",
+        "-0 +1 records",
+        f"-0 +0 records, DNSSEC -0 +{made}",
+        "-1 +1 records, DNSSEC -2 +2",
+        "-1 +1 records, DNSSEC -1 +1",
+    ]
+    rows = json.loads(run(db, "zone", "history", "example.test", "--json").output)
+    assert [(r["removed"], r["added"], r["dnssec_removed"], r["dnssec_added"]) for r in rows] == [
+        (0, 48, 0, 0),
+        (0, 1, 0, 0),
+        (0, 0, 0, made),
+        (1, 1, 2, 2),
+        (1, 1, 1, 1),
+    ]

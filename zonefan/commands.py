@@ -17,8 +17,13 @@ import dns.name
 import dns.rdatatype
 
 from nameserver.changeset import Changeset
-from nameserver.editor import Plan
-from nameserver.errors import JournalError, NameserverError, RecordSyntaxError
+from nameserver.editor import Plan, change_size
+from nameserver.errors import (
+    JournalError,
+    NameserverError,
+    RecordSyntaxError,
+    SignedZoneDataError,
+)
 from nameserver.records import (
     Record,
     canonical_key,
@@ -180,14 +185,17 @@ def zone_import(
     who = author_of(author, message or f"import {Path(file).name}")
 
     def plan_in(store: Store) -> Plan:
-        return editor_for(ctx, store).plan_import(
-            parsed.origin,
-            parsed.records,
-            who,
-            policy,
-            strip_dnssec,
-            lambda key, rdtype: where.get((key, rdtype)) or where.get((key, None)),
-        )
+        try:
+            return editor_for(ctx, store).plan_import(
+                parsed.origin,
+                parsed.records,
+                who,
+                policy,
+                strip_dnssec,
+                lambda key, rdtype: where.get((key, rdtype)) or where.get((key, None)),
+            )
+        except SignedZoneDataError as e:
+            raise click.ClickException(f"{file} holds {e.summary}; {e.advice}") from e
 
     if Path(ctx.obj).exists():
         with open_store(ctx, create=False, read_only=dry_run) as store:
@@ -203,12 +211,14 @@ def zone_import(
     cs = plan.changeset
     if plan.dropped_dnssec and not as_json:
         click.echo(
-            f"dropped {plan.dropped_dnssec} DNSSEC record(s) of the old signed zone", err=True
+            f"--strip-dnssec: dropped {plan.dropped_dnssec} DNSSEC records of {file}; "
+            "the signer makes its own",
+            err=True,
         )
     if dry_run:
         _print_changeset(cs, as_json, header="plan (nothing stored)")
         return
-    if cs.serial_before is not None and cs.is_empty:
+    if cs.serial_before is not None and change_size(cs).is_empty:
         _say(
             as_json,
             {"zone": str(cs.zone), "changed": False, "serial": cs.serial_before},
@@ -383,7 +393,7 @@ def zone_history(ctx: click.Context, zone: str, limit: int, as_json: bool) -> No
         before = r["serial_before"] if r["serial_before"] is not None else "(new)"
         click.echo(
             f"#{r['id']:<5} {r['time']}  {before} -> {r['serial_after']}  "
-            f"-{r['removed']} +{r['added']}  {r['author']}: {r['message']}"
+            f"{_size_text(r)}  {r['author']}: {r['message']}"
         )
 
 
@@ -411,8 +421,21 @@ def zone_diff(
     with open_store(ctx, read_only=True) as store:
         if file:
             parsed = read_zone_file(file, origin)
-            plan = editor_for(ctx, store).plan_import(origin, parsed.records, author_of(None, ""))
-            _print_changeset(plan.changeset, as_json, header=f"importing {file} would change")
+            editor = editor_for(ctx, store)
+            # The data is compared: a signed file's RRSIG/NSEC/... are not (the signer
+            # makes its own).
+            plan = editor.plan_import(origin, parsed.records, author_of(None, ""), None, True)
+            if plan.dropped_dnssec and not as_json:
+                click.echo(
+                    f"compared without the {plan.dropped_dnssec} DNSSEC records of {file}: "
+                    "the signer makes its own (import the file with --strip-dnssec)",
+                    err=True,
+                )
+            cs = plan.changeset
+            if cs.serial_before is not None and change_size(cs).is_empty and not as_json:
+                click.echo(f"importing {file} would change nothing in zone {cs.zone}")
+                return
+            _print_changeset(cs, as_json, header=f"importing {file} would change")
             return
         if from_serial is None:
             removed, added = _net_change(store.changesets(origin)[-1:])
@@ -618,6 +641,7 @@ def _ordered(records: Sequence[Record]) -> list[Record]:
 
 
 def _changeset_summary(cs: Changeset) -> dict[str, Any]:
+    size = change_size(cs)
     return {
         "id": cs.id,
         "zone": str(cs.zone),
@@ -626,9 +650,19 @@ def _changeset_summary(cs: Changeset) -> dict[str, Any]:
         "author": cs.author,
         "message": cs.message,
         "time": _iso(cs.time),
-        "removed": len(cs.removed),
-        "added": len(cs.added),
+        "removed": size.removed,
+        "added": size.added,
+        "dnssec_removed": size.dnssec_removed,
+        "dnssec_added": size.dnssec_added,
     }
+
+
+def _size_text(summary: dict[str, Any]) -> str:
+    """The counts of :func:`_changeset_summary` as the history and the commands say them."""
+    text = f"-{summary['removed']} +{summary['added']} records"
+    if summary["dnssec_removed"] or summary["dnssec_added"]:
+        text += f", DNSSEC -{summary['dnssec_removed']} +{summary['dnssec_added']}"
+    return text
 
 
 def _net_change(changesets: Sequence[Changeset]) -> tuple[list[Record], list[Record]]:
@@ -689,11 +723,11 @@ def _say(as_json: bool, data: dict[str, Any], text: str) -> None:
 def _report(cs: Changeset, as_json: bool) -> None:
     summary = _changeset_summary(cs)
     if cs.serial_before is None:
-        text = f"zone {cs.zone}: created with {len(cs.added)} records, serial {cs.serial_after}"
+        text = f"zone {cs.zone}: created with {summary['added']} records, serial {cs.serial_after}"
     else:
         text = (
             f"zone {cs.zone}: serial {cs.serial_before} -> {cs.serial_after} "
-            f"(-{len(cs.removed) - 1} +{len(cs.added) - 1} records, change #{cs.id})"
+            f"({_size_text(summary)}, change #{cs.id})"
         )
     _say(as_json, summary, text)
 
