@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -80,14 +81,34 @@ def parse_rdtype(text: str) -> int:
     return int(rdtype)
 
 
+# A TTL as written: seconds or BIND units (1h30m), whatever its size; a sign makes a
+# number that is out of range rather than malformed.
+_TTL_FORM = re.compile(r"[+-]?\d+|(?:\d+[smhdw])+", re.IGNORECASE)
+
+
+def is_ttl_form(word: str) -> bool:
+    """True when ``word`` is written as a TTL (its value may still be out of range)."""
+    return _TTL_FORM.fullmatch(word) is not None
+
+
+def ttl_out_of_range(ttl: str | int) -> str:
+    """The one message for a TTL outside what RFC 2181 §8 allows."""
+    return f"TTL {ttl} is outside 0..{MAX_TTL} (RFC 2181 §8)"
+
+
 def parse_ttl(value: str | int) -> int:
     """Parse a TTL (seconds or BIND units like ``1h``) and check its range (RFC 2181 §8)."""
     try:
         ttl = int(dns.ttl.from_text(value)) if isinstance(value, str) else int(value)
     except dns.exception.DNSException as e:
-        raise RecordSyntaxError(f"TTL {value!r} is not a number of seconds") from e
+        # dnspython refuses values past 2**32 - 1 (and signs) as it does garbage.
+        if isinstance(value, str) and is_ttl_form(value):
+            raise RecordSyntaxError(ttl_out_of_range(value)) from e
+        raise RecordSyntaxError(
+            f"TTL {value!r} is not a number of seconds (or BIND units like 1h30m)"
+        ) from e
     if not 0 <= ttl <= MAX_TTL:
-        raise RecordSyntaxError(f"TTL {ttl} is outside 0..{MAX_TTL} (RFC 2181 §8)")
+        raise RecordSyntaxError(ttl_out_of_range(ttl))
     return ttl
 
 

@@ -36,7 +36,7 @@ import dns.ttl
 import dns.zonefile
 
 from nameserver.errors import NameserverError, ZoneFileError
-from nameserver.records import MAX_TTL, Record, canonical_key
+from nameserver.records import MAX_TTL, Record, canonical_key, is_ttl_form, ttl_out_of_range
 
 MAX_INCLUDE_DEPTH = 20
 
@@ -359,8 +359,7 @@ class _Collector(dns.transaction.Transaction):
         assert self.reader is not None
         tok = self.reader.tok
         if not 0 <= ttl <= MAX_TTL:
-            reason = f"TTL {ttl} is outside 0..{MAX_TTL} (RFC 2181 §8)"
-            raise ZoneFileError(tok.filename, tok.rr_line, reason)
+            raise ZoneFileError(tok.filename, tok.rr_line, ttl_out_of_range(ttl))
         self.added.append((Record(name, int(ttl), rdata), f"{tok.filename}:{tok.rr_line}"))
 
     def check_put_rdataset(self, check: Any) -> None:
@@ -392,27 +391,32 @@ _NOT_ALLOWED = re.compile(r"zone file directive '(.*)' is not allowed")
 
 
 def _explain(detail: str, tok: _SourceTokenizer) -> str:
-    """Say what is wrong in terms of the RR or directive being read."""
+    """Say what is wrong in terms of the RR or directive being read. Only the offending
+    token is quoted, and at most :data:`_QUOTED` characters of it: a file that is not a zone
+    file ($INCLUDE of a README or a key file) must not land in the message."""
     detail = _CAUGHT.sub("", detail).rstrip(".") or "syntax error"
     if (m := _UNKNOWN_TYPE.fullmatch(detail)) is not None:
         word = m.group(1)
-        if re.fullmatch(r"[+-]?\d+", word):  # dnspython takes a TTL out of range for a type
-            return f"TTL {word} is outside 0..{MAX_TTL} (RFC 2181 §8)"
-        return f"unknown RR type '{word}'"
+        if is_ttl_form(word):  # dnspython takes a TTL out of range for a type
+            return ttl_out_of_range(word)
+        return f"unknown RR type {_quote(word)}"
     if (m := _NOT_ALLOWED.fullmatch(detail)) is not None:
-        return f"unknown directive {m.group(1)}"
-    if (m := _EXPECTED_EOL.fullmatch(detail)) is not None:
-        detail = f"unexpected '{m.group(1)}' after the end of the rdata"
+        return f"unknown directive {_quote(m.group(1), marks='')}"
     if detail == "Missing default TTL value":
         return "the record has no TTL and no $TTL is in force"
     tokens = [t for t in tok.rr_tokens if not t.is_eol_or_eof()]
     if tokens and tokens[0].is_identifier() and tokens[0].value.startswith("$"):
-        return f"{tokens[0].value.upper()}: {detail}"
-    return _explain_rr(detail, tok, tokens)
+        directive = tokens[0].value.upper()
+        words = [t.value for t in tokens[1:] if not t.is_whitespace()]
+        if directive == "$TTL" and words and is_ttl_form(words[0]):
+            return f"$TTL: {ttl_out_of_range(words[0])}"
+        return f"{_quote(directive, marks='')}: {detail}"
+    return _explain_rr(detail, tokens, ended=tok.at_line_start)
 
 
-def _explain_rr(detail: str, tok: _SourceTokenizer, tokens: list[dns.tokenizer.Token]) -> str:
-    """Name the part of the RR that is wrong: owner, class or rdata of a type."""
+def _explain_rr(detail: str, tokens: list[dns.tokenizer.Token], ended: bool) -> str:
+    """Name the part of the RR that is wrong: owner, class or rdata of a type. ``ended``:
+    the parser read the whole RR (else it stopped inside it)."""
     words = [_source_text(t) for t in tokens if not t.is_whitespace()]
     fields = words if tokens and tokens[0].is_whitespace() else words[1:]
     if detail == "RR class is not zone's class":
@@ -421,15 +425,30 @@ def _explain_rr(detail: str, tok: _SourceTokenizer, tokens: list[dns.tokenizer.T
     rdtype, rdata = _type_and_rdata(fields)
     if rdtype is None:
         if not fields and words:  # only the owner was read
-            return f"owner name '{words[0]}': {detail}"
+            return f"owner name {_quote(words[0])}: {detail}"
         return detail
-    if not tok.at_line_start:  # else the parser has read the whole RR
-        rdata += [_source_text(t) for t in _rest_of_rr(tok)]
-    elif detail.startswith("expecting"):  # dnspython's "expecting an integer", ...
+    rdtype = _quote(rdtype.upper(), marks="")
+    if (m := _EXPECTED_EOL.fullmatch(detail)) is not None:
+        return f"unexpected {_quote(m.group(1))} after the end of the {rdtype} rdata"
+    if ended and detail.startswith("expecting"):  # dnspython's "expecting an integer", ...
         detail += " but the record ended"
-    shown = " ".join(rdata)
-    what = f"{rdtype.upper()} rdata " + (f"'{shown}' is malformed" if shown else "is malformed")
+    # The parser stops at the token it cannot use: the last one read.
+    if not rdata:
+        what = f"{rdtype} rdata is malformed"
+    elif len(rdata) == 1:
+        what = f"{rdtype} rdata {_quote(rdata[0])} is malformed"
+    else:
+        what = f"{rdtype} rdata is malformed at {_quote(rdata[-1])}"
     return what if detail == "Text input is malformed" else f"{what}: {detail}"
+
+
+_QUOTED = 40  # characters of a token shown in a message
+
+
+def _quote(text: str, marks: str = "'") -> str:
+    """``text`` for a message, cut short when long (a line of prose or base64 is one token)."""
+    shown = text if len(text) <= _QUOTED else f"{text[: _QUOTED - 3]}..."
+    return f"{marks}{shown}{marks}"
 
 
 def _type_and_rdata(fields: list[str]) -> tuple[str | None, list[str]]:
@@ -458,20 +477,6 @@ def _is_class(word: str) -> bool:
 
 def _source_text(token: dns.tokenizer.Token) -> str:
     return f'"{token.value}"' if token.is_quoted_string() else token.value
-
-
-def _rest_of_rr(tok: _SourceTokenizer, limit: int = 64) -> list[dns.tokenizer.Token]:
-    """The tokens left in the RR after an error, for the message (best effort)."""
-    rest: list[dns.tokenizer.Token] = []
-    try:
-        while not tok.quoting and len(rest) < limit:
-            token = tok.get()
-            if token.is_eol_or_eof():
-                break
-            rest.append(token)
-    except dns.exception.DNSException:
-        pass
-    return rest
 
 
 # --- writing ------------------------------------------------------------------------------

@@ -269,3 +269,60 @@ def test_a_change_has_the_same_size_in_its_report_and_in_the_history(tmp_path: P
         (1, 1, 2, 2),
         (1, 1, 1, 1),
     ]
+
+
+def test_a_ttl_out_of_range_says_the_range(tmp_path: Path) -> None:
+    db = tmp_path / "zonefan.db"
+    run(db, "zone", "import", str(EXAMPLE))
+    before = digest(tmp_path)
+    for ttl in ("99999999999", "4294967296", "2147483648", "9999999w"):
+        result = run(db, "record", "add", "example.test", "t", ttl, "A", "192.0.2.1", ok=False)
+        assert result.output.endswith(
+            f"Error: Invalid value: TTL {ttl} is outside 0..2147483647 (RFC 2181 §8)\n"
+        ), result.output
+    result = run(db, "record", "add", "example.test", "t", "1x", "A", "192.0.2.1", ok=False)
+    assert "TTL '1x' is not a number of seconds (or BIND units like 1h30m)" in result.output
+    assert digest(tmp_path) == before
+    # A zone file says the same, with its file and line.
+    head = "$ORIGIN example.test.\n$TTL {}\n@ SOA ns1 hostmaster 1 7200 3600 432000 300\n"
+    zone = tmp_path / "big-ttl.zone"
+    zone.write_text(head.format(300) + "@ NS ns1\nns1 99999999999 A 192.0.2.1\n")
+    assert run(tmp_path / "new.db", "zone", "import", str(zone), ok=False).output == (
+        f"Error: {zone}:5: TTL 99999999999 is outside 0..2147483647 (RFC 2181 §8)\n"
+    )
+    zone.write_text(head.format(99999999999) + "@ NS ns1\n")
+    assert run(tmp_path / "new.db", "zone", "import", str(zone), ok=False).output == (
+        f"Error: {zone}:2: $TTL: TTL 99999999999 is outside 0..2147483647 (RFC 2181 §8)\n"
+    )
+    assert digest(tmp_path) == before | {"big-ttl.zone": digest(tmp_path)["big-ttl.zone"]}
+
+
+@pytest.mark.parametrize(
+    ("first_line", "message"),
+    [
+        (
+            "Set NS to the following values on every server you run in production",
+            "unexpected 'the' after the end of the NS rdata",
+        ),
+        (
+            "www A 192.0.2.1 and the rest of a sentence",
+            "unexpected 'and' after the end of the A rdata",
+        ),
+        ("root:x:0:0:root:/root:/bin/bash", "owner name 'root:x:0:0:root:/root:/bin/bash': "),
+        ("x" * 30 + "=" + "y" * 100, "owner name '" + "x" * 30 + "=" + "y" * 6 + "...': "),
+        ("This file is not a zone file at all", "unknown RR type 'file'"),
+    ],
+)
+def test_an_included_file_that_is_no_zone_file_is_quoted_by_one_token(
+    tmp_path: Path, first_line: str, message: str
+) -> None:
+    (tmp_path / "notes.txt").write_text(f"{first_line}\nsecond line\n")
+    zone = tmp_path / "main.zone"
+    zone.write_text(
+        "$ORIGIN example.test.\n$TTL 300\n@ SOA ns1 hostmaster 1 7200 3600 432000 300\n"
+        "@ NS ns1\n$INCLUDE notes.txt\n"
+    )
+    output = run(tmp_path / "new.db", "zone", "import", str(zone), ok=False).output
+    assert output.startswith(f"Error: {tmp_path}/notes.txt:1: {message}"), output
+    assert "production" not in output and "sentence" not in output and "y" * 7 not in output
+    assert not (tmp_path / "new.db").exists()
