@@ -146,8 +146,7 @@ class ZoneEditor:
             # Said once: each RRSIG refused on its own line buries the one fix.
             counts = Counter(type_text(r.rdtype) for r in records if r.rdtype in SIGNER_TYPES)
             raise SignedZoneDataError(str(origin), dict(counts.most_common()))
-        records = kept
-        records = dedupe(records)
+        records = dedupe(kept)
         rows = [record_row(r) for r in records]
         _refuse(origin, check_rows(key_of(origin), rows, locate))
         if not self.store.has_zone(origin):
