@@ -27,13 +27,14 @@ from nameserver.records import (
     type_text,
 )
 from nameserver.serial import SerialPolicy
-from nameserver.server import Companion, ServerConfig, parse_listen, serve
+from nameserver.server import ServerConfig, parse_listen, serve
 from nameserver.wirename import key_of
 from nameserver.zonefile import read_zone_file, write_zone_file
 from zonefan.common import (
     author_of,
     author_options,
     catalog_zone,
+    config_keys,
     dnssec_factory,
     editor_for,
     open_store,
@@ -42,7 +43,8 @@ from zonefan.common import (
     update_policies,
 )
 from zonefan.keys_cli import keys_group, zone_maintain, zone_sign
-from zonefan.options import json_option, zone_name
+from zonefan.options import duration, json_option, zone_name
+from zonefan.serve_sync import link_sidecar
 
 DEFAULT_LISTEN = ("127.0.0.1:5353",)
 
@@ -56,10 +58,17 @@ DEFAULT_LISTEN = ("127.0.0.1:5353",)
     "-l",
     multiple=True,
     metavar="ADDR:PORT",
-    help="Address to answer on, UDP and TCP; repeatable; [::1]:5353 for IPv6. "
+    help="Address to answer on, UDP and TCP; repeatable; [::1]:5353 or ::1@5353 for IPv6. "
     "Default 127.0.0.1:5353.",
 )
-@click.option("--tcp-idle-timeout", type=float, default=10.0, show_default=True, help="Seconds.")
+@click.option(
+    "--tcp-idle-timeout",
+    callback=duration,
+    default="10s",
+    metavar="DURATION",
+    show_default=True,
+    help="Close a TCP connection idle this long: seconds, or e.g. 30s.",
+)
 @click.option(
     "--journal-keep",
     type=click.IntRange(min=0),
@@ -70,7 +79,6 @@ DEFAULT_LISTEN = ("127.0.0.1:5353",)
 )
 @click.option(
     "--sync",
-    "sync_config",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     metavar="SYNC.TOML",
@@ -83,19 +91,21 @@ def serve_cmd(
     listen: Sequence[str],
     tcp_idle_timeout: float,
     journal_keep: int | None,
-    sync_config: Path | None,
+    sync: Path | None,
 ) -> None:
     """Serve every zone in the store; changes committed meanwhile are served at once.
 
     Zone transfers (AXFR/IXFR over TCP, TSIG) go to the [[secondary]] entries of the
     config file only; see README "Zone transfers"."""
-    companions = [] if sync_config is None else [sync_companion(sync_config)]
     keys, acl = transfer_settings(ctx)
     policies = update_policies(ctx)
     try:
         addresses = [parse_listen(a) for a in (listen or DEFAULT_LISTEN)]
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--listen") from e
+    link = None if sync is None else link_sidecar(sync, config_keys(ctx), addresses)
+    if link is not None:
+        acl, keys = link.acl(acl), link.keyring(keys)
     with open_store(ctx) as store:
         zones = store.zone_names()
     if not zones:
@@ -113,20 +123,12 @@ def serve_cmd(
         transfer_acl=acl,
         journal_keep=journal_keep,
         update_policies=policies,
+        notify_extra=None if link is None else link.notify_targets,
     )
     try:
-        serve(config, companions)
+        serve(config, [] if link is None else [link.companion])
     except OSError as e:
         raise click.ClickException(f"cannot listen: {e}") from e
-
-
-def sync_companion(path: Path) -> Companion:
-    """The sidecar of ``path`` as a coroutine for the server's loop: the config is read
-    (and refused with its error) now, the targets are opened when the server listens."""
-    from zonefan.sync_cli import load_config_or_exit, sidecar
-
-    cfg = load_config_or_exit(path)
-    return lambda: sidecar(cfg, handle_signals=False)
 
 
 # -- zone ----------------------------------------------------------------------------------
