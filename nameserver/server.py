@@ -30,7 +30,6 @@ from nameserver.updatepolicy import UpdatePolicy
 from nameserver.wirename import key_of
 from nameserver.xfr import TransferService, transfer_qtype
 from nameserver.zones import ZoneRegistry
-from settings import parse_address
 
 log = logging.getLogger(__name__)
 
@@ -299,13 +298,6 @@ class TcpHandler(asyncio.Protocol):
         self.writable.set()  # a transfer waiting to write finds the connection gone
         if self.timer is not None:
             self.timer.cancel()
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """A listen address in the settings grammar (``ADDR:PORT``, ``[V6]:PORT``,
-    ``ADDR@PORT``; port 53 when none is written) as a host and port."""
-    address = parse_address(text)
-    return address.host, address.port
 
 
 class Server:

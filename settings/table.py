@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from settings.errors import SettingsError
 from settings.secrets import private_mode_problem
 
 T = TypeVar("T")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _MISSING: Any = object()
 
 
@@ -83,9 +85,11 @@ class Table:
         return iter(self.data)
 
     def where(self, key: str) -> str:
-        """The key path of ``key`` in this table."""
+        """The key path of ``key`` in this table, as TOML writes it (``zone."a.test."``)."""
         if not key:
             return self.path
+        if not _BARE_KEY.fullmatch(key):
+            key = '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
         return f"{self.path}.{key}" if self.path else key
 
     def error(self, key: str, reason: str) -> SettingsError:

@@ -32,6 +32,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "record": ("zonefan.commands", "record_group"),
     "keys": ("zonefan.commands", "keys_group"),
     "sync": ("zonefan.sync_cli", "sync_group"),
+    "config": ("zonefan.config_cli", "config_group"),
 }
 
 

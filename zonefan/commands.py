@@ -27,9 +27,10 @@ from nameserver.records import (
     type_text,
 )
 from nameserver.serial import SerialPolicy
-from nameserver.server import ServerConfig, parse_listen, serve
+from nameserver.server import ServerConfig, serve
 from nameserver.wirename import key_of
 from nameserver.zonefile import read_zone_file, write_zone_file
+from settings import Address
 from zonefan.common import (
     author_of,
     author_options,
@@ -43,10 +44,10 @@ from zonefan.common import (
     update_policies,
 )
 from zonefan.keys_cli import keys_group, zone_maintain, zone_sign
-from zonefan.options import duration, json_option, zone_name
+from zonefan.options import addresses, duration, json_option, zone_name
 from zonefan.serve_sync import link_sidecar
 
-DEFAULT_LISTEN = ("127.0.0.1:5353",)
+DEFAULT_LISTEN = (Address("127.0.0.1", 5353),)
 
 
 # -- serve ---------------------------------------------------------------------------------
@@ -57,6 +58,7 @@ DEFAULT_LISTEN = ("127.0.0.1:5353",)
     "--listen",
     "-l",
     multiple=True,
+    callback=addresses,
     metavar="ADDR:PORT",
     help="Address to answer on, UDP and TCP; repeatable; [::1]:5353 or ::1@5353 for IPv6. "
     "Default 127.0.0.1:5353.",
@@ -88,7 +90,7 @@ DEFAULT_LISTEN = ("127.0.0.1:5353",)
 @click.pass_context
 def serve_cmd(
     ctx: click.Context,
-    listen: Sequence[str],
+    listen: Sequence[Address],
     tcp_idle_timeout: float,
     journal_keep: int | None,
     sync: Path | None,
@@ -99,11 +101,8 @@ def serve_cmd(
     config file only; see README "Zone transfers"."""
     keys, acl = transfer_settings(ctx)
     policies = update_policies(ctx)
-    try:
-        addresses = [parse_listen(a) for a in (listen or DEFAULT_LISTEN)]
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--listen") from e
-    link = None if sync is None else link_sidecar(sync, config_keys(ctx), addresses)
+    listen_on = [(a.host, a.port) for a in (listen or DEFAULT_LISTEN)]
+    link = None if sync is None else link_sidecar(sync, config_keys(ctx), listen_on)
     if link is not None:
         acl, keys = link.acl(acl), link.keyring(keys)
     with open_store(ctx) as store:
@@ -116,7 +115,7 @@ def serve_cmd(
         logging.getLogger().setLevel(logging.INFO)
     config = ServerConfig(
         ctx.obj,
-        addresses,
+        listen_on,
         tcp_idle_timeout=tcp_idle_timeout,
         dnssec=dnssec_factory(ctx),
         tsig_keys=keys,

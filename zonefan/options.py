@@ -10,7 +10,7 @@ import click
 import dns.exception
 import dns.name
 
-from settings import Source, Table, parse_duration
+from settings import Address, Source, Table, parse_address, parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,5 +44,16 @@ def duration(ctx: click.Context, param: click.Parameter, value: object) -> float
         return None
     try:
         return parse_duration(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param) from None
+
+
+def addresses(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...] | None
+) -> tuple[Address, ...]:
+    """An option callback for a repeatable address in the settings grammar (``ADDR``,
+    ``ADDR:PORT``, ``[V6]:PORT``, ``ADDR@PORT``)."""
+    try:
+        return tuple(parse_address(text) for text in value or ())
     except ValueError as e:
         raise click.BadParameter(str(e), ctx, param) from None

@@ -115,9 +115,21 @@ def _check_defaults(table: Table, command: click.Command) -> None:
             assert sub_table is not None
             _check_defaults(sub_table, sub)
         return
-    options = [
-        p.name.replace("_", "-")
+    options = {
+        p.name.replace("_", "-"): p
         for p in command.params
         if isinstance(p, click.Option) and p.name and not p.hidden
-    ]
+    }
     table.allow(options)
+    # The value as the option would take it from the command line, so a bad one is named
+    # by its key path here rather than as a flag the user never typed.
+    ctx = click.Context(command)
+    for key, option in options.items():
+        if key not in table:
+            continue
+        try:
+            value = option.type_cast_value(ctx, table.data[key])
+            if option.callback is not None:
+                option.callback(ctx, option, value)
+        except click.BadParameter as e:
+            raise table.error(key, e.message) from None
