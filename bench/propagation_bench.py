@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     ports = {kind: free_port() for kind in KINDS}
     config = WORKDIR / "zonefan.toml"
     config.write_text(config_text(ports), encoding="utf-8")
+    config.chmod(0o600)  # it holds a secret: zonefan wants it private
     times: dict[str, list[float]] = {kind: [] for kind in [*KINDS, "all three"]}
     with ZonefanServer(WORKDIR, db, probe_name=ORIGIN, config=config, start_timeout=INITIAL) as p:
         secondaries = []

@@ -200,6 +200,7 @@ notify = "127.0.0.1@{sidecar_port}"
 """,
         encoding="utf-8",
     )
+    path.chmod(0o600)  # it holds a secret: zonefan wants it private
     return path
 
 
@@ -228,6 +229,7 @@ secret-env = "{SECRET_ENV}"
 {targets}""",
         encoding="utf-8",
     )
+    path.chmod(0o600)  # it holds a secret: zonefan wants it private
     return path
 
 

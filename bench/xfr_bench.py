@@ -48,6 +48,7 @@ key = "{KEY_NAME}"
 """,
         encoding="utf-8",
     )
+    path.chmod(0o600)  # it holds a secret: zonefan wants it private
     return path
 
 

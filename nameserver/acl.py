@@ -1,7 +1,7 @@
 """Who may transfer which zone: the ``[[secondary]]`` entries of the config file.
 
-Each entry names an address or network (``127.0.0.1``, ``10.0.0.0/8``, ``[::1]``; a port
-after ``@`` is accepted and ignored for matching, it is where NOTIFY will go), an optional
+Each entry names an address or network (``127.0.0.1``, ``10.0.0.0/8``, ``[::1]``; a port,
+``192.0.2.1:5301`` or ``192.0.2.1@5301``, is accepted and ignored for matching), an optional
 TSIG key the request must be signed with, and optional zones (default: every zone). A
 transfer is allowed when any entry matches the client address, key and zone; nothing is
 allowed when no entry is configured.
@@ -12,15 +12,21 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import dns.exception
 import dns.name
 
 from nameserver.notify import NotifyTarget
-from nameserver.tsig import ConfigError, TsigKey
+from settings import (
+    Address,
+    Network,
+    Table,
+    TsigKey,
+    parse_address,
+    parse_name,
+    parse_names,
+    parse_network,
+)
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 SECONDARY_FIELDS = ("address", "key", "zones", "notify")
 
 
@@ -74,94 +80,41 @@ class TransferAcl:
         return out
 
 
-def parse_address(text: str) -> tuple[Network, int | None]:
-    """``ADDR``, ``ADDR/LEN``, ``ADDR@PORT`` or ``[V6ADDR]@PORT`` to a network and port."""
-    host, port = text.strip(), None
-    if "@" in host:
-        host, _, port_text = host.rpartition("@")
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValueError(f"port {port_text!r} must be 1-65535")
-        port = int(port_text)
-    host = host.strip("[]")
-    return ipaddress.ip_network(host, strict=True), port
-
-
-def parse_secondaries(
-    entries: Any, keys: Mapping[dns.name.Name, TsigKey], where: str
-) -> TransferAcl:
-    """``[[secondary]]`` tables to a :class:`TransferAcl`; ConfigError names the file and
-    field of the first mistake."""
-    if entries is None:
-        return TransferAcl()
-    if not isinstance(entries, list):
-        raise ConfigError(f"{where}: secondary must be an array of tables: [[secondary]]")
+def parse_secondaries(entries: list[Table], keys: Mapping[dns.name.Name, TsigKey]) -> TransferAcl:
+    """The ``[[secondary]]`` tables (see the module docstring) as a :class:`TransferAcl`;
+    SettingsError names the file and the key path (``secondary#2.key``)."""
     out: list[Secondary] = []
-    for i, entry in enumerate(entries):
-        field = f"[[secondary]] #{i + 1}"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: {field} must be a table")
-        unknown = sorted(set(entry) - set(SECONDARY_FIELDS))
-        if unknown:
-            raise ConfigError(
-                f"{where}: {field}: unknown field {unknown[0]!r} "
-                f"(use {', '.join(SECONDARY_FIELDS)})"
+    for entry in entries:
+        entry.allow(SECONDARY_FIELDS)
+        address = entry.get("address", _text)
+        network, port = entry.get("address", parse_network)
+        key = entry.optional("key", parse_name)
+        if key is not None and key not in keys:
+            raise entry.error("key", f"no [key.{entry.data['key']}] table defines this key")
+        zones = entry.optional("zones", parse_names)
+        notify = entry.optional("notify", _notify_address)
+        out.append(
+            Secondary(
+                network,
+                port,
+                key,
+                None if zones is None else frozenset(zones),
+                address,
+                None if notify is None else (notify.host, notify.port),
             )
-        address = entry.get("address")
-        if not isinstance(address, str):
-            raise ConfigError(f'{where}: {field} address is required, e.g. "192.0.2.1"')
-        try:
-            network, port = parse_address(address)
-        except ValueError as e:
-            raise ConfigError(
-                f"{where}: {field} address {address!r} is not an address or network: {e}"
-            ) from e
-        key = _key_of(entry.get("key"), keys, where, field)
-        zones = _zones_of(entry.get("zones"), where, field)
-        notify = _notify_of(entry.get("notify"), where, field)
-        out.append(Secondary(network, port, key, zones, address, notify))
+        )
     return TransferAcl(tuple(out))
 
 
-def _key_of(
-    value: Any, keys: Mapping[dns.name.Name, TsigKey], where: str, field: str
-) -> dns.name.Name | None:
-    if value is None:
-        return None
+def _text(value: object) -> str:
     if not isinstance(value, str):
-        raise ConfigError(f"{where}: {field} key must be the name of a [key.NAME] table")
-    try:
-        name = dns.name.from_text(value)
-    except dns.exception.DNSException as e:
-        raise ConfigError(f"{where}: {field} key {value!r}: {e}") from e
-    if name not in keys:
-        raise ConfigError(f"{where}: {field} key {value!r} has no [key.{value}] table")
-    return name
+        raise ValueError(f'{value!r} is not an address or network; write e.g. "192.0.2.1"')
+    return value
 
 
-def _zones_of(value: Any, where: str, field: str) -> frozenset[dns.name.Name] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(z, str) for z in value):
-        raise ConfigError(f'{where}: {field} zones must be a list of names, e.g. ["example."]')
-    try:
-        return frozenset(dns.name.from_text(z) for z in value)
-    except dns.exception.DNSException as e:
-        raise ConfigError(f"{where}: {field} zones: {e}") from e
-
-
-def _notify_of(value: Any, where: str, field: str) -> tuple[str, int] | None:
-    """``notify = "ADDR@PORT"`` (port 53 when not given): one address, not a network."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ConfigError(f'{where}: {field} notify must be an address, e.g. "192.0.2.1@53"')
-    try:
-        network, port = parse_address(value)
-    except ValueError as e:
-        raise ConfigError(f"{where}: {field} notify {value!r} is not an address: {e}") from e
-    if network.num_addresses != 1:
-        raise ConfigError(f"{where}: {field} notify {value!r} must be one address, not a network")
-    return str(network.network_address), port or 53
+def _notify_address(value: object) -> Address:
+    """Where NOTIFY goes: one address (not a network), port 53 unless given."""
+    return parse_address(value)
 
 
 def networks(secondaries: Sequence[Secondary]) -> list[str]:

@@ -39,7 +39,8 @@ from dns.dnssectypes import DSDigest
 from dns.rdtypes.ANY.DS import DS
 
 from nameserver.errors import NameserverError
-from signer.policy import DNS_PORT, format_server
+from settings.grammar import DNS_PORT
+from signer.policy import format_server
 
 __all__ = [
     "DEFAULT_TIMEOUT",

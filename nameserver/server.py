@@ -63,6 +63,9 @@ class ServerConfig:
     compact_interval: float = 300.0
     # RFC 2136 UPDATE: per-zone policies (a zone without one refuses every UPDATE).
     update_policies: Mapping[dns.name.Name, UpdatePolicy] = field(default_factory=dict)
+    # Further NOTIFY targets of a zone, asked at every NOTIFY (a sidecar in this process,
+    # whose listener may bind after the server starts).
+    notify_extra: Callable[[dns.name.Name], list[NotifyTarget]] | None = None
 
 
 class UdpHandler(asyncio.DatagramProtocol):
@@ -297,19 +300,6 @@ class TcpHandler(asyncio.Protocol):
             self.timer.cancel()
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """``ADDR:PORT`` or ``[V6ADDR]:PORT`` to a host and port."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"listen address {text!r} must be ADDR:PORT, e.g. 127.0.0.1:5353")
-    host = host.strip("[]")
-    try:
-        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
-    except OSError:
-        raise ValueError(f"listen address {text!r}: {host!r} is not an IP address") from None
-    return host, int(port)
-
-
 class Server:
     """Listeners plus the store follower that keeps the served zones current."""
 
@@ -335,12 +325,16 @@ class Server:
                 config.dnssec,
                 shared=self.served,
             )
-        self.notifier = Notifier(
-            lambda origin: config.transfer_acl.notify_targets(origin, config.tsig_keys),
-            on_status=self._record_notify,
-        )
+        self.notifier = Notifier(self._notify_targets, on_status=self._record_notify)
         self._status = StoreThread(config.store_path, "status")
         self._notified: dict[bytes, int] = {}
+
+    def _notify_targets(self, origin: dns.name.Name) -> list[NotifyTarget]:
+        cfg = self.config
+        targets = cfg.transfer_acl.notify_targets(origin, cfg.tsig_keys)
+        if cfg.notify_extra is not None:
+            targets += cfg.notify_extra(origin)
+        return list(dict.fromkeys(targets))  # one NOTIFY per address and port
 
     async def start(self) -> None:
         """Load every zone, then open the listeners (answers never come from a half load)."""

@@ -1,8 +1,7 @@
 """TSIG (RFC 8945): keys from the config file, verifying requests and signing responses.
 
-Keys are named by their config table (``[key.xfr-key]`` is the key ``xfr-key.``); the
-algorithm is hmac-sha256 unless given (hmac-sha512, hmac-sha384, hmac-sha224 and hmac-sha1
-are accepted too), the secret is base64. Verification and the MAC arithmetic are
+Keys are the settings grammar's ``[key.NAME]`` tables (``[key.xfr-key]`` is the key
+``xfr-key.``; see :mod:`settings.secrets`). Verification and the MAC arithmetic are
 dnspython's (``dns.tsig``); this module adds the config parsing, the RFC 8945 §5.2 error
 mapping and signing of messages we render ourselves (every message of a transfer,
 §5.3.1: each MAC covers the previous one).
@@ -10,8 +9,6 @@ mapping and signing of messages we render ourselves (every message of a transfer
 
 from __future__ import annotations
 
-import base64
-import binascii
 import struct
 import time
 from collections.abc import Mapping
@@ -27,93 +24,41 @@ import dns.rdatatype
 import dns.rdtypes.ANY.TSIG
 import dns.tsig
 
-from nameserver.errors import NameserverError
 from nameserver.query import skip_name
+from settings import Table, TsigKey, parse_tsig_keys
 
-DEFAULT_ALGORITHM = "hmac-sha256"
+__all__ = [
+    "BADKEY",
+    "BADSIG",
+    "BADTIME",
+    "FUDGE",
+    "NOERROR",
+    "Keyring",
+    "Signer",
+    "TsigKey",  # the settings grammar's key type, named here for the nameserver modules
+    "Verified",
+    "append_tsig",
+    "parse_keys",
+    "strip_tsig",
+    "tsig_error_reply",
+    "tsig_offset",
+    "unsigned_error",
+    "verify",
+]
+
 FUDGE = 300  # seconds; RFC 8945 §10 recommends 300
 BADSIG = int(dns.rcode.BADSIG)
 BADKEY = int(dns.rcode.BADKEY)
 BADTIME = int(dns.rcode.BADTIME)
 NOERROR = 0
-_ALGORITHMS: dict[str, dns.name.Name] = {
-    "hmac-sha256": dns.tsig.HMAC_SHA256,
-    "hmac-sha512": dns.tsig.HMAC_SHA512,
-    "hmac-sha384": dns.tsig.HMAC_SHA384,
-    "hmac-sha224": dns.tsig.HMAC_SHA224,
-    "hmac-sha1": dns.tsig.HMAC_SHA1,
-}
-_KEY_FIELDS = {"algorithm", "secret"}
-
-
-class ConfigError(NameserverError, ValueError):
-    """A transfer setting in the config file is wrong; the message names file and field.
-    A ValueError too, for callers that check settings as values."""
-
-
-@dataclass(frozen=True)
-class TsigKey:
-    """One configured key."""
-
-    name: dns.name.Name
-    algorithm: str  # e.g. "hmac-sha256"
-    secret: bytes
-
-    @property
-    def dns_key(self) -> dns.tsig.Key:
-        """The key as dnspython's dns.tsig.Key."""
-        return dns.tsig.Key(self.name, self.secret, _ALGORITHMS[self.algorithm])
-
-    @property
-    def secret_text(self) -> str:
-        """The secret in base64, as the config and other servers' configs write it."""
-        return base64.b64encode(self.secret).decode("ascii")
-
 
 Keyring = Mapping[dns.name.Name, TsigKey]
 
 
-def parse_keys(table: Any, where: str) -> dict[dns.name.Name, TsigKey]:
-    """``[key.NAME]`` tables of the config file to keys; ConfigError naming ``where`` (the
-    file) and the field when something is wrong."""
-    if table is None:
-        return {}
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: [key] must be a table of [key.NAME] tables")
-    keys: dict[dns.name.Name, TsigKey] = {}
-    for label, entry in table.items():
-        field = f"[key.{label}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: {field} must be a table with algorithm and secret")
-        unknown = sorted(set(entry) - _KEY_FIELDS)
-        if unknown:
-            raise ConfigError(
-                f"{where}: {field}: unknown field {unknown[0]!r} (use algorithm, secret)"
-            )
-        try:
-            name = dns.name.from_text(str(label))
-        except dns.exception.DNSException as e:
-            raise ConfigError(f"{where}: {field}: key name is not a domain name: {e}") from e
-        algorithm = str(entry.get("algorithm", DEFAULT_ALGORITHM)).lower().rstrip(".")
-        if algorithm not in _ALGORITHMS:
-            raise ConfigError(
-                f"{where}: {field} algorithm {entry.get('algorithm')!r} is not supported; "
-                f"use one of {', '.join(_ALGORITHMS)}"
-            )
-        secret_text = entry.get("secret")
-        if not isinstance(secret_text, str) or not secret_text.strip():
-            raise ConfigError(f"{where}: {field} secret must be a base64 string")
-        try:
-            secret = base64.b64decode(secret_text.strip(), validate=True)
-        except (binascii.Error, ValueError) as e:
-            raise ConfigError(f"{where}: {field} secret is not valid base64: {e}") from e
-        if len(secret) < 16:
-            raise ConfigError(
-                f"{where}: {field} secret is {len(secret)} bytes; use at least 16 "
-                "(e.g. `openssl rand -base64 32`)"
-            )
-        keys[name] = TsigKey(name, algorithm, secret)
-    return keys
+def parse_keys(table: Table | None) -> dict[dns.name.Name, TsigKey]:
+    """The ``[key.NAME]`` tables of the config, by the keys' DNS names (the settings
+    grammar: ``secret``, ``secret-file`` or ``secret-env``)."""
+    return {key.name: key for key in parse_tsig_keys(table).values()}
 
 
 @dataclass
@@ -138,7 +83,7 @@ def verify(data: bytes, keys: Keyring) -> Verified:
     assert plain.tsig is not None
     rdata = plain.tsig[0]
     key = keys.get(plain.tsig.name)
-    if key is None or _ALGORITHMS[key.algorithm] != rdata.algorithm:
+    if key is None or key.algorithm_name != rdata.algorithm:
         return Verified(plain, None, BADKEY)  # §5.2.1: unknown key or algorithm
     try:
         dns.message.from_wire(data, keyring=key.dns_key, ignore_trailing=False)
@@ -168,7 +113,7 @@ class Signer:
         rdata = dns.rdtypes.ANY.TSIG.TSIG(  # type: ignore[no-untyped-call]
             dns.rdataclass.ANY,
             dns.rdatatype.TSIG,
-            _ALGORITHMS[self.key.algorithm],
+            self.key.algorithm_name,
             now,
             FUDGE,
             b"",

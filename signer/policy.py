@@ -10,9 +10,9 @@ a parent that polls them (RFC 7344, RFC 8078) can follow key changes by itself.
     [policy.default]
     algorithm = 13               # or "ECDSAP256SHA256"
     key-style = "ksk-zsk"        # or "csk"
-    zsk-lifetime = "90d"         # durations: seconds, or "2w", "90d", "12h", "30m", "45s", "1d12h"
+    zsk-lifetime = "90d"         # durations: seconds, or "2w", "90d", "1.5h", "30m", "1d12h"
     rrsig-validity = "14d"
-    parent-servers = ["192.0.2.1", "[2001:db8::1]@5300"]   # default: the parent's NS set
+    parent-servers = ["192.0.2.1", "[2001:db8::1]:5300"]   # default: the parent's NS set
 
 Every problem raises :class:`PolicyError` naming where the table came from and the key.
 
@@ -25,13 +25,19 @@ import contextlib
 import dataclasses
 import enum
 import hashlib
-import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import dns.dnssec
 
+from settings.grammar import (
+    DNS_PORT,
+    Address,
+    format_duration,
+    parse_address,
+    parse_seconds,
+)
 from signer.errors import SignerError
 from signer.keys import DEFAULT_ALGORITHM, SUPPORTED_ALGORITHMS
 
@@ -58,14 +64,10 @@ HOUR = 60 * MINUTE
 DAY = 24 * HOUR
 WEEK = 7 * DAY
 _MAX_TTL = (1 << 31) - 1
-# RRSIG times are 32-bit serial numbers (RFC 4034 §3.1.5): a validity of more than
-# 2**31 - 1 seconds cannot be told apart from one in the past.
-_MAX_DURATION = (1 << 31) - 1
 _MAX_SALT_BYTES = 255  # RFC 5155 §3.2: one length octet
 # Asking the parent's nameservers more often than this only loads them: a DS appears
 # after a registry's publication cycle, minutes at best.
 _MIN_DS_CHECK_INTERVAL = MINUTE
-DNS_PORT = 53
 
 
 class PolicyError(SignerError):
@@ -125,7 +127,7 @@ class Policy:
       holds the DS (the parent zone's NS set, found with the system resolver) are asked
       for the DS RRset, like Knot's KSK submission check; a DS counts as seen (or gone)
       only when every one of them agrees.  ``parent_servers`` pins the servers instead
-      (canonical ``"192.0.2.1@53"`` / ``"[2001:db8::1]@53"`` text, see
+      (canonical ``"192.0.2.1:53"`` / ``"[2001:db8::1]:53"`` text, see
       :func:`parse_server`), e.g. when the parent's servers are not reachable by name.
       ``ds_check_interval`` 1 hour is how often the maintenance loop asks (Knot's
       ``check-interval`` default): much shorter than a typical DS TTL of a day.
@@ -177,101 +179,28 @@ class Policy:
         return tuple(parse_server(text) for text in self.parent_servers)
 
 
-# --- durations --------------------------------------------------------------------
+# --- durations and nameserver addresses: the one settings grammar ----------------------
 
-_UNITS = {"w": WEEK, "d": DAY, "h": HOUR, "m": MINUTE, "s": 1}
-_SHOWN_UNITS = {"d": DAY, "h": HOUR, "m": MINUTE, "s": 1}  # "90d" reads better than "12w6d"
-_DURATION_RE = re.compile(r"(?:\d+[wdhms])+")
-_PART_RE = re.compile(r"(\d+)([wdhms])")
-
-
-def parse_duration(value: object) -> int:
-    """Seconds from an int, or from a string such as ``"90d"``, ``"12h"``, ``"1d12h"``.
-
-    Raises ValueError (with a message meant for the user) for anything else.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f'{value!r} is not a duration; write seconds or e.g. "14d"')
-    if isinstance(value, int):
-        seconds = value
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        if text.isdigit():
-            seconds = int(text)
-        elif _DURATION_RE.fullmatch(text):
-            seconds = sum(int(n) * _UNITS[u] for n, u in _PART_RE.findall(text))
-        else:
-            raise ValueError(
-                f"{value!r} is not a duration; write seconds or a number with a unit "
-                'w, d, h, m or s, e.g. "14d" or "1d12h"'
-            )
-    else:
-        raise ValueError(f'{value!r} is not a duration; write seconds or e.g. "14d"')
-    if seconds < 0:
-        raise ValueError(f"{value!r} is negative")
-    if seconds > _MAX_DURATION:
-        raise ValueError(f"{value!r} is longer than {_MAX_DURATION} seconds (about 68 years)")
-    return seconds
-
-
-def format_duration(seconds: int) -> str:
-    """Text for ``seconds`` in days to seconds: 1209600 -> ``"14d"``, 129600 -> ``"1d12h"``."""
-    if seconds == 0:
-        return "0"
-    parts = []
-    rest = seconds
-    for unit, size in _SHOWN_UNITS.items():
-        count, rest = divmod(rest, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts)
-
-
-# --- nameserver addresses -----------------------------------------------------------
-
-_SERVER_EXAMPLES = '"192.0.2.1", "192.0.2.1@5300" or "[2001:db8::1]@53"'
+parse_duration = parse_seconds  # policy times are whole seconds
 
 
 def parse_server(value: object) -> tuple[str, int]:
-    """(address, port) from ``"ADDRESS"`` or ``"ADDRESS@PORT"`` (port 53 by default).
-
-    IPv6 addresses may be bracketed (``"[::1]@53"``); ``@`` separates the port as in
-    Knot and NSD configurations, so ``"::1@53"`` is unambiguous too.  Only IP addresses
-    are accepted: resolving names here would make the policy depend on the network.
-    Raises ValueError (with a message meant for the user) for anything else.
-    """
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not an address; write e.g. {_SERVER_EXAMPLES}")
-    text = value.strip()
-    host, sep, port_text = text.rpartition("@")
-    if not sep:
-        host, port_text = text, str(DNS_PORT)
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(
-            f"{value!r} is not an IP address with an optional @port (names are not looked "
-            f"up here); write e.g. {_SERVER_EXAMPLES}"
-        ) from None
-    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"{value!r}: the port after @ must be a number from 1 to 65535")
-    return address.compressed, int(port_text)
+    """(address, port) from any address form of the settings grammar (port 53 by default).
+    Only IP addresses: resolving names here would make the policy depend on the network."""
+    address = parse_address(value, DNS_PORT)
+    return address.host, address.port
 
 
 def format_server(address: str, port: int) -> str:
-    """The canonical text of a server: ``"192.0.2.1@53"``, ``"[2001:db8::1]@53"``."""
-    if ":" in address:
-        return f"[{address}]@{port}"
-    return f"{address}@{port}"
+    """The canonical text of a server: ``"192.0.2.1:53"``, ``"[2001:db8::1]:53"``."""
+    return str(Address(address, port))
 
 
 def _parse_servers(value: object) -> tuple[str, ...]:
     """Canonical server texts from a TOML list; ValueError with a user message."""
     if not isinstance(value, list | tuple):
         raise ValueError(
-            f'{value!r} must be a list of addresses, e.g. ["192.0.2.1", "[2001:db8::1]@5300"]'
+            f'{value!r} must be a list of addresses, e.g. ["192.0.2.1", "[2001:db8::1]:5300"]'
         )
     out: list[str] = []
     for item in value:

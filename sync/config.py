@@ -15,7 +15,7 @@ zones = ["example.test"]
 
 [key.xfr]
 algorithm = "hmac-sha256"
-secret-env = "ZONEFAN_XFR_SECRET"  # or secret-file = "/etc/zonefan/xfr.key"
+secret-env = "ZONEFAN_XFR_SECRET"  # or secret-file = "/etc/zonefan/xfr.key", or secret = "..."
 
 [target.pdns]
 type = "powerdns"                  # or "powerdns-secondary", "rfc2136"
@@ -30,8 +30,6 @@ Every error is a :class:`SyncConfigError` naming the setting.
 
 from __future__ import annotations
 
-import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +38,7 @@ from typing import Any
 import dns.exception
 import dns.name
 
+from settings import SettingsError, Source, Table, load_toml
 from sync.engine import EngineSettings, TargetSpec
 from sync.errors import SyncConfigError
 from sync.plan import Safety
@@ -84,27 +83,58 @@ class SyncConfig:
     settings: EngineSettings
 
 
-def load_sync_config(path: Path, env: Mapping[str, str] | None = None) -> SyncConfig:
-    """Read and check ``path``; targets are built (not yet opened)."""
+def load_sync_config(
+    path: Path,
+    env: Mapping[str, str] | None = None,
+    shared_keys: Mapping[str, TsigKey] | None = None,
+    default_primary: Address | None = None,
+    problems: list[SettingsError] | None = None,
+) -> SyncConfig:
+    """Read and check ``path``; targets are built (not yet opened). Errors name the file.
+
+    ``shared_keys`` are ``[key.NAME]`` tables defined elsewhere (the primary's
+    zonefan.toml, when one process runs both) that the file may name without repeating
+    them; ``default_primary`` is the primary's address when ``[primary]`` gives none. With
+    ``problems``, a target whose table is wrong is left out and its error recorded there,
+    so that every broken target is reported at once.
+    """
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SyncConfigError(str(path), f"cannot read the sync config: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SyncConfigError(str(path), f"not valid TOML: {exc}") from None
-    return parse_sync_config(raw, path, os.environ if env is None else env)
+        table = load_toml(path, env)
+        return parse_sync_config(
+            table.data, path, table.source.env, shared_keys, default_primary, problems
+        )
+    except SettingsError as exc:
+        raise _as_sync_error(exc).located(str(path)) from None
 
 
-def parse_sync_config(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> SyncConfig:
+def _as_sync_error(exc: SettingsError) -> SyncConfigError:
+    if isinstance(exc, SyncConfigError):
+        return exc
+    return SyncConfigError(exc.path, exc.reason, exc.source)
+
+
+def parse_sync_config(
+    raw: Mapping[str, Any],
+    path: Path,
+    env: Mapping[str, str],
+    shared_keys: Mapping[str, TsigKey] | None = None,
+    default_primary: Address | None = None,
+    problems: list[SettingsError] | None = None,
+) -> SyncConfig:
     """Check a parsed TOML document (see the module docstring for the format)."""
     _no_unknown(raw, _TOP, "the top level")
-    keys = parse_keys(raw.get("key"), env)
+    keys = _merge_keys(
+        shared_keys or {}, parse_keys(Table(raw, "", Source(path, env)).table("key"))
+    )
     primary_table = raw.get("primary")
     if not isinstance(primary_table, dict):
         raise SyncConfigError("primary", "missing [primary] table with address and zones")
     _no_unknown(primary_table, _PRIMARY, "[primary]")
-    primary = parse_address(primary_table.get("address"), "primary.address")
-    ctx = TargetContext(keys=keys, primary=primary, env=env)
+    if "address" in primary_table or default_primary is None:
+        primary = parse_address(primary_table.get("address"), "primary.address")
+    else:
+        primary = default_primary
+    ctx = TargetContext(keys=keys, primary=primary, env=env, path=path)
     primary_key = ctx.key(primary_table, "primary", "key")
     zones = _zones(primary_table.get("zones"), "primary.zones")
     if not zones:
@@ -112,9 +142,14 @@ def parse_sync_config(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]
     targets_table = raw.get("target")
     if not isinstance(targets_table, dict) or not targets_table:
         raise SyncConfigError("target", "define at least one [target.NAME] table")
-    targets = {
-        name: _target_spec(name, section, ctx, zones) for name, section in targets_table.items()
-    }
+    targets: dict[str, TargetSpec] = {}
+    for name, section in targets_table.items():
+        try:
+            targets[name] = _target_spec(name, section, ctx, zones)
+        except SettingsError as exc:
+            if problems is None:
+                raise
+            problems.append(_as_sync_error(exc).located(str(path)))
     base = path.parent
     state = Path(str(raw.get("state", "sync.db")))
     return SyncConfig(
@@ -134,6 +169,18 @@ def parse_sync_config(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]
             secondary_wait=parse_duration(raw.get("secondary-wait", "30s"), "secondary-wait"),
         ),
     )
+
+
+def _merge_keys(shared: Mapping[str, TsigKey], own: Mapping[str, TsigKey]) -> dict[str, TsigKey]:
+    """The keys of both files; one defined in both must be the same key."""
+    for name, key in own.items():
+        if name in shared and shared[name] != key:
+            raise SyncConfigError(
+                f"key.{name}",
+                "is also defined, differently, in the primary's config; define it in one "
+                "place (the sidecar reads the primary's [key.*] tables)",
+            )
+    return {**shared, **own}
 
 
 def _target_spec(

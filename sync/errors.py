@@ -3,17 +3,20 @@
 
 from __future__ import annotations
 
+from settings import SettingsError
+
 
 class SyncError(Exception):
     """Root of every error raised by the sync package."""
 
 
-class SyncConfigError(SyncError):
-    """The sync configuration is wrong; the message names the setting and what to do."""
+class SyncConfigError(SyncError, SettingsError):
+    """The sync configuration is wrong; the message names the setting and what to do. A
+    :class:`settings.SettingsError` too: one clause catches every configuration error."""
 
-    def __init__(self, setting: str, message: str) -> None:
+    def __init__(self, setting: str, message: str, source: str | None = None) -> None:
+        SettingsError.__init__(self, setting, message, source)
         self.setting = setting
-        super().__init__(f"{setting}: {message}")
 
 
 class SourceError(SyncError):

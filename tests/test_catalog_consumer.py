@@ -15,7 +15,7 @@ import pytest
 from nameserver.catalog import member_id
 from nameserver.store import Store
 from tests.servers import KnotSecondary, XfrKey, ZonefanServer, make_query, run_cli, transfer_config
-from tests.tools import PROJECT_ROOT, free_port, require_tool
+from tests.tools import PROJECT_ROOT, free_port, require_tool, write_private
 
 EXAMPLE = PROJECT_ROOT / "zones" / "example.test.zone"
 CATALOG = "catalog.zonefan.test."
@@ -61,9 +61,8 @@ def consumer(tmp_path: Path) -> Iterator[tuple[ZonefanServer, KnotCatalogConsume
     db = tmp_path / "z.db"
     knot_port = free_port()
     config = tmp_path / "zonefan.toml"
-    config.write_text(
-        f'catalog-zone = "{CATALOG}"\n\n' + transfer_config(KEY, notify_port=knot_port),
-        encoding="utf-8",
+    write_private(
+        config, f'catalog-zone = "{CATALOG}"\n\n' + transfer_config(KEY, notify_port=knot_port)
     )
     first = tmp_path / "first.test.zone"
     first.write_text(EXAMPLE.read_text().replace("example.test.", "first.test."))

@@ -81,7 +81,7 @@ def test_parent_servers_parse_to_canonical_addresses() -> None:
         },
         WHERE,
     )
-    assert p.parent_servers == ("192.0.2.1@53", "127.0.0.1@5300", "[::1]@53", "[2001:db8::1]@54")
+    assert p.parent_servers == ("192.0.2.1:53", "127.0.0.1:5300", "[::1]:53", "[2001:db8::1]:54")
     assert p.parent_server_addresses == (
         ("192.0.2.1", 53),
         ("127.0.0.1", 5300),
@@ -96,14 +96,14 @@ def test_parent_servers_parse_to_canonical_addresses() -> None:
     assert shown["ds-check-interval"] == "30m"
     assert policy_from_mapping(shown, WHERE) == p
     # Built in Python, any spelling is kept canonical.
-    assert Policy(parent_servers=("::1",)).parent_servers == ("[::1]@53",)
+    assert Policy(parent_servers=("::1",)).parent_servers == ("[::1]:53",)
 
 
 @pytest.mark.parametrize(
     ("table", "words"),
     [
         ({"parent-servers": ["ns1.example.net"]}, "not an IP address"),
-        ({"parent-servers": ["192.0.2.1:53"]}, "not an IP address"),
+        ({"parent-servers": ["192.0.2.1:53:1"]}, "not an IP address"),
         ({"parent-servers": ["192.0.2.1@0"]}, "from 1 to 65535"),
         ({"parent-servers": ["192.0.2.1@65536"]}, "from 1 to 65535"),
         ({"parent-servers": ["192.0.2.1@dns"]}, "from 1 to 65535"),
@@ -542,7 +542,7 @@ def test_cli_ds_check_records_and_reports(tmp_path: Path, parent: ParentFactory)
     config = tmp_path / "zonefan.toml"
     config.write_text(f'[policy.default]\nparent-servers = ["127.0.0.1@{server.port}"]\n')
     out = run_cli(db, "--config", str(config), "keys", "ds-check", "example.test").stdout
-    assert f"127.0.0.1@{server.port}: DS {ds}" in out
+    assert f"127.0.0.1:{server.port}: DS {ds}" in out
     assert f"key {key.key_tag} ({key.key_id}): DS present at every server" in out
     assert "awaited to appear: recorded seen" in out
     status = run_cli(db, "keys", "status", "example.test", "--json").stdout

@@ -16,7 +16,7 @@ import pytest
 from nameserver.store import Store
 from tests.servers import ZonefanServer, _Secondary, run_cli, transfer_config
 from tests.test_secondaries import KEY, PLAIN, SECONDARIES, TOOLS, ZONES, _store
-from tests.tools import free_port, require_tool
+from tests.tools import free_port, require_tool, write_private
 
 DEADLINE = 5.0  # the issue's bound from a change to the new serial at every secondary
 
@@ -33,13 +33,13 @@ def pair(
     db = _store(work)
     secondary_port = free_port()
     config = work / "zonefan.toml"
-    config.write_text(
+    write_private(
+        config,
         transfer_config(KEY, notify_port=secondary_port)
         + f"""
 [zone."{PLAIN}"]
 update-policy = ["grant {KEY.name}. zonesub ANY"]
 """,
-        encoding="utf-8",
     )
     with ZonefanServer(work, db=db, probe_name=PLAIN, config=config) as primary:
         secondary = SECONDARIES[kind](work / kind, ZONES, primary.port, KEY)

@@ -17,7 +17,7 @@ import dns.rdatatype
 import pytest
 
 from tests.servers import ZonefanServer, query_message
-from tests.tools import PROJECT_ROOT, example_store, require_tool
+from tests.tools import PROJECT_ROOT, example_store, require_tool, write_private
 
 EXAMPLE = PROJECT_ROOT / "zones" / "example.test.zone"
 ZONE = "example.test."
@@ -35,7 +35,7 @@ update-policy = ["grant acme-key. wildcard *.example.test. TXT"]
 def server(tmp_path: Path) -> Iterator[ZonefanServer]:
     db = example_store(tmp_path / "z.db")
     config = tmp_path / "zonefan.toml"
-    config.write_text(CONFIG)
+    write_private(config, CONFIG)
     with ZonefanServer(tmp_path, db, probe_name=ZONE, config=config) as running:
         yield running
 

@@ -35,7 +35,7 @@ from tests.servers import (
     run_cli,
     transfer_config,
 )
-from tests.tools import PROJECT_ROOT, require_tool
+from tests.tools import PROJECT_ROOT, require_tool, write_private
 
 pytestmark = [pytest.mark.external, pytest.mark.timeout(300)]
 
@@ -75,7 +75,7 @@ def primary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZonefanServer]
     work = tmp_path_factory.mktemp("primary")
     db = _store(work)
     config = work / "zonefan.toml"
-    config.write_text(transfer_config(KEY, zones=[PLAIN, SIGNED]), encoding="utf-8")
+    write_private(config, transfer_config(KEY, zones=[PLAIN, SIGNED]))
     with ZonefanServer(work, db=db, probe_name=PLAIN, config=config) as server:
         yield server
 

@@ -39,7 +39,7 @@ from tests.faultproxy import FaultProxy
 from tests.pdns import PdnsServer
 from tests.servers import UnboundServer, XfrKey, ZonefanServer, _clean_env, run_cli, transfer_config
 from tests.sidecar import API_KEY_ENV, SECRET_ENV, Sidecar, wait_until
-from tests.tools import PROJECT_ROOT, free_port, require_tool
+from tests.tools import PROJECT_ROOT, free_port, require_tool, write_private
 from tests.update_targets import KnotUpdatePrimary
 
 pytestmark = pytest.mark.external
@@ -90,7 +90,7 @@ def minimal_zone(work: Path, origin: str) -> Path:
 
 def primary_config(work: Path, sidecar_port: int) -> Path:
     config = work / "zonefan.toml"
-    config.write_text(transfer_config(KEY, notify_port=sidecar_port), encoding="utf-8")
+    write_private(config, transfer_config(KEY, notify_port=sidecar_port))
     return config
 
 

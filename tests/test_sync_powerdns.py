@@ -604,6 +604,7 @@ key = "{TSIG_NAME}"
 """,
         encoding="utf-8",
     )
+    config.chmod(0o600)  # it holds a secret: zonefan wants it private
     with Store(db) as store:
         serial = store.serial(ZONE)
     key = TsigKey(dns.name.from_text(TSIG_NAME), "hmac-sha256", base64.b64decode(TSIG_SECRET))

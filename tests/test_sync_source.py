@@ -88,6 +88,7 @@ notify = "127.0.0.1@{notify_port}"
 """,
         encoding="utf-8",
     )
+    config.chmod(0o600)  # it holds a secret: zonefan wants it private
     with ZonefanServer(work, db=db, probe_name=str(ZONE), config=config) as server:
         yield Primary(server, notify_port)
 

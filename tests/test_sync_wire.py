@@ -52,6 +52,7 @@ def primary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZonefanServer]
         f'[[secondary]]\naddress = "127.0.0.1"\nkey = "{KEY.name}"\n',
         encoding="utf-8",
     )
+    config.chmod(0o600)  # it holds a secret: zonefan wants it private
     with ZonefanServer(work, db=db, probe_name="example.test.", config=config) as server:
         yield server
 

@@ -32,9 +32,10 @@ import pytest
 from nameserver.acl import TransferAcl, parse_secondaries
 from nameserver.records import Record
 from nameserver.store import SCHEMA_VERSION, NotifyRecord, Store, TransferLogEntry
-from nameserver.tsig import ConfigError, parse_keys, tsig_offset
+from nameserver.tsig import parse_keys, tsig_offset
 from nameserver.xfr import TransferService
 from nameserver.zones import ZoneRegistry
+from settings import SettingsError, Source, Table
 from tests.servers import ZonefanServer, run_cli
 from tests.tools import PROJECT_ROOT, example_store, require_tool
 
@@ -68,6 +69,7 @@ key = "{KEY}"
 {extra}""",
         encoding="utf-8",
     )
+    path.chmod(0o600)  # it holds a secret: zonefan wants it private
     return path
 
 
@@ -629,34 +631,47 @@ def test_large_zone_in_many_signed_messages_while_answering(tmp_path: Path) -> N
 # -- in-process: config, ACL, store migration ------------------------------------------------
 
 
-def test_config_errors_name_the_file_and_field() -> None:
-    where = "/etc/zonefan.toml"
+def _config(data: dict[str, object], path: Path | None = None) -> Table:
+    """``data`` as if read from ``path`` (a private file, so inline secrets are fine)."""
+    if path is not None:
+        path.touch(mode=0o600)
+    return Table(data, "", Source(path, {}))
+
+
+def test_config_errors_name_the_file_and_key_path(tmp_path: Path) -> None:
+    where = tmp_path / "zonefan.toml"
     cases: list[tuple[object, object, str]] = [
-        ({"k": {"secret": "!!"}}, None, r"/etc/zonefan.toml: \[key.k\] secret is not valid"),
-        ({"k": {"secret": SECRET, "algorithm": "md5"}}, None, r"\[key.k\] algorithm 'md5'"),
-        ({"k": {"secret": SECRET, "colour": 1}}, None, r"\[key.k\]: unknown field 'colour'"),
-        ({}, [{"key": "k"}], r"\[\[secondary\]\] #1 address is required"),
-        ({}, [{"address": "300.1.1.1"}], r"#1 address '300.1.1.1' is not an address"),
-        ({}, [{"address": "127.0.0.1", "key": "nope"}], r"key 'nope' has no \[key.nope\]"),
-        ({}, [{"address": "127.0.0.1", "zones": "a."}], r"zones must be a list"),
-        ({}, [{"address": "127.0.0.1", "notfy": "x"}], r"unknown field 'notfy'"),
+        ({"k": {"secret": "!!"}}, None, r"^/.*/zonefan.toml: key.k.secret: the secret is not"),
+        ({"k": {"secret": SECRET, "algorithm": "md5"}}, None, r"key.k.algorithm: 'md5' is not"),
+        ({"k": {"secret": SECRET, "colour": 1}}, None, r"key.k.colour: unknown setting"),
+        ({}, [{"key": "k"}], r"secondary#1.address: required"),
+        ({}, [{"address": "300.1.1.1"}], r"secondary#1.address: '300.1.1.1' is not an address"),
+        ({}, [{"address": "127.0.0.1", "key": "nope"}], r"secondary#1.key: no \[key.nope\]"),
+        ({}, [{"address": "127.0.0.1", "zones": "a."}], r"secondary#1.zones: 'a.' must be a list"),
+        ({}, [{"address": "127.0.0.1", "notfy": "x"}], r"notfy: unknown setting; did you mean"),
+        ({}, [{}, {"address": "192.0.2.0/33"}], r"secondary#1.address: required"),
+        ({}, [{"address": "::1", "notify": "::/64"}], r"secondary#1.notify: '::/64' is not an"),
     ]
     for keys_table, secondaries, message in cases:
-        with pytest.raises(ConfigError, match=message):
-            keys = parse_keys(keys_table, where)
-            parse_secondaries(secondaries, keys, where)
+        config = _config({"key": keys_table, "secondary": secondaries or []}, where)
+        with pytest.raises(SettingsError, match=message):
+            keys = parse_keys(config.table("key"))
+            parse_secondaries(config.entries("secondary"), keys)
 
 
 def test_acl_matches_address_network_key_and_zone() -> None:
-    keys = parse_keys({KEY: {"secret": SECRET}}, "t.toml")
-    acl = parse_secondaries(
-        [
-            {"address": "192.0.2.0/24", "key": KEY, "zones": [ZONE]},
-            {"address": "[2001:db8::53]@5301"},
-        ],
-        keys,
-        "t.toml",
+    config = _config(
+        {
+            "key": {KEY: {"secret": SECRET}},
+            "secondary": [
+                {"address": "192.0.2.0/24", "key": KEY, "zones": [ZONE]},
+                {"address": "[2001:db8::53]:5301"},
+                {"address": "2001:db8::54@5302", "notify": "2001:db8::54@5302"},
+            ],
+        }
     )
+    keys = parse_keys(config.table("key"))
+    acl = parse_secondaries(config.entries("secondary"), keys)
     key = dns.name.from_text(KEY)
     assert acl.allows("192.0.2.9", key, ORIGIN)
     assert acl.allows("::ffff:192.0.2.9", key, ORIGIN)  # v4-mapped
@@ -665,6 +680,7 @@ def test_acl_matches_address_network_key_and_zone() -> None:
     assert not acl.allows("198.51.100.1", key, ORIGIN)
     assert acl.allows("2001:db8::53", None, ORIGIN)  # no key required, any zone
     assert acl.secondaries[1].port == 5301
+    assert acl.secondaries[2].notify == ("2001:db8::54", 5302)
     assert not TransferAcl().allows("127.0.0.1", key, ORIGIN)
 
 
@@ -720,11 +736,11 @@ def test_serve_refuses_a_bad_transfer_config(tmp_path: Path) -> None:
         tmp_path / "z.db", "--config", str(config), "serve", "-l", "127.0.0.1:1", check=False
     )
     assert done.returncode != 0
-    assert f"{config}: [[secondary]] #1 key 'missing' has no [key.missing] table" in done.stderr
+    assert f"{config}: secondary#1.key: no [key.missing] table defines this key" in done.stderr
 
 
 def test_signed_udp_answer_too_large_with_its_tsig_is_truncated(tmp_path: Path) -> None:
-    keys = parse_keys({KEY: {"secret": SECRET}}, "t.toml")
+    keys = parse_keys(_config({"key": {KEY: {"secret": SECRET}}}).table("key"))
     service = TransferService(ZoneRegistry(), str(tmp_path / "z.db"), keys)
     try:
         q = dns.message.make_query(ZONE, "TXT")  # no EDNS: 512 bytes at most

@@ -44,6 +44,14 @@ def require_tool(name: str) -> str:
     pytest.skip(reason)
 
 
+def write_private(path: Path, text: str) -> Path:
+    """Write a config file only its owner can read: zonefan refuses an inline secret in a
+    file others can read."""
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
 def shared_file(name: str) -> Path:
     """A file of ../shared/testdata, or skip when the checkout has no shared/ beside it."""
     path = SHARED_TESTDATA / name

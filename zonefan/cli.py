@@ -15,8 +15,15 @@ from typing import NoReturn
 
 import click
 
-from zonefan.options import SETTINGS
-from zonefan.settings import command_defaults, load_config, resolve_db
+from settings import SettingsError
+from zonefan.options import CONFIG, SETTINGS
+from zonefan.settings import (
+    check_command_table,
+    check_top_level,
+    command_defaults,
+    load_config,
+    resolve_db,
+)
 
 # command name -> (module, attribute)
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
@@ -25,6 +32,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "record": ("zonefan.commands", "record_group"),
     "keys": ("zonefan.commands", "keys_group"),
     "sync": ("zonefan.sync_cli", "sync_group"),
+    "config": ("zonefan.config_cli", "config_group"),
 }
 
 
@@ -80,9 +88,17 @@ def main(ctx: click.Context, db: str | None, config: str | None, verbose: int) -
       zonefan zone history example.test
     """
     settings = load_config(config)
+    try:
+        check_top_level(settings, sorted(LAZY_COMMANDS))
+        if ctx.invoked_subcommand is not None:
+            command = ctx.command.get_command(ctx, ctx.invoked_subcommand)  # type: ignore[attr-defined]
+            check_command_table(settings, ctx.invoked_subcommand, command)
+        ctx.obj = resolve_db(db, settings)
+    except SettingsError as e:
+        raise click.ClickException(str(e)) from e
     ctx.default_map = command_defaults(settings)
-    ctx.obj = resolve_db(db, settings)
-    ctx.meta[SETTINGS] = settings
+    ctx.meta[SETTINGS] = settings.data
+    ctx.meta[CONFIG] = settings
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

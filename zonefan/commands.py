@@ -34,14 +34,16 @@ from nameserver.records import (
     type_text,
 )
 from nameserver.serial import SerialPolicy
-from nameserver.server import Companion, ServerConfig, parse_listen, serve
+from nameserver.server import ServerConfig, serve
 from nameserver.store import Store
 from nameserver.wirename import key_of
 from nameserver.zonefile import read_zone_file, write_zone_file
+from settings import Address
 from zonefan.common import (
     author_of,
     author_options,
     catalog_zone,
+    config_keys,
     dnssec_factory,
     editor_for,
     open_store,
@@ -50,9 +52,10 @@ from zonefan.common import (
     update_policies,
 )
 from zonefan.keys_cli import keys_group, zone_maintain, zone_sign
-from zonefan.options import json_option, zone_name
+from zonefan.options import addresses, duration, json_option, zone_name
+from zonefan.serve_sync import link_sidecar
 
-DEFAULT_LISTEN = ("127.0.0.1:5353",)
+DEFAULT_LISTEN = (Address("127.0.0.1", 5353),)
 
 
 # -- serve ---------------------------------------------------------------------------------
@@ -63,11 +66,19 @@ DEFAULT_LISTEN = ("127.0.0.1:5353",)
     "--listen",
     "-l",
     multiple=True,
+    callback=addresses,
     metavar="ADDR:PORT",
-    help="Address to answer on, UDP and TCP; repeatable; [::1]:5353 for IPv6. "
+    help="Address to answer on, UDP and TCP; repeatable; [::1]:5353 or ::1@5353 for IPv6. "
     "Default 127.0.0.1:5353.",
 )
-@click.option("--tcp-idle-timeout", type=float, default=10.0, show_default=True, help="Seconds.")
+@click.option(
+    "--tcp-idle-timeout",
+    callback=duration,
+    default="10s",
+    metavar="DURATION",
+    show_default=True,
+    help="Close a TCP connection idle this long: seconds, or e.g. 30s.",
+)
 @click.option(
     "--journal-keep",
     type=click.IntRange(min=0),
@@ -78,7 +89,6 @@ DEFAULT_LISTEN = ("127.0.0.1:5353",)
 )
 @click.option(
     "--sync",
-    "sync_config",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     metavar="SYNC.TOML",
@@ -88,22 +98,21 @@ DEFAULT_LISTEN = ("127.0.0.1:5353",)
 @click.pass_context
 def serve_cmd(
     ctx: click.Context,
-    listen: Sequence[str],
+    listen: Sequence[Address],
     tcp_idle_timeout: float,
     journal_keep: int | None,
-    sync_config: Path | None,
+    sync: Path | None,
 ) -> None:
     """Serve every zone in the store; changes committed meanwhile are served at once.
 
     Zone transfers (AXFR/IXFR over TCP, TSIG) go to the [[secondary]] entries of the
     config file only; see README "Zone transfers"."""
-    companions = [] if sync_config is None else [sync_companion(sync_config)]
     keys, acl = transfer_settings(ctx)
     policies = update_policies(ctx)
-    try:
-        addresses = [parse_listen(a) for a in (listen or DEFAULT_LISTEN)]
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--listen") from e
+    listen_on = [(a.host, a.port) for a in (listen or DEFAULT_LISTEN)]
+    link = None if sync is None else link_sidecar(sync, config_keys(ctx), listen_on)
+    if link is not None:
+        acl, keys = link.acl(acl), link.keyring(keys)
     with open_store(ctx) as store:
         zones = store.zone_names()
     if not zones:
@@ -114,27 +123,19 @@ def serve_cmd(
         logging.getLogger().setLevel(logging.INFO)
     config = ServerConfig(
         ctx.obj,
-        addresses,
+        listen_on,
         tcp_idle_timeout=tcp_idle_timeout,
         dnssec=dnssec_factory(ctx),
         tsig_keys=keys,
         transfer_acl=acl,
         journal_keep=journal_keep,
         update_policies=policies,
+        notify_extra=None if link is None else link.notify_targets,
     )
     try:
-        serve(config, companions)
+        serve(config, [] if link is None else [link.companion])
     except OSError as e:
         raise click.ClickException(f"cannot listen: {e}") from e
-
-
-def sync_companion(path: Path) -> Companion:
-    """The sidecar of ``path`` as a coroutine for the server's loop: the config is read
-    (and refused with its error) now, the targets are opened when the server listens."""
-    from zonefan.sync_cli import load_config_or_exit, sidecar
-
-    cfg = load_config_or_exit(path)
-    return lambda: sidecar(cfg, handle_signals=False)
 
 
 # -- zone ----------------------------------------------------------------------------------

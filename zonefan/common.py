@@ -19,12 +19,13 @@ from nameserver.dnssec import DnssecManager
 from nameserver.editor import Author, ZoneEditor
 from nameserver.errors import NameserverError, StoreMissingError
 from nameserver.store import Store
-from nameserver.tsig import ConfigError, TsigKey, parse_keys
+from nameserver.tsig import TsigKey, parse_keys
 from nameserver.updatepolicy import UpdatePolicy, policies_from_config
 from nameserver.versions import ZoneVersions
+from settings import SettingsError, parse_name, parse_tsig_keys
 from signer.errors import SignerError
 from signer.policy import policy_from_mapping
-from zonefan.options import SETTINGS, F
+from zonefan.options import SETTINGS, F, config_of
 
 
 def author_options(f: F) -> F:
@@ -90,15 +91,22 @@ def dnssec_factory(ctx: click.Context) -> Callable[[Store, ZoneVersions | None],
 
 def transfer_settings(ctx: click.Context) -> tuple[dict[dns.name.Name, TsigKey], TransferAcl]:
     """TSIG keys (``[key.NAME]``) and the secondaries allowed to transfer
-    (``[[secondary]]``) from the config file; errors name the file and the field."""
-    settings: dict[str, Any] = ctx.find_root().meta.get(SETTINGS, {})
-    origin = ctx.find_root().params.get("config") or "zonefan.toml"
+    (``[[secondary]]``) from the config file; errors name the file and the key path."""
+    config = config_of(ctx)
     try:
-        keys = parse_keys(settings.get("key"), origin)
-        acl = parse_secondaries(settings.get("secondary"), keys, origin)
-    except ConfigError as e:
+        keys = parse_keys(config.table("key"))
+        acl = parse_secondaries(config.entries("secondary"), keys)
+    except SettingsError as e:
         raise click.ClickException(str(e)) from e
     return keys, acl
+
+
+def config_keys(ctx: click.Context) -> dict[str, TsigKey]:
+    """The ``[key.NAME]`` tables of the config file, by NAME."""
+    try:
+        return parse_tsig_keys(config_of(ctx).table("key"))
+    except SettingsError as e:
+        raise click.ClickException(str(e)) from e
 
 
 def update_policies(ctx: click.Context) -> dict[dns.name.Name, UpdatePolicy]:
@@ -113,19 +121,10 @@ def update_policies(ctx: click.Context) -> dict[dns.name.Name, UpdatePolicy]:
 
 def catalog_zone(ctx: click.Context) -> dns.name.Name | None:
     """The catalog zone (RFC 9432) named by ``catalog-zone`` in the config, if any."""
-    settings: dict[str, Any] = ctx.find_root().meta.get(SETTINGS, {})
-    text = settings.get("catalog-zone")
-    if text is None:
-        return None
-    origin = ctx.find_root().params.get("config") or "zonefan.toml"
-    if not isinstance(text, str):
-        raise click.ClickException(
-            f'{origin}: catalog-zone must be a name, e.g. "catalog.example."'
-        )
     try:
-        return dns.name.from_text(text)
-    except dns.exception.DNSException as e:
-        raise click.ClickException(f"{origin}: catalog-zone {text!r}: {e}") from e
+        return config_of(ctx).optional("catalog-zone", parse_name)
+    except SettingsError as e:
+        raise click.ClickException(str(e)) from e
 
 
 def sync_catalog_zone(ctx: click.Context, editor: ZoneEditor, why: str) -> None:

@@ -10,9 +10,18 @@ import click
 import dns.exception
 import dns.name
 
+from settings import Address, Source, Table, parse_address, parse_duration
+
 F = TypeVar("F", bound=Callable[..., Any])
 
-SETTINGS = "zonefan.settings"  # ctx.meta key of the loaded TOML settings
+SETTINGS = "zonefan.settings"  # ctx.meta key of the loaded TOML settings (plain data)
+CONFIG = "zonefan.config"  # ctx.meta key of the same as a settings.Table (file, key paths)
+
+
+def config_of(ctx: click.Context) -> Table:
+    """The settings file of this run (an empty table when there is none)."""
+    table = ctx.find_root().meta.get(CONFIG)
+    return table if isinstance(table, Table) else Table({}, "", Source(None))
 
 
 def json_option(f: F) -> F:
@@ -26,3 +35,25 @@ def zone_name(text: str) -> dns.name.Name:
         return dns.name.from_text(text)
     except dns.exception.DNSException as e:
         raise click.BadParameter(f"{text!r} is not a domain name: {e}") from e
+
+
+def duration(ctx: click.Context, param: click.Parameter, value: object) -> float | None:
+    """An option callback: a duration in the settings grammar (``10``, ``"30s"``,
+    ``"1.5h"``) as seconds, the same text on the command line as in the config file."""
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param) from None
+
+
+def addresses(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...] | None
+) -> tuple[Address, ...]:
+    """An option callback for a repeatable address in the settings grammar (``ADDR``,
+    ``ADDR:PORT``, ``[V6]:PORT``, ``ADDR@PORT``)."""
+    try:
+        return tuple(parse_address(text) for text in value or ())
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param) from None

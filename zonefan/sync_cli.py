@@ -26,6 +26,7 @@ from sync.config import SyncConfig, load_sync_config
 from sync.engine import SyncEngine
 from sync.errors import SyncConfigError, SyncError
 from sync.providers.base import SecondaryTarget
+from sync.settings import Address
 from sync.source import NotifyListener, ZoneSource
 from sync.state import SyncState
 from zonefan.options import json_option, zone_name
@@ -66,7 +67,7 @@ def load_config_or_exit(path: Path) -> SyncConfig:
     try:
         return load_sync_config(path)
     except SyncConfigError as exc:
-        raise click.ClickException(f"{path}: {exc}") from None
+        raise click.ClickException(str(exc)) from None
 
 
 def _run(coro: Coroutine[Any, Any, T], *, bounded: bool = True) -> T:
@@ -140,9 +141,14 @@ def sync_run(config_path: Path) -> None:
     _run(sidecar(cfg), bounded=False)
 
 
-async def sidecar(cfg: SyncConfig, handle_signals: bool = True) -> None:
+async def sidecar(
+    cfg: SyncConfig,
+    handle_signals: bool = True,
+    on_listening: Callable[[Address], None] | None = None,
+) -> None:
     """The sidecar until SIGTERM/SIGINT (``handle_signals``) or until cancelled (inside
-    ``zonefan serve --sync``, whose server owns the signals)."""
+    ``zonefan serve --sync``, whose server owns the signals). ``on_listening`` learns where
+    the NOTIFY listener is bound (its port, when ``listen`` asks for any free one)."""
     async with _engine(cfg) as engine:
         listener = None
         if cfg.listen is not None:
@@ -150,6 +156,8 @@ async def sidecar(cfg: SyncConfig, handle_signals: bool = True) -> None:
                 cfg.listen, cfg.primary, cfg.zones, engine.notified, key=cfg.primary_key
             )
             await listener.start()
+            if on_listening is not None:
+                on_listening(Address(cfg.listen.host, listener.port))
         if handle_signals:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -332,7 +332,7 @@ def parse_settings(
             f"unknown setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
         )
     url = _parse_url(section.get("url"), f"{setting}.url")
-    api_key = require_secret(section, setting, "api-key", ctx.env)
+    api_key = require_secret(section, setting, "api-key", ctx)
     server_id = section.get("server-id", "localhost")
     if not isinstance(server_id, str) or not server_id or "/" in server_id:
         raise SyncConfigError(f"{setting}.server-id", f"expected a server id, got {server_id!r}")
