@@ -69,6 +69,8 @@ RACE_ROUNDS = 50
 KEY_ENV = "PDNS_TEST_API_KEY"
 TSIG_NAME = "pdns-xfr"
 TSIG_SECRET = base64.b64encode(b"powerdns-secondary-secret-012345").decode()
+# Tests of unsigned data need no secondary settings (dns, primary) when they say so.
+UNSIGNED = {"signed-zones": "refuse"}
 
 
 def example_zone() -> ZoneData:
@@ -84,7 +86,8 @@ def pdns(tmp_path: Path) -> Iterator[PdnsServer]:
 
 
 def target(server: PdnsServer, **settings: Any) -> PowerDnsTarget:
-    section: dict[str, Any] = {"url": server.api_url, "api-key-env": KEY_ENV, **settings}
+    section: dict[str, Any] = {"url": server.api_url, "api-key-env": KEY_ENV, **UNSIGNED}
+    section.update(settings)
     return powerdns_from_config("pdns", section, TargetContext({}, None, {KEY_ENV: server.api_key}))
 
 
@@ -518,7 +521,7 @@ def test_a_secondary_zone_becomes_native_again(pdns: PdnsServer) -> None:
 
 
 def test_wrong_api_key_is_a_config_error_naming_the_key(pdns: PdnsServer) -> None:
-    section = {"url": pdns.api_url, "api-key-env": KEY_ENV}
+    section = {"url": pdns.api_url, "api-key-env": KEY_ENV, **UNSIGNED}
     t = powerdns_from_config("pdns", section, TargetContext({}, None, {KEY_ENV: "wrong"}))
     with pytest.raises(SyncConfigError) as caught:
         run(t.open)
@@ -528,7 +531,7 @@ def test_wrong_api_key_is_a_config_error_naming_the_key(pdns: PdnsServer) -> Non
 
 def test_nothing_listening_is_a_config_error_naming_the_url() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    section = {"url": url, "api-key-env": KEY_ENV, "timeout": 2}
+    section = {"url": url, "api-key-env": KEY_ENV, "timeout": 2, **UNSIGNED}
     t = powerdns_from_config("pdns", section, TargetContext({}, None, {KEY_ENV: "k"}))
     with pytest.raises(SyncConfigError) as caught:
         run(t.open)
@@ -741,7 +744,7 @@ def test_rrset_json_is_what_json_dumps_would_say() -> None:
 
 def test_config_errors() -> None:
     ctx = TargetContext({}, None, {KEY_ENV: "k"})
-    base = {"url": "http://127.0.0.1:8081", "api-key-env": KEY_ENV}
+    base = {"url": "http://127.0.0.1:8081", "api-key-env": KEY_ENV, **UNSIGNED}
     with pytest.raises(SyncConfigError) as caught:
         powerdns_from_config("p", {**base, "bogus": 1}, ctx)
     assert caught.value.setting == "target.p.bogus"
@@ -775,23 +778,34 @@ def test_config_errors() -> None:
             powerdns_from_config("p", {**base, field: value}, ctx)
         assert caught.value.setting == f"target.p.{field}", (field, caught.value)
     # A secondary needs the primary's address and pdns's DNS address.
+    secondary = {"url": "http://127.0.0.1:8081", "api-key-env": KEY_ENV}
     with pytest.raises(SyncConfigError) as caught:
-        powerdns_secondary_from_config("p", {**base, "dns": "127.0.0.1:53"}, ctx)
+        powerdns_secondary_from_config("p", {**secondary, "dns": "127.0.0.1:53"}, ctx)
     assert caught.value.setting == "target.p.primary"
     with_primary = TargetContext({}, Address("127.0.0.1", 53), {KEY_ENV: "k"})
     with pytest.raises(SyncConfigError) as caught:
-        powerdns_secondary_from_config("p", base, with_primary)
+        powerdns_secondary_from_config("p", secondary, with_primary)
     assert caught.value.setting == "target.p.dns"
+    assert str(caught.value).startswith("target.p.dns: required: where pdns answers DNS")
+    for field, value in [("batch-size", 5), ("signed-zones", "refuse")]:
+        with pytest.raises(SyncConfigError) as caught:
+            powerdns_secondary_from_config(
+                "p", {**secondary, "dns": "127.0.0.1:53", field: value}, with_primary
+            )
+        assert caught.value.setting == f"target.p.{field}"
+        assert "unknown setting" in str(caught.value)
+    # signed-zones = "secondary" (the default): the secondary mode's settings are required
+    # when the config is loaded, before any zone is signed; "refuse" needs none of them.
     with pytest.raises(SyncConfigError) as caught:
-        powerdns_secondary_from_config(
-            "p", {**base, "dns": "127.0.0.1:53", "batch-size": 5}, with_primary
-        )
-    assert caught.value.setting == "target.p.batch-size"
-    # signed-zones: the secondary mode needs dns; "refuse" keeps the record target.
-    with pytest.raises(SyncConfigError) as caught:
-        powerdns_from_config("p", base, with_primary).for_zone(True)
+        powerdns_from_config("p", secondary, with_primary)
     assert caught.value.setting == "target.p.dns"
-    refusing = powerdns_from_config("p", {**base, "signed-zones": "refuse"}, ctx)
+    assert 'signed-zones = "refuse"' in str(caught.value)
+    with pytest.raises(SyncConfigError) as caught:
+        powerdns_from_config("p", {**secondary, "dns": "127.0.0.1:53"}, ctx)
+    assert caught.value.setting == "target.p.primary"
+    both = powerdns_from_config("p", {**secondary, "dns": "127.0.0.1:53"}, with_primary)
+    assert isinstance(both.for_zone(True), PowerDnsSecondaryTarget)
+    refusing = powerdns_from_config("p", base, ctx)
     assert refusing.for_zone(True) is refusing
 
 
@@ -822,9 +836,8 @@ def test_http_errors_map_to_target_errors() -> None:
         site = web.TCPSite(runner, "127.0.0.1", port)
         await site.start()
         ctx = TargetContext({}, None, {KEY_ENV: "k"})
-        t = powerdns_from_config(
-            "p", {"url": f"http://127.0.0.1:{port}", "api-key-env": KEY_ENV}, ctx
-        )
+        section = {"url": f"http://127.0.0.1:{port}", "api-key-env": KEY_ENV, **UNSIGNED}
+        t = powerdns_from_config("p", section, ctx)
         errors: list[Exception] = []
         try:
             await t.open()
@@ -848,7 +861,7 @@ def test_http_errors_map_to_target_errors() -> None:
 
 def test_rate_limit_spaces_requests() -> None:
     ctx = TargetContext({}, None, {KEY_ENV: "k"})
-    section = {"url": "http://127.0.0.1:1", "api-key-env": KEY_ENV, "rate-limit": 20}
+    section = {"url": "http://127.0.0.1:1", "api-key-env": KEY_ENV, "rate-limit": 20, **UNSIGNED}
     t = powerdns_from_config("p", section, ctx)
     assert t.capabilities.rate_limit == 20.0
 

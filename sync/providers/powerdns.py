@@ -8,8 +8,8 @@ Two modes share one HTTP client:
   RRsets, each atomic at pdns.
 * :class:`PowerDnsSecondaryTarget` provisions a zone as a Slave of our primary (optionally
   with a TSIG key) and lets pdns transfer it. Signed zones go this way: presigned data written
-  through 4.7's API is served with wrongly synthesised NSEC proofs (empty ``ordername``), see
-  ../shared/notes/powerdns-4.7.md.
+  through 4.7's API is served with wrongly synthesised NSEC proofs (rows inserted through
+  the API keep an empty ``ordername``), and the API cannot set PRESIGNED at all.
 """
 
 from __future__ import annotations
@@ -390,18 +390,27 @@ def _parse_nameservers(value: Any, setting: str) -> tuple[dns.name.Name, ...] | 
 
 
 def _require_secondary_settings(settings: PowerDnsSettings, why: str) -> tuple[Address, Address]:
+    """``primary`` and ``dns``, which a zone served by pdns as a secondary needs; ``why``
+    ends the message."""
     if settings.primary is None:
         raise SyncConfigError(
             f"{settings.setting}.primary",
-            f'{why}: set primary = "ADDR:PORT" (where pdns transfers from) or the '
-            "primary's own address in the sync config",
+            f'required: the address pdns transfers the zone from, primary = "ADDR:PORT" '
+            f"(default: the [primary] address){why}",
         )
     if settings.dns is None:
         raise SyncConfigError(
             f"{settings.setting}.dns",
-            f'{why}: set dns = "ADDR:PORT", where pdns answers DNS (to check its serial)',
+            f'required: where pdns answers DNS, dns = "ADDR:PORT" (the sidecar checks there '
+            f"which serial pdns serves){why}",
         )
     return settings.primary, settings.dns
+
+
+_SIGNED_AS_SECONDARY = (
+    '. signed-zones = "secondary" (the default) serves any signed zone from pdns as a '
+    'secondary of the primary; set signed-zones = "refuse" to send pdns no signed zone'
+)
 
 
 # -- HTTP client -----------------------------------------------------------------------------
@@ -636,10 +645,6 @@ class PowerDnsTarget(RecordTarget):
         if not signed or self.settings.signed_zones == "refuse":
             return self
         if self._secondary is None:
-            _require_secondary_settings(
-                self.settings,
-                'signed zones are served by pdns as secondaries (or set signed-zones = "refuse")',
-            )
             self._secondary = PowerDnsSecondaryTarget(self.settings, self.api, owns_api=False)
         return self._secondary
 
@@ -747,7 +752,7 @@ class PowerDnsSecondaryTarget(SecondaryTarget):
         super().__init__(settings.name, Capabilities(dnssec=DnssecMode.SECONDARY))
         self.settings = settings
         self.primary, self.dns = _require_secondary_settings(
-            settings, "a PowerDNS secondary target needs them"
+            settings, "" if owns_api else _SIGNED_AS_SECONDARY
         )
         self.api = api if api is not None else PowerDnsApi(settings)
         self._owns_api = owns_api
@@ -857,8 +862,13 @@ class PowerDnsSecondaryTarget(SecondaryTarget):
 def powerdns_from_config(
     name: str, section: Mapping[str, Any], ctx: TargetContext
 ) -> PowerDnsTarget:
-    """A ``type = "powerdns"`` target from its config table."""
-    return PowerDnsTarget(parse_settings(name, section, ctx, RECORD_FIELDS))
+    """A ``type = "powerdns"`` target from its config table. Unless ``signed-zones =
+    "refuse"``, a signed zone it gets is served as a secondary, so that mode's settings are
+    required here, at start, not when a zone is first signed."""
+    settings = parse_settings(name, section, ctx, RECORD_FIELDS)
+    if settings.signed_zones == "secondary":
+        _require_secondary_settings(settings, _SIGNED_AS_SECONDARY)
+    return PowerDnsTarget(settings)
 
 
 def powerdns_secondary_from_config(
