@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import email.utils
+import functools
 import json
 import re
 import time
@@ -537,6 +538,42 @@ def test_nothing_listening_is_a_config_error_naming_the_url() -> None:
         run(t.open)
     assert caught.value.setting == "target.pdns.url"
     assert "unreachable" in str(caught.value)
+
+
+class PdnsWithoutSecondary(PdnsServer):
+    """pdns started with ``secondary=no``: it creates Slave zones and never transfers them."""
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        conf = self.workdir / "pdns.conf"
+        text = conf.read_text(encoding="utf-8")
+        assert "secondary=yes" in text
+        conf.write_text(text.replace("secondary=yes", "secondary=no"), encoding="utf-8")
+
+
+def test_a_server_without_secondary_mode_is_refused_at_open(tmp_path: Path) -> None:
+    """Where signed zones would go to pdns as secondaries, a pdns without secondary=yes
+    stops the start (it would take each zone and never transfer it); a target sending it
+    no signed zone is fine."""
+    with PdnsWithoutSecondary(tmp_path / "pdns") as pdns:
+        ctx = TargetContext({}, Address("127.0.0.1", 53), {KEY_ENV: pdns.api_key})
+        base = {"url": pdns.api_url, "api-key-env": KEY_ENV, "dns": f"127.0.0.1:{pdns.dns_port}"}
+
+        async def opened(t: PowerDnsTarget | PowerDnsSecondaryTarget) -> None:
+            try:
+                await t.open()
+            finally:
+                await t.close()
+
+        records = powerdns_from_config("pdns", base, ctx)
+        secondary = powerdns_secondary_from_config("pdns", base, ctx)
+        for t in (records, secondary):
+            with pytest.raises(SyncConfigError, match="runs with secondary=no") as caught:
+                run(functools.partial(opened, t))
+            assert caught.value.setting == "target.pdns.url"
+            assert "secondary=yes in its pdns.conf" in str(caught.value)
+        unsigned_only = powerdns_from_config("pdns", {**base, **UNSIGNED}, ctx)
+        run(functools.partial(opened, unsigned_only))
 
 
 def test_pdns_stopped_after_open_is_target_unavailable(pdns: PdnsServer) -> None:

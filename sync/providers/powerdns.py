@@ -370,7 +370,7 @@ def parse_settings(
 
 def _parse_url(value: Any, setting: str) -> str:
     if value is None:
-        raise SyncConfigError(setting, 'missing: the API\'s base URL, like "http://127.0.0.1:8081"')
+        raise SyncConfigError(setting, 'required: the API\'s base URL, like "http://127.0.0.1:8081"')
     if not isinstance(value, str):
         raise SyncConfigError(setting, f"expected a URL like http://127.0.0.1:8081, got {value!r}")
     parsed = urllib.parse.urlsplit(value)
@@ -466,6 +466,28 @@ class PowerDnsApi:
                 f"{_error_text(body)}",
             )
         self._checked = True
+
+    async def require_secondary_mode(self, why: str) -> None:
+        """Refuse a server running without ``secondary=yes``: it creates Slave zones and
+        answers ``axfr-retrieve`` with 200, but never transfers them, so pushes would wait
+        and retry forever. Servers whose API does not list their settings are trusted."""
+        status, body = await self.request("GET", "config", ok=(401, 403, 404))
+        if status != 200 or not isinstance(body, list):
+            return
+        values = {
+            str(item.get("name")): str(item.get("value", "")).lower()
+            for item in body
+            if isinstance(item, Mapping)
+        }
+        modes = [values[name] for name in ("secondary", "slave") if name in values]
+        if modes and "yes" not in modes:
+            await self.close()
+            raise SyncConfigError(
+                f"{self.settings.setting}.url",
+                f"the PowerDNS server at {self.settings.url} runs with secondary=no, so it "
+                f"would never transfer the zones it serves as secondaries{why}: set "
+                "secondary=yes in its pdns.conf and restart it",
+            )
 
     async def close(self) -> None:
         """Close the session; a later request reopens one."""
@@ -632,8 +654,14 @@ class PowerDnsTarget(RecordTarget):
         self._hidden: set[dns.name.Name] = set()
 
     async def open(self) -> None:
-        """Check the API answers and accepts the key."""
+        """Check the API answers and accepts the key and, when signed zones go to pdns as
+        secondaries, that pdns runs with ``secondary=yes``."""
         await self.api.open()
+        if self.settings.signed_zones == "secondary":
+            await self.api.require_secondary_mode(
+                ' (signed zones, with signed-zones = "secondary", the default; set '
+                'signed-zones = "refuse" to send pdns none)'
+            )
 
     async def close(self) -> None:
         """Close the HTTP session (shared with the secondary mode)."""
@@ -759,8 +787,11 @@ class PowerDnsSecondaryTarget(SecondaryTarget):
         self._tsig_key_id: str | None = None
 
     async def open(self) -> None:
-        """Check the API answers and accepts the key."""
+        """Check the API answers and accepts the key, and that pdns runs with
+        ``secondary=yes``."""
         await self.api.open()
+        if self._owns_api:  # else the record target it came from checked it
+            await self.api.require_secondary_mode("")
 
     async def close(self) -> None:
         """Close the HTTP session unless the record target it came from owns it."""
