@@ -207,13 +207,6 @@ class SyncState:
         row = self.conn.execute("SELECT data FROM zones WHERE name=?", (name.to_text(),)).fetchone()
         return None if row is None else zone_from_wire(name, bytes(row[0]))
 
-    def zone_serial(self, name: dns.name.Name) -> tuple[int, float] | None:
-        """(serial, when it was first seen) of the local copy."""
-        row = self.conn.execute(
-            "SELECT serial, seen_at FROM zones WHERE name=?", (name.to_text(),)
-        ).fetchone()
-        return None if row is None else (int(row[0]), float(row[1]))
-
     def zone_version(self, name: dns.name.Name) -> tuple[int, float, str] | None:
         """(serial, when first seen, content digest) of the local copy, without parsing it:
         the digest is :attr:`ZoneData.digest`, a hash of the stored wire."""
