@@ -370,7 +370,9 @@ def parse_settings(
 
 def _parse_url(value: Any, setting: str) -> str:
     if value is None:
-        raise SyncConfigError(setting, 'required: the API\'s base URL, like "http://127.0.0.1:8081"')
+        raise SyncConfigError(
+            setting, 'required: the API\'s base URL, like "http://127.0.0.1:8081"'
+        )
     if not isinstance(value, str):
         raise SyncConfigError(setting, f"expected a URL like http://127.0.0.1:8081, got {value!r}")
     parsed = urllib.parse.urlsplit(value)
