@@ -425,14 +425,21 @@ class SyncEngine:
     # -- loops ------------------------------------------------------------------------------
 
     async def drain(
-        self, names: Iterable[str] | None = None, deadline: float = 60.0
+        self,
+        names: Iterable[str] | None = None,
+        deadline: float = 60.0,
+        zones: Iterable[dns.name.Name] | None = None,
     ) -> list[Outcome]:
-        """Attempt every due outbox item of ``names`` (all targets) once, targets in
-        parallel: what ``sync apply`` runs."""
+        """Attempt every outbox item of ``names`` (all targets) for ``zones`` (all zones)
+        once, due or not, targets in parallel: what ``sync apply`` runs."""
         chosen = list(names) if names is not None else list(self.targets)
+        wanted = None if zones is None else {z.to_text() for z in zones}
 
         async def one_target(name: str) -> list[Outcome]:
-            return [await self.attempt(item) for item in self.state.pending(name)]
+            items = self.state.pending(name)
+            return [
+                await self.attempt(item) for item in items if wanted is None or item.zone in wanted
+            ]
 
         results = await asyncio.wait_for(
             asyncio.gather(*(one_target(n) for n in chosen)), timeout=deadline
