@@ -540,22 +540,36 @@ def test_nothing_listening_is_a_config_error_naming_the_url() -> None:
     assert "unreachable" in str(caught.value)
 
 
-class PdnsWithoutSecondary(PdnsServer):
-    """pdns started with ``secondary=no``: it creates Slave zones and never transfers them."""
+class PdnsWithout(PdnsServer):
+    """pdns started without one of the settings a secondary of a signed zone needs."""
+
+    def __init__(self, workdir: Path, setting: str) -> None:
+        super().__init__(workdir)
+        self.setting = setting
 
     def _prepare(self) -> None:
         super()._prepare()
         conf = self.workdir / "pdns.conf"
         text = conf.read_text(encoding="utf-8")
-        assert "secondary=yes" in text
-        conf.write_text(text.replace("secondary=yes", "secondary=no"), encoding="utf-8")
+        assert f"{self.setting}=yes" in text
+        conf.write_text(text.replace(f"{self.setting}=yes", f"{self.setting}=no"), encoding="utf-8")
 
 
-def test_a_server_without_secondary_mode_is_refused_at_open(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ("secondary", "runs with secondary=no, so it would never transfer"),
+        ("gsqlite3-dnssec", "gsqlite3-dnssec=no, so it would serve the signed zones"),
+    ],
+)
+def test_a_server_that_cannot_be_a_signed_secondary_is_refused_at_open(
+    tmp_path: Path, setting: str, says: str
+) -> None:
     """Where signed zones would go to pdns as secondaries, a pdns without secondary=yes
-    stops the start (it would take each zone and never transfer it); a target sending it
-    no signed zone is fine."""
-    with PdnsWithoutSecondary(tmp_path / "pdns") as pdns:
+    (it takes each zone and never transfers it) or without DNSSEC in its backend (it serves
+    the zone without its NSEC proofs: see test_signed_zone_goes_to_pdns_as_a_tsig_secondary)
+    stops the start; a target sending it no signed zone is fine."""
+    with PdnsWithout(tmp_path / "pdns", setting) as pdns:
         ctx = TargetContext({}, Address("127.0.0.1", 53), {KEY_ENV: pdns.api_key})
         base = {"url": pdns.api_url, "api-key-env": KEY_ENV, "dns": f"127.0.0.1:{pdns.dns_port}"}
 
@@ -568,10 +582,10 @@ def test_a_server_without_secondary_mode_is_refused_at_open(tmp_path: Path) -> N
         records = powerdns_from_config("pdns", base, ctx)
         secondary = powerdns_secondary_from_config("pdns", base, ctx)
         for t in (records, secondary):
-            with pytest.raises(SyncConfigError, match="runs with secondary=no") as caught:
+            with pytest.raises(SyncConfigError, match=says) as caught:
                 run(functools.partial(opened, t))
             assert caught.value.setting == "target.pdns.url"
-            assert "secondary=yes in its pdns.conf" in str(caught.value)
+            assert f"set {setting}=yes in its pdns.conf" in str(caught.value)
         unsigned_only = powerdns_from_config("pdns", {**base, **UNSIGNED}, ctx)
         run(functools.partial(opened, unsigned_only))
 

@@ -470,9 +470,13 @@ class PowerDnsApi:
         self._checked = True
 
     async def require_secondary_mode(self, why: str) -> None:
-        """Refuse a server running without ``secondary=yes``: it creates Slave zones and
-        answers ``axfr-retrieve`` with 200, but never transfers them, so pushes would wait
-        and retry forever. Servers whose API does not list their settings are trusted."""
+        """Refuse a server that cannot serve our signed zones as a secondary: one running
+        without ``secondary=yes`` creates Slave zones and answers ``axfr-retrieve`` with
+        200 but never transfers them (pushes would wait and retry forever); one whose SQL
+        backend runs without ``<backend>-dnssec=yes`` serves the transferred zone without
+        its NSEC proofs and signatures, bogus to validators (both measured with pdns 4.7).
+        ``why`` ends the message. Servers whose API does not list their settings are
+        trusted."""
         status, body = await self.request("GET", "config", ok=(401, 403, 404))
         if status != 200 or not isinstance(body, list):
             return
@@ -482,13 +486,27 @@ class PowerDnsApi:
             if isinstance(item, Mapping)
         }
         modes = [values[name] for name in ("secondary", "slave") if name in values]
+        problem = None
         if modes and "yes" not in modes:
+            problem = (
+                "runs with secondary=no, so it would never transfer the zones it serves as "
+                "secondaries: set secondary=yes"
+            )
+        for launched in values.get("launch", "").replace(" ", "").split(","):
+            backend, _, instance = launched.partition(":")
+            switch = f"{backend}-{instance}-dnssec" if instance else f"{backend}-dnssec"
+            if problem is None and values.get(switch) == "no":
+                problem = (
+                    f"runs its {launched} backend with {switch}=no, so it would serve the "
+                    f"signed zones it transfers without their DNSSEC records: set "
+                    f"{switch}=yes"
+                )
+        if problem is not None:
             await self.close()
             raise SyncConfigError(
                 f"{self.settings.setting}.url",
-                f"the PowerDNS server at {self.settings.url} runs with secondary=no, so it "
-                f"would never transfer the zones it serves as secondaries{why}: set "
-                "secondary=yes in its pdns.conf and restart it",
+                f"the PowerDNS server at {self.settings.url} {problem} in its pdns.conf and "
+                f"restart it{why}",
             )
 
     async def close(self) -> None:
@@ -661,8 +679,8 @@ class PowerDnsTarget(RecordTarget):
         await self.api.open()
         if self.settings.signed_zones == "secondary":
             await self.api.require_secondary_mode(
-                ' (signed zones, with signed-zones = "secondary", the default; set '
-                'signed-zones = "refuse" to send pdns none)'
+                ' (it gets signed zones as secondaries: signed-zones = "secondary", the '
+                'default), or set signed-zones = "refuse" to send it no signed zone'
             )
 
     async def close(self) -> None:
