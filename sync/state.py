@@ -311,14 +311,12 @@ class SyncState:
             if removed:
                 mine = self._owned_now(c, target, zone).difference(removed)
                 self._write_owned(c, target, zone, mine)
-            c.execute(
-                "DELETE FROM outbox WHERE target=? AND zone=? AND serial=?",
-                (target, zone, serial),
-            )
-            self._upsert_target(
+            self._settle(
                 c,
                 target,
                 zone,
+                serial,
+                ("push", detail),
                 pushed_serial=serial,
                 pushed_digest=digest,
                 pushed_at=now,
@@ -326,7 +324,6 @@ class SyncState:
                 last_error=None,
                 **_NO_REFUSAL,
             )
-            self._event(c, target, zone, "push", serial, detail)
 
     def refused(self, target: str, zone: str, serial: int, error: str, kind: str) -> None:
         """A push of ``serial`` was refused (see :class:`~sync.errors.RefusedError`): record
@@ -334,14 +331,12 @@ class SyncState:
         serial queued meanwhile stays queued."""
         now = self.clock()
         with self._tx() as c:
-            c.execute(
-                "DELETE FROM outbox WHERE target=? AND zone=? AND serial=?",
-                (target, zone, serial),
-            )
-            self._upsert_target(
+            self._settle(
                 c,
                 target,
                 zone,
+                serial,
+                ("refused", error),
                 last_error=error,
                 last_error_at=now,
                 refused=error,
@@ -349,7 +344,6 @@ class SyncState:
                 refused_serial=serial,
                 refused_at=now,
             )
-            self._event(c, target, zone, "refused", serial, error)
 
     def drift(self, target: str, zone: str, serial: int, detail: str | None) -> None:
         """Record what a read-back found: ``detail`` None means none."""
@@ -392,6 +386,23 @@ class SyncState:
             f"UPDATE targets SET {sets} WHERE target=? AND zone=?",
             (*fields.values(), target, zone),
         )
+
+    def _settle(
+        self,
+        c: sqlite3.Connection,
+        target: str,
+        zone: str,
+        serial: int,
+        event: tuple[str, str],
+        **fields: Any,
+    ) -> None:
+        """``serial`` is done with (pushed or refused): drop its outbox row (a newer serial
+        queued stays), record ``fields`` and the ``event`` (kind, detail)."""
+        c.execute(
+            "DELETE FROM outbox WHERE target=? AND zone=? AND serial=?", (target, zone, serial)
+        )
+        self._upsert_target(c, target, zone, **fields)
+        self._event(c, target, zone, event[0], serial, event[1])
 
     def _event(
         self, c: sqlite3.Connection, target: str, zone: str, kind: str, serial: int, detail: str

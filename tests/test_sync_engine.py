@@ -541,26 +541,29 @@ def test_owned_sets_are_shared_between_processes(tmp_path: Path) -> None:
     assert SyncState(tmp_path / "s.db").owned("a", zone_text) == set(keys[2:])
 
 
-def test_a_schema_1_state_file_is_migrated(tmp_path: Path) -> None:
-    """Schema 1 kept a row per owned RRset; opening such a file keeps every one of them."""
-    path = tmp_path / "v1.db"
+def old_state_file(path: Path, version: int, *statements: str) -> Path:
+    """A state file of schema ``version`` made by ``statements``."""
     conn = sqlite3.connect(path)
-    conn.execute(
-        "CREATE TABLE owned (target TEXT, zone TEXT, name TEXT, rdtype INTEGER,"
-        " PRIMARY KEY (target, zone, name, rdtype))"
-    )
-    conn.executemany(
-        "INSERT INTO owned VALUES (?,?,?,?)",
-        [
-            ("a", "example.test.", "h0.example.test.", 1),
-            ("a", "example.test.", "example.test.", 2),
-            ("b", "example.test.", "h1.example.test.", 1),
-        ],
-    )
+    for statement in statements:
+        conn.execute(statement)
     conn.execute("PRAGMA application_id=2053534585")
-    conn.execute("PRAGMA user_version=1")
+    conn.execute(f"PRAGMA user_version={version}")
     conn.commit()
     conn.close()
+    return path
+
+
+def test_a_schema_1_state_file_is_migrated(tmp_path: Path) -> None:
+    """Schema 1 kept a row per owned RRset; opening such a file keeps every one of them."""
+    path = old_state_file(
+        tmp_path / "v1.db",
+        1,
+        "CREATE TABLE owned (target TEXT, zone TEXT, name TEXT, rdtype INTEGER,"
+        " PRIMARY KEY (target, zone, name, rdtype))",
+        "INSERT INTO owned VALUES ('a', 'example.test.', 'h0.example.test.', 1),"
+        " ('a', 'example.test.', 'example.test.', 2),"
+        " ('b', 'example.test.', 'h1.example.test.', 1)",
+    )
     state = SyncState(path)
     zone_text = ORIGIN.to_text()
     h0, h1 = (dns.name.from_text(h, ORIGIN) for h in ("h0", "h1"))
@@ -571,18 +574,14 @@ def test_a_schema_1_state_file_is_migrated(tmp_path: Path) -> None:
 
 
 def test_a_schema_2_state_file_gains_the_refusal_columns(tmp_path: Path) -> None:
-    path = tmp_path / "v2.db"
-    conn = sqlite3.connect(path)
-    conn.execute(
+    path = old_state_file(
+        tmp_path / "v2.db",
+        2,
         "CREATE TABLE targets (target TEXT, zone TEXT, pushed_serial INTEGER,"
         " pushed_digest TEXT, pushed_at REAL, last_success REAL, last_error TEXT,"
-        " last_error_at REAL, drift TEXT, drift_at REAL, PRIMARY KEY (target, zone))"
+        " last_error_at REAL, drift TEXT, drift_at REAL, PRIMARY KEY (target, zone))",
+        "INSERT INTO targets (target, zone, pushed_serial) VALUES ('a', 'x.', 7)",
     )
-    conn.execute("INSERT INTO targets (target, zone, pushed_serial) VALUES ('a', 'x.', 7)")
-    conn.execute("PRAGMA application_id=2053534585")
-    conn.execute("PRAGMA user_version=2")
-    conn.commit()
-    conn.close()
     state = SyncState(path)
     (row,) = state.status()
     assert (row.pushed_serial, row.refused) == (7, None)

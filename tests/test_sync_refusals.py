@@ -6,8 +6,10 @@ a failure retried on the backoff timer."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import dns.name
@@ -125,18 +127,26 @@ def test_bad_config_is_refused_at_start_naming_the_setting(tmp_path: Path, case:
     assert not (tmp_path / "sync.db").exists() or case == "unreachable url"
 
 
-def test_mass_deletion_needs_force_and_foreign_records_survive(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def primary_and_pdns(work: Path) -> Iterator[tuple[ZonefanServer, PdnsServer]]:
+    """A `zonefan serve` primary of PLAIN and SIGNED (letting 127.0.0.1 transfer with KEY)
+    and a pdns_server, both in ``work``."""
     require_tool("pdns_server")
-    db = build_store(tmp_path)
+    db = build_store(work)
     with (
         ZonefanServer(
-            tmp_path / "primary",
+            work / "primary",
             db=db,
             probe_name=PLAIN,
-            config=primary_config(tmp_path, free_port()),
+            config=primary_config(work, free_port()),
         ) as primary,
-        PdnsServer(tmp_path / "pdns") as pdns,
+        PdnsServer(work / "pdns") as pdns,
     ):
+        yield primary, pdns
+
+
+def test_mass_deletion_needs_force_and_foreign_records_survive(tmp_path: Path) -> None:
+    with primary_and_pdns(tmp_path) as (primary, pdns):
         config = sync_config(tmp_path, primary, pdns.api_url, pdns, None, free_port())
         env = {SECRET_ENV: KEY.secret, API_KEY_ENV: pdns.api_key}
         first = sync_cli(config, env, "apply", PLAIN)

@@ -26,14 +26,12 @@ from tests.test_sync_e2e import (
     KEY,
     PLAIN,
     SIGNED,
-    build_store,
     dig,
-    primary_config,
     served_serial,
     sync_config,
 )
-from tests.test_sync_refusals import sync_cli
-from tests.tools import free_port, require_tool
+from tests.test_sync_refusals import primary_and_pdns, sync_cli
+from tests.tools import free_port
 
 pytestmark = pytest.mark.external
 
@@ -74,18 +72,8 @@ class Setup:
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     """The primary serving PLAIN and SIGNED; one pdns target, behind the proxy, that takes
     unsigned zones only (``signed-zones = "refuse"``): SIGNED is refused there."""
-    require_tool("pdns_server")
     work = tmp_path_factory.mktemp("sync-status")
-    db = build_store(work)
-    with (
-        ZonefanServer(
-            work / "primary",
-            db=db,
-            probe_name=PLAIN,
-            config=primary_config(work, free_port()),
-        ) as primary,
-        PdnsServer(work / "pdns") as pdns,
-    ):
+    with primary_and_pdns(work) as (primary, pdns):
         proxy = FaultProxy(pdns.api_url).start()
         try:
             config = sync_config(work, primary, proxy.url, pdns, None, free_port())
