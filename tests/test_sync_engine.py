@@ -9,6 +9,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dns.name
 import dns.rdatatype
@@ -26,7 +27,8 @@ from sync.errors import (
 from sync.model import RRset, ZoneData, sort_key
 from sync.plan import Action, Safety, compute_plan
 from sync.providers.base import Capabilities, DnssecMode, RecordTarget, SecondaryTarget
-from sync.state import SCHEMA_VERSION, SyncState
+from sync.state import SCHEMA_VERSION, SyncState, TargetStatus
+from sync.status import ZoneStatus, target_rows
 
 ORIGIN = dns.name.from_text("example.test.")
 FAST = EngineSettings(retry_base=0.05, retry_max=0.2, refresh_interval=0.2, drift_interval=0.2)
@@ -673,3 +675,38 @@ def test_applying_a_plan_gives_the_zone_plus_only_foreign_records(
         (k for k in desired.rrsets if k[1] != dns.rdatatype.TXT), key=sort_key
     )
     assert set(fresh.unsupported) == {k for k in desired.rrsets if k[1] == dns.rdatatype.TXT}
+
+
+# -- status verdicts -----------------------------------------------------------------------
+
+
+def test_status_verdicts_judge_against_the_primary_and_the_content() -> None:
+    """current needs the primary's serial and the sidecar's content for it; an unanswered
+    primary is never current; a newer serial the sidecar lacks has no known lag."""
+    digest = zone(5).digest
+
+    def verdict(
+        primary: int | None, copy: int | None, pushed: int | None, **known: Any
+    ) -> tuple[str, object]:
+        z = ZoneStatus(
+            zone="example.test.",
+            primary_serial=primary,
+            primary_error=None if primary is not None else "did not answer: no answer",
+            copy_serial=copy,
+            copy_digest=None if copy is None else zone(copy).digest,
+            copy_seen_at=None if copy is None else 100.0,
+        )
+        s = TargetStatus("t", "example.test.", pushed_serial=pushed, **known)
+        (row,) = target_rows([z], [("t", "example.test.")], [s], lambda: 130.0)
+        return row["verdict"], row["lag_seconds"]
+
+    assert verdict(5, 5, 5, pushed_digest=digest) == ("current", 0.0)
+    assert verdict(5, 5, 5, pushed_digest=zone(5, hosts=3).digest) == ("behind", 30.0)
+    assert verdict(6, 5, 5, pushed_digest=digest) == ("behind", None)
+    assert verdict(5, 5, 4) == ("behind", 30.0)
+    assert verdict(None, 5, 5, pushed_digest=digest) == ("unknown", None)
+    assert verdict(None, None, 5) == ("unknown", None)
+    assert verdict(5, 5, 4, refused_serial=5, refused_kind="safety") == ("refused", None)
+    # A refusal of an older serial, or one with a newer serial queued, is not the verdict.
+    assert verdict(6, 6, 4, refused_serial=5)[0] == "behind"
+    assert verdict(5, 5, 4, refused_serial=5, pending_serial=5)[0] == "behind"
