@@ -6,8 +6,13 @@ holds, checks safety and applies it. What the target holds is read from it on th
 attempt after a start, after any failure, after drift and when forced; otherwise it is what
 the engine itself pushed there last, so a one-record change costs no read of a large zone.
 A failure is retried with exponential backoff and jitter (at least the provider's
-Retry-After) until the target converges. A drift checker reads each converged
-target back on an interval and repairs (or only reports) what changed there.
+Retry-After) until the target converges. A refusal (:class:`~sync.errors.RefusedError`: a
+target that cannot carry the zone, a request the target rejects, a plan over a safety
+limit) is not retried on a timer: it is recorded as the (target, zone)'s state and tried
+again only when something that could change the verdict changes: a new serial of the zone,
+a start of the engine (the config or the provider may have changed), or ``sync apply``
+(with ``--force`` for a safety refusal). A drift checker reads each converged target back
+on an interval and repairs (or only reports) what changed there.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import dns.name
 
 from sync.errors import (
     CapabilityError,
-    PlanRefusedError,
+    RefusalKind,
+    RefusedError,
     SyncError,
     TargetError,
 )
@@ -84,13 +90,15 @@ class EngineSettings:
 
 @dataclass(frozen=True)
 class Outcome:
-    """The result of one push attempt."""
+    """The result of one push attempt: ``ok``, refused (``refused`` names the kind, see
+    :class:`~sync.errors.RefusedError`) or failed (retried with backoff)."""
 
     target: str
     zone: str
     serial: int
     ok: bool
     detail: str
+    refused: RefusalKind | None = None
 
 
 def backoff(
@@ -173,7 +181,8 @@ class SyncEngine:
 
     def queue_unconverged(self, force: bool = False) -> None:
         """Queue every (target, zone) whose pushed serial is not the local one (all of them
-        with ``force``): what a restart or ``sync apply`` starts from."""
+        with ``force``): what a start begins with. A refused one is among them: the config
+        or the provider may have changed since, so each start judges it once again."""
         pushed = {(s.target, s.zone): s.pushed_serial for s in self.state.status()}
         for zone in self.zones:
             data = self.zone(zone)
@@ -316,16 +325,16 @@ class SyncEngine:
         return data
 
     async def attempt(self, item: OutboxItem) -> Outcome:
-        """One try at an outbox item; failures are recorded and rescheduled, not raised."""
+        """One try at an outbox item; failures are recorded and rescheduled, refusals
+        recorded and unscheduled, neither raised."""
         zone = dns.name.from_text(item.zone)
         try:
             return await self.push(item.target, zone, force=item.force)
-        except (PlanRefusedError, CapabilityError) as exc:
-            # Retrying cannot help until an operator forces or reconfigures: look again later.
-            retry = self.settings.retry_max
-            self.state.refused(item.target, item.zone, item.serial, str(exc), retry)
+        except RefusedError as exc:
+            # Retrying cannot help until the zone, the config or an operator's --force does.
+            self.state.refused(item.target, item.zone, item.serial, str(exc), exc.kind)
             log.error("%s", exc)
-            return Outcome(item.target, item.zone, item.serial, False, str(exc))
+            return Outcome(item.target, item.zone, item.serial, False, str(exc), exc.kind)
         except TargetError as exc:
             self._note_retry_after(item.target, exc)
             return self._failed(item, str(exc), exc.retry_after)
@@ -416,14 +425,21 @@ class SyncEngine:
     # -- loops ------------------------------------------------------------------------------
 
     async def drain(
-        self, names: Iterable[str] | None = None, deadline: float = 60.0
+        self,
+        names: Iterable[str] | None = None,
+        deadline: float = 60.0,
+        zones: Iterable[dns.name.Name] | None = None,
     ) -> list[Outcome]:
-        """Attempt every due outbox item of ``names`` (all targets) once, targets in
-        parallel: what ``sync apply`` runs."""
+        """Attempt every outbox item of ``names`` (all targets) for ``zones`` (all zones)
+        once, due or not, targets in parallel: what ``sync apply`` runs."""
         chosen = list(names) if names is not None else list(self.targets)
+        wanted = None if zones is None else {z.to_text() for z in zones}
 
         async def one_target(name: str) -> list[Outcome]:
-            return [await self.attempt(item) for item in self.state.pending(name)]
+            items = self.state.pending(name)
+            return [
+                await self.attempt(item) for item in items if wanted is None or item.zone in wanted
+            ]
 
         results = await asyncio.wait_for(
             asyncio.gather(*(one_target(n) for n in chosen)), timeout=deadline

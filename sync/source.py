@@ -105,24 +105,31 @@ class ZoneSource:
                 query, self.primary.host, timeout=self.timeout, port=self.primary.port
             )
         except (dns.exception.DNSException, OSError, EOFError) as exc:
-            raise SourceError(self._failure("SOA query", zone, exc)) from exc
+            silent = isinstance(exc, dns.exception.Timeout | OSError | EOFError)
+            reason = ("did not answer: " if silent else "gave no usable answer: ") + (
+                self._explain(exc)
+            )
+            raise SourceError(self._failure("SOA query", zone, exc), reason) from exc
         rcode = response.rcode()
         if rcode != dns.rcode.NOERROR:
+            reason = f"answered the SOA query for {zone} with {dns.rcode.to_text(rcode)}"
             raise SourceError(
-                f"primary {self.primary} answered the SOA query for {zone} with "
-                f"{dns.rcode.to_text(rcode)}{_rcode_hint(rcode)}"
+                f"primary {self.primary} {reason}{_rcode_hint(rcode)}",
+                reason + _rcode_hint(rcode),
             )
         if not response.flags & dns.flags.AA:
-            raise SourceError(
-                f"primary {self.primary} is not authoritative for {zone} (NOERROR without "
-                f"the AA flag): is the zone loaded there?"
+            reason = (
+                f"is not authoritative for {zone} (NOERROR without the AA flag): is the "
+                "zone loaded there?"
             )
+            raise SourceError(f"primary {self.primary} {reason}", reason)
         for rrset in response.answer:
             if rrset.name == zone and rrset.rdtype == dns.rdatatype.SOA and len(rrset) == 1:
                 soa = rrset[0]
                 assert isinstance(soa, dns.rdtypes.ANY.SOA.SOA)
                 return int(soa.serial)
-        raise SourceError(f"primary {self.primary} sent no SOA for {zone} (NOERROR, AA)")
+        reason = f"sent no SOA for {zone} (NOERROR, AA)"
+        raise SourceError(f"primary {self.primary} {reason}", reason)
 
     # -- transfers -------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@
   records in uncompressed wire form, read back without dnspython's parser), its serial and
   when that serial was first seen.
 * ``targets``: per (target, zone): the serial last pushed and when, the last success, the
-  last error, and the last drift found.
+  last error, the last drift found, and a standing refusal (its reason, kind and serial):
+  a push that retrying cannot make succeed is recorded here and leaves the outbox.
 * ``owned``: per (target, zone) the RRsets zonefan manages there, one row holding them all
   (a 10k-RRset zone writes in 3 ms, where a row per RRset took 75 ms). Written *before* a
   plan is applied (so a crash mid-push cannot turn our own records into "foreign" ones)
@@ -12,7 +13,8 @@
   when another one (``sync apply`` beside ``sync run``) changed it.
 * ``outbox``: pending work, one row per (target, zone). A newer serial replaces an older
   pending one (the newest zone contains every earlier change). A row is deleted only in the
-  transaction that records the successful push, so a crash or restart resumes it; because
+  transaction that records the successful push or a refusal, so a crash or restart resumes
+  it; because
   every attempt re-reads the target and plans the remaining difference, nothing is applied
   twice.
 * ``events``: the evidence trail (push, drift, error, refused), newest last.
@@ -20,6 +22,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -35,7 +38,7 @@ from sync.errors import SyncError
 from sync.model import FastName, RRsetKey, ZoneData
 from sync.wire import zone_from_wire
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x7A667379  # "zfsy"
 BUSY_TIMEOUT_S = 10.0
 EVENTS_KEPT = 10_000
@@ -47,6 +50,7 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS targets (
         target TEXT, zone TEXT, pushed_serial INTEGER, pushed_digest TEXT, pushed_at REAL,
         last_success REAL, last_error TEXT, last_error_at REAL, drift TEXT, drift_at REAL,
+        refused TEXT, refused_kind TEXT, refused_serial INTEGER, refused_at REAL,
         PRIMARY KEY (target, zone))""",
     """CREATE TABLE IF NOT EXISTS owned (
         target TEXT, zone TEXT, rrsets TEXT, version INTEGER, PRIMARY KEY (target, zone))""",
@@ -59,9 +63,26 @@ SCHEMA = (
 )
 
 
+# Columns added to ``targets`` after schema 1 and 2 (ALTER TABLE on migration).
+_REFUSAL_COLUMNS = (
+    ("refused", "TEXT"),
+    ("refused_kind", "TEXT"),
+    ("refused_serial", "INTEGER"),
+    ("refused_at", "REAL"),
+)
+
+
 def _owned_key(line: str) -> RRsetKey:
     name, rdtype = line.rsplit(" ", 1)
     return FastName.parse(name), dns.rdatatype.RdataType.make(int(rdtype))
+
+
+_NO_REFUSAL: dict[str, Any] = {
+    "refused": None,
+    "refused_kind": None,
+    "refused_serial": None,
+    "refused_at": None,
+}
 
 
 class StateError(SyncError):
@@ -70,21 +91,25 @@ class StateError(SyncError):
 
 @dataclass(frozen=True)
 class TargetStatus:
-    """What the state knows of one zone at one target."""
+    """What the state knows of one zone at one target (nothing: all None)."""
 
     target: str
     zone: str
-    pushed_serial: int | None
-    pushed_digest: str | None
-    pushed_at: float | None
-    last_success: float | None
-    last_error: str | None
-    last_error_at: float | None
-    attempts: int
-    drift: str | None
-    drift_at: float | None
-    pending_serial: int | None
-    next_attempt: float | None
+    pushed_serial: int | None = None
+    pushed_digest: str | None = None
+    pushed_at: float | None = None
+    last_success: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    attempts: int = 0
+    drift: str | None = None
+    drift_at: float | None = None
+    pending_serial: int | None = None
+    next_attempt: float | None = None
+    refused: str | None = None  # the reason of a standing refusal
+    refused_kind: str | None = None  # "capability", "rejected" or "safety"
+    refused_serial: int | None = None
+    refused_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +170,10 @@ class SyncState:
                 c.execute("ALTER TABLE owned RENAME TO owned_v1")
             for statement in SCHEMA:
                 c.execute(statement)
+            have = {row[1] for row in c.execute("PRAGMA table_info(targets)")}
+            for column, kind in _REFUSAL_COLUMNS:
+                if column not in have:
+                    c.execute(f"ALTER TABLE targets ADD COLUMN {column} {kind}")
             if version == 1:
                 groups: dict[tuple[str, str], list[str]] = {}
                 for target, zone, name, rdtype in c.execute("SELECT * FROM owned_v1"):
@@ -178,12 +207,15 @@ class SyncState:
         row = self.conn.execute("SELECT data FROM zones WHERE name=?", (name.to_text(),)).fetchone()
         return None if row is None else zone_from_wire(name, bytes(row[0]))
 
-    def zone_serial(self, name: dns.name.Name) -> tuple[int, float] | None:
-        """(serial, when it was first seen) of the local copy."""
+    def zone_version(self, name: dns.name.Name) -> tuple[int, float, str] | None:
+        """(serial, when first seen, content digest) of the local copy, without parsing it:
+        the digest is :attr:`ZoneData.digest`, a hash of the stored wire."""
         row = self.conn.execute(
-            "SELECT serial, seen_at FROM zones WHERE name=?", (name.to_text(),)
+            "SELECT serial, seen_at, data FROM zones WHERE name=?", (name.to_text(),)
         ).fetchone()
-        return None if row is None else (int(row[0]), float(row[1]))
+        if row is None:
+            return None
+        return int(row[0]), float(row[1]), hashlib.sha256(bytes(row[2])).hexdigest()
 
     # -- the outbox -------------------------------------------------------------------------
 
@@ -218,7 +250,7 @@ class SyncState:
                 "UPDATE outbox SET attempts=attempts+1, next_attempt=? WHERE target=? AND zone=?",
                 (now + delay, target, zone),
             )
-            self._upsert_target(c, target, zone, last_error=error, last_error_at=now)
+            self._upsert_target(c, target, zone, last_error=error, last_error_at=now, **_NO_REFUSAL)
             self._event(c, target, zone, "error", serial, error)
 
     # -- outcomes ---------------------------------------------------------------------------
@@ -279,33 +311,39 @@ class SyncState:
             if removed:
                 mine = self._owned_now(c, target, zone).difference(removed)
                 self._write_owned(c, target, zone, mine)
-            c.execute(
-                "DELETE FROM outbox WHERE target=? AND zone=? AND serial=?",
-                (target, zone, serial),
-            )
-            self._upsert_target(
+            self._settle(
                 c,
                 target,
                 zone,
+                serial,
+                ("push", detail),
                 pushed_serial=serial,
                 pushed_digest=digest,
                 pushed_at=now,
                 last_success=now,
                 last_error=None,
+                **_NO_REFUSAL,
             )
-            self._event(c, target, zone, "push", serial, detail)
 
-    def refused(self, target: str, zone: str, serial: int, error: str, delay: float) -> None:
-        """A plan was refused (safety or capability): keep it queued, retried after
-        ``delay`` or when forced."""
+    def refused(self, target: str, zone: str, serial: int, error: str, kind: str) -> None:
+        """A push of ``serial`` was refused (see :class:`~sync.errors.RefusedError`): record
+        the refusal and drop the outbox row, so nothing retries it on a timer. A newer
+        serial queued meanwhile stays queued."""
         now = self.clock()
         with self._tx() as c:
-            c.execute(
-                "UPDATE outbox SET next_attempt=? WHERE target=? AND zone=?",
-                (now + delay, target, zone),
+            self._settle(
+                c,
+                target,
+                zone,
+                serial,
+                ("refused", error),
+                last_error=error,
+                last_error_at=now,
+                refused=error,
+                refused_kind=kind,
+                refused_serial=serial,
+                refused_at=now,
             )
-            self._upsert_target(c, target, zone, last_error=error, last_error_at=now)
-            self._event(c, target, zone, "refused", serial, error)
 
     def drift(self, target: str, zone: str, serial: int, detail: str | None) -> None:
         """Record what a read-back found: ``detail`` None means none."""
@@ -316,15 +354,16 @@ class SyncState:
                 self._event(c, target, zone, "drift", serial, detail)
 
     def status(self) -> list[TargetStatus]:
+        """What is known of every (target, zone) pushed, tried or queued."""
         rows = self.conn.execute(
             "SELECT t.target, t.zone, t.pushed_serial, t.pushed_digest, t.pushed_at,"
-            " t.last_success,"
-            " t.last_error, t.last_error_at, COALESCE(o.attempts, 0), t.drift, t.drift_at,"
-            " o.serial, o.next_attempt FROM targets t LEFT JOIN outbox o"
+            " t.last_success, t.last_error, t.last_error_at, COALESCE(o.attempts, 0), t.drift,"
+            " t.drift_at, o.serial, o.next_attempt, t.refused, t.refused_kind,"
+            " t.refused_serial, t.refused_at FROM targets t LEFT JOIN outbox o"
             " ON o.target=t.target AND o.zone=t.zone"
             " UNION SELECT o.target, o.zone, NULL, NULL, NULL, NULL, NULL, NULL, o.attempts,"
-            " NULL,"
-            " NULL, o.serial, o.next_attempt FROM outbox o WHERE NOT EXISTS"
+            " NULL, NULL, o.serial, o.next_attempt, NULL, NULL, NULL, NULL FROM outbox o"
+            " WHERE NOT EXISTS"
             " (SELECT 1 FROM targets t WHERE t.target=o.target AND t.zone=o.zone)"
             " ORDER BY 2, 1"
         ).fetchall()
@@ -347,6 +386,23 @@ class SyncState:
             f"UPDATE targets SET {sets} WHERE target=? AND zone=?",
             (*fields.values(), target, zone),
         )
+
+    def _settle(
+        self,
+        c: sqlite3.Connection,
+        target: str,
+        zone: str,
+        serial: int,
+        event: tuple[str, str],
+        **fields: Any,
+    ) -> None:
+        """``serial`` is done with (pushed or refused): drop its outbox row (a newer serial
+        queued stays), record ``fields`` and the ``event`` (kind, detail)."""
+        c.execute(
+            "DELETE FROM outbox WHERE target=? AND zone=? AND serial=?", (target, zone, serial)
+        )
+        self._upsert_target(c, target, zone, **fields)
+        self._event(c, target, zone, event[0], serial, event[1])
 
     def _event(
         self, c: sqlite3.Connection, target: str, zone: str, kind: str, serial: int, detail: str

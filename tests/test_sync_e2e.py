@@ -355,9 +355,10 @@ def test_change_while_provider_is_down_arrives_after_restart(stack: Stack) -> No
     stack.pdns.stop()
     change(stack, PLAIN, "while-down", "192.0.2.221")
     time.sleep(2)  # several failed attempts
-    status = json.loads(stack.sync_cli("status", "--json").stdout)
+    status = json.loads(stack.sync_cli("status", "--json").stdout)["targets"]
     pdns_plain = next(r for r in status if r["target"] == "pdns" and r["zone"] == PLAIN)
-    assert not pdns_plain["current"] and pdns_plain["last_error"], pdns_plain
+    assert pdns_plain["verdict"] == "behind" and pdns_plain["last_error"], pdns_plain
+    assert pdns_plain["primary_serial"] == primary_serial(stack, PLAIN)
     stack.pdns.start()
     stack.proxy.upstream = stack.pdns.api_url
     wait_answer(stack, PLAIN, "while-down", "192.0.2.221", 30)
@@ -396,7 +397,7 @@ def test_drift_made_by_hand_is_found_and_repaired(stack: Stack) -> None:
     assert status == 204
     assert dig(stack.pdns.dns_port, f"mail2.{PLAIN}", "A") == []
     wait_until(lambda: dig(stack.pdns.dns_port, f"mail2.{PLAIN}", "A") == ["198.51.100.25"], 15)
-    rows = json.loads(stack.sync_cli("status", "--json").stdout)
+    rows = json.loads(stack.sync_cli("status", "--json").stdout)["targets"]
     row = next(r for r in rows if r["target"] == "pdns" and r["zone"] == PLAIN)
     log = stack.sidecar.log_text()
     assert "drift at pdns for example.test." in log and "mail2" in log, log[-3000:]
@@ -407,14 +408,16 @@ def test_drift_made_by_hand_is_found_and_repaired(stack: Stack) -> None:
 
 def test_status_and_ns_report_every_target(stack: Stack) -> None:
     wait_converged(stack, PLAIN, timeout=10)
-    rows = json.loads(stack.sync_cli("status", "--json").stdout)
+    rows = json.loads(stack.sync_cli("status", "--json").stdout)["targets"]
     pairs = {(r["target"], r["zone"]): r for r in rows}
     assert set(pairs) == {("pdns", PLAIN), ("pdns", SIGNED), ("knot", SIGNED)}
     for row in pairs.values():
-        assert row["pushed_serial"] == primary_serial(stack, row["zone"])
-        assert row["last_success"] is not None
+        serial = primary_serial(stack, row["zone"])
+        assert row["pushed_serial"] == row["primary_serial"] == serial
+        assert row["verdict"] == "current" and row["last_success"] is not None
     text = stack.sync_cli("status").stdout
-    assert f"{SIGNED} at knot: pushed {primary_serial(stack, SIGNED)}" in text
+    serial = primary_serial(stack, SIGNED)
+    assert f"{SIGNED} at knot: primary {serial}, pushed {serial} " in text
     kinds = {(e["target"], e["kind"]) for e in events(stack)}
     assert {("pdns", "push"), ("knot", "push")} <= kinds
     ns = json.loads(stack.sync_cli("ns", SIGNED, "--json").stdout)

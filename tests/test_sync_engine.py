@@ -9,6 +9,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dns.name
 import dns.rdatatype
@@ -26,7 +27,8 @@ from sync.errors import (
 from sync.model import RRset, ZoneData, sort_key
 from sync.plan import Action, Safety, compute_plan
 from sync.providers.base import Capabilities, DnssecMode, RecordTarget, SecondaryTarget
-from sync.state import SCHEMA_VERSION, SyncState
+from sync.state import SCHEMA_VERSION, SyncState, TargetStatus
+from sync.status import ZoneStatus, target_rows
 
 ORIGIN = dns.name.from_text("example.test.")
 FAST = EngineSettings(retry_base=0.05, retry_max=0.2, refresh_interval=0.2, drift_interval=0.2)
@@ -402,13 +404,16 @@ async def test_mass_deletion_waits_for_force(tmp_path: Path) -> None:
     source.current = zone(2, hosts=8)
     await engine.refresh_zone(ORIGIN)
     (refused,) = await engine.drain()
-    assert not refused.ok and "--force" in refused.detail
+    assert not refused.ok and "--force" in refused.detail and refused.refused == "safety"
     assert len(as_dict(target)) == 22  # nothing applied
-    (item,) = engine.state.pending("a")
-    assert item.next_attempt - time.time() > 0.1  # parked, not hammered
+    assert engine.state.pending("a") == []  # a state waiting for --force, not a retry
+    (row,) = engine.state.status()
+    assert (row.refused_kind, row.refused_serial) == ("safety", 2)
     engine.state.enqueue("a", ORIGIN, 2, force=True)
     (forced,) = await engine.drain()
     assert forced.ok and len(as_dict(target)) == 10
+    (row,) = engine.state.status()
+    assert row.refused is None and row.pushed_serial == 2
 
 
 async def test_signed_zone_is_refused_for_a_target_without_dnssec(tmp_path: Path) -> None:
@@ -427,6 +432,65 @@ async def test_signed_zone_is_refused_for_a_target_without_dnssec(tmp_path: Path
         await engine.push("plain", ORIGIN)
     events = [e["kind"] for e in engine.state.events() if e["target"] == "plain"]
     assert events == ["refused"]
+
+
+async def test_a_refusal_is_a_state_judged_again_only_when_the_verdict_may_change(
+    tmp_path: Path,
+) -> None:
+    """Refused once, then not on any timer (the clock is moved far past retry-max: nothing
+    is queued, so no worker or drain can try it); tried again on a new serial and at a
+    start, which here brings a config that can carry the zone."""
+    now = [1_000_000.0]
+
+    def clock() -> float:
+        return now[0]
+
+    source = MemorySource(signed(zone(1)))
+    state = SyncState(tmp_path / "sync.db", clock=clock)
+    plain = {"t": TargetSpec(MemoryTarget("t", dnssec=DnssecMode.NONE))}
+    engine = SyncEngine(state, source, [ORIGIN], plain, FAST, clock=clock)
+    await engine.refresh_zone(ORIGIN)
+
+    def refusals() -> list[int]:
+        return [e["serial"] for e in state.events() if e["kind"] == "refused"]
+
+    (first,) = await engine.drain()
+    assert (first.ok, first.refused, first.serial) == (False, "capability", 1)
+    assert "DNSSEC mode is 'none'" in first.detail
+    now[0] += 1000 * FAST.retry_max
+    assert state.pending() == []
+    assert await engine.drain() == []
+    assert refusals() == [1]
+    (row,) = state.status()
+    assert (row.refused_kind, row.refused_serial, row.pushed_serial) == ("capability", 1, None)
+    assert row.refused is not None and "DNSSEC mode is 'none'" in row.refused
+    # A new serial is judged again (and refused again: still signed).
+    source.current = signed(zone(2))
+    await engine.refresh_zone(ORIGIN)
+    (second,) = await engine.drain()
+    assert second.refused == "capability" and refusals() == [1, 2]
+    # A start with a config whose target takes signed data: judged again, and pushed.
+    presigned = MemoryTarget("t")
+    restarted = SyncEngine(state, source, [ORIGIN], {"t": TargetSpec(presigned)}, FAST, clock=clock)
+    restarted.queue_unconverged()
+    (third,) = await restarted.drain()
+    assert third.ok and third.refused is None
+    (row,) = state.status()
+    assert (row.refused, row.refused_kind, row.pushed_serial) == (None, None, 2)
+
+
+def test_a_refusal_leaves_a_newer_serial_queued_and_a_failure_clears_it(tmp_path: Path) -> None:
+    state = SyncState(tmp_path / "s.db")
+    zone_text = ORIGIN.to_text()
+    state.enqueue("a", ORIGIN, 1)
+    state.enqueue("a", ORIGIN, 2)  # queued while serial 1 was being tried
+    state.refused("a", zone_text, 1, "refused for 1", "capability")
+    assert [i.serial for i in state.pending()] == [2]
+    (row,) = state.status()
+    assert (row.refused, row.refused_serial, row.pending_serial) == ("refused for 1", 1, 2)
+    state.defer("a", zone_text, 2, "HTTP 503", 1.0)
+    (row,) = state.status()
+    assert row.refused is None and row.last_error == "HTTP 503"
 
 
 @pytest.mark.parametrize("mode", ["repair", "report"])
@@ -479,33 +543,53 @@ def test_owned_sets_are_shared_between_processes(tmp_path: Path) -> None:
     assert SyncState(tmp_path / "s.db").owned("a", zone_text) == set(keys[2:])
 
 
-def test_a_schema_1_state_file_is_migrated(tmp_path: Path) -> None:
-    """Schema 1 kept a row per owned RRset; opening such a file keeps every one of them."""
-    path = tmp_path / "v1.db"
+def old_state_file(path: Path, version: int, *statements: str) -> Path:
+    """A state file of schema ``version`` made by ``statements``."""
     conn = sqlite3.connect(path)
-    conn.execute(
-        "CREATE TABLE owned (target TEXT, zone TEXT, name TEXT, rdtype INTEGER,"
-        " PRIMARY KEY (target, zone, name, rdtype))"
-    )
-    conn.executemany(
-        "INSERT INTO owned VALUES (?,?,?,?)",
-        [
-            ("a", "example.test.", "h0.example.test.", 1),
-            ("a", "example.test.", "example.test.", 2),
-            ("b", "example.test.", "h1.example.test.", 1),
-        ],
-    )
+    for statement in statements:
+        conn.execute(statement)
     conn.execute("PRAGMA application_id=2053534585")
-    conn.execute("PRAGMA user_version=1")
+    conn.execute(f"PRAGMA user_version={version}")
     conn.commit()
     conn.close()
+    return path
+
+
+def test_a_schema_1_state_file_is_migrated(tmp_path: Path) -> None:
+    """Schema 1 kept a row per owned RRset; opening such a file keeps every one of them."""
+    path = old_state_file(
+        tmp_path / "v1.db",
+        1,
+        "CREATE TABLE owned (target TEXT, zone TEXT, name TEXT, rdtype INTEGER,"
+        " PRIMARY KEY (target, zone, name, rdtype))",
+        "INSERT INTO owned VALUES ('a', 'example.test.', 'h0.example.test.', 1),"
+        " ('a', 'example.test.', 'example.test.', 2),"
+        " ('b', 'example.test.', 'h1.example.test.', 1)",
+    )
     state = SyncState(path)
     zone_text = ORIGIN.to_text()
     h0, h1 = (dns.name.from_text(h, ORIGIN) for h in ("h0", "h1"))
     assert state.owned("a", zone_text) == {(h0, dns.rdatatype.A), (ORIGIN, dns.rdatatype.NS)}
     assert state.owned("b", zone_text) == {(h1, dns.rdatatype.A)}
     version = state.conn.execute("PRAGMA user_version").fetchone()[0]
-    assert version == SCHEMA_VERSION == 2
+    assert version == SCHEMA_VERSION == 3
+
+
+def test_a_schema_2_state_file_gains_the_refusal_columns(tmp_path: Path) -> None:
+    path = old_state_file(
+        tmp_path / "v2.db",
+        2,
+        "CREATE TABLE targets (target TEXT, zone TEXT, pushed_serial INTEGER,"
+        " pushed_digest TEXT, pushed_at REAL, last_success REAL, last_error TEXT,"
+        " last_error_at REAL, drift TEXT, drift_at REAL, PRIMARY KEY (target, zone))",
+        "INSERT INTO targets (target, zone, pushed_serial) VALUES ('a', 'x.', 7)",
+    )
+    state = SyncState(path)
+    (row,) = state.status()
+    assert (row.pushed_serial, row.refused) == (7, None)
+    state.refused("a", "x.", 8, "no", "safety")
+    (row,) = state.status()
+    assert (row.pushed_serial, row.refused_kind, row.refused_serial) == (7, "safety", 8)
 
 
 async def test_changes_are_planned_against_the_last_push_not_a_fresh_read(tmp_path: Path) -> None:
@@ -591,3 +675,38 @@ def test_applying_a_plan_gives_the_zone_plus_only_foreign_records(
         (k for k in desired.rrsets if k[1] != dns.rdatatype.TXT), key=sort_key
     )
     assert set(fresh.unsupported) == {k for k in desired.rrsets if k[1] == dns.rdatatype.TXT}
+
+
+# -- status verdicts -----------------------------------------------------------------------
+
+
+def test_status_verdicts_judge_against_the_primary_and_the_content() -> None:
+    """current needs the primary's serial and the sidecar's content for it; an unanswered
+    primary is never current; a newer serial the sidecar lacks has no known lag."""
+    digest = zone(5).digest
+
+    def verdict(
+        primary: int | None, copy: int | None, pushed: int | None, **known: Any
+    ) -> tuple[str, object]:
+        z = ZoneStatus(
+            zone="example.test.",
+            primary_serial=primary,
+            primary_error=None if primary is not None else "did not answer: no answer",
+            copy_serial=copy,
+            copy_digest=None if copy is None else zone(copy).digest,
+            copy_seen_at=None if copy is None else 100.0,
+        )
+        s = TargetStatus("t", "example.test.", pushed_serial=pushed, **known)
+        (row,) = target_rows([z], [("t", "example.test.")], [s], lambda: 130.0)
+        return row["verdict"], row["lag_seconds"]
+
+    assert verdict(5, 5, 5, pushed_digest=digest) == ("current", 0.0)
+    assert verdict(5, 5, 5, pushed_digest=zone(5, hosts=3).digest) == ("behind", 30.0)
+    assert verdict(6, 5, 5, pushed_digest=digest) == ("behind", None)
+    assert verdict(5, 5, 4) == ("behind", 30.0)
+    assert verdict(None, 5, 5, pushed_digest=digest) == ("unknown", None)
+    assert verdict(None, None, 5) == ("unknown", None)
+    assert verdict(5, 5, 4, refused_serial=5, refused_kind="safety") == ("refused", None)
+    # A refusal of an older serial, or one with a newer serial queued, is not the verdict.
+    assert verdict(6, 6, 4, refused_serial=5)[0] == "behind"
+    assert verdict(5, 5, 4, refused_serial=5, pending_serial=5)[0] == "behind"

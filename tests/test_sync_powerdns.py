@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import email.utils
+import functools
 import json
 import re
 import time
@@ -69,6 +70,8 @@ RACE_ROUNDS = 50
 KEY_ENV = "PDNS_TEST_API_KEY"
 TSIG_NAME = "pdns-xfr"
 TSIG_SECRET = base64.b64encode(b"powerdns-secondary-secret-012345").decode()
+# Tests of unsigned data need no secondary settings (dns, primary) when they say so.
+UNSIGNED = {"signed-zones": "refuse"}
 
 
 def example_zone() -> ZoneData:
@@ -84,7 +87,8 @@ def pdns(tmp_path: Path) -> Iterator[PdnsServer]:
 
 
 def target(server: PdnsServer, **settings: Any) -> PowerDnsTarget:
-    section: dict[str, Any] = {"url": server.api_url, "api-key-env": KEY_ENV, **settings}
+    section: dict[str, Any] = {"url": server.api_url, "api-key-env": KEY_ENV, **UNSIGNED}
+    section.update(settings)
     return powerdns_from_config("pdns", section, TargetContext({}, None, {KEY_ENV: server.api_key}))
 
 
@@ -518,7 +522,7 @@ def test_a_secondary_zone_becomes_native_again(pdns: PdnsServer) -> None:
 
 
 def test_wrong_api_key_is_a_config_error_naming_the_key(pdns: PdnsServer) -> None:
-    section = {"url": pdns.api_url, "api-key-env": KEY_ENV}
+    section = {"url": pdns.api_url, "api-key-env": KEY_ENV, **UNSIGNED}
     t = powerdns_from_config("pdns", section, TargetContext({}, None, {KEY_ENV: "wrong"}))
     with pytest.raises(SyncConfigError) as caught:
         run(t.open)
@@ -528,12 +532,62 @@ def test_wrong_api_key_is_a_config_error_naming_the_key(pdns: PdnsServer) -> Non
 
 def test_nothing_listening_is_a_config_error_naming_the_url() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    section = {"url": url, "api-key-env": KEY_ENV, "timeout": 2}
+    section = {"url": url, "api-key-env": KEY_ENV, "timeout": 2, **UNSIGNED}
     t = powerdns_from_config("pdns", section, TargetContext({}, None, {KEY_ENV: "k"}))
     with pytest.raises(SyncConfigError) as caught:
         run(t.open)
     assert caught.value.setting == "target.pdns.url"
     assert "unreachable" in str(caught.value)
+
+
+class PdnsWithout(PdnsServer):
+    """pdns started without one of the settings a secondary of a signed zone needs."""
+
+    def __init__(self, workdir: Path, setting: str) -> None:
+        super().__init__(workdir)
+        self.setting = setting
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        conf = self.workdir / "pdns.conf"
+        text = conf.read_text(encoding="utf-8")
+        assert f"{self.setting}=yes" in text
+        conf.write_text(text.replace(f"{self.setting}=yes", f"{self.setting}=no"), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ("secondary", "runs with secondary=no, so it would never transfer"),
+        ("gsqlite3-dnssec", "gsqlite3-dnssec=no, so it would serve the signed zones"),
+    ],
+)
+def test_a_server_that_cannot_be_a_signed_secondary_is_refused_at_open(
+    tmp_path: Path, setting: str, says: str
+) -> None:
+    """Where signed zones would go to pdns as secondaries, a pdns without secondary=yes
+    (it takes each zone and never transfers it) or without DNSSEC in its backend (it serves
+    the zone without its NSEC proofs: see test_signed_zone_goes_to_pdns_as_a_tsig_secondary)
+    stops the start; a target sending it no signed zone is fine."""
+    with PdnsWithout(tmp_path / "pdns", setting) as pdns:
+        ctx = TargetContext({}, Address("127.0.0.1", 53), {KEY_ENV: pdns.api_key})
+        base = {"url": pdns.api_url, "api-key-env": KEY_ENV, "dns": f"127.0.0.1:{pdns.dns_port}"}
+
+        async def opened(t: PowerDnsTarget | PowerDnsSecondaryTarget) -> None:
+            try:
+                await t.open()
+            finally:
+                await t.close()
+
+        records = powerdns_from_config("pdns", base, ctx)
+        secondary = powerdns_secondary_from_config("pdns", base, ctx)
+        for t in (records, secondary):
+            with pytest.raises(SyncConfigError, match=says) as caught:
+                run(functools.partial(opened, t))
+            assert caught.value.setting == "target.pdns.url"
+            assert f"set {setting}=yes in its pdns.conf" in str(caught.value)
+        unsigned_only = powerdns_from_config("pdns", {**base, **UNSIGNED}, ctx)
+        run(functools.partial(opened, unsigned_only))
 
 
 def test_pdns_stopped_after_open_is_target_unavailable(pdns: PdnsServer) -> None:
@@ -742,7 +796,7 @@ def test_rrset_json_is_what_json_dumps_would_say() -> None:
 
 def test_config_errors() -> None:
     ctx = TargetContext({}, None, {KEY_ENV: "k"})
-    base = {"url": "http://127.0.0.1:8081", "api-key-env": KEY_ENV}
+    base = {"url": "http://127.0.0.1:8081", "api-key-env": KEY_ENV, **UNSIGNED}
     with pytest.raises(SyncConfigError) as caught:
         powerdns_from_config("p", {**base, "bogus": 1}, ctx)
     assert caught.value.setting == "target.p.bogus"
@@ -776,23 +830,34 @@ def test_config_errors() -> None:
             powerdns_from_config("p", {**base, field: value}, ctx)
         assert caught.value.setting == f"target.p.{field}", (field, caught.value)
     # A secondary needs the primary's address and pdns's DNS address.
+    secondary = {"url": "http://127.0.0.1:8081", "api-key-env": KEY_ENV}
     with pytest.raises(SyncConfigError) as caught:
-        powerdns_secondary_from_config("p", {**base, "dns": "127.0.0.1:53"}, ctx)
+        powerdns_secondary_from_config("p", {**secondary, "dns": "127.0.0.1:53"}, ctx)
     assert caught.value.setting == "target.p.primary"
     with_primary = TargetContext({}, Address("127.0.0.1", 53), {KEY_ENV: "k"})
     with pytest.raises(SyncConfigError) as caught:
-        powerdns_secondary_from_config("p", base, with_primary)
+        powerdns_secondary_from_config("p", secondary, with_primary)
     assert caught.value.setting == "target.p.dns"
+    assert str(caught.value).startswith("target.p.dns: required: where pdns answers DNS")
+    for field, value in [("batch-size", 5), ("signed-zones", "refuse")]:
+        with pytest.raises(SyncConfigError) as caught:
+            powerdns_secondary_from_config(
+                "p", {**secondary, "dns": "127.0.0.1:53", field: value}, with_primary
+            )
+        assert caught.value.setting == f"target.p.{field}"
+        assert "unknown setting" in str(caught.value)
+    # signed-zones = "secondary" (the default): the secondary mode's settings are required
+    # when the config is loaded, before any zone is signed; "refuse" needs none of them.
     with pytest.raises(SyncConfigError) as caught:
-        powerdns_secondary_from_config(
-            "p", {**base, "dns": "127.0.0.1:53", "batch-size": 5}, with_primary
-        )
-    assert caught.value.setting == "target.p.batch-size"
-    # signed-zones: the secondary mode needs dns; "refuse" keeps the record target.
-    with pytest.raises(SyncConfigError) as caught:
-        powerdns_from_config("p", base, with_primary).for_zone(True)
+        powerdns_from_config("p", secondary, with_primary)
     assert caught.value.setting == "target.p.dns"
-    refusing = powerdns_from_config("p", {**base, "signed-zones": "refuse"}, ctx)
+    assert 'signed-zones = "refuse"' in str(caught.value)
+    with pytest.raises(SyncConfigError) as caught:
+        powerdns_from_config("p", {**secondary, "dns": "127.0.0.1:53"}, ctx)
+    assert caught.value.setting == "target.p.primary"
+    both = powerdns_from_config("p", {**secondary, "dns": "127.0.0.1:53"}, with_primary)
+    assert isinstance(both.for_zone(True), PowerDnsSecondaryTarget)
+    refusing = powerdns_from_config("p", base, ctx)
     assert refusing.for_zone(True) is refusing
 
 
@@ -823,9 +888,8 @@ def test_http_errors_map_to_target_errors() -> None:
         site = web.TCPSite(runner, "127.0.0.1", port)
         await site.start()
         ctx = TargetContext({}, None, {KEY_ENV: "k"})
-        t = powerdns_from_config(
-            "p", {"url": f"http://127.0.0.1:{port}", "api-key-env": KEY_ENV}, ctx
-        )
+        section = {"url": f"http://127.0.0.1:{port}", "api-key-env": KEY_ENV, **UNSIGNED}
+        t = powerdns_from_config("p", section, ctx)
         errors: list[Exception] = []
         try:
             await t.open()
@@ -849,7 +913,7 @@ def test_http_errors_map_to_target_errors() -> None:
 
 def test_rate_limit_spaces_requests() -> None:
     ctx = TargetContext({}, None, {KEY_ENV: "k"})
-    section = {"url": "http://127.0.0.1:1", "api-key-env": KEY_ENV, "rate-limit": 20}
+    section = {"url": "http://127.0.0.1:1", "api-key-env": KEY_ENV, "rate-limit": 20, **UNSIGNED}
     t = powerdns_from_config("p", section, ctx)
     assert t.capabilities.rate_limit == 20.0
 

@@ -24,11 +24,12 @@ import dns.name
 
 from sync.config import SyncConfig, load_sync_config
 from sync.engine import SyncEngine
-from sync.errors import SyncConfigError, SyncError
+from sync.errors import RefusedError, SyncConfigError, SyncError
 from sync.providers.base import SecondaryTarget
 from sync.settings import Address
 from sync.source import NotifyListener, ZoneSource
 from sync.state import SyncState
+from sync.status import STATUS_TIMEOUT, ask_primary, target_rows, zone_statuses
 from zonefan.options import json_option, zone_name
 
 T = TypeVar("T")
@@ -57,7 +58,7 @@ def sync_group() -> None:
       zonefan sync run --config sync.toml        # the sidecar: NOTIFY/IXFR in, pushes out
       zonefan sync plan example.test             # what each target would be changed
       zonefan sync apply --target pdns --force   # push now, overriding the safety checks
-      zonefan sync status                        # per zone and target: pushed, lag, errors
+      zonefan sync status                        # per zone and target: primary vs pushed
       zonefan sync ns example.test               # the NS set to register at the parent
     """
 
@@ -228,10 +229,17 @@ async def _plan_entry(engine: SyncEngine, name: str, zone: dns.name.Name) -> dic
         except SyncError as exc:
             entry["refused"] = str(exc)
             entry["lines"].append(f"REFUSED without --force: {exc}")
+    except RefusedError as exc:
+        entry["summary"] = f"refused: {exc}"
+        entry["refused"] = str(exc)
     except SyncError as exc:
         entry["summary"] = f"error: {exc}"
         entry["error"] = str(exc)
     return entry
+
+
+EXIT_FAILED = 1
+EXIT_REFUSED = 3
 
 
 @sync_group.command("apply")
@@ -243,8 +251,21 @@ async def _plan_entry(engine: SyncEngine, name: str, zone: dns.name.Name) -> dic
 def sync_apply(
     zone: str | None, targets: tuple[str, ...], force: bool, config_path: Path, as_json: bool
 ) -> None:
-    """Push ZONE (default: every zone) to the targets now, in parallel; exit 1 when a
-    target did not converge (its error is in `sync status`; `sync run` keeps retrying)."""
+    """Push ZONE (default: every zone) to the targets now, in parallel, once each. Pushes
+    refused before are judged again here.
+
+    \b
+    Exit status:
+      0  every target converged
+      1  a push failed (provider down, HTTP 5xx, timeout, 429; or the primary, the config):
+         retry later (`sync run` retries by itself)
+      3  a push was refused and nothing failed: retrying alone cannot help, an operator
+         must decide (a safety limit: review with `sync plan`, then --force; a target
+         that cannot serve the zone or rejected the change: change the zone or the target)
+    Each outcome is printed (--json: a list of objects with "result": converged, failed
+    or refused, and "refused": capability, rejected, safety or null); `sync status` keeps
+    them.
+    """
     cfg = load_config_or_exit(config_path)
     chosen = _chosen(cfg, targets)
     zones = _zones(cfg, zone)
@@ -253,10 +274,13 @@ def sync_apply(
         click.echo(json.dumps(outcomes, indent=2))
     else:
         for o in outcomes:
-            mark = "ok" if o["ok"] else "FAILED"
+            mark = {"converged": "ok", "failed": "FAILED", "refused": "REFUSED"}[o["result"]]
             click.echo(f"{o['zone']} at {o['target']}: {mark} serial {o['serial']}: {o['detail']}")
-    if not all(o["ok"] for o in outcomes):
-        raise SystemExit(1)
+    results = {o["result"] for o in outcomes}
+    if "failed" in results:
+        raise SystemExit(EXIT_FAILED)
+    if "refused" in results:
+        raise SystemExit(EXIT_REFUSED)
 
 
 async def _apply(
@@ -269,9 +293,12 @@ async def _apply(
             for name in chosen:
                 if cfg.targets[name].serves(zone):
                     engine.state.enqueue(name, zone, data.serial, force=force)
-        outcomes = await engine.drain(chosen)
-        wanted = {z.to_text() for z in zones}
-        return [o.__dict__ for o in outcomes if o.zone in wanted]
+        outcomes = await engine.drain(chosen, zones=zones)
+        return [{**o.__dict__, "result": _result(o.ok, o.refused)} for o in outcomes]
+
+
+def _result(ok: bool, refused: str | None) -> str:
+    return "converged" if ok else "refused" if refused is not None else "failed"
 
 
 # -- status / ns ---------------------------------------------------------------------------
@@ -285,33 +312,70 @@ async def _apply(
 @config_option
 @json_option
 def sync_status(config_path: Path, as_json: bool, events: int) -> None:
-    """Per zone and target, from the sidecar's state: the serial pushed against the
-    primary's, the lag, the last success, the last error and the last drift found."""
+    """Per zone and target: the serial the primary serves (asked by an SOA query, TSIG-signed
+    with the primary key), the serial pushed to the target, and a verdict: current (the
+    target holds what the primary serves), BEHIND (with the lag), refused (why, and what
+    makes it tried again) or unknown (the primary did not answer: the sidecar's last copy is
+    shown instead). Also the last success, error, drift and pending retry.
+
+    \b
+    --json prints one object: {"primary": ADDR, "zones": [...], "targets": [...],
+    "events": [...]}; each target row has "verdict" (current, behind, refused, unknown),
+    "primary_serial" (null when not asked), "copy_serial" (the sidecar's copy),
+    "pushed_serial", "refused" and "refused_kind" (capability, rejected, safety).
+    """
     cfg = load_config_or_exit(config_path)
-    state = SyncState(cfg.state)
+    source = ZoneSource(
+        cfg.primary, cfg.primary_key, timeout=min(cfg.primary_timeout, STATUS_TIMEOUT)
+    )
+    answers = _run(ask_primary(source, cfg.zones))
+    # A sidecar that never ran has no state file yet; status does not create one.
     try:
-        rows = _status_rows(cfg, state, time.time)
-        trail = state.events(events) if events else []
+        state = SyncState(cfg.state) if cfg.state.exists() else None
+    except SyncError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        zones = zone_statuses(state, answers)
+        pairs = [
+            (name, zone.to_text())
+            for zone in cfg.zones
+            for name, spec in cfg.targets.items()
+            if spec.serves(zone)
+        ]
+        rows = target_rows(zones, pairs, state.status() if state else [], time.time)
+        trail = state.events(events) if events and state else []
     finally:
-        state.close()
+        if state is not None:
+            state.close()
     if as_json:
-        click.echo(json.dumps({"targets": rows, "events": trail} if events else rows, indent=2))
+        report = {
+            "primary": str(cfg.primary),
+            "zones": [z.__dict__ for z in zones],
+            "targets": rows,
+            "events": trail,
+        }
+        click.echo(json.dumps(report, indent=2))
         return
     for event in trail:
         click.echo(
             f"{_when(event['at'])} {event['target']} {event['zone']} serial {event['serial']}: "
             f"{event['kind']} {event['detail'] or ''}".rstrip()
         )
-    if not rows:
-        click.echo("nothing pushed yet: run `zonefan sync apply` or `zonefan sync run`")
+    for z in zones:
+        if z.primary_error is not None:
+            copy = "none" if z.copy_serial is None else f"serial {z.copy_serial}"
+            click.echo(
+                f"{z.zone}: primary {cfg.primary} {z.primary_error}; showing the sidecar's "
+                f"last copy ({copy})"
+            )
     for r in rows:
-        state_text = "current" if r["current"] else f"BEHIND by {r['lag_seconds']:.0f} s"
-        digest = f" (content {r['pushed_digest'][:16]})" if r["pushed_digest"] else ""
-        click.echo(
-            f"{r['zone']} at {r['target']}: pushed {r['pushed_serial']}{digest}, primary "
-            f"{r['primary_serial']}: {state_text}; last success {_when(r['last_success'])}"
-        )
-        if r["last_error"]:
+        click.echo(_status_line(r))
+        if r["verdict"] == "refused":
+            by = " by safety" if r["refused_kind"] == "safety" else ""
+            click.echo(f"  refused{by} ({_when(r['refused_at'])}): {r['refused']}")
+        if r["note"]:
+            click.echo(f"  {r['note']}")
+        if r["last_error"] and r["verdict"] != "refused":
             click.echo(f"  last error ({_when(r['last_error_at'])}): {r['last_error']}")
         if r["drift"]:
             click.echo(f"  drift found ({_when(r['drift_at'])}): {r['drift']}")
@@ -322,21 +386,30 @@ def sync_status(config_path: Path, as_json: bool, events: int) -> None:
             )
 
 
-def _status_rows(
-    cfg: SyncConfig, state: SyncState, clock: Callable[[], float]
-) -> list[dict[str, Any]]:
-    rows = []
-    for s in state.status():
-        if s.target not in cfg.targets:
-            continue
-        local = state.zone_serial(dns.name.from_text(s.zone))
-        primary_serial, seen_at = local if local is not None else (None, None)
-        current = primary_serial is not None and s.pushed_serial == primary_serial
-        lag = 0.0 if current or seen_at is None else max(0.0, clock() - seen_at)
-        row = dict(s.__dict__)
-        row.update(primary_serial=primary_serial, current=current, lag_seconds=lag)
-        rows.append(row)
-    return rows
+def _status_line(r: dict[str, Any]) -> str:
+    """``ZONE at TARGET: primary P, pushed S (content D): VERDICT; last success T``."""
+    primary = r["primary_serial"]
+    if primary is None:
+        copy = r["copy_serial"]
+        primary_text = "not asked" if copy is None else f"not asked (sidecar's copy {copy})"
+    else:
+        primary_text = str(primary)
+    pushed = "nothing" if r["pushed_serial"] is None else str(r["pushed_serial"])
+    digest = f" (content {r['pushed_digest'][:16]})" if r["pushed_digest"] else ""
+    verdict = r["verdict"]
+    if verdict == "behind":
+        lag = r["lag_seconds"]
+        verdict_text = "BEHIND" if lag is None else f"BEHIND by {lag:.0f} s"
+    elif verdict == "refused":
+        verdict_text = f"REFUSED (serial {r['refused_serial']})"
+    elif verdict == "unknown":
+        verdict_text = "UNKNOWN"
+    else:
+        verdict_text = "current"
+    return (
+        f"{r['zone']} at {r['target']}: primary {primary_text}, pushed {pushed}{digest}: "
+        f"{verdict_text}; last success {_when(r['last_success'])}"
+    )
 
 
 def _when(ts: float | None) -> str:

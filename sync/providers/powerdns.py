@@ -8,8 +8,8 @@ Two modes share one HTTP client:
   RRsets, each atomic at pdns.
 * :class:`PowerDnsSecondaryTarget` provisions a zone as a Slave of our primary (optionally
   with a TSIG key) and lets pdns transfer it. Signed zones go this way: presigned data written
-  through 4.7's API is served with wrongly synthesised NSEC proofs (empty ``ordername``), see
-  ../shared/notes/powerdns-4.7.md.
+  through 4.7's API is served with wrongly synthesised NSEC proofs (rows inserted through
+  the API keep an empty ``ordername``), and the API cannot set PRESIGNED at all.
 """
 
 from __future__ import annotations
@@ -370,7 +370,9 @@ def parse_settings(
 
 def _parse_url(value: Any, setting: str) -> str:
     if value is None:
-        raise SyncConfigError(setting, 'missing: the API\'s base URL, like "http://127.0.0.1:8081"')
+        raise SyncConfigError(
+            setting, 'required: the API\'s base URL, like "http://127.0.0.1:8081"'
+        )
     if not isinstance(value, str):
         raise SyncConfigError(setting, f"expected a URL like http://127.0.0.1:8081, got {value!r}")
     parsed = urllib.parse.urlsplit(value)
@@ -390,18 +392,27 @@ def _parse_nameservers(value: Any, setting: str) -> tuple[dns.name.Name, ...] | 
 
 
 def _require_secondary_settings(settings: PowerDnsSettings, why: str) -> tuple[Address, Address]:
+    """``primary`` and ``dns``, which a zone served by pdns as a secondary needs; ``why``
+    ends the message."""
     if settings.primary is None:
         raise SyncConfigError(
             f"{settings.setting}.primary",
-            f'{why}: set primary = "ADDR:PORT" (where pdns transfers from) or the '
-            "primary's own address in the sync config",
+            f'required: the address pdns transfers the zone from, primary = "ADDR:PORT" '
+            f"(default: the [primary] address){why}",
         )
     if settings.dns is None:
         raise SyncConfigError(
             f"{settings.setting}.dns",
-            f'{why}: set dns = "ADDR:PORT", where pdns answers DNS (to check its serial)',
+            f'required: where pdns answers DNS, dns = "ADDR:PORT" (the sidecar checks there '
+            f"which serial pdns serves){why}",
         )
     return settings.primary, settings.dns
+
+
+_SIGNED_AS_SECONDARY = (
+    '. signed-zones = "secondary" (the default) serves any signed zone from pdns as a '
+    'secondary of the primary; set signed-zones = "refuse" to send pdns no signed zone'
+)
 
 
 # -- HTTP client -----------------------------------------------------------------------------
@@ -457,6 +468,46 @@ class PowerDnsApi:
                 f"{_error_text(body)}",
             )
         self._checked = True
+
+    async def require_secondary_mode(self, why: str) -> None:
+        """Refuse a server that cannot serve our signed zones as a secondary: one running
+        without ``secondary=yes`` creates Slave zones and answers ``axfr-retrieve`` with
+        200 but never transfers them (pushes would wait and retry forever); one whose SQL
+        backend runs without ``<backend>-dnssec=yes`` serves the transferred zone without
+        its NSEC proofs and signatures, bogus to validators (both measured with pdns 4.7).
+        ``why`` ends the message. Servers whose API does not list their settings are
+        trusted."""
+        status, body = await self.request("GET", "config", ok=(401, 403, 404))
+        if status != 200 or not isinstance(body, list):
+            return
+        values = {
+            str(item.get("name")): str(item.get("value", "")).lower()
+            for item in body
+            if isinstance(item, Mapping)
+        }
+        modes = [values[name] for name in ("secondary", "slave") if name in values]
+        problem = None
+        if modes and "yes" not in modes:
+            problem = (
+                "runs with secondary=no, so it would never transfer the zones it serves as "
+                "secondaries: set secondary=yes"
+            )
+        for launched in values.get("launch", "").replace(" ", "").split(","):
+            backend, _, instance = launched.partition(":")
+            switch = f"{backend}-{instance}-dnssec" if instance else f"{backend}-dnssec"
+            if problem is None and values.get(switch) == "no":
+                problem = (
+                    f"runs its {launched} backend with {switch}=no, so it would serve the "
+                    f"signed zones it transfers without their DNSSEC records: set "
+                    f"{switch}=yes"
+                )
+        if problem is not None:
+            await self.close()
+            raise SyncConfigError(
+                f"{self.settings.setting}.url",
+                f"the PowerDNS server at {self.settings.url} {problem} in its pdns.conf and "
+                f"restart it{why}",
+            )
 
     async def close(self) -> None:
         """Close the session; a later request reopens one."""
@@ -623,8 +674,14 @@ class PowerDnsTarget(RecordTarget):
         self._hidden: set[dns.name.Name] = set()
 
     async def open(self) -> None:
-        """Check the API answers and accepts the key."""
+        """Check the API answers and accepts the key and, when signed zones go to pdns as
+        secondaries, that pdns runs with ``secondary=yes``."""
         await self.api.open()
+        if self.settings.signed_zones == "secondary":
+            await self.api.require_secondary_mode(
+                ' (it gets signed zones as secondaries: signed-zones = "secondary", the '
+                'default), or set signed-zones = "refuse" to send it no signed zone'
+            )
 
     async def close(self) -> None:
         """Close the HTTP session (shared with the secondary mode)."""
@@ -636,10 +693,6 @@ class PowerDnsTarget(RecordTarget):
         if not signed or self.settings.signed_zones == "refuse":
             return self
         if self._secondary is None:
-            _require_secondary_settings(
-                self.settings,
-                'signed zones are served by pdns as secondaries (or set signed-zones = "refuse")',
-            )
             self._secondary = PowerDnsSecondaryTarget(self.settings, self.api, owns_api=False)
         return self._secondary
 
@@ -747,15 +800,18 @@ class PowerDnsSecondaryTarget(SecondaryTarget):
         super().__init__(settings.name, Capabilities(dnssec=DnssecMode.SECONDARY))
         self.settings = settings
         self.primary, self.dns = _require_secondary_settings(
-            settings, "a PowerDNS secondary target needs them"
+            settings, "" if owns_api else _SIGNED_AS_SECONDARY
         )
         self.api = api if api is not None else PowerDnsApi(settings)
         self._owns_api = owns_api
         self._tsig_key_id: str | None = None
 
     async def open(self) -> None:
-        """Check the API answers and accepts the key."""
+        """Check the API answers and accepts the key, and that pdns runs with
+        ``secondary=yes``."""
         await self.api.open()
+        if self._owns_api:  # else the record target it came from checked it
+            await self.api.require_secondary_mode("")
 
     async def close(self) -> None:
         """Close the HTTP session unless the record target it came from owns it."""
@@ -857,8 +913,13 @@ class PowerDnsSecondaryTarget(SecondaryTarget):
 def powerdns_from_config(
     name: str, section: Mapping[str, Any], ctx: TargetContext
 ) -> PowerDnsTarget:
-    """A ``type = "powerdns"`` target from its config table."""
-    return PowerDnsTarget(parse_settings(name, section, ctx, RECORD_FIELDS))
+    """A ``type = "powerdns"`` target from its config table. Unless ``signed-zones =
+    "refuse"``, a signed zone it gets is served as a secondary, so that mode's settings are
+    required here, at start, not when a zone is first signed."""
+    settings = parse_settings(name, section, ctx, RECORD_FIELDS)
+    if settings.signed_zones == "secondary":
+        _require_secondary_settings(settings, _SIGNED_AS_SECONDARY)
+    return PowerDnsTarget(settings)
 
 
 def powerdns_secondary_from_config(
