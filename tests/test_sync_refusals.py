@@ -66,8 +66,8 @@ BAD_CONFIGS: dict[str, tuple[Edits, str, str]] = {
     "powerdns without url": ((("url = ", "# url = "),), "target.pdns.url", "required"),
     "powerdns without api key": (
         (("api-key-env = ", "# api-key-env = "),),
-        "target.pdns.api-key-env",
-        "missing credential",
+        "target.pdns.api-key",
+        "missing: set api-key-env",
     ),
     "powerdns without dns": ((("dns = ", "# dns = "),), "target.pdns.dns", "required"),
     "powerdns-secondary without dns": (
