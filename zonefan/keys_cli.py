@@ -18,6 +18,7 @@ from dns.dnssectypes import DSDigest
 
 from nameserver.dnssec import DnssecManager, MaintenanceResult, ParentDsReport
 from nameserver.dscheck import DEFAULT_TIMEOUT, Presence
+from nameserver.store import Store
 from signer.keys import DS_SHA256, DS_SHA384
 from signer.policy import DAY, Denial, DsCheck, Policy, format_duration, parse_duration
 from signer.timing import (
@@ -251,6 +252,17 @@ def keys_status(ctx: click.Context, zone: str, as_json: bool) -> None:
     click.echo(f"next event: {_when(result.next_event)}")
 
 
+def _signed(ctx: click.Context, store: Store, origin: dns.name.Name, so: str) -> DnssecManager:
+    """The DNSSEC manager, once ``origin`` is known to be signed (else ``so``: what follows
+    from it not being signed)."""
+    manager = dnssec_manager(ctx, store)
+    if not manager.signs(origin):
+        raise click.ClickException(
+            f"{origin} is not signed, so {so}; `zonefan zone sign {origin}` signs it"
+        )
+    return manager
+
+
 def _iso(t: int | None) -> str | None:
     """A time for JSON output: ISO 8601 in UTC, null when unknown."""
     return None if t is None else _when(t)
@@ -346,12 +358,7 @@ def keys_ds(ctx: click.Context, zone: str, digest: str, as_json: bool) -> None:
     validating resolvers fail the zone. A withdrawn DS is never listed to publish."""
     origin = zone_name(zone)
     with open_store(ctx) as store:
-        manager = dnssec_manager(ctx, store)
-        if not manager.signs(origin):
-            raise click.ClickException(
-                f"{origin} is not signed, so no DS belongs at the parent; "
-                f"`zonefan zone sign {origin}` first"
-            )
+        manager = _signed(ctx, store, origin, "no DS belongs at the parent")
         policy = manager.policy(origin)
         fc = manager.key_forecast(origin, _HORIZON)
         wires = {k.id: k.dnskey for k in store.keys(origin)}
@@ -611,12 +618,7 @@ def keys_timeline(
         raise click.UsageError("give at most one of --ksk, --zsk, --csk, --algorithm")
     origin = zone_name(zone)
     with open_store(ctx) as store:
-        manager = dnssec_manager(ctx, store)
-        if not manager.signs(origin):
-            raise click.ClickException(
-                f"{origin} is not signed, so no key steps are planned; `zonefan zone sign "
-                f"{origin}` signs it"
-            )
+        manager = _signed(ctx, store, origin, "no key steps are planned")
         policy = manager.policy(origin)
         keys = manager.timings(origin)
         now = int(manager.clock())
