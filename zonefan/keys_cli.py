@@ -313,7 +313,8 @@ def _print_parent_ds(origin: dns.name.Name, data: dict[str, Any]) -> None:
     for e in data["publish"]:
         click.echo(e["record"])
     if not data["publish"]:
-        click.echo(f"; no DS of {origin} is safe to publish at the parent yet")
+        now = "is safe to publish at the parent yet" if data["coming"] else "belongs at the parent"
+        click.echo(f"; no DS of {origin} {now}")
     for e in data["publish"]:
         if e["until"] is not None:
             click.echo(
@@ -528,20 +529,17 @@ def _horizon(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
     return seconds
 
 
-def _step_label(fc: Forecast, step: ForecastStep) -> str:
-    key = next(k for k in fc.keys if k.key_id == step.key_id)
-    return step.key_id if step.key_id in fc.new_keys else f"{key.role.name} {key.key_tag}"
-
-
 def _step_text(fc: Forecast, step: ForecastStep, origin: dns.name.Name, policy: Policy) -> str:
-    label = _step_label(fc, step)
+    new = step.key_id in fc.new_keys
+    tag = "TAG" if new else str(next(k.key_tag for k in fc.keys if k.key_id == step.key_id))
+    label = step.key_id if new else f"{step.role.name} {tag}"
     if isinstance(step.kind, ActionKind):
         return f"{step.kind.value} {label} (algorithm {step.algorithm}): {step.reason}"
     appear = step.kind is DsExpect.PRESENT
     if policy.ds_check is DsCheck.AUTO:
         how = "ds-check"
     else:
-        how = f"`zonefan keys {'ds-seen' if appear else 'ds-gone'} {origin} TAG`"
+        how = f"`zonefan keys {'ds-seen' if appear else 'ds-gone'} {origin} {tag}`"
     where = "to appear at the parent" if appear else "to leave the parent"
     return f"waits for the DS of {label} {where} ({how}); assumed at once"
 
@@ -641,7 +639,7 @@ def keys_timeline(
     click.echo(f"  planned with the zone's largest TTL, {max_ttl} s; {_ASSUMPTION}")
     for step in fc.steps:
         offset = "now" if step.at == fc.start else f"+{format_duration(step.at - fc.start)}"
-        click.echo(f"{_when(step.at)}  {offset:>12}  {_step_text(fc, step, origin, policy)}")
+        click.echo(f"{_when(step.at)}  {offset:>15}  {_step_text(fc, step, origin, policy)}")
     if not fc.steps:
         click.echo(f"  nothing is planned until {data['until']}")
     if fc.next_event is None:
