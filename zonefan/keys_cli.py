@@ -20,7 +20,7 @@ from nameserver.dnssec import DnssecManager, MaintenanceResult, ParentDsReport
 from nameserver.dscheck import DEFAULT_TIMEOUT, Presence
 from nameserver.store import Store
 from signer.keys import DS_SHA256, DS_SHA384
-from signer.policy import DAY, Denial, DsCheck, Policy, format_duration, parse_duration
+from signer.policy import DAY, Denial, DsCheck, Policy, format_duration
 from signer.timing import (
     ActionKind,
     DsAdvice,
@@ -45,7 +45,7 @@ from zonefan.common import (
     dnssec_manager,
     open_store,
 )
-from zonefan.options import json_option, zone_name
+from zonefan.options import duration, json_option, zone_name
 
 _ROLE_FLAGS = {"ksk": Role.KSK, "zsk": Role.ZSK, "csk": Role.CSK}
 # How far `keys timeline` and `keys ds` run the planner ahead: a year shows every
@@ -519,16 +519,6 @@ def keys_retire(ctx: click.Context, zone: str, key: str, author: str | None) -> 
     _change_keys(ctx, zone, "key retired", change, author)
 
 
-def _horizon(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
-    try:
-        seconds = parse_duration(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from e
-    if seconds == 0:
-        raise click.BadParameter("must be longer than 0, e.g. 90d")
-    return seconds
-
-
 def _step_text(fc: Forecast, step: ForecastStep, origin: dns.name.Name, policy: Policy) -> str:
     new = step.key_id in fc.new_keys
     tag = "TAG" if new else str(next(k.key_tag for k in fc.keys if k.key_id == step.key_id))
@@ -592,7 +582,8 @@ def _timeline_data(
     "--horizon",
     default="366d",
     show_default=True,
-    callback=_horizon,
+    callback=duration,
+    metavar="DURATION",
     help="How far ahead, e.g. 90d or 1d12h.",
 )
 @json_option
@@ -602,7 +593,7 @@ def keys_timeline(
     zone: str,
     role: str | None,
     algorithm: int | None,
-    horizon: int,
+    horizon: float,
     as_json: bool,
 ) -> None:
     """The key steps planned for ZONE from now on, each with its date: the rollovers
@@ -614,6 +605,8 @@ def keys_timeline(
     wait (ds-check) and assumed to happen the moment it is awaited."""
     if role is not None and algorithm is not None:
         raise click.UsageError("give at most one of --ksk, --zsk, --csk, --algorithm")
+    if horizon < 1:
+        raise click.BadParameter("must be 1s or more, e.g. 90d", param_hint="'--horizon'")
     origin = zone_name(zone)
     with open_store(ctx) as store:
         manager = _signed(ctx, store, origin, "no key steps are planned")
@@ -628,7 +621,7 @@ def keys_timeline(
         elif algorithm is not None:
             keys = start_algorithm_rollover(keys, algorithm, policy, now)
             preview = f"zonefan keys rollover {origin} --algorithm {algorithm}"
-        fc = manager.key_forecast(origin, horizon, keys)
+        fc = manager.key_forecast(origin, int(horizon), keys)
         max_ttl = manager.max_ttl(origin)
     data = _timeline_data(origin, fc, max_ttl, preview)
     if as_json:
