@@ -56,12 +56,14 @@ from signer.timing import (
     ActionKind,
     DsExpect,
     DsWatch,
+    Forecast,
     KeyTiming,
     Phase,
     Plan,
     Role,
     add_key,
     advance,
+    forecast,
     initial_keys,
     key_state,
     observe_parent_ds,
@@ -263,6 +265,35 @@ class DnssecManager:
     def timings(self, origin: dns.name.Name) -> tuple[KeyTiming, ...]:
         """The zone's keys as :mod:`signer.timing` sees them."""
         return tuple(_timing(k) for k in self.store.keys(origin))
+
+    # -- the key plan, as maintenance sees it ----------------------------------------------
+
+    def max_ttl(self, origin: dns.name.Name) -> int:
+        """The zone's largest TTL (TTLsig in RFC 7583), which :meth:`maintain` plans with."""
+        return _max_ttl(self._snapshot(origin))
+
+    def key_plan(self, origin: dns.name.Name, now: int | None = None) -> Plan:
+        """The key plan at ``now`` (default: the clock) from the inputs :meth:`maintain`
+        uses (the zone's largest TTL included): the one way to get the next key event,
+        the DS changes awaited and the planner's notes outside maintenance."""
+        when = int(self.clock()) if now is None else now
+        return plan(self.timings(origin), self.policy(origin), when, self.max_ttl(origin))
+
+    def key_forecast(
+        self, origin: dns.name.Name, horizon: int, keys: Sequence[KeyTiming] | None = None
+    ) -> Forecast:
+        """The planner run forward from now for ``horizon`` seconds with the inputs of
+        :meth:`maintain` (:func:`signer.timing.forecast`: DS changes at the parent are
+        assumed the moment they are awaited).  ``keys`` replaces the stored keys, e.g. to
+        preview a rollover not asked for yet.  Changes nothing."""
+        now = int(self.clock())
+        chosen = self.timings(origin) if keys is None else tuple(keys)
+        return forecast(chosen, self.policy(origin), now, self.max_ttl(origin), now + horizon)
+
+    def _snapshot(self, origin: dns.name.Name) -> ZoneSnapshot:
+        if self.versions is not None:
+            return self.versions.current(origin)
+        return ZoneSnapshot.from_rows(origin, self.store.rows(origin))
 
     # -- the parent's DS (ds-check = auto) ---------------------------------------------------
 

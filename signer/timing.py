@@ -60,13 +60,17 @@ from signer.policy import KeyStyle, Policy, format_duration
 __all__ = [
     "Action",
     "ActionKind",
+    "DsAdvice",
     "DsExpect",
     "DsState",
     "DsWatch",
+    "Forecast",
+    "ForecastStep",
     "KeyRequest",
     "KeyState",
     "KeyTiming",
     "KeyTimingError",
+    "ParentDs",
     "Phase",
     "Plan",
     "Role",
@@ -79,11 +83,13 @@ __all__ = [
     "data_signers",
     "dnskey_signers",
     "emergency_rollover",
+    "forecast",
     "initial_keys",
     "key_state",
     "mark_ds_gone",
     "mark_ds_seen",
     "observe_parent_ds",
+    "parent_ds",
     "plan",
     "published_keys",
     "retire",
@@ -676,7 +682,8 @@ def _new_ds_seen(c: _Ctx, key: KeyTiming) -> int | None:
         succ = c.succ(succ)  # pragma: no cover - SEP keys are replaced by SEP keys
     if succ is None:
         return None
-    if succ.ds_seen is None:
+    if succ.ds_seen is None and succ.ds_submitted is not None:
+        # Only once it is asked for: before that the parent must not have it.
         c.notes.append(
             f"waiting for the DS of {_describe(succ)} at the parent"
             + (
@@ -697,7 +704,7 @@ def _old_algorithm_clear(c: _Ctx, algorithm: int) -> int | None:
             continue
         times.append(_new_ds_seen(c, key))
         if _had_ds(key):
-            if key.ds_gone is None:
+            if key.ds_gone is None and key.ds_withdrawn is not None:
                 c.notes.append(f"waiting for the DS of {_describe(key)} to leave the parent")
             times.append(key.ds_gone)
     return _later(*times) if times else None
@@ -812,10 +819,32 @@ def _ds_watch(keys: Sequence[KeyTiming]) -> tuple[DsWatch, ...]:
     return tuple(watch)
 
 
+def _algorithm_rollover_target(c: _Ctx) -> int | None:
+    """The algorithm an algorithm rollover asked for or running is moving to (None: no
+    such rollover)."""
+    for old, new in _running(c.keys, c.now):
+        if old.algorithm != new.algorithm:
+            return new.algorithm
+    for key in c.keys:
+        if _is_current(key) and key.roll_requested is not None and key.next_algorithm:
+            return key.next_algorithm
+    return None
+
+
 def _policy_notes(c: _Ctx) -> None:
     current = [k for k in c.keys if _is_current(k) and k.publish is not None]
     algorithms = {k.algorithm for k in current}
-    if current and c.policy.algorithm not in algorithms:
+    target = _algorithm_rollover_target(c)
+    if target is not None:
+        # No advice to start what is under way; only a policy that will disagree with
+        # the keys once it ends is worth a word.
+        if target != c.policy.algorithm:
+            c.notes.append(
+                f"an algorithm rollover to {target} is running but the policy says "
+                f"{c.policy.algorithm}; set the policy's algorithm to {target}, or roll "
+                f"back to {c.policy.algorithm} once this rollover has ended"
+            )
+    elif current and c.policy.algorithm not in algorithms:
         c.notes.append(
             f"the keys use algorithm {sorted(algorithms)} but the policy says "
             f"{c.policy.algorithm}; start an algorithm rollover to change it"
@@ -1129,3 +1158,171 @@ def observe_parent_ds(
         elif key.key_id not in present and key.ds_withdrawn is not None and key.ds_gone is None:
             out = mark_ds_gone(out, key.key_id, now)
     return out
+
+
+# --- forecasting ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ForecastStep:
+    """One step of a :class:`Forecast`.
+
+    ``kind`` is the planner's action, or a DS change at the parent: ``DsExpect.PRESENT``
+    for the DS of ``key_id`` appearing, ``DsExpect.ABSENT`` for it leaving.  Those are not
+    planned but awaited (ds-check); a forecast assumes each happens the moment it is
+    awaited (``assumed``).  A GENERATE step names the key the forecast made up for it.
+    """
+
+    at: int
+    kind: ActionKind | DsExpect
+    key_id: str
+    role: Role
+    algorithm: int
+    reason: str = ""
+
+    @property
+    def assumed(self) -> bool:
+        """True for a DS change at the parent (awaited, assumed at once)."""
+        return isinstance(self.kind, DsExpect)
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """What :func:`forecast` found: the steps from ``start`` to ``until``.
+
+    ``now_keys`` are the keys once the steps due at ``start`` are applied and before any
+    parent change is assumed (the zone as maintenance leaves it now); ``keys`` are the
+    keys after the last step.  ``new_keys`` holds the ids the forecast gave the keys it
+    generated (they have key tag 0).  ``next_event`` is the first step after ``until``
+    (None: nothing more is scheduled, every rollover has ended).
+    """
+
+    start: int
+    until: int
+    steps: tuple[ForecastStep, ...]
+    now_keys: tuple[KeyTiming, ...]
+    keys: tuple[KeyTiming, ...]
+    new_keys: frozenset[str]
+    next_event: int | None
+
+
+_MAX_FORECAST_STEPS = 1000  # a bound on one forecast; a year of 90-day ZSKs is about 30
+
+
+def forecast(
+    keys: Sequence[KeyTiming], policy: Policy, start: int, max_ttl: int, until: int
+) -> Forecast:
+    """The planner run forward from ``start`` to ``until``: every step with its date.
+
+    Pure, like :func:`plan`: each due step is applied as :func:`advance` does, and every
+    DS change the plan awaits at the parent (``ds_watch``) is assumed observed the
+    moment it is awaited, so dates that follow one are the earliest possible; a real
+    parent moves them later by however long it takes.
+    """
+    made: list[str] = []
+    taken = {k.key_id for k in keys}
+
+    def generate(action: Action) -> tuple[str, int]:
+        n = len(made) + 1
+        key_id = f"new {action.role.name} {n}"
+        while key_id in taken:
+            n += 1
+            key_id = f"new {action.role.name} {n}"
+        taken.add(key_id)
+        made.append(key_id)
+        return key_id, 0
+
+    steps: list[ForecastStep] = []
+    current = tuple(keys)
+    now_keys: tuple[KeyTiming, ...] | None = None
+    t = start
+    while True:
+        for _ in range(64):  # each round records at least one DS change; a bound guards bugs
+            first_new = len(made)
+            current, applied, result = advance(current, policy, t, max_ttl, generate)
+            new_ids = iter(made[first_new:])
+            for action in applied:
+                key_id = next(new_ids) if action.needs_key_generation else action.key_id
+                assert key_id is not None
+                steps.append(
+                    ForecastStep(
+                        t, action.kind, key_id, action.role, action.algorithm, action.reason
+                    )
+                )
+            if now_keys is None:
+                now_keys = current
+            if not result.ds_watch:
+                break
+            by_id = _index(current)
+            for w in result.ds_watch:
+                steps.append(ForecastStep(t, w.expect, w.key_id, by_id[w.key_id].role, w.algorithm))
+            present = {w.key_id for w in result.ds_watch if w.expect is DsExpect.PRESENT}
+            current = observe_parent_ds(current, present, t)
+        else:  # pragma: no cover - observe_parent_ds always settles what ds_watch awaits
+            raise KeyTimingError("the forecast did not settle; this is a bug in signer.timing")
+        nxt = result.next_event
+        if nxt is None or nxt > until or len(steps) > _MAX_FORECAST_STEPS:
+            break
+        t = nxt
+    assert now_keys is not None
+    return Forecast(start, until, tuple(steps), now_keys, current, frozenset(made), nxt)
+
+
+class DsAdvice(enum.Enum):
+    """What to do with a SEP key's DS at the parent now (see :func:`parent_ds`)."""
+
+    PUBLISH = "publish"  # safe at the parent now: it must be there (or go there)
+    COMING = "coming"  # not safe yet: resolvers could lack its DNSKEY or signatures
+    REMOVE = "remove"  # withdrawn: it must leave the parent
+
+
+@dataclass(frozen=True)
+class ParentDs:
+    """One SEP key's DS as the plan wants it at the parent at a forecast's start.
+
+    PUBLISH: ``since`` when it was (or is now) asked for, ``until`` when the plan
+    withdraws it (None: not within the forecast).  COMING: ``since`` the first moment it
+    is safe (None: not within the forecast); ``earliest`` when that moment follows a
+    parent change the forecast assumed, so it may come later.  REMOVE: ``since`` when it
+    was withdrawn.
+    """
+
+    key: KeyTiming
+    advice: DsAdvice
+    since: int | None
+    until: int | None = None
+    earliest: bool = False
+
+
+def parent_ds(fc: Forecast) -> tuple[ParentDs, ...]:
+    """The DS records the plan wants at the parent at ``fc.start``, from the planner.
+
+    A DS is safe exactly while the plan has asked for it (SUBMIT_DS, done or due now)
+    and not withdrawn it: SUBMIT_DS waits until every DNSKEY of the key's algorithm and
+    the zone's signatures with it are in every cache (RFC 7583 §3.3.1 IpubC; RFC 6781
+    §4.1.4: for a new algorithm the zone is fully signed with it and the DNSKEY RRset has
+    propagated first).  Keys the forecast generated have no DS yet and are left out.
+    """
+    submit: dict[str, tuple[int, bool]] = {}  # key id -> (when, after an assumed change)
+    withdraw: dict[str, int] = {}
+    assumed = False
+    for step in fc.steps:
+        if step.kind is ActionKind.SUBMIT_DS:
+            submit.setdefault(step.key_id, (step.at, assumed))
+        elif step.kind is ActionKind.WITHDRAW_DS:
+            withdraw.setdefault(step.key_id, step.at)
+        assumed = assumed or step.assumed
+    out = []
+    for key in fc.now_keys:
+        if not key.role.is_sep or key.key_id in fc.new_keys:
+            continue
+        state = _ds_state(key, fc.start)
+        if state in (DsState.SUBMITTED, DsState.SEEN):
+            out.append(ParentDs(key, DsAdvice.PUBLISH, key.ds_submitted, withdraw.get(key.key_id)))
+        elif state is DsState.WITHDRAWN and _had_ds(key):
+            out.append(ParentDs(key, DsAdvice.REMOVE, key.ds_withdrawn))
+        elif state is DsState.NONE and _is_current(key):
+            since, earliest = submit.get(key.key_id, (None, False))
+            until = withdraw.get(key.key_id)
+            out.append(ParentDs(key, DsAdvice.COMING, since, until, earliest=earliest))
+    return tuple(out)

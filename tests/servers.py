@@ -8,6 +8,7 @@ PID: SIGTERM, then SIGKILL after a grace period. Nothing is shared with a system
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -304,6 +305,18 @@ def run_cli(
             f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
         )
     return done
+
+
+def trust_anchor(db: Path, zone: str, cwd: Path | None = None) -> str:
+    """The DS of ``zone``'s KSK or CSK as a trust anchor for a test's own resolver.
+
+    Right after `zone sign` the DS is not safe at a parent yet (`keys ds` lists it as
+    coming until the DNSKEY and signatures are in every cache), but a resolver started
+    now has nothing cached from before, so it may trust the key at once."""
+    data = json.loads(run_cli(db, "keys", "ds", zone, "--json", cwd=cwd).stdout)
+    records: list[str] = [e["record"] for e in (*data["publish"], *data["coming"])]
+    assert len(records) == 1, f"{zone} has {len(records)} DS records: {records}"
+    return records[0]
 
 
 def nsd_server_clause(d: Path, port: int, verbosity: int) -> list[str]:

@@ -34,6 +34,7 @@ from tests.servers import (
     make_query,
     run_cli,
     transfer_config,
+    trust_anchor,
 )
 from tests.tools import PROJECT_ROOT, require_tool, write_private
 
@@ -190,7 +191,7 @@ def test_unbound_validates_the_signed_zone_through_the_secondary(
     rcode: str,
 ) -> None:
     require_tool("unbound")
-    anchor = run_cli(primary.db, "keys", "ds", SIGNED, cwd=tmp_path).stdout.splitlines()[0]
+    anchor = trust_anchor(primary.db, SIGNED, cwd=tmp_path)
     with UnboundServer(tmp_path, anchor, secondary.port, SIGNED) as unbound:
         query = make_query(name, rdtype, want_dnssec=True)
         query.flags |= dns.flags.AD | dns.flags.RD

@@ -37,7 +37,14 @@ from nameserver.store import Store
 from nameserver.zonefile import read_zone_file
 from tests.faultproxy import FaultProxy
 from tests.pdns import PdnsServer
-from tests.servers import UnboundServer, XfrKey, ZonefanServer, _clean_env, run_cli, transfer_config
+from tests.servers import (
+    UnboundServer,
+    XfrKey,
+    ZonefanServer,
+    _clean_env,
+    transfer_config,
+    trust_anchor,
+)
 from tests.sidecar import API_KEY_ENV, SECRET_ENV, Sidecar, wait_until
 from tests.tools import PROJECT_ROOT, free_port, require_tool, write_private
 from tests.update_targets import KnotUpdatePrimary
@@ -301,7 +308,7 @@ def test_cli_change_is_served_by_every_provider_within_5_s(stack: Stack, zone: s
 
 def test_unbound_validates_answers_from_each_provider(stack: Stack) -> None:
     require_tool("unbound")
-    anchor = run_cli(stack.primary.db, "keys", "ds", SIGNED, cwd=stack.work).stdout.splitlines()[0]
+    anchor = trust_anchor(stack.primary.db, SIGNED, cwd=stack.work)
     for name, port in providers(stack, SIGNED).items():
         with UnboundServer(stack.work / f"unbound-{name}", anchor, port, SIGNED) as unbound:
             for qname, rdtype, rcode in (

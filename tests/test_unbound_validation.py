@@ -29,7 +29,7 @@ from nameserver.serial import SerialPolicy
 from nameserver.store import Store
 from nameserver.zonefile import read_zone_file
 from signer.policy import Denial, Policy
-from tests.servers import UnboundServer, ZonefanServer, query_message, run_cli
+from tests.servers import UnboundServer, ZonefanServer, query_message, trust_anchor
 from tests.tools import PROJECT_ROOT, require_tool
 
 EXAMPLE = PROJECT_ROOT / "zones" / "example.test.zone"
@@ -65,7 +65,7 @@ def resolver(
 
 def _resolver_for(db: Path, tmp_path: Path) -> Iterator[UnboundServer]:
     require_tool("unbound")
-    anchor = run_cli(db, "keys", "ds", ZONE, cwd=tmp_path).stdout.strip().splitlines()[0]
+    anchor = trust_anchor(db, ZONE, cwd=tmp_path)
     with contextlib.ExitStack() as stack:
         primary = stack.enter_context(ZonefanServer(tmp_path, db, probe_name=ZONE))
         yield stack.enter_context(UnboundServer(tmp_path, anchor, primary.port, ZONE))
@@ -188,7 +188,7 @@ def _nsec3_covering(db: Path, name: str) -> str:
 @contextlib.contextmanager
 def _resolver_with_child(db: Path, tmp_path: Path) -> Iterator[UnboundServer]:
     require_tool("unbound")
-    anchor = run_cli(db, "keys", "ds", ZONE, cwd=tmp_path).stdout.strip().splitlines()[0]
+    anchor = trust_anchor(db, ZONE, cwd=tmp_path)
     with contextlib.ExitStack() as stack:
         primary = stack.enter_context(ZonefanServer(tmp_path, db, probe_name=ZONE))
         yield stack.enter_context(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,19 +18,23 @@ from dns.dnssectypes import DSDigest
 
 from nameserver.dnssec import DnssecManager, MaintenanceResult, ParentDsReport
 from nameserver.dscheck import DEFAULT_TIMEOUT, Presence
+from nameserver.store import Store
 from signer.keys import DS_SHA256, DS_SHA384
-from signer.policy import Denial, DsCheck, Policy, format_duration
+from signer.policy import DAY, Denial, DsCheck, Policy, format_duration
 from signer.timing import (
+    ActionKind,
+    DsAdvice,
     DsExpect,
     DsWatch,
+    Forecast,
+    ForecastStep,
     KeyTiming,
-    Phase,
     Role,
     emergency_rollover,
     key_state,
     mark_ds_gone,
     mark_ds_seen,
-    plan,
+    parent_ds,
     retire,
     start_algorithm_rollover,
     start_rollover,
@@ -42,9 +45,16 @@ from zonefan.common import (
     dnssec_manager,
     open_store,
 )
-from zonefan.options import json_option, zone_name
+from zonefan.options import duration, json_option, zone_name
 
 _ROLE_FLAGS = {"ksk": Role.KSK, "zsk": Role.ZSK, "csk": Role.CSK}
+# How far `keys timeline` and `keys ds` run the planner ahead: a year shows every
+# rollover running or asked for, and four of a 90-day ZSK's.
+_HORIZON = 366 * DAY
+_ASSUMPTION = (
+    "every DS change at the parent is assumed to be seen the moment it is awaited; a "
+    "parent that takes longer moves the steps after it later by as much"
+)
 
 
 def _when(t: int | None) -> str:
@@ -126,10 +136,10 @@ def keys_group() -> None:
 
 
 def _key_rows(manager: DnssecManager, origin: dns.name.Name) -> list[dict[str, Any]]:
-    now = int(time.time())
+    now = int(manager.clock())
     policy = manager.policy(origin)
     keys = manager.timings(origin)
-    upcoming = plan(keys, policy, now).next_event
+    upcoming = manager.key_plan(origin, now).next_event
     rows = []
     for key in keys:
         state = key_state(key, now, policy)
@@ -214,7 +224,7 @@ def keys_status(ctx: click.Context, zone: str, as_json: bool) -> None:
         manager = dnssec_manager(ctx, store)
         rows = _key_rows(manager, origin)
         policy = manager.policy(origin)
-        result = plan(manager.timings(origin), policy, int(time.time()))
+        result = manager.key_plan(origin)
     watch = [{"key": w.key_id, "tag": w.key_tag, "expect": w.expect.value} for w in result.ds_watch]
     if as_json:
         data = {
@@ -242,6 +252,92 @@ def keys_status(ctx: click.Context, zone: str, as_json: bool) -> None:
     click.echo(f"next event: {_when(result.next_event)}")
 
 
+def _signed(ctx: click.Context, store: Store, origin: dns.name.Name, so: str) -> DnssecManager:
+    """The DNSSEC manager, once ``origin`` is known to be signed (else ``so``: what follows
+    from it not being signed)."""
+    manager = dnssec_manager(ctx, store)
+    if not manager.signs(origin):
+        raise click.ClickException(
+            f"{origin} is not signed, so {so}; `zonefan zone sign {origin}` signs it"
+        )
+    return manager
+
+
+def _iso(t: int | None) -> str | None:
+    """A time for JSON output: ISO 8601 in UTC, null when unknown."""
+    return None if t is None else _when(t)
+
+
+def _ds_text(origin: dns.name.Name, wire: bytes, digest: str) -> str:
+    """The DS rdata (presentation form) of the DNSKEY ``wire``."""
+    dnskey = dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.DNSKEY, wire, 0, len(wire))
+    ds = dns.dnssec.make_ds(origin, dnskey, DSDigest(DS_SHA256 if digest == "2" else DS_SHA384))
+    return str(ds.to_text())
+
+
+def _parent_ds_data(
+    origin: dns.name.Name, fc: Forecast, wires: dict[str, bytes], digest: str, ttl: int
+) -> dict[str, Any]:
+    """`keys ds --json`: the DS records to publish now, those coming and those to remove."""
+    data: dict[str, Any] = {
+        "zone": origin.to_text(),
+        "at": _iso(fc.start),
+        "digest": int(digest),
+        "ttl": ttl,
+        "publish": [],
+        "coming": [],
+        "remove": [],
+        "assumption": _ASSUMPTION,
+    }
+    for entry in parent_ds(fc):
+        key = entry.key
+        ds = _ds_text(origin, wires[key.key_id], digest)
+        data[entry.advice.value].append(
+            {
+                "key": key.key_id,
+                "tag": key.key_tag,
+                "role": key.role.name,
+                "algorithm": key.algorithm,
+                "ds": ds,
+                "record": f"{origin.to_text()} {ttl} IN DS {ds}",
+                "since": _iso(entry.since),
+                "until": _iso(entry.until),
+                "earliest": entry.earliest,
+            }
+        )
+    return data
+
+
+def _print_parent_ds(origin: dns.name.Name, data: dict[str, Any]) -> None:
+    """Records safe now on their own lines; everything else as zone-file comments."""
+    for e in data["publish"]:
+        click.echo(e["record"])
+    if not data["publish"]:
+        now = "is safe to publish at the parent yet" if data["coming"] else "belongs at the parent"
+        click.echo(f"; no DS of {origin} {now}")
+    for e in data["publish"]:
+        if e["until"] is not None:
+            click.echo(
+                f"; the DS of {e['role']} {e['tag']} is withdrawn from {e['until']}: "
+                f"`zonefan keys ds {origin}` then says what replaces it"
+            )
+    for e in data["coming"]:
+        label = f"{e['role']} {e['tag']} (algorithm {e['algorithm']})"
+        if e["since"] is None:
+            when = "not within the next year (`zonefan keys timeline` shows the plan)"
+        else:
+            when = f"from {e['since']}" + (" at the earliest" if e["earliest"] else "")
+        click.echo(
+            f"; coming, not before: the DS of {label}, safe {when}, once its DNSKEY "
+            "and signatures are in every cache:"
+        )
+        click.echo(f";   {e['record']}")
+    for e in data["remove"]:
+        label = f"{e['role']} {e['tag']} (algorithm {e['algorithm']})"
+        click.echo(f"; withdrawn {e['since']}, remove it from the parent: the DS of {label}:")
+        click.echo(f";   {e['record']}")
+
+
 @keys_group.command("ds")
 @click.argument("zone")
 @click.option(
@@ -251,31 +347,32 @@ def keys_status(ctx: click.Context, zone: str, as_json: bool) -> None:
     show_default=True,
     help="2: SHA-256, 4: SHA-384.",
 )
+@json_option
 @click.pass_context
-def keys_ds(ctx: click.Context, zone: str, digest: str) -> None:
-    """The DS records to give the registrar for ZONE, one per line in zone-file format."""
+def keys_ds(ctx: click.Context, zone: str, digest: str, as_json: bool) -> None:
+    """The DS records for ZONE's parent: those safe to publish now, one per line in
+    zone-file format; then, as comments, those coming (and from when) and those to remove.
+
+    A DS is safe once the key plan asks for it: its DNSKEY is published and in every
+    cache, and for a new algorithm the zone is signed with it everywhere and that has
+    reached every cache (RFC 7583 §3.3.1, RFC 6781 §4.1.4). A DS published earlier makes
+    validating resolvers fail the zone. A withdrawn DS is never listed to publish."""
     origin = zone_name(zone)
     with open_store(ctx) as store:
-        manager = dnssec_manager(ctx, store)
+        manager = _signed(ctx, store, origin, "no DS belongs at the parent")
         policy = manager.policy(origin)
-        now = int(time.time())
-        stored = {k.id: k for k in store.keys(origin)}
-        sep = [
-            k
-            for k in manager.timings(origin)
-            # A DS must never point at a key before its DNSKEY is in the zone.
-            if k.role.is_sep
-            and key_state(k, now, policy).phase not in (Phase.GENERATED, Phase.REMOVED)
-        ]
-    if not sep:
+        fc = manager.key_forecast(origin, _HORIZON)
+        wires = {k.id: k.dnskey for k in store.keys(origin)}
+    data = _parent_ds_data(origin, fc, wires, digest, policy.parent_ds_ttl)
+    if not any(data[a.value] for a in DsAdvice):
         raise click.ClickException(
-            f"{origin} has no KSK or CSK in the zone; `zonefan zone sign {origin}` first"
+            f"{origin} has no KSK or CSK whose DS belongs at the parent; "
+            f"`zonefan keys status {origin}` shows its keys"
         )
-    for key in sep:
-        wire = stored[key.key_id].dnskey
-        dnskey = dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.DNSKEY, wire, 0, len(wire))
-        ds = dns.dnssec.make_ds(origin, dnskey, DSDigest(DS_SHA256 if digest == "2" else DS_SHA384))
-        click.echo(f"{origin.to_text()} {policy.parent_ds_ttl} IN DS {ds.to_text()}")
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        _print_parent_ds(origin, data)
 
 
 def _find_key(keys: tuple[KeyTiming, ...], which: str) -> str:
@@ -293,7 +390,7 @@ def _change_keys(ctx: click.Context, zone: str, how: str, change: Any, author: s
     origin = zone_name(zone)
     with open_store(ctx) as store:
         manager = dnssec_manager(ctx, store)
-        now = int(time.time())
+        now = int(manager.clock())
         keys = manager.timings(origin)
         if not keys:
             raise click.ClickException(f"{origin} has no keys; `zonefan zone sign {origin}`")
@@ -303,6 +400,22 @@ def _change_keys(ctx: click.Context, zone: str, how: str, change: Any, author: s
             return
         result = manager.maintain(origin, author_of(author, how))
     _report(result, origin, False)
+
+
+def _check_role(origin: dns.name.Name, keys: tuple[KeyTiming, ...], flag: str) -> None:
+    """Refuse to roll a role the zone does not sign with, naming the option to use."""
+    roles = {k.role for k in keys if k.publish is not None and k.remove is None}
+    if not roles or _ROLE_FLAGS[flag] in roles:
+        return  # nothing to hint: the planner says what is wrong, if anything
+    if roles == {Role.CSK}:
+        raise click.ClickException(
+            f"{origin} signs with a CSK; use --csk (--{flag} is for a zone with a KSK and a ZSK)"
+        )
+    if Role.CSK not in roles:
+        raise click.ClickException(
+            f"{origin} signs with a KSK and a ZSK; use --ksk or --zsk (--csk is for a zone "
+            "signed with one combined signing key)"
+        )
 
 
 @keys_group.command("rollover")
@@ -336,6 +449,7 @@ def keys_rollover(
         if compromised is not None:
             return emergency_rollover(keys, _find_key(keys, compromised), policy, now)
         assert role is not None
+        _check_role(origin, keys, role)
         return start_rollover(keys, _ROLE_FLAGS[role], policy, now)
 
     _change_keys(ctx, zone, "key rollover", change, author)
@@ -403,6 +517,130 @@ def keys_retire(ctx: click.Context, zone: str, key: str, author: str | None) -> 
         return retire(keys, key_id, now)
 
     _change_keys(ctx, zone, "key retired", change, author)
+
+
+def _step_text(fc: Forecast, step: ForecastStep, origin: dns.name.Name, policy: Policy) -> str:
+    new = step.key_id in fc.new_keys
+    tag = "TAG" if new else str(next(k.key_tag for k in fc.keys if k.key_id == step.key_id))
+    label = step.key_id if new else f"{step.role.name} {tag}"
+    if isinstance(step.kind, ActionKind):
+        return f"{step.kind.value} {label} (algorithm {step.algorithm}): {step.reason}"
+    appear = step.kind is DsExpect.PRESENT
+    if policy.ds_check is DsCheck.AUTO:
+        how = "ds-check"
+    else:
+        how = f"`zonefan keys {'ds-seen' if appear else 'ds-gone'} {origin} {tag}`"
+    where = "to appear at the parent" if appear else "to leave the parent"
+    return f"waits for the DS of {label} {where} ({how}); assumed at once"
+
+
+def _timeline_data(
+    origin: dns.name.Name, fc: Forecast, max_ttl: int, preview: str | None
+) -> dict[str, Any]:
+    by_id = {k.key_id: k for k in fc.keys}
+    steps = []
+    for step in fc.steps:
+        new = step.key_id in fc.new_keys
+        kind = step.kind
+        steps.append(
+            {
+                "at": _iso(step.at),
+                "after": step.at - fc.start,
+                "step": kind.value
+                if isinstance(kind, ActionKind)
+                else ("ds-appears" if kind is DsExpect.PRESENT else "ds-leaves"),
+                "key": step.key_id,
+                "tag": None if new else by_id[step.key_id].key_tag,
+                "new_key": new,
+                "role": step.role.name,
+                "algorithm": step.algorithm,
+                "reason": step.reason,
+                "assumed": step.assumed,
+            }
+        )
+    return {
+        "zone": origin.to_text(),
+        "from": _iso(fc.start),
+        "until": _iso(fc.until),
+        "max_ttl": max_ttl,
+        "preview": preview,
+        "assumption": _ASSUMPTION,
+        "steps": steps,
+        "next_step": _iso(fc.next_event),
+    }
+
+
+@keys_group.command("timeline")
+@click.argument("zone")
+@click.option("--ksk", "role", flag_value="ksk", help="Preview a KSK rollover started now.")
+@click.option("--zsk", "role", flag_value="zsk", help="Preview a ZSK rollover started now.")
+@click.option("--csk", "role", flag_value="csk", help="Preview a CSK rollover started now.")
+@click.option(
+    "--algorithm", type=int, default=None, help="Preview an algorithm rollover started now."
+)
+@click.option(
+    "--horizon",
+    default="366d",
+    show_default=True,
+    callback=duration,
+    metavar="DURATION",
+    help="How far ahead, e.g. 90d or 1d12h.",
+)
+@json_option
+@click.pass_context
+def keys_timeline(
+    ctx: click.Context,
+    zone: str,
+    role: str | None,
+    algorithm: int | None,
+    horizon: float,
+    as_json: bool,
+) -> None:
+    """The key steps planned for ZONE from now on, each with its date: the rollovers
+    running, those the key lifetimes start, and with --ksk/--zsk/--csk/--algorithm N the
+    one `zonefan keys rollover` would start now. Nothing is changed.
+
+    The planner that `zone maintain` follows is run forward from now with the zone's
+    largest TTL; a DS change at the parent has no date of its own, so each is shown as a
+    wait (ds-check) and assumed to happen the moment it is awaited."""
+    if role is not None and algorithm is not None:
+        raise click.UsageError("give at most one of --ksk, --zsk, --csk, --algorithm")
+    if horizon < 1:
+        raise click.BadParameter("must be 1s or more, e.g. 90d", param_hint="'--horizon'")
+    origin = zone_name(zone)
+    with open_store(ctx) as store:
+        manager = _signed(ctx, store, origin, "no key steps are planned")
+        policy = manager.policy(origin)
+        keys = manager.timings(origin)
+        now = int(manager.clock())
+        preview = None
+        if role is not None:
+            _check_role(origin, keys, role)
+            keys = start_rollover(keys, _ROLE_FLAGS[role], policy, now)
+            preview = f"zonefan keys rollover {origin} --{role}"
+        elif algorithm is not None:
+            keys = start_algorithm_rollover(keys, algorithm, policy, now)
+            preview = f"zonefan keys rollover {origin} --algorithm {algorithm}"
+        fc = manager.key_forecast(origin, int(horizon), keys)
+        max_ttl = manager.max_ttl(origin)
+    data = _timeline_data(origin, fc, max_ttl, preview)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    what = f", if `{preview}` were run now (nothing is changed)" if preview else ""
+    click.echo(f"{origin}: key steps from {data['from']} to {data['until']}{what}")
+    click.echo(f"  planned with the zone's largest TTL, {max_ttl} s; {_ASSUMPTION}")
+    for step in fc.steps:
+        offset = "now" if step.at == fc.start else f"+{format_duration(step.at - fc.start)}"
+        click.echo(f"{_when(step.at)}  {offset:>15}  {_step_text(fc, step, origin, policy)}")
+    if not fc.steps:
+        click.echo(f"  nothing is planned until {data['until']}")
+    if fc.next_event is None:
+        click.echo("  after that nothing more is planned: every rollover has ended")
+    else:
+        click.echo(
+            f"  the next step is at {data['next_step']}, after the horizon (--horizon to see it)"
+        )
 
 
 @keys_group.command("generate")
