@@ -33,6 +33,16 @@ WRITE_COMMANDS = [
     ["zone", "rollback", "example.test", "1"],
     ["zone", "delete", "example.test", "--yes"],
 ]
+KEYS_COMMANDS = [
+    ["keys", "list", "example.test"],
+    ["keys", "status", "example.test"],
+    ["keys", "ds", "example.test"],
+    ["keys", "timeline", "example.test"],
+    ["keys", "generate", "example.test", "--csk"],
+    ["keys", "rollover", "example.test", "--csk"],
+    ["zone", "sign", "example.test"],
+    ["zone", "maintain", "example.test"],
+]
 
 
 def digest(directory: Path) -> dict[str, str]:
@@ -44,7 +54,7 @@ def digest(directory: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("args", READ_COMMANDS + WRITE_COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("args", READ_COMMANDS + WRITE_COMMANDS + KEYS_COMMANDS, ids=" ".join)
 def test_a_mistyped_db_names_the_path_and_creates_nothing(tmp_path: Path, args: list[str]) -> None:
     typo = tmp_path / "zonefna.db"
     result = run(typo, *args, ok=False)

@@ -113,7 +113,7 @@ def serve_cmd(
     link = None if sync is None else link_sidecar(sync, config_keys(ctx), listen_on)
     if link is not None:
         acl, keys = link.acl(acl), link.keyring(keys)
-    with open_store(ctx) as store:
+    with open_store(ctx, create=True) as store:
         zones = store.zone_names()
     if not zones:
         click.echo(
@@ -226,7 +226,7 @@ def zone_import(
             f"zone {cs.zone}: no change (serial {cs.serial_before})",
         )
         return
-    with open_store(ctx) as store:
+    with open_store(ctx, create=True) as store:
         editor = editor_for(ctx, store)
         done = editor.create_or_replace(plan, policy or SerialPolicy.INCREMENT)
         if policy is not None and done.serial_before is not None:

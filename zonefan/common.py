@@ -46,7 +46,7 @@ def author_of(author: str | None, message: str) -> Author:
 
 @contextmanager
 def open_store(
-    ctx: click.Context, *, create: bool = True, read_only: bool = False
+    ctx: click.Context, *, create: bool = False, read_only: bool = False
 ) -> Iterator[Store]:
     """The store named by --db, with nameserver errors turned into clean CLI errors.
 

@@ -104,7 +104,7 @@ def zone_sign(
     """Sign ZONE (keys from its policy if it has none) or re-sign it fully; --nsec/--nsec3
     switch its denial method."""
     origin = zone_name(zone)
-    with open_store(ctx) as store:
+    with open_store(ctx, create=False) as store:
         manager = dnssec_manager(ctx, store)
         who = author_of(author, message or "sign the zone")
         chosen = Denial(denial) if denial else None
@@ -123,7 +123,7 @@ def zone_maintain(
     """Apply the key events due now and refresh expiring signatures of ZONE (what
     `zonefan serve` does on its own schedule)."""
     origin = zone_name(zone)
-    with open_store(ctx) as store:
+    with open_store(ctx, create=False) as store:
         manager = dnssec_manager(ctx, store)
         who = author_of(author, message or "DNSSEC maintenance")
         result = manager.maintain(origin, who)
@@ -168,7 +168,7 @@ def _key_rows(manager: DnssecManager, origin: dns.name.Name) -> list[dict[str, A
 def keys_list(ctx: click.Context, zone: str, as_json: bool) -> None:
     """The keys of ZONE: tag, algorithm, role, state and the next event time."""
     origin = zone_name(zone)
-    with open_store(ctx) as store:
+    with open_store(ctx, read_only=True) as store:
         rows = _key_rows(dnssec_manager(ctx, store), origin)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -220,7 +220,7 @@ def _awaiting(w: DsWatch, origin: dns.name.Name, policy: Policy) -> str:
 def keys_status(ctx: click.Context, zone: str, as_json: bool) -> None:
     """The keys of ZONE with every timestamp, what is awaited and the policy's notes."""
     origin = zone_name(zone)
-    with open_store(ctx) as store:
+    with open_store(ctx, read_only=True) as store:
         manager = dnssec_manager(ctx, store)
         rows = _key_rows(manager, origin)
         policy = manager.policy(origin)
@@ -358,7 +358,7 @@ def keys_ds(ctx: click.Context, zone: str, digest: str, as_json: bool) -> None:
     reached every cache (RFC 7583 §3.3.1, RFC 6781 §4.1.4). A DS published earlier makes
     validating resolvers fail the zone. A withdrawn DS is never listed to publish."""
     origin = zone_name(zone)
-    with open_store(ctx) as store:
+    with open_store(ctx, read_only=True) as store:
         manager = _signed(ctx, store, origin, "no DS belongs at the parent")
         policy = manager.policy(origin)
         fc = manager.key_forecast(origin, _HORIZON)
@@ -388,7 +388,7 @@ def _find_key(keys: tuple[KeyTiming, ...], which: str) -> str:
 def _change_keys(ctx: click.Context, zone: str, how: str, change: Any, author: str | None) -> None:
     """Record an operator's key change, then run maintenance so it takes effect."""
     origin = zone_name(zone)
-    with open_store(ctx) as store:
+    with open_store(ctx, create=False) as store:
         manager = dnssec_manager(ctx, store)
         now = int(manager.clock())
         keys = manager.timings(origin)
@@ -608,7 +608,7 @@ def keys_timeline(
     if horizon < 1:
         raise click.BadParameter("must be 1s or more, e.g. 90d", param_hint="'--horizon'")
     origin = zone_name(zone)
-    with open_store(ctx) as store:
+    with open_store(ctx, read_only=True) as store:
         manager = _signed(ctx, store, origin, "no key steps are planned")
         policy = manager.policy(origin)
         keys = manager.timings(origin)
@@ -660,7 +660,7 @@ def keys_generate(
     if role is None:
         raise click.UsageError("give one of --ksk, --zsk, --csk")
     origin = zone_name(zone)
-    with open_store(ctx) as store:
+    with open_store(ctx, create=False) as store:
         manager = dnssec_manager(ctx, store)
         key, notes = manager.generate_key(origin, _ROLE_FLAGS[role], algorithm)
         row = next(r for r in _key_rows(manager, origin) if r["id"] == key.key_id)
@@ -800,7 +800,7 @@ def keys_ds_check(
     recorded then."""
     origin = zone_name(zone)
     result: MaintenanceResult | None = None
-    with open_store(ctx) as store:
+    with open_store(ctx, create=False) as store:
         manager = dnssec_manager(ctx, store)
         if not manager.timings(origin):
             raise click.ClickException(f"{origin} has no keys; `zonefan zone sign {origin}`")
