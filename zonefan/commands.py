@@ -232,19 +232,31 @@ def zone_import(
         if policy is not None and done.serial_before is not None:
             store.set_serial_policy(parsed.origin, policy)
         if done.serial_before is None:
-            sync_catalog_zone(ctx, editor, f"zone {parsed.origin} created")
+            sync_catalog_zone(ctx, editor, f"zone {parsed.origin} created", quiet=as_json)
     _report(done, as_json)
 
 
 @zone_group.command("export")
 @click.argument("zone")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here, not stdout.")
+@json_option
 @click.pass_context
-def zone_export(ctx: click.Context, zone: str, output: str | None) -> None:
-    """Write ZONE as a canonical zone file (accepted by named-checkzone and kzonecheck)."""
+def zone_export(ctx: click.Context, zone: str, output: str | None, as_json: bool) -> None:
+    """Write ZONE as a canonical zone file (accepted by named-checkzone and kzonecheck), or
+    with --json as its serial and records."""
     origin = zone_name(zone)
     with open_store(ctx, read_only=True) as store:
-        text = write_zone_file(origin, store.records(origin))
+        records = store.records(origin)
+        serial = store.serial(origin)
+    if as_json:
+        data = {
+            "zone": str(origin),
+            "serial": serial,
+            "rrs": [_rr_json(r) for r in _ordered(records)],
+        }
+        text = json.dumps(data, indent=2) + "\n"
+    else:
+        text = write_zone_file(origin, records)
     if output:
         Path(output).write_text(text, encoding="utf-8")
     else:
@@ -477,33 +489,42 @@ def zone_rollback(
 
 
 @zone_group.command("catalog")
+@json_option
 @click.pass_context
-def zone_catalog(ctx: click.Context) -> None:
+def zone_catalog(ctx: click.Context, as_json: bool) -> None:
     """Bring the catalog zone (``catalog-zone`` in the config, RFC 9432) in step with the
     store's zones now; creating or deleting a zone does this by itself."""
     with open_store(ctx, create=False) as store:
-        if catalog_zone(ctx) is None:
+        catalog = catalog_zone(ctx)
+        if catalog is None:
             raise click.ClickException(
                 'no catalog zone is configured; set catalog-zone = "catalog.example." '
                 "in the config file"
             )
-        sync_catalog_zone(ctx, editor_for(ctx, store), "zonefan zone catalog")
-    click.echo("catalog in step")
+        serial = sync_catalog_zone(
+            ctx, editor_for(ctx, store), "zonefan zone catalog", quiet=as_json
+        )
+    data = {"catalog": str(catalog), "changed": serial is not None, "serial": serial}
+    _say(as_json, data, "catalog in step")
 
 
 @zone_group.command("delete")
 @click.argument("zone")
 @click.option("--yes", is_flag=True, help="Do not ask.")
+@json_option
 @click.pass_context
-def zone_delete(ctx: click.Context, zone: str, yes: bool) -> None:
+def zone_delete(ctx: click.Context, zone: str, yes: bool, as_json: bool) -> None:
     """Remove ZONE, its records and its history from the store."""
     origin = zone_name(zone)
     if not yes:
-        click.confirm(f"delete zone {origin} and its history?", abort=True)
+        click.confirm(f"delete zone {origin} and its history?", abort=True, err=True)
     with open_store(ctx, create=False) as store:
         store.delete_zone(origin)
-        sync_catalog_zone(ctx, editor_for(ctx, store), f"zone {origin} deleted")
-    click.echo(f"zone {origin} deleted")
+        serial = sync_catalog_zone(
+            ctx, editor_for(ctx, store), f"zone {origin} deleted", quiet=as_json
+        )
+    data = {"zone": str(origin), "deleted": True, "catalog_serial": serial}
+    _say(as_json, data, f"zone {origin} deleted")
 
 
 # -- record --------------------------------------------------------------------------------

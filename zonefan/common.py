@@ -127,14 +127,20 @@ def catalog_zone(ctx: click.Context) -> dns.name.Name | None:
         raise click.ClickException(str(e)) from e
 
 
-def sync_catalog_zone(ctx: click.Context, editor: ZoneEditor, why: str) -> None:
-    """Bring the catalog zone in step with the store's zones (when one is configured)."""
+def sync_catalog_zone(
+    ctx: click.Context, editor: ZoneEditor, why: str, quiet: bool = False
+) -> int | None:
+    """Bring the catalog zone in step with the store's zones (when one is configured); the
+    catalog's new serial, None when it did not change. ``quiet``: say nothing (--json)."""
     catalog = catalog_zone(ctx)
     if catalog is None:
-        return
+        return None
     change = sync_catalog(editor, catalog, author_of(None, f"catalog: {why}"))
-    if change is not None:
+    if change is None:
+        return None
+    if not quiet:
         click.echo(f"catalog {catalog}: serial {change.serial_after}", err=True)
+    return change.serial_after
 
 
 def dnssec_manager(ctx: click.Context, store: Store) -> DnssecManager:

@@ -385,7 +385,9 @@ def _find_key(keys: tuple[KeyTiming, ...], which: str) -> str:
     return matches[0]
 
 
-def _change_keys(ctx: click.Context, zone: str, how: str, change: Any, author: str | None) -> None:
+def _change_keys(
+    ctx: click.Context, zone: str, how: str, change: Any, author: str | None, as_json: bool
+) -> None:
     """Record an operator's key change, then run maintenance so it takes effect."""
     origin = zone_name(zone)
     with open_store(ctx, create=False) as store:
@@ -396,10 +398,12 @@ def _change_keys(ctx: click.Context, zone: str, how: str, change: Any, author: s
             raise click.ClickException(f"{origin} has no keys; `zonefan zone sign {origin}`")
         manager.save_timings(origin, change(manager, origin, keys, now))
         if not manager.signs(origin):
-            click.echo(f"{origin}: recorded; the zone is not signed, so nothing else changes")
+            text = f"{origin}: recorded; the zone is not signed, so nothing else changes"
+            data: dict[str, Any] = {"zone": origin.to_text(), "serial": None, "actions": []}
+            click.echo(json.dumps(data, indent=2) if as_json else text)
             return
         result = manager.maintain(origin, author_of(author, how))
-    _report(result, origin, False)
+    _report(result, origin, as_json)
 
 
 def _check_role(origin: dns.name.Name, keys: tuple[KeyTiming, ...], flag: str) -> None:
@@ -426,6 +430,7 @@ def _check_role(origin: dns.name.Name, keys: tuple[KeyTiming, ...], flag: str) -
 @click.option("--algorithm", type=int, default=None, help="Roll every key to this algorithm.")
 @click.option("--emergency", "compromised", default=None, metavar="KEY", help="Key compromised.")
 @click.option("--author", envvar="ZONEFAN_AUTHOR", default=None, help="Who asks.")
+@json_option
 @click.pass_context
 def keys_rollover(
     ctx: click.Context,
@@ -434,6 +439,7 @@ def keys_rollover(
     algorithm: int | None,
     compromised: str | None,
     author: str | None,
+    as_json: bool,
 ) -> None:
     """Start a rollover of ZONE's KSK, ZSK or CSK, an algorithm rollover (--algorithm) or
     an emergency rollover of a compromised key (--emergency KEY)."""
@@ -452,15 +458,18 @@ def keys_rollover(
         _check_role(origin, keys, role)
         return start_rollover(keys, _ROLE_FLAGS[role], policy, now)
 
-    _change_keys(ctx, zone, "key rollover", change, author)
+    _change_keys(ctx, zone, "key rollover", change, author, as_json)
 
 
 @keys_group.command("ds-seen")
 @click.argument("zone")
 @click.argument("key")
 @click.option("--author", envvar="ZONEFAN_AUTHOR", default=None, help="Who saw it.")
+@json_option
 @click.pass_context
-def keys_ds_seen(ctx: click.Context, zone: str, key: str, author: str | None) -> None:
+def keys_ds_seen(
+    ctx: click.Context, zone: str, key: str, author: str | None, as_json: bool
+) -> None:
     """Tell zonefan the parent now serves the DS of KEY (a key tag or id)."""
 
     def change(
@@ -468,15 +477,18 @@ def keys_ds_seen(ctx: click.Context, zone: str, key: str, author: str | None) ->
     ) -> tuple[KeyTiming, ...]:
         return mark_ds_seen(keys, _find_key(keys, key), now)
 
-    _change_keys(ctx, zone, "DS seen at the parent", change, author)
+    _change_keys(ctx, zone, "DS seen at the parent", change, author, as_json)
 
 
 @keys_group.command("ds-gone")
 @click.argument("zone")
 @click.argument("key")
 @click.option("--author", envvar="ZONEFAN_AUTHOR", default=None, help="Who saw it go.")
+@json_option
 @click.pass_context
-def keys_ds_gone(ctx: click.Context, zone: str, key: str, author: str | None) -> None:
+def keys_ds_gone(
+    ctx: click.Context, zone: str, key: str, author: str | None, as_json: bool
+) -> None:
     """Tell zonefan the parent no longer serves the DS of KEY (a key tag or id), after
     its DS was withdrawn (`keys status` says so)."""
 
@@ -492,15 +504,16 @@ def keys_ds_gone(ctx: click.Context, zone: str, key: str, author: str | None) ->
             )
         return mark_ds_gone(keys, key_id, now)
 
-    _change_keys(ctx, zone, "DS gone from the parent", change, author)
+    _change_keys(ctx, zone, "DS gone from the parent", change, author, as_json)
 
 
 @keys_group.command("retire")
 @click.argument("zone")
 @click.argument("key")
 @click.option("--author", envvar="ZONEFAN_AUTHOR", default=None, help="Who retires it.")
+@json_option
 @click.pass_context
-def keys_retire(ctx: click.Context, zone: str, key: str, author: str | None) -> None:
+def keys_retire(ctx: click.Context, zone: str, key: str, author: str | None, as_json: bool) -> None:
     """Stop signing with KEY (a key tag or id); it leaves the zone when that is safe. A
     pre-generated key that was never published is discarded at once."""
 
@@ -516,7 +529,7 @@ def keys_retire(ctx: click.Context, zone: str, key: str, author: str | None) -> 
             return tuple(gone if k.key_id == key_id else k for k in keys)
         return retire(keys, key_id, now)
 
-    _change_keys(ctx, zone, "key retired", change, author)
+    _change_keys(ctx, zone, "key retired", change, author, as_json)
 
 
 def _step_text(fc: Forecast, step: ForecastStep, origin: dns.name.Name, policy: Policy) -> str:
