@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -30,6 +31,7 @@ from nameserver.updatepolicy import UpdatePolicy
 from nameserver.wirename import key_of
 from nameserver.xfr import TransferService, transfer_qtype
 from nameserver.zones import ZoneRegistry
+from settings import Address
 
 log = logging.getLogger(__name__)
 
@@ -300,6 +302,53 @@ class TcpHandler(asyncio.Protocol):
             self.timer.cancel()
 
 
+class ListenError(NameserverError):
+    """A listen address that cannot be bound; the message says why and what to do."""
+
+
+# What to do about the usual reasons a bind fails.
+_BIND_ADVICE = {
+    errno.EADDRINUSE: "another server is using this port, pick another with --listen",
+    errno.EACCES: "ports below 1024 need root or CAP_NET_BIND_SERVICE; listen on a higher "
+    "port with --listen (and map or forward port 53 to it)",
+    errno.EADDRNOTAVAIL: "this host has no interface with that address; pick one of its "
+    "addresses, or 0.0.0.0 / [::] for all, with --listen",
+    errno.EAFNOSUPPORT: "this host has no IPv6 (or no IPv4); leave that address out of --listen",
+}
+
+
+def bind_listener(host: str, port: int, kind: socket.SocketKind) -> socket.socket:
+    """A non-blocking UDP (``SOCK_DGRAM``) or TCP (``SOCK_STREAM``) socket bound to host:port.
+
+    IPv6 sockets are IPv6-only (IPV6_V6ONLY), whatever the host's net.ipv6.bindv6only: a
+    ``[::]`` listener then does not also claim the IPv4 port, so it can run beside a
+    ``0.0.0.0`` one (asyncio sets the option for TCP servers, not for datagram endpoints).
+    TCP sockets reuse the address (a restart is not blocked by connections in TIME_WAIT);
+    UDP sockets do not, since on Linux that would let two servers share the port unnoticed.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock: socket.socket | None = None
+    try:
+        sock = socket.socket(family, kind)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except OSError as e:
+        if sock is not None:
+            sock.close()
+        proto = "TCP" if kind == socket.SOCK_STREAM else "UDP"
+        reason = e.strerror or str(e)
+        advice = _BIND_ADVICE.get(e.errno or 0)
+        raise ListenError(
+            f"cannot listen on {Address(host, port)} ({proto}): {reason}"
+            + (f"; {advice}" if advice else "")
+        ) from e
+    return sock
+
+
 class Server:
     """Listeners plus the store follower that keeps the served zones current."""
 
@@ -337,16 +386,31 @@ class Server:
         return list(dict.fromkeys(targets))  # one NOTIFY per address and port
 
     async def start(self) -> None:
-        """Load every zone, then open the listeners (answers never come from a half load)."""
-        await self.follower.refresh()
-        loop = asyncio.get_running_loop()
+        """Bind every listen address (a taken port fails before any zone is loaded), load
+        every zone, then serve (answers never come from a half load).
+
+        Raises :class:`ListenError` when an address cannot be bound."""
         cfg = self.config
-        for host, port in cfg.listen:
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        bound: list[tuple[str, int, socket.socket, socket.socket]] = []
+        try:
+            for host, port in cfg.listen:
+                udp_sock = bind_listener(host, port, socket.SOCK_DGRAM)
+                try:
+                    tcp_sock = bind_listener(host, port, socket.SOCK_STREAM)
+                except ListenError:
+                    udp_sock.close()
+                    raise
+                bound.append((host, port, udp_sock, tcp_sock))
+            await self.follower.refresh()
+        except BaseException:
+            for _, _, udp_sock, tcp_sock in bound:
+                udp_sock.close()
+                tcp_sock.close()
+            raise
+        loop = asyncio.get_running_loop()
+        for host, port, udp_sock, tcp_sock in bound:
             udp, _ = await loop.create_datagram_endpoint(
-                lambda: UdpHandler(self.responder, self.transfers, self.updates),
-                local_addr=(host, port),
-                family=family,
+                lambda: UdpHandler(self.responder, self.transfers, self.updates), sock=udp_sock
             )
             self._closers.append(udp)
             tcp = await loop.create_server(
@@ -357,13 +421,10 @@ class Server:
                     self.transfers,
                     self.updates,
                 ),
-                host,
-                port,
-                family=family,
-                reuse_address=True,
+                sock=tcp_sock,
             )
             self._closers.append(tcp)
-            log.info("listening on %s port %d (UDP and TCP)", host, port)
+            log.info("listening on %s (UDP and TCP)", Address(host, port))
         self._follow_task = asyncio.create_task(self.follower.follow(cfg.poll_interval))
         if cfg.journal_keep is not None:
             self._compact_task = asyncio.create_task(self._compact(cfg.journal_keep))

@@ -34,7 +34,7 @@ from nameserver.records import (
     type_text,
 )
 from nameserver.serial import SerialPolicy
-from nameserver.server import ServerConfig, serve
+from nameserver.server import ListenError, ServerConfig, serve
 from nameserver.store import Store
 from nameserver.wirename import key_of
 from nameserver.zonefile import read_zone_file, write_zone_file
@@ -134,6 +134,8 @@ def serve_cmd(
     )
     try:
         serve(config, [] if link is None else [link.companion])
+    except ListenError as e:
+        raise click.ClickException(str(e)) from e
     except OSError as e:
         raise click.ClickException(f"cannot listen: {e}") from e
 
