@@ -76,6 +76,11 @@ class LazyGroup(click.Group):
     help="TOML settings file (default ./zonefan.toml if present). Env: ZONEFAN_CONFIG.",
 )
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(
+    package_name="zonefan",  # the installed distribution's version, from its metadata
+    message="zonefan %(version)s",
+    help="Print the installed version and exit.",
+)
 @click.pass_context
 def main(ctx: click.Context, db: str | None, config: str | None, verbose: int) -> None:
     """zonefan: a hidden-primary authoritative DNS server whose zones live in one SQLite file.
