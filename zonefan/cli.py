@@ -33,6 +33,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "keys": ("zonefan.commands", "keys_group"),
     "sync": ("zonefan.sync_cli", "sync_group"),
     "config": ("zonefan.config_cli", "config_group"),
+    "healthcheck": ("zonefan.healthcheck", "healthcheck_cmd"),
 }
 
 
