@@ -90,6 +90,10 @@ class _Process:
     def _probe_name(self) -> str:
         return "."
 
+    def _env(self) -> dict[str, str]:
+        """The process's environment."""
+        return _clean_env()
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> Self:
@@ -124,7 +128,7 @@ class _Process:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
-                env=_clean_env(),
+                env=self._env(),
             )
 
     def _wait_ready(self) -> bool:
