@@ -257,6 +257,38 @@ def test_a_taken_port_is_named_with_the_reason_and_what_to_do(
     )
 
 
+def test_healthcheck_fails_on_silence_and_on_garbage(user_install: UserInstall) -> None:
+    """Only a well-formed DNS reply to its query passes: a UDP port that swallows the query
+    or answers with something else fails, and so does a port nobody listens on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        done = user_install.run("healthcheck", "--timeout", "0.3", address)
+        assert (done.returncode, done.stdout) == (1, "")
+        assert done.stderr == f"Error: {address} is not answering DNS: no reply within 0.3 s\n"
+        assert silent.recv(512), "the query was sent"
+        # A reply that echoes the query's ID but is not DNS.
+        proc = subprocess.Popen(
+            [str(user_install.zonefan), "healthcheck", "--timeout", "5", address],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=user_install.home,
+            env=user_install.env(),
+        )
+        silent.settimeout(10)
+        query, client = silent.recvfrom(512)
+        silent.sendto(query[:2] + b"\x80", client)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 1
+    assert err.startswith(f"Error: {address} sent a reply that is not well-formed DNS: "), err
+    nobody = f"127.0.0.1:{free_port()}"
+    done = user_install.run("healthcheck", nobody)
+    assert done.returncode == 1 and done.stderr == (
+        f"Error: {nobody} is not answering DNS: nothing listens on that UDP port\n"
+    )
+
+
 # -- the Docker image's command --------------------------------------------------------------------
 
 
@@ -367,5 +399,6 @@ def test_the_venv_holds_exactly_the_pinned_versions(user_install: UserInstall) -
     }
     for name in ("zonefan", "pip", "setuptools", "wheel"):
         installed.pop(name, None)
-    assert installed == {name: pins[name] for name in installed}, "a dependency is not pinned"
-    assert set(installed) == set(pins), "constraints.txt pins something no longer needed"
+    rerun = "; run scripts/pin-constraints.py after testing the new dependencies"
+    assert installed == {name: pins.get(name) for name in installed}, "not pinned" + rerun
+    assert set(installed) == set(pins), "constraints.txt pins something not needed" + rerun
