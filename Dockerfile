@@ -6,6 +6,7 @@ FROM python:3.11-slim-bookworm
 WORKDIR /src
 COPY pyproject.toml README.md constraints.txt ./
 COPY nameserver ./nameserver
+COPY settings ./settings
 COPY signer ./signer
 COPY sync ./sync
 COPY zonefan ./zonefan
