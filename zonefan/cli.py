@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import gc
 import importlib
+import json
 import logging
 import os
 import sys
-from typing import NoReturn
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 import click
 
@@ -56,6 +58,27 @@ class LazyGroup(click.Group):
         assert isinstance(command, click.Command)
         self.add_command(command, cmd_name)
         return command
+
+
+def json_error(e: click.ClickException) -> str:
+    """A failure as ``{"error": {"kind", "message", "exit_code"[, "parameter"]}}``: ``kind``
+    is ``usage`` (the command line is wrong, exit 2), ``bad-parameter`` (one option or
+    argument is, exit 2) or ``error`` (the command could not be done, exit 1 or the code
+    the command documents)."""
+    error: dict[str, Any] = {
+        "kind": "error",
+        "message": e.format_message(),
+        "exit_code": e.exit_code,
+    }
+    if isinstance(e, click.BadParameter):
+        error["kind"] = "bad-parameter"
+        if e.param is not None:
+            error["parameter"] = e.param.opts[0] if e.param.opts else e.param.name
+        elif e.param_hint is not None:
+            error["parameter"] = str(e.param_hint)
+    elif isinstance(e, click.UsageError):
+        error["kind"] = "usage"
+    return json.dumps({"error": error})
 
 
 @click.group(
@@ -115,8 +138,7 @@ def run() -> NoReturn:
     engine are loaded (a fifteenth of a 10k-record `zonefan sync apply`). By then every
     command has closed its database and sessions; logs and output are flushed here."""
     try:
-        main()
-        code = 0
+        code = _json_run() if wants_json(sys.argv[1:]) else _plain_run()
     except SystemExit as exc:  # click ends every standalone run this way
         code = _exit_code(exc.code)
     logging.shutdown()
@@ -126,6 +148,30 @@ def run() -> NoReturn:
         except (OSError, ValueError):  # a closed pipe or stream: nothing left to write
             code = code or 1
     os._exit(code)
+
+
+def wants_json(argv: Sequence[str]) -> bool:
+    """True when ``--json`` is among the options (not after ``--``)."""
+    return "--json" in (argv[: list(argv).index("--")] if "--" in argv else argv)
+
+
+def _plain_run() -> int:
+    main()
+    return 0
+
+
+def _json_run() -> int:
+    """The command with its failures as JSON on stderr (see :func:`json_error`), so a
+    script reads a failure the way it reads a result."""
+    try:
+        code = main.main(standalone_mode=False)
+    except click.ClickException as e:
+        click.echo(json_error(e), err=True)
+        return e.exit_code
+    except click.exceptions.Abort:
+        click.echo(json_error(click.ClickException("aborted")), err=True)
+        return 1
+    return code if isinstance(code, int) else 0
 
 
 def _exit_code(code: object) -> int:

@@ -7,6 +7,7 @@ zone); silence, an ICMP refusal or garbage do not.
 
 from __future__ import annotations
 
+import json
 import secrets
 import socket
 import time
@@ -18,6 +19,7 @@ import dns.rcode
 import dns.rdatatype
 
 from settings import parse_address
+from zonefan.options import json_option
 
 QUESTION = "."  # the root's SOA: a question every server answers somehow
 
@@ -31,7 +33,8 @@ QUESTION = "."  # the root's SOA: a question every server answers somehow
     show_default=True,
     help="Seconds to wait for the reply.",
 )
-def healthcheck_cmd(address: str, timeout: float) -> None:
+@json_option
+def healthcheck_cmd(address: str, timeout: float, as_json: bool) -> None:
     """Exit 0 when a DNS server answers at ADDR:PORT, else 1 (one query over UDP).
 
     ADDR:PORT as `serve --listen` takes it, e.g. 127.0.0.1:5353 or [::1]:5353 (port 53
@@ -51,6 +54,10 @@ def healthcheck_cmd(address: str, timeout: float) -> None:
     except dns.exception.DNSException as e:
         raise click.ClickException(f"{where} sent a reply that is not well-formed DNS: {e}") from e
     text = dns.rcode.to_text(rcode)
+    if as_json:
+        data = {"server": str(where), "rcode": text, "ms": round(elapsed * 1000, 1)}
+        click.echo(json.dumps(data))
+        return
     click.echo(f"{where} answers DNS ({QUESTION} SOA: {text}, {elapsed * 1000:.1f} ms)")
 
 
