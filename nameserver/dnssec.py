@@ -50,7 +50,16 @@ from nameserver.versions import ZoneVersions
 from signer.errors import SignerError
 from signer.keys import KeyPair, check_algorithm, generate, key_file_name, load_keypair, save
 from signer.nsec3 import Nsec3Params
-from signer.policy import Denial, DsCheck, Policy, check_zone_fit
+from signer.policy import (
+    Denial,
+    DsCheck,
+    Policy,
+    PolicyError,
+    PolicySource,
+    ZoneFit,
+    fit_to_zone,
+    format_duration,
+)
 from signer.timing import (
     Action,
     ActionKind,
@@ -77,6 +86,7 @@ __all__ = [
     "DnssecManager",
     "MaintenanceResult",
     "ParentDsReport",
+    "ZonePolicy",
 ]
 
 DEFAULT_POLICY = "default"
@@ -89,6 +99,51 @@ class DnssecError(NameserverError):
 
 
 @dataclasses.dataclass(frozen=True)
+class ZonePolicy:
+    """The policy a zone is signed with now: its name, the config file that defines it
+    (``source``; "" when built in or given in code), and the policy with its signature
+    lifetimes fitted to the zone's current SOA EXPIRE and TTLs (``fit``; None when the
+    zone has no SOA).  ``problem`` says why the zone cannot be signed with it (``policy``
+    is then the policy as configured); None when it can."""
+
+    name: str
+    source: str
+    policy: Policy
+    fit: ZoneFit | None
+    problem: str | None = None
+
+    def describe(self) -> str:
+        """``policy default (built-in): rrsig-validity 24d, rrsig-refresh 16d, derived
+        from SOA EXPIRE 14d + largest TTL 1d``."""
+        origin = self.source or ("built-in" if self.name == DEFAULT_POLICY else "")
+        text = f"policy {self.name}" + (f" ({origin})" if origin else "")
+        if self.problem is not None:
+            return f"{text}: does not fit the zone"
+        if self.fit is None:
+            p = self.policy
+            return (
+                f"{text}: rrsig-validity {format_duration(p.rrsig_validity)}, "
+                f"rrsig-refresh {format_duration(p.rrsig_refresh)}"
+            )
+        return f"{text}: {self.fit.describe()}"
+
+    def to_json(self) -> dict[str, object]:
+        """JSON-ready: durations in seconds, ``text`` as :meth:`describe` says it."""
+        fit = self.fit
+        return {
+            "name": self.name,
+            "source": self.source or ("built-in" if self.name == DEFAULT_POLICY else None),
+            "rrsig_validity": self.policy.rrsig_validity,
+            "rrsig_refresh": self.policy.rrsig_refresh,
+            "derived": fit.derived if fit is not None else False,
+            "soa_expire": fit.soa_expire if fit is not None else None,
+            "largest_ttl": fit.largest_ttl if fit is not None else None,
+            "problem": self.problem,
+            "text": self.describe(),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
 class MaintenanceResult:
     """What one maintenance run did, and when the zone needs the next one."""
 
@@ -96,6 +151,7 @@ class MaintenanceResult:
     actions: tuple[Action, ...]
     plan: Plan
     next_due: int | None
+    policy: ZonePolicy  # what it signed with
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +172,14 @@ class ParentDsReport:
 
 
 class DnssecManager:
-    """Signs the zones of one store; the editor calls :meth:`signs` and :meth:`delta`."""
+    """Signs the zones of one store; the editor calls :meth:`signs` and :meth:`delta`.
+
+    ``policies`` by name (``default`` is built in unless given); ``sources`` says, for
+    those defined in a config file, which file and whether their table sets the
+    signature lifetimes.  Lifetimes a policy's table does not set follow each zone
+    (:func:`signer.policy.fit_to_zone`), recomputed from its contents at every change
+    and maintenance run; lifetimes set there are checked and refused if they do not fit.
+    """
 
     def __init__(
         self,
@@ -126,10 +189,12 @@ class DnssecManager:
         clock: Clock = time.time,
         workers: int = 1,
         versions: ZoneVersions | None = None,
+        sources: Mapping[str, PolicySource] | None = None,
     ) -> None:
         self.store = store
         self.key_dir = key_dir
         self.policies = {DEFAULT_POLICY: Policy(), **(policies or {})}
+        self.sources = dict(sources or {})
         self.clock = clock
         self.workers = workers
         self.versions = versions  # warm snapshots for a long-lived manager (``serve``)
@@ -138,6 +203,8 @@ class DnssecManager:
         self._generated: dict[str, tuple[str, KeyPair]] = {}
         # Key states advanced by maintain(), handed to delta() for the same commit.
         self._advanced: dict[dns.name.Name, tuple[KeyTiming, ...]] = {}
+        # (serial, SOA EXPIRE, largest data TTL) per zone, for policy() without a snapshot.
+        self._zone_times: dict[dns.name.Name, tuple[int, tuple[int, int] | None]] = {}
 
     # -- the editor's interface ---------------------------------------------------------
 
@@ -151,7 +218,13 @@ class DnssecManager:
     ) -> tuple[SignerDelta, Sequence[StoredKey]]:
         """The signer records for a change (``full``: every name, for maintenance)."""
         origin = new.origin_name
-        policy = self.policy(origin)
+        state = self.store.dnssec(origin)
+        policy = _usable(self._zone_policy(origin, state, new))
+        if policy.rrsig_refresh > self._zone_policy(origin, state, old).policy.rrsig_refresh:
+            # The change raised what signatures must cover (SOA EXPIRE, a TTL): every
+            # name is looked at, and the signatures now too close to expiry are re-made
+            # in this same changeset, before a secondary serves the new EXPIRE.
+            full = True
         now = int(self.clock())
         timings = self._advanced.pop(origin, None)
         stored = self.store.keys(origin)
@@ -160,7 +233,6 @@ class DnssecManager:
             raise DnssecError(
                 f"zone {origin} is signed but has no keys; run `zonefan zone sign {origin}`"
             )
-        _check_fit(policy, new)
         files = {k.id: k.file for k in stored}
         files.update((i, name) for i, (name, _) in self._generated.items())
         params = self._params(policy, keys, files, now)
@@ -173,8 +245,59 @@ class DnssecManager:
     # -- operations ----------------------------------------------------------------------
 
     def policy(self, origin: dns.name.Name) -> Policy:
-        """The zone's policy, with its denial override applied."""
-        return self._policy_of(origin, self.store.dnssec(origin))
+        """The zone's policy, with its denial override applied and its signature
+        lifetimes fitted to the zone as it is now (see :meth:`zone_policy`)."""
+        return self.zone_policy(origin).policy
+
+    def zone_policy(self, origin: dns.name.Name) -> ZonePolicy:
+        """The zone's policy, what it is fitted to and whether the zone fits it (a
+        problem is reported, not raised: signing raises it)."""
+        return self._zone_policy(origin, self.store.dnssec(origin), None)
+
+    def lifetimes(self, origin: dns.name.Name) -> tuple[int, int] | None:
+        """(rrsig-validity, rrsig-refresh) the zone is signed with now; None when its
+        policy cannot be used. A change of the zone's EXPIRE or TTLs can move them."""
+        try:
+            chosen = self.zone_policy(origin)
+        except DnssecError:
+            return None
+        if chosen.problem is not None:
+            return None
+        return chosen.policy.rrsig_validity, chosen.policy.rrsig_refresh
+
+    def _zone_policy(
+        self, origin: dns.name.Name, state: ZoneDnssec | None, zone: ZoneSnapshot | None
+    ) -> ZonePolicy:
+        name = state.policy if state else DEFAULT_POLICY
+        base = self._policy_of(origin, state)
+        source = self.sources.get(name)
+        file = source.file if source is not None else ""
+        times = _zone_times(zone) if zone is not None else self._stored_zone_times(origin)
+        if times is None:
+            return ZonePolicy(name, file, base, None)
+        expire, max_ttl = times
+
+        def long_ttls(limit: int) -> tuple[list[str], int]:
+            return _long_ttls(zone if zone is not None else self._snapshot(origin), limit)
+
+        try:
+            fit = fit_to_zone(base, expire, max_ttl, f"zone {origin}", source, long_ttls)
+        except PolicyError as e:
+            return ZonePolicy(name, file, base, None, str(e))
+        return ZonePolicy(name, file, fit.policy, fit)
+
+    def _stored_zone_times(self, origin: dns.name.Name) -> tuple[int, int] | None:
+        """SOA EXPIRE and largest data TTL of the zone in the store (None: no zone),
+        remembered per serial: policy() is asked several times per command."""
+        if not self.store.has_zone(origin):
+            return None
+        serial = self.store.serial(origin)
+        known = self._zone_times.get(origin)
+        if known is not None and known[0] == serial:
+            return known[1]
+        times = _zone_times(self._snapshot(origin))
+        self._zone_times[origin] = (serial, times)
+        return times
 
     def _policy_of(self, origin: dns.name.Name, state: ZoneDnssec | None) -> Policy:
         name = state.policy if state else DEFAULT_POLICY
@@ -217,7 +340,7 @@ class DnssecManager:
             return self.maintain(origin, author, force=True)
         except BaseException:
             # Nothing was signed: put the zone's DNSSEC setting back as it was.
-            self.store.set_dnssec(origin, before or ZoneDnssec(new_state.policy, None, False))
+            self.store.set_dnssec(origin, before or ZoneDnssec(DEFAULT_POLICY, None, False))
             raise
 
     def maintain(
@@ -225,14 +348,10 @@ class DnssecManager:
     ) -> MaintenanceResult:
         """Apply the key events due now and refresh expiring signatures, in one changeset
         (none when nothing is due and ``force`` is off)."""
-        policy = self.policy(origin)
         now = int(self.clock())
-        snapshot = (
-            self.versions.current(origin)
-            if self.versions is not None
-            else ZoneSnapshot.from_rows(origin, self.store.rows(origin))
-        )
-        _check_fit(policy, snapshot)
+        snapshot = self._snapshot(origin)
+        chosen = self._zone_policy(origin, self.store.dnssec(origin), snapshot)
+        policy = _usable(chosen)
         stored = self.store.keys(origin)
         keys, actions, plan = advance(
             tuple(_timing(k) for k in stored),
@@ -254,6 +373,7 @@ class DnssecManager:
             actions,
             plan,
             _earliest(plan.next_event, _next_refresh(after, policy, now)),
+            chosen,
         )
 
     def save_timings(self, origin: dns.name.Name, keys: Sequence[KeyTiming]) -> None:
@@ -619,15 +739,39 @@ def _new_row(
     )
 
 
-def _check_fit(policy: Policy, zone: ZoneSnapshot) -> None:
+def _usable(chosen: ZonePolicy) -> Policy:
+    """The policy to sign with; DnssecError when the zone does not fit it."""
+    if chosen.problem is not None:
+        raise DnssecError(chosen.problem)
+    return chosen.policy
+
+
+def _zone_times(zone: ZoneSnapshot) -> tuple[int, int] | None:
+    """(SOA EXPIRE, largest data TTL); None for a zone without SOA."""
     soa = zone.rrset(zone.origin, _SOA)
     if soa is None:
-        return
-    expire = int.from_bytes(soa.rdatas[0][-8:-4], "big")
-    try:
-        check_zone_fit(policy, expire, _max_ttl(zone), where=f"zone {zone.origin_name}")
-    except SignerError as e:
-        raise DnssecError(str(e)) from e
+        return None
+    return int.from_bytes(soa.rdatas[0][-8:-4], "big"), _max_ttl(zone)
+
+
+_LONG_TTLS_SHOWN = 3
+
+
+def _long_ttls(zone: ZoneSnapshot, limit: int) -> tuple[list[str], int]:
+    """The RRsets with a TTL above ``limit``: the longest few described, and how many."""
+    found = [
+        (rs.ttl, node.owner, rs.rdtype)
+        for node in zone.nodes.values()
+        for key, rs in node.rrsets.items()
+        if not is_sig_key(key) and rs.ttl > limit
+    ]
+    found.sort(key=lambda f: (-f[0], f[1].lower(), f[2]))
+    shown = [
+        f"{dns.name.from_wire(owner, 0)[0]} {dns.rdatatype.RdataType.to_text(rdtype)} has TTL "
+        f"{format_duration(ttl)}"
+        for ttl, owner, rdtype in found[:_LONG_TTLS_SHOWN]
+    ]
+    return shown, len(found)
 
 
 def _max_ttl(zone: ZoneSnapshot) -> int:

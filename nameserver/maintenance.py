@@ -129,8 +129,8 @@ class MaintenanceScheduler:
         return self._manager
 
     def _rescan(self, now: float) -> None:
-        """Zones newly signed, or whose keys an operator changed, are due now; zones no
-        longer signed are dropped."""
+        """Zones newly signed, whose keys an operator changed or whose signature
+        lifetimes a change moved are due now; zones no longer signed are dropped."""
         try:
             manager = self._open()
             signed = [o for o in manager.store.zone_names() if manager.signs(o)]
@@ -194,4 +194,7 @@ def _check_parent(manager: DnssecManager, origin: dns.name.Name) -> None:
 
 
 def _key_fingerprint(manager: DnssecManager, origin: dns.name.Name) -> tuple[object, ...]:
-    return tuple((k.id, tuple(sorted(k.times.items()))) for k in manager.store.keys(origin))
+    keys = tuple((k.id, tuple(sorted(k.times.items()))) for k in manager.store.keys(origin))
+    # The signature lifetimes follow the zone's EXPIRE and TTLs: a change that moves them
+    # moves the next refresh too, so the zone is due again.
+    return (*keys, manager.lifetimes(origin))

@@ -26,7 +26,7 @@ import dataclasses
 import enum
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import dns.dnssec
@@ -42,12 +42,20 @@ from signer.errors import SignerError
 from signer.keys import DEFAULT_ALGORITHM, SUPPORTED_ALGORITHMS
 
 __all__ = [
+    "ADVISED_MAX_EXPIRE",
+    "ADVISED_MAX_TTL",
+    "MAX_DERIVED_COVER",
     "Denial",
     "DsCheck",
     "KeyStyle",
+    "LongTtls",
     "Policy",
     "PolicyError",
+    "PolicySource",
+    "ZoneFit",
     "check_zone_fit",
+    "derived_lifetimes",
+    "fit_to_zone",
     "format_duration",
     "format_server",
     "needs_refresh",
@@ -356,31 +364,265 @@ def check_zone_fit(policy: Policy, soa_expire: int, max_ttl: int, where: str = "
     """Raise PolicyError unless signatures outlast SOA EXPIRE plus the largest TTL.
 
     A secondary cut off from the hidden primary keeps answering for SOA EXPIRE seconds
-    after its last refresh, and resolvers keep what it served for up to ``max_ttl``
-    more.  The worst moment to be cut off is just before a re-signing pass: the
-    signatures it holds then have ``rrsig_refresh`` left (jitter is taken off the
-    expiration when signing and validity - jitter > refresh is enforced, so jitter never
-    lowers what is left at refresh time).  That must exceed ``soa_expire + max_ttl``.
+    after its last refresh, and resolvers keep what it served for up to the largest TTL
+    more: ``max_ttl`` (the zone's data) or the policy's ``dnskey_ttl`` (DNSKEY, CDS and
+    CDNSKEY, not yet in a zone about to be signed), whichever is larger.  The worst
+    moment to be cut off is just before a re-signing pass: the signatures it holds then
+    have ``rrsig_refresh`` left (jitter is taken off the expiration when signing and
+    validity - jitter > refresh is enforced, so jitter never lowers what is left at
+    refresh time).  That must exceed ``soa_expire`` + the largest TTL.
     """
+    largest = _largest_ttl(policy, max_ttl)
     guaranteed = policy.rrsig_refresh
-    needed = soa_expire + max_ttl
+    needed = soa_expire + largest
     if guaranteed > needed:
         return
-    refresh = needed + HOUR  # keep a little margin in the suggestion
-    # Keep today's gap between refresh and validity (at least a day) on top of jitter.
-    gap = max(policy.rrsig_validity - policy.rrsig_refresh - policy.rrsig_jitter, DAY)
-    validity = refresh + policy.rrsig_jitter + gap
+    validity, refresh = derived_lifetimes(policy, soa_expire, max_ttl)
     raise PolicyError(
         where,
         "rrsig-refresh",
-        f"signatures may have only {format_duration(guaranteed)} ({guaranteed} s) left when "
-        f"they are refreshed, but a secondary cut off from the primary serves them for SOA "
-        f"EXPIRE {format_duration(soa_expire)} ({soa_expire} s) and resolvers cache them for "
-        f"up to the largest TTL {format_duration(max_ttl)} ({max_ttl} s) more: "
-        f"{needed} s in all.  Set rrsig-refresh to at least {format_duration(refresh)} and "
-        f"rrsig-validity to at least {format_duration(validity)}, or lower the SOA EXPIRE "
-        f"below {format_duration(max(guaranteed - max_ttl, 0))}",
+        f"{_shortfall(policy, soa_expire, largest)}.  Set rrsig-refresh to at least "
+        f"{format_duration(refresh)} and rrsig-validity to at least {format_duration(validity)}",
     )
+
+
+def _shortfall(policy: Policy, soa_expire: int, largest: int) -> str:
+    """Why ``policy`` does not fit, with the numbers (see :func:`check_zone_fit`)."""
+    left = policy.rrsig_refresh
+    needed = soa_expire + largest
+    return (
+        f"signatures may have only {format_duration(left)} ({left} s) left when they are "
+        f"refreshed, but a secondary cut off from the primary serves them for SOA EXPIRE "
+        f"{format_duration(soa_expire)} ({soa_expire} s) and resolvers cache them for up "
+        f"to the largest TTL {format_duration(largest)} ({largest} s) more: {needed} s in all"
+    )
+
+
+def _largest_ttl(policy: Policy, max_ttl: int) -> int:
+    # Negative answers are cached for min(SOA TTL, SOA MINIMUM) (RFC 2308 §5; the NSEC
+    # and NSEC3 TTL, RFC 9077): never more than the SOA RRset's TTL, a data TTL already
+    # in ``max_ttl``.  The DNSKEY RRset (and CDS/CDNSKEY) gets the policy's TTL.
+    return max(max_ttl, policy.dnskey_ttl)
+
+
+# --- signature lifetimes that follow the zone -------------------------------------------
+#
+# Knot derives its rrsig-refresh default from the zone (knot.conf(5), policy section:
+# "rrsig-refresh ... Default: propagation-delay + zone-max-ttl", with rrsig-lifetime 14d
+# and rrsig-pre-refresh 1h); BIND's dnssec-policy keeps signatures-validity 14d and
+# signatures-refresh 5d and refuses a refresh above 90% of the validity. zonefan
+# follows Knot, and adds SOA EXPIRE to what the refresh must cover (check_zone_fit),
+# because a hidden primary's secondaries go on serving the zone that long without it:
+#
+#   rrsig-refresh  = EXPIRE + largest TTL + zone-propagation-delay + 1 hour (the
+#                    maintenance run's slack, Knot's pre-refresh), rounded up to a day;
+#   rrsig-validity = rrsig-refresh + rrsig-jitter + the policy's refresh spacing
+#                    (validity - refresh: 7 days by default, never under a day), rounded
+#                    up to a day, so each signature is still re-made only about weekly;
+#
+# and only when the policy's own values (14d / 7d by default) do not fit: a zone they
+# fit keeps them, so signed zones do not churn.  EXPIRE 14d with TTLs up to 1d gives
+# 24d / 16d (refresh at 67% of the validity, within BIND's 90%); 28d gives 38d / 30d.
+
+#: RFC 1912 §2.2 suggests an SOA EXPIRE of 2-4 weeks.
+ADVISED_MAX_EXPIRE = 4 * WEEK
+#: TTLs above a day gain little: unbound caches nothing longer by default (its
+#: cache-max-ttl), and RFC 8767 §4 suggests that resolvers cap TTLs at 7 days.
+ADVISED_MAX_TTL = DAY
+#: Lifetimes are derived for zones up to the advised EXPIRE plus the advised TTL (29
+#: days); past it, signatures (and any replay of them) would stay valid for 6 weeks or
+#: more, so the zone's EXPIRE or TTLs are what should change.
+MAX_DERIVED_COVER = ADVISED_MAX_EXPIRE + ADVISED_MAX_TTL
+_REFRESH_SLACK = HOUR
+
+
+def _round_up(seconds: int, unit: int) -> int:
+    return -(-seconds // unit) * unit
+
+
+def derived_lifetimes(policy: Policy, soa_expire: int, max_ttl: int) -> tuple[int, int]:
+    """(rrsig_validity, rrsig_refresh) made to fit a zone with ``soa_expire`` and data
+    TTLs up to ``max_ttl`` (the arithmetic in the comment above; no limit applied)."""
+    cover = soa_expire + _largest_ttl(policy, max_ttl)
+    refresh = _round_up(cover + policy.zone_propagation_delay + _REFRESH_SLACK, DAY)
+    spacing = max(policy.rrsig_validity - policy.rrsig_refresh, DAY)
+    validity = _round_up(refresh + policy.rrsig_jitter + spacing, DAY)
+    return validity, refresh
+
+
+@dataclass(frozen=True)
+class PolicySource:
+    """Where a named policy is defined: ``file`` holds its ``[policy.NAME]`` table.
+
+    ``sets_lifetimes``: that table sets rrsig-validity or rrsig-refresh, so they are the
+    operator's choice, checked against each zone and never derived.  A policy without
+    a source (the built-in default, or one made in code) derives them from the zone.
+    """
+
+    name: str
+    file: str
+    sets_lifetimes: bool
+
+
+@dataclass(frozen=True)
+class ZoneFit:
+    """The policy a zone is signed with, its lifetimes fitted to the zone.
+
+    ``derived``: the lifetimes were derived from the zone (the policy's own did not fit);
+    ``largest_ttl``: the largest TTL counted (data, or the policy's DNSKEY TTL).
+    """
+
+    policy: Policy
+    derived: bool
+    soa_expire: int
+    largest_ttl: int
+
+    def describe(self) -> str:
+        """``rrsig-validity 24d, rrsig-refresh 16d, derived from SOA EXPIRE 14d + largest
+        TTL 1d``, or what the policy's own values fit."""
+        values = (
+            f"rrsig-validity {format_duration(self.policy.rrsig_validity)}, "
+            f"rrsig-refresh {format_duration(self.policy.rrsig_refresh)}"
+        )
+        zone = (
+            f"SOA EXPIRE {format_duration(self.soa_expire)} + largest TTL "
+            f"{format_duration(self.largest_ttl)}"
+        )
+        if self.derived:
+            return f"{values}, derived from {zone}"
+        return f"{values}, which cover {zone}"
+
+
+#: Given a TTL, the zone's RRsets above it: up to a few described as ``"www.example. A
+#: has TTL 30d"``, longest first, and how many there are in all.
+LongTtls = Callable[[int], tuple[Sequence[str], int]]
+
+
+def _no_names(_limit: int) -> tuple[Sequence[str], int]:
+    return (), 0
+
+
+def fit_to_zone(
+    policy: Policy,
+    soa_expire: int,
+    max_ttl: int,
+    where: str,
+    source: PolicySource | None = None,
+    long_ttls: LongTtls = _no_names,
+) -> ZoneFit:
+    """``policy`` with signature lifetimes that fit a zone (see :func:`check_zone_fit`).
+
+    A policy whose lifetimes fit keeps them.  One that does not is refused with a
+    ready-to-paste ``[policy.NAME]`` block when ``source`` says its table sets them;
+    otherwise its lifetimes are derived (:func:`derived_lifetimes`), unless the zone's
+    SOA EXPIRE plus largest TTL exceeds :data:`MAX_DERIVED_COVER`: then the error names
+    what to lower (``long_ttls`` lists the RRsets whose TTL is too long).  ``where``
+    names the zone in messages.  Raises PolicyError.
+    """
+    largest = _largest_ttl(policy, max_ttl)
+    if policy.rrsig_refresh > soa_expire + largest:
+        return ZoneFit(policy, False, soa_expire, largest)
+    validity, refresh = derived_lifetimes(policy, soa_expire, max_ttl)
+    too_long = soa_expire + largest > MAX_DERIVED_COVER
+    advice = _too_long(policy, soa_expire, largest, long_ttls) if too_long else None
+    if source is not None and source.sets_lifetimes:
+        table = f"{source.file} [policy.{_toml_key(source.name)}]"
+        text = (
+            f"{format_duration(policy.rrsig_refresh)} does not fit {where}: "
+            f"{_shortfall(policy, soa_expire, largest)}.  "
+        )
+        block = _paste_block(policy, source.name, (validity, refresh))
+        if advice is not None:
+            text += f"{advice[1]}.  To sign the zone as it is, set both in {source.file}:"
+            text += f"\n\n{block}"
+        else:
+            text += (
+                f"Set both in {source.file}:\n\n{block}\n\nor delete both settings there: "
+                "zonefan then derives them from each zone's SOA EXPIRE and TTLs"
+            )
+        raise PolicyError(table, "rrsig-refresh", text)
+    if advice is not None:
+        raise PolicyError(where, *advice)
+    try:
+        fitted = dataclasses.replace(policy, rrsig_validity=validity, rrsig_refresh=refresh)
+    except PolicyError as e:
+        # E.g. a key lifetime shorter than the derived validity.
+        table = f"{source.file} [policy.{_toml_key(source.name)}]" if source else "policy"
+        raise PolicyError(
+            table,
+            e.field,
+            f"{e.reason} (rrsig-validity {format_duration(validity)} is what {where} "
+            f"needs: SOA EXPIRE {format_duration(soa_expire)} + largest TTL "
+            f"{format_duration(largest)})",
+        ) from None
+    return ZoneFit(fitted, True, soa_expire, largest)
+
+
+def _paste_block(policy: Policy, name: str, suggested: tuple[int, int]) -> str:
+    """The ``[policy.NAME]`` lines that make ``policy`` fit (TOML, ready to paste)."""
+    validity, refresh = suggested
+    # Keep a longer validity the operator chose, when it still leaves room for jitter.
+    if policy.rrsig_validity > refresh + policy.rrsig_jitter + DAY:
+        validity = max(validity, policy.rrsig_validity)
+    return (
+        f"[policy.{_toml_key(name)}]\n"
+        f'rrsig-refresh = "{format_duration(refresh)}"\n'
+        f'rrsig-validity = "{format_duration(validity)}"'
+    )
+
+
+def _too_long(
+    policy: Policy, soa_expire: int, largest: int, long_ttls: LongTtls
+) -> tuple[str, str]:
+    """(what to change, what and why) for a zone too long-lived to derive lifetimes for."""
+    fields = []
+    fixes = []
+    if soa_expire > ADVISED_MAX_EXPIRE:
+        fields.append("SOA EXPIRE")
+        fixes.append(
+            f"SOA EXPIRE {format_duration(soa_expire)} is beyond the 2-4 weeks RFC 1912 "
+            f"§2.2 suggests: lower it to {format_duration(ADVISED_MAX_EXPIRE)} or less "
+            "(14d is usual)"
+        )
+    limit = MAX_DERIVED_COVER - min(soa_expire, ADVISED_MAX_EXPIRE)
+    if largest > limit:
+        fields.append("TTL")
+        shown, total = long_ttls(limit)
+        named = list(shown)
+        if policy.dnskey_ttl > limit:
+            named.append(f"the policy's dnskey-ttl is {format_duration(policy.dnskey_ttl)}")
+            total += 1
+        if total > len(named):
+            named.append(f"{total - len(named)} more RRset(s) above {format_duration(limit)}")
+        which = "; ".join(named) if named else f"TTLs above {format_duration(limit)}"
+        fixes.append(
+            f"{which}: TTLs above {format_duration(ADVISED_MAX_TTL)} gain little (unbound "
+            "caches nothing longer by default, and RFC 8767 §4 suggests that resolvers cap "
+            f"TTLs at 7d), so lower {'it' if total == 1 else 'them'} to "
+            f"{format_duration(ADVISED_MAX_TTL)} or less (with this EXPIRE, up to "
+            f"{format_duration(limit)} would do)"
+        )
+    validity, _ = derived_lifetimes(policy, soa_expire, largest)
+    why = (
+        f"Signatures must outlast SOA EXPIRE {format_duration(soa_expire)} plus the largest "
+        f"TTL {format_duration(largest)} ({format_duration(soa_expire + largest)} in all); "
+        f"zonefan derives their lifetimes only up to EXPIRE "
+        f"{format_duration(ADVISED_MAX_EXPIRE)} + TTL {format_duration(ADVISED_MAX_TTL)}, as "
+        f"these would stay valid, and replayable after a change, for "
+        f"{format_duration(validity)}"
+    )
+    return " and ".join(fields), ".  ".join([*fixes, why])
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_key(name: str) -> str:
+    """``name`` as a TOML key: bare when it can be, else a quoted string."""
+    if _BARE_KEY.fullmatch(name):
+        return name
+    escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
 
 
 # --- signature timing ---------------------------------------------------------------

@@ -179,13 +179,11 @@ def test_check_zone_fit_explains_the_numbers() -> None:
     assert text.startswith("zone example.test. rrsig-refresh: ")
     assert "7d (604800 s)" in text and "14d (1209600 s)" in text and "1h (3600 s)" in text
     assert "1213200 s in all" in text
-    # The suggestion fits: refresh 14d2h, validity refresh + jitter + the old gap.
-    assert "rrsig-refresh to at least 14d2h" in text
-    assert "rrsig-validity to at least 21d2h" in text
-    assert "lower the SOA EXPIRE below 6d23h" in text
-    fixed = dataclasses.replace(
-        Policy(), rrsig_refresh=14 * DAY + 2 * HOUR, rrsig_validity=21 * DAY + 2 * HOUR
-    )
+    # The suggestion fits: refresh 14d1h + margins in whole days, validity refresh +
+    # jitter + the old gap (signer.policy.derived_lifetimes).
+    assert "rrsig-refresh to at least 15d" in text
+    assert "rrsig-validity to at least 23d" in text
+    fixed = dataclasses.replace(Policy(), rrsig_refresh=15 * DAY, rrsig_validity=23 * DAY)
     check_zone_fit(fixed, soa_expire=14 * DAY, max_ttl=3600)
 
 

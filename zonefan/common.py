@@ -24,7 +24,7 @@ from nameserver.updatepolicy import UpdatePolicy, policies_from_config
 from nameserver.versions import ZoneVersions
 from settings import SettingsError, parse_name, parse_tsig_keys
 from signer.errors import SignerError
-from signer.policy import policy_from_mapping
+from signer.policy import PolicySource, policy_from_mapping
 from zonefan.options import SETTINGS, F, config_of
 
 
@@ -74,7 +74,10 @@ def dnssec_factory(ctx: click.Context) -> Callable[[Store, ZoneVersions | None],
     settings: dict[str, Any] = ctx.find_root().meta.get(SETTINGS, {})
     key_dir = Path(settings.get("key-dir") or settings.get("key_dir") or f"{ctx.obj}.keys")
     policies = {}
+    sources = {}
     origin = ctx.find_root().params.get("config") or "zonefan.toml"
+    # Where a conflicting policy's fix goes: the file in use, absolute so it is unambiguous.
+    config_file = str(Path(origin).absolute())
     for name, table in (settings.get("policy") or {}).items():
         if not isinstance(table, dict):
             raise click.ClickException(f"{origin}: [policy.{name}] must be a table")
@@ -82,9 +85,12 @@ def dnssec_factory(ctx: click.Context) -> Callable[[Store, ZoneVersions | None],
             policies[name] = policy_from_mapping(table, f"{origin} [policy.{name}]")
         except SignerError as e:
             raise click.ClickException(str(e)) from e
+        # Lifetimes the table leaves out follow each zone; those it sets are checked.
+        sets_lifetimes = any(k in table for k in ("rrsig-validity", "rrsig-refresh"))
+        sources[name] = PolicySource(name, config_file, sets_lifetimes)
 
     def make(store: Store, versions: ZoneVersions | None = None) -> DnssecManager:
-        return DnssecManager(store, key_dir, policies, versions=versions)
+        return DnssecManager(store, key_dir, policies, versions=versions, sources=sources)
 
     return make
 

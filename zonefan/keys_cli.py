@@ -71,12 +71,14 @@ def _report(result: MaintenanceResult, origin: dns.name.Name, as_json: bool) -> 
         ],
         "next_due": result.next_due,
         "notes": list(result.plan.notes),
+        "policy": result.policy.to_json(),
     }
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
     done = f"serial {result.serial}" if result.serial is not None else "nothing was due"
     click.echo(f"{origin}: {done}")
+    click.echo(f"  {result.policy.describe()}")
     for a in result.actions:
         click.echo(f"  {a.kind.value} {a.role.name} {a.key_id or ''} {a.reason}".rstrip())
     click.echo(f"  next maintenance due: {_when(result.next_due)}")
@@ -223,7 +225,8 @@ def keys_status(ctx: click.Context, zone: str, as_json: bool) -> None:
     with open_store(ctx, read_only=True) as store:
         manager = dnssec_manager(ctx, store)
         rows = _key_rows(manager, origin)
-        policy = manager.policy(origin)
+        chosen = manager.zone_policy(origin)
+        policy = chosen.policy
         result = manager.key_plan(origin)
     watch = [{"key": w.key_id, "tag": w.key_tag, "expect": w.expect.value} for w in result.ds_watch]
     if as_json:
@@ -236,9 +239,13 @@ def keys_status(ctx: click.Context, zone: str, as_json: bool) -> None:
                 "interval": policy.ds_check_interval,
             },
             "notes": list(result.notes),
+            "policy": chosen.to_json(),
         }
         click.echo(json.dumps(data, indent=2))
         return
+    click.echo(chosen.describe())
+    if chosen.problem is not None:
+        click.echo(f"problem: {chosen.problem}")
     for r in rows:
         click.echo(
             f"{r['id']}: {r['role']} alg {r['algorithm']} tag {r['tag']} {r['state']}, DS "
