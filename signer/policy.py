@@ -561,9 +561,10 @@ def fit_to_zone(
 def _paste_block(policy: Policy, name: str, suggested: tuple[int, int]) -> str:
     """The ``[policy.NAME]`` lines that make ``policy`` fit (TOML, ready to paste)."""
     validity, refresh = suggested
-    # Keep a longer validity the operator chose, when it still leaves room for jitter.
+    # Only the refresh has to change when the operator's validity still leaves a day
+    # above the new refresh and the jitter.
     if policy.rrsig_validity > refresh + policy.rrsig_jitter + DAY:
-        validity = max(validity, policy.rrsig_validity)
+        validity = policy.rrsig_validity
     return (
         f"[policy.{_toml_key(name)}]\n"
         f'rrsig-refresh = "{format_duration(refresh)}"\n'
