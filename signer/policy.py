@@ -4,6 +4,8 @@
 ``dnssec-policy default``: one ECDSA P-256 (algorithm 13) CSK without a lifetime, NSEC,
 14-day signatures refreshed when less than 7 days remain, and CDS/CDNSKEY published so
 a parent that polls them (RFC 7344, RFC 8078) can follow key changes by itself.
+:func:`fit_to_zone` lengthens the two signature lifetimes for a zone whose SOA EXPIRE
+plus largest TTL they do not cover, unless the configuration sets them.
 
 :func:`policy_from_mapping` reads a TOML table with kebab-case keys, for example::
 
@@ -127,8 +129,9 @@ class Policy:
       RFC 6781 §3.1 give no cryptographic reason to roll P-256 keys often).
     * ``rrsig_validity`` 14 days, ``rrsig_refresh`` 7 days: an outage of the hidden
       primary of up to a week is survivable; see :func:`check_zone_fit` for the SOA
-      EXPIRE side.  ``rrsig_jitter`` 12 hours spreads expirations so re-signing does
-      not happen in one burst.  ``inception_offset`` 1 hour covers clock skew.
+      EXPIRE side, and :func:`fit_to_zone` for the longer ones a zone may need.
+      ``rrsig_jitter`` 12 hours spreads expirations so re-signing does not happen in
+      one burst.  ``inception_offset`` 1 hour covers clock skew.
     * ``publish_safety`` / ``retire_safety`` 1 hour: RFC 7583 §3.3 safety margins added to
       the publication and retire intervals.
     * ``ds_check`` ``auto`` with no ``parent_servers``: the nameservers of the zone that

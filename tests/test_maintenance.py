@@ -86,7 +86,8 @@ def signed(tmp_path: Path) -> tuple[Path, FakeClock]:
 
 def test_signatures_are_refreshed_when_due(signed: tuple[Path, FakeClock]) -> None:
     db, clock = signed
-    policy = Policy()
+    with Store(db) as store:  # the lifetimes the zone is signed with (fitted to its EXPIRE)
+        policy = DnssecManager(store, Path(f"{db}.keys"), clock=clock).policy(ORIGIN)
     first_serial = _serial(db)
     signed_at = clock.now
 
@@ -182,7 +183,8 @@ def test_zone_versions_follow_commits_by_others(signed: tuple[Path, FakeClock]) 
 
 @pytest.fixture
 def stale_server(tmp_path: Path) -> Iterator[tuple[ZonefanServer, Path]]:
-    # Signed 8 days ago: the 14-day signatures have 6 days left, past the 7-day refresh.
+    # Signed 8 days ago: the 24-day signatures (the example zone's EXPIRE is 14 days) have
+    # 16 days left less jitter, past the 16-day refresh.
     db = tmp_path / "z.db"
     _sign(db, lambda: time.time() - 8 * DAY)
     with ZonefanServer(tmp_path, db, probe_name="example.test.").start() as server:

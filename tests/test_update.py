@@ -351,7 +351,7 @@ def test_prescan(build: Build, rcode: dns.rcode.Rcode) -> None:
 
 # -- §3.4.2 update kinds --------------------------------------------------------------------
 
-SOA_NOW = "ns1 hostmaster 2024060101 7200 3600 432000 300"
+SOA_NOW = "ns1 hostmaster 2024060101 7200 3600 1209600 300"  # zones/example.test.zone
 # (id, build, RRset to look at, its RRs afterwards)
 UPDATES: list[tuple[str, Build, tuple[str, str], set[str]]] = [
     (
