@@ -45,6 +45,7 @@ from tests.servers import (
     _clean_env,
     query_message,
     run_cli,
+    trust_anchor,
 )
 from tests.tools import require_tool, scheduler_running, wait_for_runs
 
@@ -105,7 +106,7 @@ def _ask(unbound: UnboundServer, name: str, rdtype: str) -> dns.message.Message:
 def _validating(db: Path, tmp_path: Path) -> Iterator[UnboundServer]:
     """`zonefan serve` for the store and an unbound trusting our DS, stub to it."""
     require_tool("unbound")
-    anchor = run_cli(db, "keys", "ds", ZONE).stdout.strip().splitlines()[0]
+    anchor = trust_anchor(db, ZONE)
     with contextlib.ExitStack() as stack:
         primary = stack.enter_context(ZonefanServer(tmp_path, db, probe_name=ZONE))
         yield stack.enter_context(UnboundServer(tmp_path, anchor, primary.port, ZONE))
