@@ -33,6 +33,7 @@ from nameserver.dscheck import (
 )
 from nameserver.editor import Author, ZoneEditor
 from nameserver.errors import NameserverError
+from nameserver.progress import Progress
 from nameserver.records import Record
 from nameserver.serial import Clock
 from nameserver.signing import (
@@ -190,6 +191,7 @@ class DnssecManager:
         workers: int = 1,
         versions: ZoneVersions | None = None,
         sources: Mapping[str, PolicySource] | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.store = store
         self.key_dir = key_dir
@@ -198,6 +200,7 @@ class DnssecManager:
         self.clock = clock
         self.workers = workers
         self.versions = versions  # warm snapshots for a long-lived manager (``serve``)
+        self.progress = progress  # told how far each signing pass is (a CLI's display)
         self._pairs: dict[str, KeyPair] = {}
         # Keys made by maintain() and not stored yet: id -> (file name, key pair).
         self._generated: dict[str, tuple[str, KeyPair]] = {}
@@ -602,6 +605,7 @@ class DnssecManager:
             dnskey_ttl=policy.dnskey_ttl,
             nsec3=nsec3,
             workers=self.workers,
+            progress=self.progress,
         )
 
     def _pair_loader(

@@ -16,13 +16,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import dns.name
 import dns.rdatatype
 
 from nameserver.ordered import OrderedOwners
+from nameserver.progress import Progress
 from nameserver.records import Record
 from nameserver.snapshot import (
     Node,
@@ -47,6 +49,8 @@ DNSKEY, CDS, CDNSKEY = int(T.DNSKEY), int(T.CDS), int(T.CDNSKEY)
 #: Types only the signer writes; zone data never holds them.
 SIGNER_OWNED = frozenset({RRSIG, NSEC, NSEC3, NSEC3PARAM, DNSKEY, CDS, CDNSKEY})
 _APEX_SETS = (DNSKEY, CDS, CDNSKEY, NSEC3PARAM)
+_PROGRESS_CHUNK = 4096  # signatures per progress report, when one is asked for
+_Item = TypeVar("_Item")
 _UINT32 = 1 << 32
 # RFC 8078 §4: the CDS/CDNSKEY that ask the parent to remove the DS RRset.
 _CDS_DELETE = b"\x00\x00\x00\x00\x00"  # tag 0, algorithm 0, digest type 0, digest 00
@@ -77,6 +81,7 @@ class SigningParams:
     dnskey_ttl: int = 3600
     nsec3: Nsec3Params | None = None
     workers: int = 1
+    progress: Progress | None = None  # told (signatures made, to make) after each batch
 
     def window(self, owner: bytes, rdtype: int) -> tuple[int, int]:
         """(inception, expiration) of a signature made now, both modulo 2**32. The
@@ -476,29 +481,50 @@ class _Pass:
             )
             batches.setdefault(window, []).append((owner, request))
         signer_wire = self.origin
-        for (inception, expiration), batch in sorted(batches.items()):
-            signatures = sign_requests(
-                [r for _, r in batch],
-                keys,
-                signer_wire,
-                inception,
+        done, total = 0, len(self.requests)
+        for (inception, expiration), whole in sorted(batches.items()):
+            for batch in _chunks(whole, _PROGRESS_CHUNK if self.params.progress else len(whole)):
+                self._sign_batch(batch, keys, signer_wire, inception, expiration)
+                done += len(batch)
+                if self.params.progress is not None:
+                    self.params.progress(done, total)
+
+    def _sign_batch(
+        self,
+        batch: list[tuple[bytes, SignRequest]],
+        keys: tuple[KeyPair, ...],
+        signer_wire: bytes,
+        inception: int,
+        expiration: int,
+    ) -> None:
+        """Sign one batch of requests sharing a validity window."""
+        signatures = sign_requests(
+            [r for _, r in batch],
+            keys,
+            signer_wire,
+            inception,
+            expiration,
+            workers=self.params.workers,
+        )
+        for (owner, r), signature in zip(batch, signatures, strict=True):
+            k = keys[r.key]
+            rrsig = make_rrsig(
+                r.rdtype,
+                k.algorithm,
+                r.labels,
+                r.ttl,
                 expiration,
-                workers=self.params.workers,
+                inception,
+                k.key_tag(),
+                self.origin_name,
+                signature,
             )
-            for (owner, r), signature in zip(batch, signatures, strict=True):
-                k = keys[r.key]
-                rrsig = make_rrsig(
-                    r.rdtype,
-                    k.algorithm,
-                    r.labels,
-                    r.ttl,
-                    expiration,
-                    inception,
-                    k.key_tag(),
-                    self.origin_name,
-                    signature,
-                )
-                self.delta.added.append(Record(self._name(owner), r.ttl, rrsig))
+            self.delta.added.append(Record(self._name(owner), r.ttl, rrsig))
+
+
+def _chunks(items: list[_Item], size: int) -> Iterator[list[_Item]]:
+    for start in range(0, len(items), max(size, 1)):
+        yield items[start : start + size]
 
 
 # -- helpers ----------------------------------------------------------------------------

@@ -36,6 +36,7 @@ import dns.ttl
 import dns.zonefile
 
 from nameserver.errors import NameserverError, ZoneFileError
+from nameserver.progress import Progress
 from nameserver.records import MAX_TTL, Record, canonical_key, is_ttl_form, ttl_out_of_range
 
 MAX_INCLUDE_DEPTH = 20
@@ -43,6 +44,7 @@ MAX_INCLUDE_DEPTH = 20
 Identity = tuple[dns.name.Name, int, dns.rdata.Rdata]
 
 _NO_ORIGIN = "no origin: give --origin or start the file with $ORIGIN"
+_PROGRESS_EVERY = 4096  # records between progress reports
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,13 @@ class ParsedZone:
 # --- reading ------------------------------------------------------------------------------
 
 
-def read_zone_file(path: str | os.PathLike[str], origin: dns.name.Name | None = None) -> ParsedZone:
+def read_zone_file(
+    path: str | os.PathLike[str],
+    origin: dns.name.Name | None = None,
+    progress: Progress | None = None,
+) -> ParsedZone:
     """Read a zone file; ``origin`` overrides the file's ``$ORIGIN`` and SOA owner.
+    ``progress`` is told the number of records read now and then.
 
     Raises :class:`ZoneFileError` naming the file and line of any problem.
     """
@@ -73,11 +80,14 @@ def read_zone_file(path: str | os.PathLike[str], origin: dns.name.Name | None = 
         raise ZoneFileError(filename, None, "file not found") from None
     except OSError as e:
         raise ZoneFileError(filename, None, f"cannot read: {e.strerror or e}") from None
-    return read_zone_text(text, origin, filename)
+    return read_zone_text(text, origin, filename, progress)
 
 
 def read_zone_text(
-    text: str, origin: dns.name.Name | None = None, filename: str = "<text>"
+    text: str,
+    origin: dns.name.Name | None = None,
+    filename: str = "<text>",
+    progress: Progress | None = None,
 ) -> ParsedZone:
     """Read zone file text; ``filename`` is used in locations and to resolve ``$INCLUDE``.
 
@@ -90,7 +100,7 @@ def read_zone_text(
         raise ZoneFileError(filename, None, _NO_ORIGIN)
     if not zone_origin.is_absolute():
         raise ZoneFileError(filename, None, f"origin {zone_origin} is not absolute")
-    collector = _Collector()
+    collector = _Collector(progress)
     reader = _Reader(_SourceTokenizer(text, filename), collector, zone_origin)
     try:
         reader.read()
@@ -349,10 +359,11 @@ class _Manager(dns.transaction.TransactionManager):
 class _Collector(dns.transaction.Transaction):
     """Records every RR the reader adds, with its location, and stores nothing else."""
 
-    def __init__(self) -> None:
+    def __init__(self, progress: Progress | None = None) -> None:
         super().__init__(_Manager(), replacement=True)
         self.added: list[tuple[Record, str]] = []
         self.reader: _Reader | None = None
+        self.progress = progress
 
     def add(self, *args: Any) -> None:
         name, ttl, rdata = args  # the reader always adds one (name, ttl, rdata)
@@ -361,6 +372,8 @@ class _Collector(dns.transaction.Transaction):
         if not 0 <= ttl <= MAX_TTL:
             raise ZoneFileError(tok.filename, tok.rr_line, ttl_out_of_range(ttl))
         self.added.append((Record(name, int(ttl), rdata), f"{tok.filename}:{tok.rr_line}"))
+        if self.progress is not None and len(self.added) % _PROGRESS_EVERY == 0:
+            self.progress(len(self.added), None)
 
     def check_put_rdataset(self, check: Any) -> None:
         """Ignore dnspython's CNAME-and-other-data check: the validator reports it better."""

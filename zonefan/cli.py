@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import click
 
 from settings import SettingsError
-from zonefan.options import CONFIG, SETTINGS
+from zonefan.options import CONFIG
 from zonefan.settings import (
     check_command_table,
     check_top_level,
@@ -126,7 +126,6 @@ def main(ctx: click.Context, db: str | None, config: str | None, verbose: int) -
     except SettingsError as e:
         raise click.ClickException(str(e)) from e
     ctx.default_map = command_defaults(settings)
-    ctx.meta[SETTINGS] = settings.data
     ctx.meta[CONFIG] = settings
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

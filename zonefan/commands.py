@@ -53,6 +53,7 @@ from zonefan.common import (
 )
 from zonefan.keys_cli import keys_group, zone_maintain, zone_sign
 from zonefan.options import addresses, duration, json_option, zone_name
+from zonefan.progress import Progress
 from zonefan.serve_sync import link_sidecar
 
 DEFAULT_LISTEN = (Address("127.0.0.1", 5353),)
@@ -176,66 +177,71 @@ def zone_import(
     as_json: bool,
 ) -> None:
     """Create a zone from a BIND-syntax FILE, or replace the zone's contents with it."""
-    try:
-        parsed = read_zone_file(file, zone_name(origin) if origin else None)
-    except NameserverError as e:
-        raise click.ClickException(str(e)) from e
-    where: dict[tuple[bytes, int | None], str] = {}
-    for (owner, rdtype, _rdata), loc in parsed.where.items():
-        where.setdefault((key_of(owner), rdtype), loc)
-        where.setdefault((key_of(owner), None), loc)
-    policy = SerialPolicy(serial_policy) if serial_policy else None
-    who = author_of(author, message or f"import {Path(file).name}")
-
-    def plan_in(store: Store) -> Plan:
+    with Progress(f"import {Path(file).name}") as progress:
+        progress.phase("reading")
         try:
-            return editor_for(ctx, store).plan_import(
-                parsed.origin,
-                parsed.records,
-                who,
-                policy,
-                strip_dnssec,
-                lambda key, rdtype: where.get((key, rdtype)) or where.get((key, None)),
-            )
-        except SignedZoneDataError as e:
-            raise click.ClickException(f"{file} holds {e.summary}; {e.advice}") from e
+            parsed = read_zone_file(file, zone_name(origin) if origin else None, progress.count)
+        except NameserverError as e:
+            raise click.ClickException(str(e)) from e
+        progress.phase(f"checking {len(parsed.records):,} records")
+        where: dict[tuple[bytes, int | None], str] = {}
+        for (owner, rdtype, _rdata), loc in parsed.where.items():
+            where.setdefault((key_of(owner), rdtype), loc)
+            where.setdefault((key_of(owner), None), loc)
+        policy = SerialPolicy(serial_policy) if serial_policy else None
+        who = author_of(author, message or f"import {Path(file).name}")
 
-    if Path(ctx.obj).exists():
-        with open_store(ctx, create=False, read_only=dry_run) as store:
-            plan = plan_in(store)
-    else:
-        # No store yet: plan against an empty one, so a refused import or a dry run
-        # leaves no store file behind.
-        with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp, "plan.db")) as empty:
+        def plan_in(store: Store) -> Plan:
             try:
-                plan = plan_in(empty)
-            except NameserverError as e:
-                raise click.ClickException(str(e)) from e
-    cs = plan.changeset
-    if plan.dropped_dnssec and not as_json:
-        click.echo(
-            f"--strip-dnssec: dropped {plan.dropped_dnssec} DNSSEC records of {file}; "
-            "the signer makes its own",
-            err=True,
-        )
-    if dry_run:
-        _print_changeset(cs, as_json, header="plan (nothing stored)")
-        return
-    if cs.serial_before is not None and change_size(cs).is_empty:
-        _say(
-            as_json,
-            {"zone": str(cs.zone), "changed": False, "serial": cs.serial_before},
-            f"zone {cs.zone}: no change (serial {cs.serial_before})",
-        )
-        return
-    with open_store(ctx, create=True) as store:
-        editor = editor_for(ctx, store)
-        done = editor.create_or_replace(plan, policy or SerialPolicy.INCREMENT)
-        if policy is not None and done.serial_before is not None:
-            store.set_serial_policy(parsed.origin, policy)
-        if done.serial_before is None:
-            sync_catalog_zone(ctx, editor, f"zone {parsed.origin} created", quiet=as_json)
-    _report(done, as_json)
+                return editor_for(ctx, store).plan_import(
+                    parsed.origin,
+                    parsed.records,
+                    who,
+                    policy,
+                    strip_dnssec,
+                    lambda key, rdtype: where.get((key, rdtype)) or where.get((key, None)),
+                )
+            except SignedZoneDataError as e:
+                raise click.ClickException(f"{file} holds {e.summary}; {e.advice}") from e
+
+        if Path(ctx.obj).exists():
+            with open_store(ctx, create=False, read_only=dry_run) as store:
+                plan = plan_in(store)
+        else:
+            # No store yet: plan against an empty one, so a refused import or a dry run
+            # leaves no store file behind.
+            with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp, "plan.db")) as empty:
+                try:
+                    plan = plan_in(empty)
+                except NameserverError as e:
+                    raise click.ClickException(str(e)) from e
+        cs = plan.changeset
+        if plan.dropped_dnssec and not as_json:
+            click.echo(
+                f"--strip-dnssec: dropped {plan.dropped_dnssec} DNSSEC records of {file}; "
+                "the signer makes its own",
+                err=True,
+            )
+        if dry_run:
+            _print_changeset(cs, as_json, header="plan (nothing stored)")
+            return
+        if cs.serial_before is not None and change_size(cs).is_empty:
+            _say(
+                as_json,
+                {"zone": str(cs.zone), "changed": False, "serial": cs.serial_before},
+                f"zone {cs.zone}: no change (serial {cs.serial_before})",
+            )
+            return
+        progress.phase("storing")
+        with open_store(ctx, create=True) as store:
+            editor = editor_for(ctx, store, progress.signing)
+            done = editor.create_or_replace(plan, policy or SerialPolicy.INCREMENT)
+            if policy is not None and done.serial_before is not None:
+                store.set_serial_policy(parsed.origin, policy)
+            if done.serial_before is None:
+                sync_catalog_zone(ctx, editor, f"zone {parsed.origin} created", quiet=as_json)
+        progress.finish(f"zone {done.zone} serial {done.serial_after}")
+        _report(done, as_json)
 
 
 @zone_group.command("export")

@@ -7,7 +7,6 @@ import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import click
 import dns.exception
@@ -18,6 +17,7 @@ from nameserver.catalog import sync_catalog
 from nameserver.dnssec import DnssecManager
 from nameserver.editor import Author, ZoneEditor
 from nameserver.errors import NameserverError, StoreMissingError
+from nameserver.progress import Progress
 from nameserver.store import Store
 from nameserver.tsig import TsigKey, parse_keys
 from nameserver.updatepolicy import UpdatePolicy, policies_from_config
@@ -25,7 +25,8 @@ from nameserver.versions import ZoneVersions
 from settings import SettingsError, parse_name, parse_tsig_keys
 from signer.errors import SignerError
 from signer.policy import PolicySource, policy_from_mapping
-from zonefan.options import SETTINGS, F, config_of
+from zonefan.options import F, config_of
+from zonefan.settings import key_dir
 
 
 def author_options(f: F) -> F:
@@ -68,29 +69,33 @@ def open_store(
         store.close()
 
 
-def dnssec_factory(ctx: click.Context) -> Callable[[Store, ZoneVersions | None], DnssecManager]:
+def dnssec_factory(
+    ctx: click.Context, progress: Progress | None = None
+) -> Callable[[Store, ZoneVersions | None], DnssecManager]:
     """Makes DNSSEC managers with the key directory and policies from settings (read now,
-    so a long-running ``serve`` makes managers in other threads without the context)."""
-    settings: dict[str, Any] = ctx.find_root().meta.get(SETTINGS, {})
-    key_dir = Path(settings.get("key-dir") or settings.get("key_dir") or f"{ctx.obj}.keys")
+    so a long-running ``serve`` makes managers in other threads without the context);
+    ``progress`` is told how far each signing pass is."""
+    config = config_of(ctx)
+    # Where a conflicting policy's fix goes: the file in use, absolute so it is unambiguous.
+    origin = config.source.name or "zonefan.toml"
+    config_file = str(Path(origin).absolute())
     policies = {}
     sources = {}
-    origin = ctx.find_root().params.get("config") or "zonefan.toml"
-    # Where a conflicting policy's fix goes: the file in use, absolute so it is unambiguous.
-    config_file = str(Path(origin).absolute())
-    for name, table in (settings.get("policy") or {}).items():
-        if not isinstance(table, dict):
-            raise click.ClickException(f"{origin}: [policy.{name}] must be a table")
-        try:
-            policies[name] = policy_from_mapping(table, f"{origin} [policy.{name}]")
-        except SignerError as e:
-            raise click.ClickException(str(e)) from e
-        # Lifetimes the table leaves out follow each zone; those it sets are checked.
-        sets_lifetimes = any(k in table for k in ("rrsig-validity", "rrsig-refresh"))
-        sources[name] = PolicySource(name, config_file, sets_lifetimes)
+    try:
+        directory = key_dir(config, ctx.obj)
+        tables = config.table("policy")
+        for name, table in tables.tables() if tables is not None else ():
+            policies[name] = policy_from_mapping(table.data, f"{origin} [policy.{name}]")
+            # Lifetimes the table leaves out follow each zone; those it sets are checked.
+            sets_lifetimes = any(k in table for k in ("rrsig-validity", "rrsig-refresh"))
+            sources[name] = PolicySource(name, config_file, sets_lifetimes)
+    except (SettingsError, SignerError) as e:
+        raise click.ClickException(str(e)) from e
 
     def make(store: Store, versions: ZoneVersions | None = None) -> DnssecManager:
-        return DnssecManager(store, key_dir, policies, versions=versions, sources=sources)
+        return DnssecManager(
+            store, directory, policies, versions=versions, sources=sources, progress=progress
+        )
 
     return make
 
@@ -117,12 +122,11 @@ def config_keys(ctx: click.Context) -> dict[str, TsigKey]:
 
 def update_policies(ctx: click.Context) -> dict[dns.name.Name, UpdatePolicy]:
     """RFC 2136 update policies: ``update-policy`` lists in ``[zone."NAME"]`` tables."""
-    settings: dict[str, Any] = ctx.find_root().meta.get(SETTINGS, {})
-    origin = ctx.find_root().params.get("config") or "zonefan.toml"
+    config = config_of(ctx)
     try:
-        return policies_from_config(settings)
+        return policies_from_config(config.data)
     except NameserverError as e:
-        raise click.ClickException(f"{origin}: {e}") from e
+        raise click.ClickException(f"{config.source.name or 'zonefan.toml'}: {e}") from e
 
 
 def catalog_zone(ctx: click.Context) -> dns.name.Name | None:
@@ -149,11 +153,13 @@ def sync_catalog_zone(
     return change.serial_after
 
 
-def dnssec_manager(ctx: click.Context, store: Store) -> DnssecManager:
+def dnssec_manager(
+    ctx: click.Context, store: Store, progress: Progress | None = None
+) -> DnssecManager:
     """The DNSSEC manager for ``store``, with the key directory and policies from settings."""
-    return dnssec_factory(ctx)(store, None)
+    return dnssec_factory(ctx, progress)(store, None)
 
 
-def editor_for(ctx: click.Context, store: Store) -> ZoneEditor:
+def editor_for(ctx: click.Context, store: Store, progress: Progress | None = None) -> ZoneEditor:
     """An editor that signs signed zones in every change."""
-    return dnssec_manager(ctx, store).editor()
+    return dnssec_manager(ctx, store, progress).editor()

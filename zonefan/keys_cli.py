@@ -46,6 +46,7 @@ from zonefan.common import (
     open_store,
 )
 from zonefan.options import duration, json_option, zone_name
+from zonefan.progress import Progress
 
 _ROLE_FLAGS = {"ksk": Role.KSK, "zsk": Role.ZSK, "csk": Role.CSK}
 # How far `keys timeline` and `keys ds` run the planner ahead: a year shows every
@@ -106,11 +107,13 @@ def zone_sign(
     """Sign ZONE (keys from its policy if it has none) or re-sign it fully; --nsec/--nsec3
     switch its denial method."""
     origin = zone_name(zone)
-    with open_store(ctx, create=False) as store:
-        manager = dnssec_manager(ctx, store)
+    with open_store(ctx, create=False) as store, Progress(f"sign {origin}") as progress:
+        manager = dnssec_manager(ctx, store, progress.signing)
         who = author_of(author, message or "sign the zone")
         chosen = Denial(denial) if denial else None
+        progress.phase("preparing")
         result = manager.enable(origin, who, policy_name, chosen)
+        progress.finish(f"signed, serial {result.serial}")
     _report(result, origin, as_json)
 
 
@@ -125,10 +128,12 @@ def zone_maintain(
     """Apply the key events due now and refresh expiring signatures of ZONE (what
     `zonefan serve` does on its own schedule)."""
     origin = zone_name(zone)
-    with open_store(ctx, create=False) as store:
-        manager = dnssec_manager(ctx, store)
+    with open_store(ctx, create=False) as store, Progress(f"maintain {origin}") as progress:
+        manager = dnssec_manager(ctx, store, progress.signing)
         who = author_of(author, message or "DNSSEC maintenance")
+        progress.phase("preparing")
         result = manager.maintain(origin, who)
+        progress.finish("done" if result.serial is None else f"serial {result.serial}")
     _report(result, origin, as_json)
 
 

@@ -14,8 +14,7 @@ from settings import Address, Source, Table, parse_address, parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-SETTINGS = "zonefan.settings"  # ctx.meta key of the loaded TOML settings (plain data)
-CONFIG = "zonefan.config"  # ctx.meta key of the same as a settings.Table (file, key paths)
+CONFIG = "zonefan.config"  # ctx.meta key of the settings file, a settings.Table
 
 
 def config_of(ctx: click.Context) -> Table:

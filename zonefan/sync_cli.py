@@ -31,6 +31,7 @@ from sync.source import NotifyListener, ZoneSource
 from sync.state import SyncState
 from sync.status import STATUS_TIMEOUT, ask_primary, target_rows, zone_statuses
 from zonefan.options import json_option, zone_name
+from zonefan.progress import Progress
 
 T = TypeVar("T")
 
@@ -269,7 +270,10 @@ def sync_apply(
     cfg = load_config_or_exit(config_path)
     chosen = _chosen(cfg, targets)
     zones = _zones(cfg, zone)
-    outcomes = _run(_apply(cfg, chosen, zones, force))
+    with Progress("sync apply") as progress:
+        outcomes = _run(_apply(cfg, chosen, zones, force, progress))
+        converged = sum(1 for o in outcomes if o["result"] == "converged")
+        progress.finish(f"{converged} of {len(outcomes)} push(es) converged")
     if as_json:
         click.echo(json.dumps(outcomes, indent=2))
     else:
@@ -284,10 +288,18 @@ def sync_apply(
 
 
 async def _apply(
-    cfg: SyncConfig, chosen: list[str], zones: list[dns.name.Name], force: bool
+    cfg: SyncConfig,
+    chosen: list[str],
+    zones: list[dns.name.Name],
+    force: bool,
+    progress: Progress,
 ) -> list[dict[str, Any]]:
+    progress.phase("opening the targets")
     async with _engine(cfg) as engine:
-        await _refresh(engine, zones)
+        for zone in zones:
+            progress.phase(f"transferring {zone} from the primary")
+            await engine.refresh_zone(zone)
+        progress.phase(f"pushing to {len(chosen)} target(s)")
         for zone in zones:
             data = engine.require_zone(zone)
             for name in chosen:

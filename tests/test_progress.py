@@ -1,0 +1,163 @@
+"""Progress of long work: shown on a terminal once the work takes over a second, ending
+with a line that says what was done and how long it took; nothing for a pipe or a quick
+command."""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import dns.name
+
+from nameserver.dnssec import DnssecManager
+from nameserver.editor import Author
+from nameserver.serial import SerialPolicy
+from nameserver.store import Store
+from nameserver.zonefile import read_zone_text
+from tests.servers import _clean_env
+from zonefan.progress import Progress
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_nothing_within_the_first_second_nor_off_a_terminal() -> None:
+    clock = Clock()
+    shown = Terminal()
+    with Progress("import z", shown, clock) as progress:
+        progress.phase("reading")
+        progress.count(10, 100)
+        clock.now += 0.9
+        progress.count(50, 100)
+        progress.finish("done")
+    assert shown.getvalue() == ""
+    piped = io.StringIO()  # not a terminal
+    with Progress("import z", piped, clock) as progress:
+        clock.now += 5
+        progress.phase("reading")
+        progress.count(50, 100)
+        progress.finish("done")
+    assert piped.getvalue() == ""
+
+
+def test_a_long_step_is_drawn_and_ends_with_the_time_taken() -> None:
+    clock = Clock()
+    out = Terminal()
+    with Progress("sign z.", out, clock) as progress:
+        progress.phase("preparing")
+        clock.now += 1.5
+        progress.signing(4096, 10000)
+        clock.now += 0.05
+        progress.signing(8192, 10000)  # within the redraw interval: not drawn
+        clock.now += 0.5
+        progress.signing(10000, 10000)
+        progress.finish("signed, serial 7")
+    text = out.getvalue()
+    assert "\rsign z.: signing 4,096/10,000 (40%) 1.5 s" in text
+    assert "8,192" not in text
+    assert "sign z.: storing" in text
+    assert text.endswith("sign z.: signed, serial 7 in 2.0 s\n")
+
+
+def test_signing_reports_every_signature_it_makes(tmp_path: Path) -> None:
+    names = "\n".join(f"h{i} A 192.0.2.{i % 250 + 1}" for i in range(9000))
+    head = "$ORIGIN p.test.\n$TTL 3600\n@ SOA ns h 1 7200 3600 1209600 300\n@ NS ns\n"
+    text = f"{head}ns A 192.0.2.1\n{names}\n"
+    calls: list[tuple[int, int | None]] = []
+    parsed = read_zone_text(text, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(4096, None), (8192, None)]  # every 4096 of the 9004 records read
+    with Store(tmp_path / "z.db") as store:
+        seen: list[tuple[int, int | None]] = []
+        manager = DnssecManager(store, tmp_path / "keys", progress=lambda d, t: seen.append((d, t)))
+        editor = manager.editor()
+        editor.create_or_replace(
+            editor.plan_import(parsed.origin, parsed.records, Author("t")), SerialPolicy.INCREMENT
+        )
+        manager.enable(dns.name.from_text("p.test."), Author("t"))
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and len(seen) > 1
+    assert seen[-1][0] == seen[-1][1]  # the last report: all of them
+
+
+def _in_terminal(args: list[str], cwd: Path) -> tuple[int, str, str]:
+    """Run ``zonefan ARGS`` with stderr on a pseudo-terminal, as a user at a shell does;
+    (exit code, stdout, what the terminal showed)."""
+    master, slave = pty.openpty()
+    shown: list[bytes] = []
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the slave side closed
+                return
+            if not chunk:
+                return
+            shown.append(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "zonefan.cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            cwd=cwd,
+            env=_clean_env(),
+            timeout=300,
+            check=False,
+        )
+    finally:
+        os.close(slave)
+    reader.join(10)
+    os.close(master)
+    return done.returncode, done.stdout.decode(), b"".join(shown).decode()
+
+
+def test_import_and_sign_of_a_large_zone_show_progress_on_a_terminal(tmp_path: Path) -> None:
+    lines = [
+        "$ORIGIN big.test.",
+        "$TTL 3600",
+        "@ SOA ns hostmaster 1 7200 3600 1209600 300",
+        "@ NS ns",
+        "ns A 192.0.2.1",
+    ]
+    lines += [f"h{i} A 192.0.2.{i % 250 + 1}" for i in range(40000)]
+    zone = tmp_path / "big.zone"
+    zone.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    db = str(tmp_path / "z.db")
+    code, out, shown = _in_terminal(["--db", db, "zone", "import", str(zone)], tmp_path)
+    assert code == 0, shown
+    assert "zone big.test.: created with 40003 records" in out
+    assert "import big.zone: reading" in shown
+    assert "import big.zone: zone big.test. serial 1 in " in shown
+    code, out, shown = _in_terminal(["--db", db, "zone", "sign", "big.test"], tmp_path)
+    assert code == 0, shown
+    assert "sign big.test.: signing " in shown and "/80,00" in shown  # RRsets + NSECs
+    assert "sign big.test.: signed, serial 2 in " in shown
+    # The same work with stderr to a pipe (a script, a log): nothing but the result.
+    again = subprocess.run(
+        [sys.executable, "-m", "zonefan.cli", "--db", db, "zone", "sign", "big.test"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_clean_env(),
+        timeout=300,
+        check=False,
+    )
+    assert again.returncode == 0 and again.stderr == ""
