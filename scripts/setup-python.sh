@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Sourced by demo.sh and test.sh: make .venv with zonefan installed (EXTRAS: "" or "[test]").
+# Sourced by demo.sh and test.sh: make .venv with zonefan installed. EXTRAS="[test]" (test.sh)
+# installs it editable with the test tools; EXTRAS="" (demo.sh) as a user does: built and
+# installed, dependencies at the tested versions (constraints.txt).
 # A venv, because Debian's system Python refuses global pip installs (PEP 668).
 set -euo pipefail
 if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
@@ -9,5 +11,9 @@ if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".${EXTRAS:-}"
+if [ -n "${EXTRAS:-}" ]; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${EXTRAS}"
+else
+    .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt .
+fi
 export PATH="$PWD/.venv/bin:$PATH"
