@@ -9,6 +9,7 @@ import dns.rdatatype
 import pytest
 
 from nameserver.catalog import catalog_records, member_id, sync_catalog
+from nameserver.dnssec import DnssecManager
 from nameserver.editor import Author, ZoneEditor
 from nameserver.serial import SerialPolicy
 from nameserver.store import Store
@@ -92,3 +93,12 @@ def test_catalog_follows_created_and_deleted_zones(editor: ZoneEditor) -> None:
     # Each step is a journalled change with a new serial (secondaries follow by IXFR).
     serials = [cs.serial_after for cs in store.changesets(CATALOG)]
     assert len(serials) == 3 and serials == sorted(serials)
+
+
+def test_a_signed_catalog_in_step_is_left_alone(tmp_path: Path, editor: ZoneEditor) -> None:
+    sync_catalog(editor, CATALOG, WHO)
+    manager = DnssecManager(editor.store, tmp_path / "keys")
+    manager.enable(CATALOG, WHO)
+    serial = editor.store.serial(CATALOG)
+    assert sync_catalog(manager.editor(), CATALOG, WHO) is None
+    assert editor.store.serial(CATALOG) == serial

@@ -173,4 +173,7 @@ dns = "127.0.0.1:{pdns.dns_port}"
             db, "--config", str(config), "config", "check", "--sync", str(sync), check=False
         )
         assert bad.returncode == 1
-        assert f"{sync}: target.pdns: target.pdns.api-key-env:" in bad.stderr
+        assert (
+            f"{sync}: target.pdns.api-key-env: the PowerDNS API at {pdns.api_url} rejected"
+            in bad.stderr
+        )

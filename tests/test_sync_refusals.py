@@ -122,7 +122,8 @@ def test_bad_config_is_refused_at_start_naming_the_setting(tmp_path: Path, case:
         check=False,
     )
     assert done.returncode != 0
-    assert f"{setting}: " in done.stderr and says in done.stderr, done.stderr
+    assert f"Error: {config}: {setting}: " in done.stderr, done.stderr  # file, then setting
+    assert says in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "sync.db").exists() or case == "unreachable url"
 

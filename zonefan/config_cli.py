@@ -173,7 +173,7 @@ def _check_key_dir(directory: Path, report: Report, section: str) -> None:
 async def _check_sync(path: Path, keys: dict[str, TsigKey], report: Report) -> None:
     """sync.toml: parsed with the primary's keys, every target opened, the primary asked."""
     from sync.config import load_sync_config
-    from sync.errors import SyncError
+    from sync.errors import SyncConfigError, SyncError
     from sync.source import ZoneSource
 
     problems: list[SettingsError] = []
@@ -196,6 +196,8 @@ async def _check_sync(path: Path, keys: dict[str, TsigKey], report: Report) -> N
         try:
             await target.open()
             report.note(section, f"target {name} ({type(target).__name__}): opened; {zones}")
+        except SyncConfigError as e:  # names the setting: a rejected key, a URL, ...
+            report.problems.append(str(e.located(str(path))))
         except SyncError as e:
             report.problems.append(f"{path}: target.{name}: {e}")
         finally:

@@ -82,9 +82,7 @@ def _run(coro: Coroutine[Any, Any, T], *, bounded: bool = True) -> T:
         gc.disable()
     try:
         return asyncio.run(coro)
-    except SyncConfigError as exc:
-        raise click.ClickException(f"configuration: {exc}") from None
-    except SyncError as exc:
+    except SyncError as exc:  # a SyncConfigError names its file and setting
         raise click.ClickException(str(exc)) from None
     finally:
         if paused:
@@ -98,7 +96,10 @@ async def _engine(cfg: SyncConfig, open_targets: bool = True) -> AsyncIterator[S
     engine = SyncEngine(state, source, cfg.zones, cfg.targets, cfg.settings)
     try:
         if open_targets:
-            await engine.open_targets()
+            try:
+                await engine.open_targets()
+            except SyncConfigError as exc:  # a rejected API key, an unreachable URL, ...
+                raise exc.located(str(cfg.path)) from None
         yield engine
     finally:
         await engine.close_targets()
