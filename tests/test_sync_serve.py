@@ -4,14 +4,12 @@ one-command set-up), against a real pdns_server."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.pdns import PdnsServer
-from tests.servers import ZonefanServer, _clean_env
+from tests.servers import ZonefanServer, run_cli
 from tests.sidecar import API_KEY_ENV, SECRET_ENV, wait_until
 from tests.test_sync_e2e import KEY, PLAIN, build_store, dig, primary_config, sync_config
 from tests.tools import free_port, require_tool, write_private
@@ -99,15 +97,8 @@ def test_serve_with_sync_refuses_a_primary_it_is_not(tmp_path: Path) -> None:
         '[target.t]\ntype = "rfc2136"\nserver = "127.0.0.1:2"\nkey = "k"\n',
     )
     port = free_port()
-    done = subprocess.run(
-        [sys.executable, "-m", "zonefan.cli", "--db", str(tmp_path / "z.db"), "serve",
-         "--listen", f"127.0.0.1:{port}", "--sync", str(sync)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=_clean_env(),
-        check=False,
-    )  # fmt: skip
+    args = ("serve", "--listen", f"127.0.0.1:{port}", "--sync", str(sync))
+    done = run_cli(tmp_path / "z.db", *args, check=False)
     assert done.returncode == 1
     assert (
         f"{sync}: primary.address: 127.0.0.1:1 is not an address this server listens on "
@@ -118,14 +109,7 @@ def test_serve_with_sync_refuses_a_primary_it_is_not(tmp_path: Path) -> None:
 def test_serve_with_a_bad_sync_config_does_not_start(tmp_path: Path) -> None:
     sync = tmp_path / "sync.toml"
     sync.write_text('[primary]\naddress = "127.0.0.1:53"\nzones = ["a.test"]\n', encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "-m", "zonefan.cli", "--db", str(tmp_path / "z.db"), "serve",
-         "--listen", f"127.0.0.1:{free_port()}", "--sync", str(sync)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=_clean_env(),
-        check=False,
-    )  # fmt: skip
+    args = ("serve", "--listen", f"127.0.0.1:{free_port()}", "--sync", str(sync))
+    done = run_cli(tmp_path / "z.db", *args, check=False)
     assert done.returncode != 0
     assert "target: define at least one [target.NAME] table" in done.stderr
