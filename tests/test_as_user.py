@@ -37,11 +37,11 @@ from tests.user_install import (
 )
 
 ORIGIN = "user.test."
-# An ordinary zone. EXPIRE is 5 d: the default signing policy still refuses 7 d and more.
+# An ordinary zone, with a template's SOA values (EXPIRE 14 d, TTLs up to a day).
 ZONE = """\
 $ORIGIN user.test.
 $TTL 3600
-@       86400 IN SOA ns1 hostmaster 2026010101 7200 3600 432000 300
+@       86400 IN SOA ns1 hostmaster 2026010101 7200 3600 1209600 300
 @       86400 IN NS  ns1
 @       86400 IN NS  ns2.example.net.
 @             IN MX  10 mail
@@ -187,6 +187,17 @@ def test_serve_answers_signed_and_keys_ds_matches_what_it_serves(
     assert _ds_rdata(ours) == _ds_rdata(made.stdout), (ours, made.stdout)
     log = server.log_text()
     assert "Warning" not in log and "Traceback" not in log, log
+    # The built-in policy signed it, and BIND's verifier agrees with every signature.
+    exported = work / "exported.zone"
+    clean(user_install.run("zone", "export", ORIGIN, "-o", str(exported), cwd=work))
+    verify = subprocess.run(
+        [require_tool("dnssec-verify"), "-z", "-o", ORIGIN, str(exported)],  # -z: a CSK
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
 def _ds_rdata(text: str) -> set[tuple[str, ...]]:
