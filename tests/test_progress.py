@@ -13,13 +13,19 @@ import threading
 from pathlib import Path
 
 import dns.name
+import pytest
 
 from nameserver.dnssec import DnssecManager
 from nameserver.editor import Author
 from nameserver.serial import SerialPolicy
 from nameserver.store import Store
 from nameserver.zonefile import read_zone_text
-from tests.servers import _clean_env
+from tests.pdns import PdnsServer
+from tests.servers import ZonefanServer, _clean_env, run_cli, transfer_config
+from tests.sidecar import wait_until
+from tests.test_sync_e2e import KEY
+from tests.tools import require_tool, write_private
+from zonefan import progress as progress_module
 from zonefan.progress import Progress
 
 
@@ -39,7 +45,7 @@ class Terminal(io.StringIO):
 def test_nothing_within_the_first_second_nor_off_a_terminal() -> None:
     clock = Clock()
     shown = Terminal()
-    with Progress("import z", shown, clock) as progress:
+    with Progress("import z", shown, clock, tick=None) as progress:
         progress.phase("reading")
         progress.count(10, 100)
         clock.now += 0.9
@@ -47,7 +53,7 @@ def test_nothing_within_the_first_second_nor_off_a_terminal() -> None:
         progress.finish("done")
     assert shown.getvalue() == ""
     piped = io.StringIO()  # not a terminal
-    with Progress("import z", piped, clock) as progress:
+    with Progress("import z", piped, clock, tick=None) as progress:
         clock.now += 5
         progress.phase("reading")
         progress.count(50, 100)
@@ -58,7 +64,7 @@ def test_nothing_within_the_first_second_nor_off_a_terminal() -> None:
 def test_a_long_step_is_drawn_and_ends_with_the_time_taken() -> None:
     clock = Clock()
     out = Terminal()
-    with Progress("sign z.", out, clock) as progress:
+    with Progress("sign z.", out, clock, tick=None) as progress:
         progress.phase("preparing")
         clock.now += 1.5
         progress.signing(4096, 10000)
@@ -72,6 +78,22 @@ def test_a_long_step_is_drawn_and_ends_with_the_time_taken() -> None:
     assert "8,192" not in text
     assert "sign z.: storing" in text
     assert text.endswith("sign z.: signed, serial 7 in 2.0 s\n")
+
+
+def test_a_step_that_only_waits_still_shows_its_time_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(progress_module, "DELAY", 0.0)
+    out = Terminal()
+    with Progress("sync apply", out, tick=0.01) as progress:
+        progress.phase("pushing to 1 target(s)")
+        # Nothing calls the progress now (an await on a provider); the ticker redraws.
+        wait_until(lambda: out.getvalue().count("\rsync apply: pushing") >= 3, 10)
+        progress.finish("1 of 1 push(es) converged")
+    assert (
+        out.getvalue().endswith("s\n")
+        and "sync apply: 1 of 1 push(es) converged in " in out.getvalue()
+    )
 
 
 def test_signing_reports_every_signature_it_makes(tmp_path: Path) -> None:
@@ -94,7 +116,9 @@ def test_signing_reports_every_signature_it_makes(tmp_path: Path) -> None:
     assert seen[-1][0] == seen[-1][1]  # the last report: all of them
 
 
-def _in_terminal(args: list[str], cwd: Path) -> tuple[int, str, str]:
+def _in_terminal(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     """Run ``zonefan ARGS`` with stderr on a pseudo-terminal, as a user at a shell does;
     (exit code, stdout, what the terminal showed)."""
     master, slave = pty.openpty()
@@ -118,7 +142,7 @@ def _in_terminal(args: list[str], cwd: Path) -> tuple[int, str, str]:
             stdout=subprocess.PIPE,
             stderr=slave,
             cwd=cwd,
-            env=_clean_env(),
+            env={**_clean_env(), **(env or {})},
             timeout=300,
             check=False,
         )
@@ -161,3 +185,54 @@ def test_import_and_sign_of_a_large_zone_show_progress_on_a_terminal(tmp_path: P
         check=False,
     )
     assert again.returncode == 0 and again.stderr == ""
+
+
+def _big_zone(tmp_path: Path, origin: str, names: int) -> Path:
+    lines = [
+        f"$ORIGIN {origin}",
+        "$TTL 3600",
+        "@ SOA ns hostmaster 1 7200 3600 1209600 300",
+        "@ NS ns",
+        "ns A 192.0.2.1",
+    ]
+    lines += [f"h{i} A 192.0.2.{i % 250 + 1}" for i in range(names)]
+    zone = tmp_path / f"{origin}zone"
+    zone.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return zone
+
+
+@pytest.mark.external
+def test_an_initial_push_shows_progress_on_a_terminal(tmp_path: Path) -> None:
+    require_tool("pdns_server")
+    db = tmp_path / "z.db"
+    run_cli(db, "zone", "import", str(_big_zone(tmp_path, "push.test.", 30000)))
+    config = write_private(tmp_path / "zonefan.toml", transfer_config(KEY))
+    with (
+        ZonefanServer(
+            tmp_path / "primary", db=db, probe_name="push.test.", config=config
+        ) as primary,
+        PdnsServer(tmp_path / "pdns") as pdns,
+    ):
+        sync = tmp_path / "sync.toml"
+        sync.write_text(
+            f"""state = "sync.db"
+[primary]
+address = "127.0.0.1:{primary.port}"
+key = "{KEY.name}"
+zones = ["push.test"]
+[key.{KEY.name}]
+secret-env = "SECRET"
+[target.pdns]
+type = "powerdns"
+url = "{pdns.api_url}"
+api-key-env = "PDNS_KEY"
+signed-zones = "refuse"
+""",
+            encoding="utf-8",
+        )
+        env = {"SECRET": KEY.secret, "PDNS_KEY": pdns.api_key}
+        code, out, shown = _in_terminal(["sync", "apply", "--config", str(sync)], tmp_path, env)
+    assert code == 0, out + shown
+    assert "push.test. at pdns: ok" in out
+    assert "sync apply: pushing to 1 target(s)" in shown
+    assert "sync apply: 1 of 1 push(es) converged in " in shown

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -17,12 +18,15 @@ from typing import TextIO
 
 DELAY = 1.0  # seconds of work before anything is shown
 REDRAW = 0.1  # seconds between redraws
+TICK = 0.25  # seconds between redraws of a step that reports nothing (the time still runs)
 
 
 class Progress:
     """One long command's progress: :meth:`phase` names the step, :meth:`count` says how
     far it is, :meth:`finish` ends with what was done. A context manager: leaving it clears
-    the line (so an error message starts on a clean one)."""
+    the line (so an error message starts on a clean one). On a terminal a thread redraws
+    the line every ``tick`` seconds, so a step that only waits (a provider storing a zone)
+    still shows its time running; ``tick=None`` leaves redrawing to the calls."""
 
     def __init__(
         self,
@@ -30,6 +34,7 @@ class Progress:
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
         interactive: bool | None = None,
+        tick: float | None = TICK,
     ) -> None:
         self.title = title
         self.stream = stream if stream is not None else sys.stderr
@@ -41,9 +46,20 @@ class Progress:
         self._count = ""
         self._drawn_at = float("-inf")
         self._width = 0
+        self._lock = threading.Lock()  # the ticker and the work both draw
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        if self.interactive and tick is not None:
+            self._ticker = threading.Thread(target=self._tick, args=(tick,), daemon=True)
 
     def __enter__(self) -> Progress:
+        if self._ticker is not None:
+            self._ticker.start()
         return self
+
+    def _tick(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self._draw(force=True)
 
     def __exit__(
         self,
@@ -51,6 +67,9 @@ class Progress:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
+        self._stop.set()
+        if self._ticker is not None and self._ticker.is_alive():
+            self._ticker.join()
         self._clear()
 
     @property
@@ -78,14 +97,21 @@ class Progress:
 
     def finish(self, summary: str) -> None:
         """End with ``summary`` and the time taken, when the progress line was shown."""
-        if self.shown:
-            self._clear()
-            self.stream.write(f"{self.title}: {summary} in {_seconds(self.elapsed)}\n")
-            self.stream.flush()
+        self._stop.set()
+        with self._lock:
+            if self.shown:
+                self._clear()
+                self.stream.write(f"{self.title}: {summary} in {_seconds(self.elapsed)}\n")
+                self.stream.flush()
+                self.shown = False  # said once
 
     def _draw(self, force: bool = False) -> None:
-        if not self.interactive:
+        if not self.interactive or self._stop.is_set():
             return
+        with self._lock:
+            self._draw_locked(force)
+
+    def _draw_locked(self, force: bool) -> None:
         now = self.clock()
         if now - self.started < DELAY or (not force and now - self._drawn_at < REDRAW):
             return
