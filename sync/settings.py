@@ -121,13 +121,13 @@ def parse_keys(table: Table | None) -> dict[str, TsigKey]:
 
 
 def parse_names(value: Any, setting: str, what: str = "host names") -> list[dns.name.Name]:
-    """A list of domain names (zones, nameservers), absolute."""
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    """A list of domain names (zones, nameservers), absolute, each given once."""
+    if not isinstance(value, list):
         raise SyncConfigError(setting, f"expected a list of {what}, got {value!r}")
     try:
-        return [dns.name.from_text(v) for v in value]
-    except dns.exception.DNSException as exc:
-        raise SyncConfigError(setting, f"bad name in {value!r}: {exc}") from None
+        return grammar.parse_names(value)
+    except ValueError as exc:
+        raise SyncConfigError(setting, str(exc)) from None
 
 
 def parse_count(section: Mapping[str, Any], setting: str, field_name: str, default: int) -> int:
