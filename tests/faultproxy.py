@@ -1,6 +1,7 @@
 """An HTTP reverse proxy for tests that puts faults between the sidecar and a real
-provider API: the provider down, HTTP 500, HTTP 429 with Retry-After, or a request that
-hangs past the client's timeout. It runs an aiohttp server in its own thread on 127.0.0.1.
+provider API: the provider down, HTTP 500, HTTP 429 with Retry-After, a request that
+hangs past the client's timeout, or one answered only after a while. It runs an aiohttp
+server in its own thread on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from aiohttp import web
 class Fault:
     """What the next ``count`` requests get instead of the provider's answer."""
 
-    kind: str  # "down" (connection closed), "500", "429", "hang"
+    kind: str  # "down" (connection closed), "500", "429", "hang", "slow" (then forwarded)
     count: int
     retry_after: int = 1
     method: str | None = None  # only requests of this method (None: any)
@@ -95,6 +96,9 @@ class FaultProxy:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         fault = self._next_fault(request.method)
         body = await request.read()
+        if fault is not None and fault.kind == "slow":  # a provider taking its time
+            await asyncio.sleep(self.hang_seconds)
+            fault = None
         if fault is not None:
             self.log.append((request.method, request.path, -1 if fault.kind == "down" else 0))
             if fault.kind == "down":

@@ -20,6 +20,7 @@ from nameserver.editor import Author
 from nameserver.serial import SerialPolicy
 from nameserver.store import Store
 from nameserver.zonefile import read_zone_text
+from tests.faultproxy import FaultProxy
 from tests.pdns import PdnsServer
 from tests.servers import ZonefanServer, _clean_env, run_cli, transfer_config
 from tests.sidecar import wait_until
@@ -116,6 +117,20 @@ def test_signing_reports_every_signature_it_makes(tmp_path: Path) -> None:
     assert seen[-1][0] == seen[-1][1]  # the last report: all of them
 
 
+def _zone_file(tmp_path: Path, origin: str, names: int) -> Path:
+    lines = [
+        f"$ORIGIN {origin}",
+        "$TTL 3600",
+        "@ SOA ns hostmaster 1 7200 3600 1209600 300",
+        "@ NS ns",
+        "ns A 192.0.2.1",
+    ]
+    lines += [f"h{i} A 192.0.2.{i % 250 + 1}" for i in range(names)]
+    zone = tmp_path / f"{origin}zone"
+    zone.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return zone
+
+
 def _in_terminal(
     args: list[str], cwd: Path, env: dict[str, str] | None = None
 ) -> tuple[int, str, str]:
@@ -154,22 +169,13 @@ def _in_terminal(
 
 
 def test_import_and_sign_of_a_large_zone_show_progress_on_a_terminal(tmp_path: Path) -> None:
-    lines = [
-        "$ORIGIN big.test.",
-        "$TTL 3600",
-        "@ SOA ns hostmaster 1 7200 3600 1209600 300",
-        "@ NS ns",
-        "ns A 192.0.2.1",
-    ]
-    lines += [f"h{i} A 192.0.2.{i % 250 + 1}" for i in range(40000)]
-    zone = tmp_path / "big.zone"
-    zone.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    zone = _zone_file(tmp_path, "big.test.", 40000)
     db = str(tmp_path / "z.db")
     code, out, shown = _in_terminal(["--db", db, "zone", "import", str(zone)], tmp_path)
     assert code == 0, shown
     assert "zone big.test.: created with 40003 records" in out
-    assert "import big.zone: reading" in shown
-    assert "import big.zone: zone big.test. serial 1 in " in shown
+    assert "\rimport big.test.zone: " in shown  # a step (reading, checking, storing) drawn
+    assert "import big.test.zone: zone big.test. serial 1 in " in shown
     code, out, shown = _in_terminal(["--db", db, "zone", "sign", "big.test"], tmp_path)
     assert code == 0, shown
     assert "sign big.test.: signing " in shown and "/80,00" in shown  # RRsets + NSECs
@@ -187,25 +193,13 @@ def test_import_and_sign_of_a_large_zone_show_progress_on_a_terminal(tmp_path: P
     assert again.returncode == 0 and again.stderr == ""
 
 
-def _big_zone(tmp_path: Path, origin: str, names: int) -> Path:
-    lines = [
-        f"$ORIGIN {origin}",
-        "$TTL 3600",
-        "@ SOA ns hostmaster 1 7200 3600 1209600 300",
-        "@ NS ns",
-        "ns A 192.0.2.1",
-    ]
-    lines += [f"h{i} A 192.0.2.{i % 250 + 1}" for i in range(names)]
-    zone = tmp_path / f"{origin}zone"
-    zone.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return zone
-
-
 @pytest.mark.external
 def test_an_initial_push_shows_progress_on_a_terminal(tmp_path: Path) -> None:
+    """The provider takes 1.5 s to create the zone (a proxy holds the POST): the line shows
+    while `sync apply` waits, and the push ends with its time."""
     require_tool("pdns_server")
     db = tmp_path / "z.db"
-    run_cli(db, "zone", "import", str(_big_zone(tmp_path, "push.test.", 30000)))
+    run_cli(db, "zone", "import", str(_zone_file(tmp_path, "push.test.", 100)))
     config = write_private(tmp_path / "zonefan.toml", transfer_config(KEY))
     with (
         ZonefanServer(
@@ -213,9 +207,12 @@ def test_an_initial_push_shows_progress_on_a_terminal(tmp_path: Path) -> None:
         ) as primary,
         PdnsServer(tmp_path / "pdns") as pdns,
     ):
-        sync = tmp_path / "sync.toml"
-        sync.write_text(
-            f"""state = "sync.db"
+        proxy = FaultProxy(pdns.api_url, hang_seconds=1.5).start()
+        try:
+            proxy.inject("slow", method="POST")
+            sync = tmp_path / "sync.toml"
+            sync.write_text(
+                f"""state = "sync.db"
 [primary]
 address = "127.0.0.1:{primary.port}"
 key = "{KEY.name}"
@@ -224,14 +221,17 @@ zones = ["push.test"]
 secret-env = "SECRET"
 [target.pdns]
 type = "powerdns"
-url = "{pdns.api_url}"
+url = "{proxy.url}"
 api-key-env = "PDNS_KEY"
 signed-zones = "refuse"
 """,
-            encoding="utf-8",
-        )
-        env = {"SECRET": KEY.secret, "PDNS_KEY": pdns.api_key}
-        code, out, shown = _in_terminal(["sync", "apply", "--config", str(sync)], tmp_path, env)
+                encoding="utf-8",
+            )
+            env = {"SECRET": KEY.secret, "PDNS_KEY": pdns.api_key}
+            args = ["sync", "apply", "--config", str(sync)]
+            code, out, shown = _in_terminal(args, tmp_path, env)
+        finally:
+            proxy.stop()
     assert code == 0, out + shown
     assert "push.test. at pdns: ok" in out
     assert "sync apply: pushing to 1 target(s)" in shown
