@@ -38,6 +38,7 @@ __all__ = [
     "TsigKey",  # the settings grammar's key type, named here for the nameserver modules
     "Verified",
     "append_tsig",
+    "keyring",
     "parse_keys",
     "strip_tsig",
     "tsig_error_reply",
@@ -58,7 +59,12 @@ Keyring = Mapping[dns.name.Name, TsigKey]
 def parse_keys(table: Table | None) -> dict[dns.name.Name, TsigKey]:
     """The ``[key.NAME]`` tables of the config, by the keys' DNS names (the settings
     grammar: ``secret``, ``secret-file`` or ``secret-env``)."""
-    return {key.name: key for key in parse_tsig_keys(table).values()}
+    return keyring(parse_tsig_keys(table))
+
+
+def keyring(keys: Mapping[str, TsigKey]) -> dict[dns.name.Name, TsigKey]:
+    """Keys read by their table names, by their DNS names (what requests carry)."""
+    return {key.name: key for key in keys.values()}
 
 
 @dataclass

@@ -51,6 +51,7 @@ from sync.settings import (
     parse_duration,
     parse_keys,
     parse_names,
+    sync_error,
 )
 
 _TOP = {
@@ -104,13 +105,7 @@ def load_sync_config(
             table.data, path, table.source.env, shared_keys, default_primary, problems
         )
     except SettingsError as exc:
-        raise _as_sync_error(exc).located(str(path)) from None
-
-
-def _as_sync_error(exc: SettingsError) -> SyncConfigError:
-    if isinstance(exc, SyncConfigError):
-        return exc
-    return SyncConfigError(exc.path, exc.reason, exc.source)
+        raise sync_error(exc).located(str(path)) from None
 
 
 def parse_sync_config(
@@ -149,7 +144,7 @@ def parse_sync_config(
         except SettingsError as exc:
             if problems is None:
                 raise
-            problems.append(_as_sync_error(exc).located(str(path)))
+            problems.append(sync_error(exc).located(str(path)))
     base = path.parent
     state = Path(str(raw.get("state", "sync.db")))
     return SyncConfig(

@@ -34,6 +34,7 @@ __all__ = [
     "parse_timeout",
     "read_secret",
     "require_secret",
+    "sync_error",
 ]
 
 
@@ -66,7 +67,8 @@ class TargetContext:
         return self.keys[value]
 
 
-def _sync_error(exc: SettingsError) -> SyncConfigError:
+def sync_error(exc: SettingsError) -> SyncConfigError:
+    """A settings error as the sync package's own (the same file, key path and reason)."""
     if isinstance(exc, SyncConfigError):
         return exc
     return SyncConfigError(exc.path, exc.reason, exc.source)
@@ -97,7 +99,7 @@ def read_secret(
     try:
         return _read_secret(Table(section, setting, ctx.source), field_name, required=False)
     except SettingsError as exc:
-        raise _sync_error(exc) from None
+        raise sync_error(exc) from None
 
 
 def require_secret(
@@ -107,7 +109,7 @@ def require_secret(
     try:
         value = _read_secret(Table(section, setting, ctx.source), field_name)
     except SettingsError as exc:
-        raise _sync_error(exc) from None
+        raise sync_error(exc) from None
     assert value is not None
     return value
 
@@ -117,7 +119,7 @@ def parse_keys(table: Table | None) -> dict[str, TsigKey]:
     try:
         return parse_tsig_keys(table)
     except SettingsError as exc:
-        raise _sync_error(exc) from None
+        raise sync_error(exc) from None
 
 
 def parse_names(value: Any, setting: str, what: str = "host names") -> list[dns.name.Name]:

@@ -108,10 +108,11 @@ def serve_cmd(
 
     Zone transfers (AXFR/IXFR over TCP, TSIG) go to the [[secondary]] entries of the
     config file only; see README "Zone transfers"."""
-    keys, acl = transfer_settings(ctx)
+    labelled = config_keys(ctx)
+    keys, acl = transfer_settings(ctx, labelled)
     policies = update_policies(ctx)
     listen_on = [(a.host, a.port) for a in (listen or DEFAULT_LISTEN)]
-    link = None if sync is None else link_sidecar(sync, config_keys(ctx), listen_on)
+    link = None if sync is None else link_sidecar(sync, labelled, listen_on)
     if link is not None:
         acl, keys = link.acl(acl), link.keyring(keys)
     with open_store(ctx, create=True) as store:

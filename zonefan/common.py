@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import getpass
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from nameserver.editor import Author, ZoneEditor
 from nameserver.errors import NameserverError, StoreMissingError
 from nameserver.progress import Progress
 from nameserver.store import Store
-from nameserver.tsig import TsigKey, parse_keys
+from nameserver.tsig import TsigKey, keyring
 from nameserver.updatepolicy import UpdatePolicy, policies_from_config
 from nameserver.versions import ZoneVersions
 from settings import SettingsError, parse_name, parse_tsig_keys
@@ -100,13 +100,14 @@ def dnssec_factory(
     return make
 
 
-def transfer_settings(ctx: click.Context) -> tuple[dict[dns.name.Name, TsigKey], TransferAcl]:
-    """TSIG keys (``[key.NAME]``) and the secondaries allowed to transfer
-    (``[[secondary]]``) from the config file; errors name the file and the key path."""
-    config = config_of(ctx)
+def transfer_settings(
+    ctx: click.Context, labelled: Mapping[str, TsigKey]
+) -> tuple[dict[dns.name.Name, TsigKey], TransferAcl]:
+    """The keyring of ``labelled`` (:func:`config_keys`) and the secondaries allowed to
+    transfer (``[[secondary]]``); errors name the file and the key path."""
+    keys = keyring(labelled)
     try:
-        keys = parse_keys(config.table("key"))
-        acl = parse_secondaries(config.entries("secondary"), keys)
+        acl = parse_secondaries(config_of(ctx).entries("secondary"), keys)
     except SettingsError as e:
         raise click.ClickException(str(e)) from e
     return keys, acl

@@ -17,7 +17,7 @@ import click
 from nameserver.acl import parse_secondaries
 from nameserver.errors import NameserverError
 from nameserver.store import Store
-from nameserver.tsig import parse_keys
+from nameserver.tsig import keyring
 from nameserver.updatepolicy import policies_from_config
 from settings import Address, SettingsError, Table, TsigKey, parse_tsig_keys
 from signer.errors import SignerError
@@ -126,8 +126,8 @@ def _check_primary(ctx: click.Context, config: Table, report: Report) -> dict[st
     labelled: dict[str, TsigKey] = report.check(lambda: parse_tsig_keys(config.table("key"))) or {}
     for label, key in labelled.items():
         report.note(section, f"key {label}: {key.algorithm}")
-    keyring = report.check(lambda: parse_keys(config.table("key"))) or {}
-    acl = report.check(lambda: parse_secondaries(config.entries("secondary"), keyring))
+    keys = keyring(labelled)
+    acl = report.check(lambda: parse_secondaries(config.entries("secondary"), keys))
     for entry in acl.secondaries if acl is not None else ():
         zones = "every zone" if entry.zones is None else ", ".join(sorted(map(str, entry.zones)))
         signed = f" key {entry.key}" if entry.key is not None else ""
