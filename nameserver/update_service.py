@@ -31,6 +31,7 @@ from nameserver.storethread import StoreThread
 from nameserver.tsig import (
     NOERROR,
     Keyring,
+    ReplayGuard,
     Signer,
     TsigKey,
     Verified,
@@ -68,8 +69,10 @@ class UpdateService:
         policies: Mapping[dns.name.Name, UpdatePolicy],
         manager_factory: ManagerFactory,
         shared: SnapshotSource | None = None,
+        replay: ReplayGuard | None = None,
     ) -> None:
         self._keys = keys
+        self._replay = replay if replay is not None else ReplayGuard()
         self._policies = policies
         self._factory = manager_factory
         self._shared = shared
@@ -89,7 +92,7 @@ class UpdateService:
     def handle(self, data: bytes, client: Client) -> bytes | None:
         """Decide, apply and answer one UPDATE (runs in the worker thread)."""
         try:
-            verified = verify(data, self._keys)
+            verified = verify(data, self._keys, self._replay)
             # One RR per RRset: the update section is applied in message order (§3.4.2).
             message = dns.message.from_wire(data, keyring=False, one_rr_per_rrset=True)
         except dns.exception.DNSException as e:
@@ -97,12 +100,23 @@ class UpdateService:
             return None  # no question to echo safely; the client times out
         if not isinstance(message, dns.update.UpdateMessage):
             return None
+        if verified.answer is not None:
+            # The same signed bytes again: nsupdate resends them over UDP when an answer is
+            # late, and an attacker may have captured them. Either way the UPDATE is not
+            # applied twice; the retransmission gets the answer the first copy got (the
+            # client learns what happened, as if that answer had arrived), the replay learns
+            # nothing it could not have captured. Copies with no answer yet get BADTIME.
+            log.debug("UPDATE from %s: a copy of one already answered", client[0])
+            return verified.answer
         if verified.error != NOERROR:
             log.info("UPDATE from %s refused: %s", client[0], tsig_failure(verified))
             return tsig_error_response(message, verified)
         rcode, reason = self._apply(message, verified.key, client)
         log.info("UPDATE from %s (key %s): %s", client[0], _key_text(verified.key), reason)
-        return _response(message, rcode, verified)
+        response = _response(message, rcode, verified)
+        if verified.key is not None:
+            self._replay.answered(verified.key, verified.mac, response)
+        return response
 
     def _open(self) -> DnssecManager:
         if self._manager is None:

@@ -13,10 +13,17 @@ Decisions:
 
 * Access: a transfer needs a ``[[secondary]]`` entry matching the client address, the TSIG
   key (when the entry names one) and the zone; otherwise REFUSED with no records. No entry
-  configured: no transfers at all. A request for a zone we do not serve is REFUSED as well.
+  configured: no transfers at all. A request for a zone we do not serve is REFUSED as well,
+  and so is one in any class but IN (RFC 5936 §2.1.2: QCLASS is the zone's class; we serve
+  IN only; NSD refuses CH and HS the same way).
 * TSIG errors (RFC 8945 §5.2): unknown key or algorithm → NOTAUTH with TSIG error BADKEY,
-  bad MAC → NOTAUTH/BADSIG (both with an unsigned TSIG, §5.3.2), time outside the fudge →
-  NOTAUTH/BADTIME signed, with our time in Other Data (§5.2.3). Checked before the ACL.
+  bad MAC → NOTAUTH/BADSIG (both with an unsigned TSIG, §5.3.2), time outside the fudge
+  (the request's or the key's, whichever is smaller) → NOTAUTH/BADTIME signed, with our
+  time in Other Data (§5.2.3). Checked before the ACL. A signed request whose exact bytes
+  were already accepted is NOTAUTH/BADTIME as well (a replay: the zone is not sent to
+  whoever captured a secondary's request; secondaries sign every request anew).
+* IXFR's authority section must be exactly the client's SOA, owned by the zone's apex in
+  its class (RFC 1995 §3); anything else is FORMERR, as Knot answers.
 * AXFR over UDP is REFUSED (RFC 5936 §4.2 leaves AXFR over UDP undefined). IXFR over UDP is
   answered, after the same access checks, with our current SOA only (RFC 1995 §2: the
   client then asks again over TCP).
@@ -55,6 +62,7 @@ from nameserver.storethread import StoreThread
 from nameserver.tsig import (
     NOERROR,
     Keyring,
+    ReplayGuard,
     Signer,
     TsigKey,
     Verified,
@@ -249,10 +257,12 @@ class TransferService:
         keys: Keyring | None = None,
         acl: TransferAcl | None = None,
         message_size: int = MESSAGE_SIZE,
+        replay: ReplayGuard | None = None,
     ) -> None:
         self.registry = registry
         self.store_path = store_path
         self.keys: Keyring = keys or {}
+        self._replay = replay if replay is not None else ReplayGuard()
         self.acl = acl or TransferAcl()
         self.message_size = message_size
         self._thread = StoreThread(store_path, "xfr")
@@ -290,7 +300,7 @@ class TransferService:
         if query is None:
             return None
         try:
-            verified = verify(data, self.keys)
+            verified = verify(data, self.keys, self._replay)
         except dns.exception.DNSException:
             return None
         message = verified.message
@@ -299,7 +309,7 @@ class TransferService:
         if verified.error != NOERROR:
             return self._tsig_error(query, verified)
         request = _Request(query, message, verified.key, verified.mac, client)
-        zone = self.registry.get(lower(query.qname))
+        zone = self.registry.get(lower(query.qname)) if query.qclass == _CLASS_IN else None
         key_name = verified.key.name if verified.key is not None else None
         qname = message.question[0].name
         if zone is None or not self.acl.allows(client[0], key_name, qname):
@@ -342,7 +352,9 @@ class TransferService:
     ) -> bytes | None:
         """A TSIG-signed query that is not a transfer (a secondary's SOA check): verify it,
         let ``answer`` (the responder) answer it without the TSIG RR, and sign the answer
-        (RFC 8945 §5.3); NOTAUTH with the TSIG error when verification fails."""
+        (RFC 8945 §5.3); NOTAUTH with the TSIG error when verification fails. No replay
+        check: the same query unsigned gets the same answer, so a copy gains nothing, and a
+        UDP retransmission (BIND resends its SOA check's bytes) must be answered."""
         query = parse_query(data)
         if query is None:
             return None
@@ -446,8 +458,18 @@ class TransferService:
 
 
 def _client_serial(message: dns.message.Message) -> int | None:
-    """The serial of the SOA in an IXFR request's authority section (RFC 1995 §3)."""
-    for rrset in message.authority:
-        if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
-            return int(rrset[0].serial)
-    return None
+    """The serial of the client's SOA in an IXFR request (RFC 1995 §3: the authority section
+    holds the SOA of the client's version of the zone, so one SOA owned by the QNAME, the
+    zone's apex, in its class); None when the section holds anything else."""
+    question = message.question[0]
+    if len(message.authority) != 1:
+        return None
+    soa = message.authority[0]
+    if (
+        soa.rdtype != dns.rdatatype.SOA
+        or len(soa) != 1
+        or soa.name != question.name
+        or soa.rdclass != question.rdclass
+    ):
+        return None
+    return int(soa[0].serial)

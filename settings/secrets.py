@@ -8,6 +8,9 @@ A secret is given one of three ways, the same for a TSIG key and a provider's AP
 
 A config file or secret file that group or others can read is refused, as the DNSSEC key
 files are: a secret anybody on the host can read is no secret.
+
+A ``[key.NAME]`` table may also set ``fudge`` (a duration, default ``"300s"``): how far a
+request's time signed may be from the server's clock, whatever Fudge the request carries.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import dns.exception
 import dns.name
 import dns.tsig
 
+from settings.grammar import format_duration, parse_seconds
+
 if TYPE_CHECKING:
     from settings.table import Table
 
@@ -37,7 +42,11 @@ DEFAULT_TSIG_ALGORITHM = "hmac-sha256"
 # RFC 8945 §6: a key shorter than the HMAC output weakens it; 16 bytes is the floor BIND's
 # tsig-keygen and `openssl rand -base64 32` are well above.
 MIN_TSIG_SECRET = 16
-KEY_FIELDS = ("algorithm", "secret", "secret-file", "secret-env")
+# The time window a server accepts a request signed with the key in, whatever Fudge the
+# request carries: RFC 8945 §10 recommends 300 s. At most what the TSIG Fudge field holds.
+DEFAULT_FUDGE = 300
+MAX_FUDGE = 0xFFFF
+KEY_FIELDS = ("algorithm", "secret", "secret-file", "secret-env", "fudge")
 
 
 def private_mode_problem(path: Path) -> str | None:
@@ -57,6 +66,7 @@ class TsigKey:
     name: dns.name.Name
     algorithm: str  # e.g. "hmac-sha256"
     secret: bytes = field(repr=False)
+    fudge: int = DEFAULT_FUDGE  # seconds a request's time may be off ours (RFC 8945 §5.2.3)
 
     @property
     def dns_key(self) -> dns.tsig.Key:
@@ -126,6 +136,16 @@ def _algorithm(value: object) -> str:
     return text
 
 
+def _fudge(value: object) -> int:
+    seconds = parse_seconds(value)
+    if not 1 <= seconds <= MAX_FUDGE:
+        raise ValueError(
+            f"{value!r} is outside 1s..{format_duration(MAX_FUDGE)} (the TSIG Fudge field); "
+            f"RFC 8945 recommends {DEFAULT_FUDGE}s"
+        )
+    return seconds
+
+
 def parse_tsig_key(label: str, table: Table) -> TsigKey:
     """One ``[key.NAME]`` table: the key's DNS name is NAME."""
     table.allow(KEY_FIELDS)
@@ -147,7 +167,7 @@ def parse_tsig_key(label: str, table: Table) -> TsigKey:
             f"the secret is {len(secret)} bytes; use at least {MIN_TSIG_SECRET} "
             "(e.g. `openssl rand -base64 32`)",
         )
-    return TsigKey(name, algorithm, secret)
+    return TsigKey(name, algorithm, secret, table.get("fudge", _fudge, DEFAULT_FUDGE))
 
 
 def parse_tsig_keys(table: Table | None) -> dict[str, TsigKey]:
