@@ -178,9 +178,11 @@ class ReplayGuard:
     Memory is bounded per key and in total: when full, the oldest entry (by time signed) is
     dropped and its key's floor raised to its time signed; anything signed at or before a
     floor is refused, so a forgotten request cannot come back. The floor starts just below
-    the time the guard is made: a request captured before a restart is not accepted after
-    it (a client whose clock runs behind ours by more than the restart took gets BADTIME
-    until its clock passes that second). Thread-safe."""
+    the time the guard is made, so a request captured before a restart is not accepted
+    after it (what RFC 8446 §8 asks of a freshly started TLS server's replay memory); the
+    cost: a client whose clock is behind ours by more than the server has been up gets
+    BADTIME, with our time, until its clock passes the start. Thread-safe.
+    """
 
     def __init__(
         self,
