@@ -354,7 +354,7 @@ class TransferService:
         let ``answer`` (the responder) answer it without the TSIG RR, and sign the answer
         (RFC 8945 §5.3); NOTAUTH with the TSIG error when verification fails. No replay
         check: the same query unsigned gets the same answer, so a copy gains nothing, and a
-        UDP retransmission (BIND resends its SOA check's bytes) must be answered."""
+        UDP retransmission of the same bytes must be answered."""
         query = parse_query(data)
         if query is None:
             return None
