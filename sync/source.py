@@ -96,7 +96,7 @@ class ZoneSource:
         query = dns.message.make_query(zone, dns.rdatatype.SOA)
         query.flags &= ~dns.flags.RD
         if self.key is not None:
-            query.use_tsig(self.key.dns_key)
+            query.use_tsig(self.key.dns_key, fudge=self.key.fudge)
         # Here, not at the top: `sync apply` never asks, and the module costs ~10 ms to load.
         from dns import asyncquery
 

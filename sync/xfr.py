@@ -178,7 +178,7 @@ def transfer(
     """Send ``query`` (signed with ``key`` here) over TCP; the answer as a :class:`Transfer`.
     ``timeout`` bounds each read, ``lifetime`` the whole transfer."""
     if key is not None:
-        query.use_tsig(key.dns_key)
+        query.use_tsig(key.dns_key, fudge=key.fudge)
     wire = query.to_wire()
     deadline = None if lifetime is None else time.monotonic() + lifetime
     family = socket.AF_INET6 if ":" in server.host else socket.AF_INET

@@ -122,7 +122,7 @@ key = "nokey"
         f"{sync}: primary: example.test.:",
     ):
         assert expected in problems, (expected, problems)
-    assert "key xfr: hmac-sha256" in done.stdout  # what was found is shown too
+    assert "key xfr: hmac-sha256, fudge 5m" in done.stdout  # what was found is shown too
 
 
 @pytest.mark.external

@@ -304,3 +304,14 @@ def test_config() -> None:
         rfc2136_from_config("p", {"server": "127.0.0.1", "key": "nope"}, ctx)
     with pytest.raises(SyncConfigError, match=r"target\.p\.server"):
         rfc2136_from_config("p", {"key": "upd"}, ctx)
+
+
+def test_updates_carry_the_keys_own_fudge() -> None:
+    """The receiver is told the key's window (RFC 8945 §5.2.3), not dnspython's 300 s."""
+    plain = tsig(KEY)
+    key = TsigKey(plain.name, plain.algorithm, plain.secret, fudge=30)
+    target = Rfc2136Target("provider", server=Address("127.0.0.1", 53), key=key)
+    message = target._message(ORIGIN, [])
+    signed = dns.message.from_wire(message.to_wire(), keyring=key.dns_key)
+    assert signed.tsig is not None
+    assert signed.tsig[0].fudge == 30

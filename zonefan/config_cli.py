@@ -19,7 +19,7 @@ from nameserver.errors import NameserverError
 from nameserver.store import Store
 from nameserver.tsig import keyring
 from nameserver.updatepolicy import policies_from_config
-from settings import Address, SettingsError, Table, TsigKey, parse_tsig_keys
+from settings import Address, SettingsError, Table, TsigKey, format_duration, parse_tsig_keys
 from signer.errors import SignerError
 from signer.policy import policy_from_mapping
 from zonefan.options import CONFIG, config_of, json_option
@@ -125,7 +125,7 @@ def _check_primary(ctx: click.Context, config: Table, report: Report) -> dict[st
         _check_key_dir(directory, report, section)
     labelled: dict[str, TsigKey] = report.check(lambda: parse_tsig_keys(config.table("key"))) or {}
     for label, key in labelled.items():
-        report.note(section, f"key {label}: {key.algorithm}")
+        report.note(section, f"key {label}: {key.algorithm}, fudge {format_duration(key.fudge)}")
     keys = keyring(labelled)
     acl = report.check(lambda: parse_secondaries(config.entries("secondary"), keys))
     for entry in acl.secondaries if acl is not None else ():

@@ -154,7 +154,7 @@ class Rfc2136Target(RecordTarget):
             keys.append(("transfer-key", self.transfer_key))
         for field_name, key in keys:
             query = dns.message.make_query(self.probe_zone, dns.rdatatype.SOA, flags=0)
-            query.use_tsig(key.dns_key)
+            query.use_tsig(key.dns_key, fudge=key.fudge)
             try:
                 await dns.asyncquery.tcp(
                     query, self.server.host, port=self.server.port, timeout=self.timeout
@@ -242,10 +242,9 @@ class Rfc2136Target(RecordTarget):
     # -- messages --------------------------------------------------------------------------
 
     def _message(self, zone: dns.name.Name, ops: Sequence[_Op]) -> dns.update.UpdateMessage:
-        message = dns.update.UpdateMessage(
-            zone, keyring=self.key.dns_key, keyname=self.key.name,
-            keyalgorithm=self.key.dns_key.algorithm,
-        )  # fmt: skip
+        message = dns.update.UpdateMessage(zone)
+        # The key's fudge: the window the receiver is told to allow (RFC 8945 §5.2.3).
+        message.use_tsig(self.key.dns_key, fudge=self.key.fudge)
         for op in ops:
             op.render(message)
         return message
