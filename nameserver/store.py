@@ -60,6 +60,7 @@ from nameserver.errors import (
 )
 from nameserver.records import Record, canonical_key
 from nameserver.serial import SerialPolicy
+from settings.files import create_data_file
 
 # 2: DNSSEC tables (dnssec_zones, dnssec_keys); 3: transfer log; 4: NOTIFY status
 SCHEMA_VERSION = 4
@@ -563,6 +564,17 @@ def _require_store_file(path: str) -> None:
         raise StoreMissingError(path, f"no store at {os.path.abspath(path)}")
 
 
+def _create_store_file(path: str) -> None:
+    """Create the store file before SQLite does, so it is 0640 whatever the umask allows
+    (settings.files); its -wal and -shm take its mode."""
+    try:
+        create_data_file(path)
+    except OSError as e:
+        raise StoreError(
+            f"cannot create store {path}: {e.strerror}{_cause(path, write=True)}"
+        ) from e
+
+
 def _user() -> str:
     uid = os.geteuid()
     try:
@@ -632,6 +644,8 @@ class Store:
         create = create and not read_only
         if not create:
             _require_store_file(self.path)
+        else:
+            _create_store_file(self.path)
         # mode=rw opens an existing file only: nothing is created if it vanished meanwhile.
         uri = f"{Path(os.path.abspath(self.path)).as_uri()}?mode={'rwc' if create else 'rw'}"
         try:
