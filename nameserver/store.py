@@ -32,7 +32,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
@@ -566,13 +566,10 @@ def _require_store_file(path: str) -> None:
 
 def _create_store_file(path: str) -> None:
     """Create the store file before SQLite does, so it is 0640 whatever the umask allows
-    (settings.files); its -wal and -shm take its mode."""
-    try:
+    (settings.files); its -wal and -shm take its mode. When it cannot be created, SQLite
+    fails to open it just after, and that error says why (see _cause)."""
+    with suppress(OSError):
         create_data_file(path)
-    except OSError as e:
-        raise StoreError(
-            f"cannot create store {path}: {e.strerror}{_cause(path, write=True)}"
-        ) from e
 
 
 def _user() -> str:

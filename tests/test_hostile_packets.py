@@ -345,8 +345,9 @@ def test_a_damaged_additional_section_is_formerr_or_nothing(
     if response is not None:
         assert rcode_of(response) == FORMERR
         assert len(response) <= len(data)
-    parsed = parse_query(data)
-    assert parsed is None or parsed.error is not None
+    if tsig_offset(data) is None:  # else the TSIG code judges too (FORMERR above)
+        parsed = parse_query(data)
+        assert parsed is None or parsed.error is not None
 
 
 LONG = b"".join(bytes([63]) + bytes([c]) * 63 for c in b"abc")  # 192 octets of labels
