@@ -32,7 +32,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
@@ -60,6 +60,7 @@ from nameserver.errors import (
 )
 from nameserver.records import Record, canonical_key
 from nameserver.serial import SerialPolicy
+from settings.files import create_data_file
 
 # 2: DNSSEC tables (dnssec_zones, dnssec_keys); 3: transfer log; 4: NOTIFY status
 SCHEMA_VERSION = 4
@@ -563,6 +564,14 @@ def _require_store_file(path: str) -> None:
         raise StoreMissingError(path, f"no store at {os.path.abspath(path)}")
 
 
+def _create_store_file(path: str) -> None:
+    """Create the store file before SQLite does, so it is 0640 whatever the umask allows
+    (settings.files); its -wal and -shm take its mode. When it cannot be created, SQLite
+    fails to open it just after, and that error says why (see _cause)."""
+    with suppress(OSError):
+        create_data_file(path)
+
+
 def _user() -> str:
     uid = os.geteuid()
     try:
@@ -632,6 +641,8 @@ class Store:
         create = create and not read_only
         if not create:
             _require_store_file(self.path)
+        else:
+            _create_store_file(self.path)
         # mode=rw opens an existing file only: nothing is created if it vanished meanwhile.
         uri = f"{Path(os.path.abspath(self.path)).as_uri()}?mode={'rwc' if create else 'rw'}"
         try:

@@ -54,7 +54,7 @@ from nameserver.changeset import Changeset
 from nameserver.errors import JournalError
 from nameserver.query import Query, parse_query
 from nameserver.records import Record, rdata_wire
-from nameserver.response import udp_limit
+from nameserver.response import render, udp_limit
 from nameserver.serial import serial_ge
 from nameserver.snapshot import SOA, ZoneSnapshot
 from nameserver.store import TransferLogEntry
@@ -361,7 +361,9 @@ class TransferService:
         try:
             verified = verify(data, self.keys)
         except dns.exception.DNSException:
-            return answer(data)
+            # A signed request its TSIG cannot be checked on: FORMERR (RFC 8945 §5.2), never
+            # an answer unsigned; header, question and OPT, no larger than the request.
+            return render(query, None, FORMERR, udp_limit(query))
         if verified.error != NOERROR:
             return self._tsig_error(query, verified)
         response = answer(strip_tsig(data, offset))

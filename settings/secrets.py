@@ -50,13 +50,16 @@ KEY_FIELDS = ("algorithm", "secret", "secret-file", "secret-env", "fudge")
 
 
 def private_mode_problem(path: Path) -> str | None:
-    """Why ``path`` is not private (group or others may read or write it), or None."""
+    """Why ``path`` is not private (group or others may read, write or execute it), or
+    None: the one check of config files with inline secrets and of secret files."""
     mode = path.stat().st_mode
-    if mode & 0o077:
-        return (
-            f"{path} has mode {stat.filemode(mode)}, so other users can read it; `chmod 600 {path}`"
-        )
-    return None
+    if not mode & 0o077:
+        return None
+    others = mode | mode >> 3  # group's bits and others' together
+    can = " and ".join(
+        verb for bit, verb in ((4, "read"), (2, "write"), (1, "execute")) if others & bit
+    )
+    return f"{path} has mode {stat.filemode(mode)}, so other users can {can} it; `chmod 600 {path}`"
 
 
 @dataclass(frozen=True)
@@ -83,9 +86,16 @@ class TsigKey:
         return base64.b64encode(self.secret).decode("ascii")
 
 
+# Settings whose inline form is a secret (``[key.NAME] secret``, a provider's ``api-key``):
+# a file holding one is refused when it is loaded, by every command, if others can read it.
+CREDENTIALS = ("secret", "api-key")
+INLINE_SECRET_PROBLEM = "an inline secret needs a private config file"
+
+
 def read_secret(table: Table, key: str, required: bool = True) -> str | None:
     """The secret ``key`` of ``table`` from ``KEY``, ``KEY-file`` or ``KEY-env`` (exactly
     one); None when none is given and it is not ``required``."""
+    assert key in CREDENTIALS, f"{key!r}: add it to CREDENTIALS, so load_toml checks the file"
     given = [k for k in (key, f"{key}-file", f"{key}-env") if k in table]
     if len(given) > 1:
         raise table.error(given[1], f"give one of {key}, {key}-file or {key}-env, not several")
@@ -102,7 +112,7 @@ def read_secret(table: Table, key: str, required: bool = True) -> str | None:
         text = table.get(key, _text)
         problem = table.source.private_problem()
         if problem is not None:
-            raise table.error(key, f"an inline secret needs a private config file: {problem}")
+            raise table.error(key, f"{INLINE_SECRET_PROBLEM}: {problem}")
         return text
     if which.endswith("-env"):
         var = table.get(which, _text)

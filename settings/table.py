@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from settings.errors import SettingsError
-from settings.secrets import private_mode_problem
+from settings.secrets import CREDENTIALS, INLINE_SECRET_PROBLEM, private_mode_problem
 
 T = TypeVar("T")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -67,7 +67,15 @@ def load_toml(path: Path, env: Mapping[str, str] | None = None) -> Table:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError("", f"not valid TOML: {exc}", str(path)) from None
-    return Table(data, "", source)
+    table = Table(data, "", source)
+    secret = table.inline_secret()
+    if secret is not None:
+        # Checked here, not only where the secret is used: every command reads the whole
+        # file, and a secret others can read is exposed whichever command runs.
+        problem = source.private_problem()
+        if problem is not None:
+            raise SettingsError(secret, f"{INLINE_SECRET_PROBLEM}: {problem}", source.name)
+    return table
 
 
 class Table:
@@ -91,6 +99,18 @@ class Table:
         if not _BARE_KEY.fullmatch(key):
             key = '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
         return f"{self.path}.{key}" if self.path else key
+
+    def inline_secret(self) -> str | None:
+        """The key path of the first secret written inline in this table or those in it
+        (:data:`settings.secrets.CREDENTIALS`), or None."""
+        for key, value in self.data.items():
+            if isinstance(value, dict):
+                found = Table(value, self.where(key), self.source).inline_secret()
+                if found is not None:
+                    return found
+            elif key in CREDENTIALS and isinstance(value, str):
+                return self.where(key)
+        return None
 
     def error(self, key: str, reason: str) -> SettingsError:
         return SettingsError(self.where(key), reason, self.source.name)

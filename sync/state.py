@@ -34,6 +34,7 @@ from typing import Any
 import dns.name
 import dns.rdatatype
 
+from settings.files import create_data_file
 from sync.errors import SyncError
 from sync.model import FastName, RRsetKey, ZoneData
 from sync.wire import zone_from_wire
@@ -132,7 +133,15 @@ class SyncState:
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self.clock = clock
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            create_data_file(path)  # 0640 whatever the umask allows: it holds zone data
+            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise StateError(
+                f"cannot open the state file {path}: {reason}; create its directory, or set "
+                "`state` in the sync config to a path in a writable one"
+            ) from None
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         self.conn = conn
