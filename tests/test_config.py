@@ -177,3 +177,17 @@ dns = "127.0.0.1:{pdns.dns_port}"
             f"{sync}: target.pdns.api-key-env: the PowerDNS API at {pdns.api_url} rejected"
             in bad.stderr
         )
+
+
+def test_config_check_flags_a_store_every_local_user_can_read(tmp_path: Path) -> None:
+    """A store made before zonefan created it 0640 keeps its mode: config check says so."""
+    config = write_private(tmp_path / "zonefan.toml", "")
+    db = tmp_path / "z.db"
+    run_cli(db, "zone", "import", str(EXAMPLE), cwd=tmp_path)
+    assert db.stat().st_mode & 0o007 == 0  # 0640, or narrower under a strict umask
+    assert _cli(tmp_path, config, "config", "check").returncode == 0
+    db.chmod(0o644)
+    done = _cli(tmp_path, config, "config", "check")
+    assert done.returncode == 1, done
+    assert f"store {db} has mode -rw-r--r--" in done.stderr
+    assert f"`chmod 640 {db}*`" in done.stderr

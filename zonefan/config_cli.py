@@ -148,6 +148,13 @@ def _check_store(db: Path, report: Report, section: str) -> None:
     if not db.exists():
         report.note(section, f"store {db}: not there yet (`zonefan zone import` makes it)")
         return
+    mode = db.stat().st_mode
+    if mode & 0o007:
+        # A store made before zonefan created it 0640 may still be readable by everyone.
+        report.problems.append(
+            f"store {db} has mode {stat.filemode(mode)}: every local user can read the "
+            f"zones' data; `chmod 640 {db}*`"
+        )
     store = report.check(lambda: Store(db, create=False, read_only=True))
     if store is not None:
         try:
