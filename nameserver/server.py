@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import errno
 import logging
+import math
 import os
 import signal
 import socket
+from collections import deque
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -19,6 +21,7 @@ import dns.rdatatype
 from nameserver.acl import TransferAcl
 from nameserver.errors import NameserverError
 from nameserver.loader import StoreFollower
+from nameserver.lograte import LogLimiter
 from nameserver.maintenance import MaintenanceScheduler, ManagerFactory
 from nameserver.notify import Notifier, NotifyStatus, NotifyTarget
 from nameserver.responder import Responder
@@ -34,6 +37,7 @@ from nameserver.zones import ZoneRegistry
 from settings import Address
 
 log = logging.getLogger(__name__)
+_limited = LogLimiter(log)  # lines a client can cause
 
 SOA_TYPE = int(dns.rdatatype.SOA)
 # UDP UPDATE answers in flight: referenced so they are not collected mid-way, and bounded
@@ -41,8 +45,22 @@ SOA_TYPE = int(dns.rdatatype.SOA)
 _background: set[asyncio.Task[None]] = set()
 MAX_PENDING_UPDATES = 256
 
-TCP_IDLE_TIMEOUT = 10.0  # seconds; RFC 7766 §6.2.3 asks servers to close idle connections
+# TCP limits (RFC 7766 §6.2.3 and §10; the README's limits table lists them). Defaults in
+# the spirit of NSD (tcp-count 100, tcp-timeout 120 s) and Knot (tcp-idle-timeout 10 s,
+# tcp-io-timeout 500 ms): a connection that sends no complete message, or takes no answer,
+# is closed within seconds, whatever it trickles in.
+TCP_IDLE_TIMEOUT = 10.0  # seconds without an outstanding query before a connection is closed
+TCP_MESSAGE_TIMEOUT = 2.0  # seconds from the first octet of a message to its last
 TCP_MAX_CONNECTIONS = 512
+TCP_MAX_PER_CLIENT = 16  # open connections per client address: 512 / 32
+TCP_PIPELINE_DEPTH = 32  # messages read but waiting behind a transfer or UPDATE
+TRANSFERS_PER_CLIENT = 4  # concurrent AXFR/IXFR per client address; more wait their turn
+# Output queued in a connection's transport before it stops reading that connection's
+# queries (asyncio's defaults, set explicitly: a peer that does not read holds this much).
+TCP_WRITE_HIGH = 64 * 1024
+TCP_WRITE_LOW = 16 * 1024
+TCP_BACKLOG = 1024  # pending connections in the kernel while the event loop is busy
+_YIELD_EVERY = 64  # queued messages answered between turns of the event loop
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,22 @@ class ServerConfig:
     # Further NOTIFY targets of a zone, asked at every NOTIFY (a sidecar in this process,
     # whose listener may bind after the server starts).
     notify_extra: Callable[[dns.name.Name], list[NotifyTarget]] | None = None
+    # TCP limits beyond the two above (see the TCP_* constants).
+    tcp_message_timeout: float = TCP_MESSAGE_TIMEOUT
+    tcp_max_per_client: int = TCP_MAX_PER_CLIENT
+    tcp_pipeline_depth: int = TCP_PIPELINE_DEPTH
+    transfers_per_client: int = TRANSFERS_PER_CLIENT
+
+    def tcp_limits(self) -> TcpLimits:
+        """The TCP settings as the connection table takes them."""
+        return TcpLimits(
+            idle_timeout=self.tcp_idle_timeout,
+            message_timeout=self.tcp_message_timeout,
+            max_connections=self.tcp_max_connections,
+            max_per_client=self.tcp_max_per_client,
+            pipeline_depth=self.tcp_pipeline_depth,
+            transfers_per_client=self.transfers_per_client,
+        )
 
 
 class UdpHandler(asyncio.DatagramProtocol):
@@ -137,113 +171,413 @@ class UdpHandler(asyncio.DatagramProtocol):
         log.debug("UDP error: %s", exc)
 
 
+@dataclass(frozen=True)
+class TcpLimits:
+    """The TCP limits of one server (every listener shares them)."""
+
+    idle_timeout: float = TCP_IDLE_TIMEOUT
+    message_timeout: float = TCP_MESSAGE_TIMEOUT
+    max_connections: int = TCP_MAX_CONNECTIONS
+    max_per_client: int = TCP_MAX_PER_CLIENT
+    pipeline_depth: int = TCP_PIPELINE_DEPTH
+    transfers_per_client: int = TRANSFERS_PER_CLIENT
+
+    @property
+    def check_every(self) -> float:
+        """The longest a connection's timer sleeps. A deadline that starts while it sleeps
+        (a message's first octet, the peer no longer reading) is at least this far away,
+        so reads never have to re-arm the timer: the read path stays cheap. At least 0.1 s
+        (a zero timeout, RFC 7766 §6.2.3's "close at once", is then kept within that)."""
+        return max(0.1, min(self.idle_timeout, self.message_timeout))
+
+
+class TcpConnections:
+    """The open TCP connections of one server: the caps in total and per client address,
+    which connection gives way when every slot is taken, and the per-client transfer slots.
+
+    RFC 7766 §10 asks for a limit on connections in total and allows one per client; when
+    the total is reached, the connection that made no progress for the longest is closed
+    (§6.2.3: a server under attack may close idle connections at once), so that whoever
+    holds the slots cannot keep new clients out. One answering a transfer or an UPDATE is
+    never chosen; if every one is, the new connection is closed instead."""
+
+    def __init__(self, limits: TcpLimits) -> None:
+        self.limits = limits
+        self.open: dict[TcpHandler, None] = {}  # an insertion-ordered set
+        self.per_client: dict[str, int] = {}
+        self._transfers: dict[str, int] = {}
+        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
+
+    def admit(self, conn: TcpHandler, now: float) -> bool:
+        """Count ``conn`` in, making room if needed; False: close it at once."""
+        client = conn.peer[0]
+        count = self.per_client.get(client, 0)
+        if count >= self.limits.max_per_client:
+            _limited.info(
+                "TCP per-client limit",
+                "TCP connection from %s closed: %d are open from there "
+                "(tcp-max-connections-per-client)",
+                client,
+                count,
+            )
+            return False
+        if len(self.open) >= self.limits.max_connections:
+            victim = self.victim()
+            if victim is None:
+                _limited.info(
+                    "TCP limit",
+                    "TCP connection from %s closed: all %d connections are answering "
+                    "transfers or UPDATEs (tcp-max-connections)",
+                    client,
+                    len(self.open),
+                )
+                return False
+            _limited.info(
+                "TCP limit",
+                "%d TCP connections open (tcp-max-connections): closed the one from %s, "
+                "stalled for %.1f s, to let %s in",
+                len(self.open),
+                victim.peer[0],
+                now - (victim.stalled_since() or now),
+                client,
+            )
+            victim.drop()
+        self.open[conn] = None
+        self.per_client[client] = count + 1
+        return True
+
+    def remove(self, conn: TcpHandler) -> None:
+        """Count ``conn`` out (again is harmless)."""
+        if conn not in self.open:
+            return
+        del self.open[conn]
+        client = conn.peer[0]
+        count = self.per_client[client] - 1
+        if count:
+            self.per_client[client] = count
+        else:
+            del self.per_client[client]
+
+    def victim(self) -> TcpHandler | None:
+        """The connection stalled for the longest: mid-message, not taking its answers, or
+        idle; None when every one is answering a transfer or an UPDATE."""
+        chosen, oldest = None, math.inf
+        for conn in self.open:
+            since = conn.stalled_since()
+            if since is not None and since < oldest:
+                chosen, oldest = conn, since
+        return chosen
+
+    async def transfer_slot(self, client: str) -> None:
+        """Take one of ``client``'s transfer slots, waiting in line while all are in use
+        (like BIND's transfers-out, per client: a client cannot make the server walk many
+        zones at once, and a secondary that asks for more only waits).
+        Returns without suspending when a slot is free."""
+        running = self._transfers.get(client, 0)
+        if running < self.limits.transfers_per_client:
+            self._transfers[client] = running + 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(client, deque()).append(waiter)
+        try:
+            await waiter  # release_transfer hands its slot over
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release_transfer(client)
+            raise
+
+    def release_transfer(self, client: str) -> None:
+        """Give back a slot taken with :meth:`transfer_slot`: to the next in line, if any."""
+        waiting = self._waiting.get(client)
+        while waiting:
+            waiter = waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                if not waiting:
+                    del self._waiting[client]
+                return
+        self._waiting.pop(client, None)
+        running = self._transfers[client] - 1
+        if running:
+            self._transfers[client] = running
+        else:
+            del self._transfers[client]
+
+
 class TcpHandler(asyncio.Protocol):
     """One TCP connection: length-prefixed messages, answered in order (pipelining, RFC 7766
-    §6.2.1.1), closed after an idle period."""
+    §6.2.1.1), with the limits of :class:`TcpLimits`.
 
-    open_connections = 0
+    Deadlines (one timer per connection, see :meth:`_deadline`): a message must arrive
+    whole within the message timeout of its first octet, however it trickles in (a byte
+    every second does not keep a connection; Knot's tcp-io-timeout works the same way); a
+    connection with nothing outstanding is closed after the idle timeout (RFC 7766 §6.2.3);
+    a peer that takes none of its answers for the idle timeout is cut off.
+
+    Flow control: while the transport holds more than TCP_WRITE_HIGH octets of answers,
+    the connection is not read (its queries stay in the kernel, the peer's window closes);
+    while more than the pipeline depth of messages wait behind a transfer or UPDATE, the
+    same. A client that pipelines queries and never reads costs a bounded buffer."""
 
     def __init__(
         self,
         responder: Responder,
-        idle_timeout: float,
-        max_connections: int,
+        connections: TcpConnections,
         transfers: TransferService | None = None,
         updates: UpdateService | None = None,
     ) -> None:
         self.responder = responder
-        self.idle_timeout = idle_timeout
-        self.max_connections = max_connections
+        self.connections = connections
+        self.limits = connections.limits
         self.transfers = transfers
         self.updates = updates
+        self.loop = asyncio.get_running_loop()
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.peer: tuple[str, int] = ("", 0)
-        # A zone transfer in progress: later queries wait in ``queued`` (answers stay in
-        # order), and writes wait while the transport's buffer is full (flow control).
-        self.transfer: asyncio.Task[None] | None = None
-        self.queued: list[bytes] = []
+        # Progress, in the loop's time: the last message taken or answered (idleness is
+        # measured from there), the first octet of a message not yet whole, the moment the
+        # transport's buffer went over its high-water mark (None: not the case).
+        self.active = 0.0
+        self.partial_since: float | None = None
+        self.paused_since: float | None = None
+        self.held = False  # the pipeline is full: read no more until it drains
+        self.taking = True  # reading: neither paused nor held nor closing
+        # Transfers and UPDATEs are answered by ``worker``; messages that come meanwhile
+        # wait in ``queued`` (answers stay in order). A transfer writes only while the
+        # transport takes more (``writable``).
+        self.worker: asyncio.Task[None] | None = None
+        self.queued: deque[bytes] = deque()
         self.writable = asyncio.Event()
         self.writable.set()
+        self.closing = False
         self.closed = False
+
+    # -- the connection -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         peer = self.transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer = (str(peer[0]), int(peer[1]))
-        TcpHandler.open_connections += 1
-        if TcpHandler.open_connections > self.max_connections:
+        self.transport.set_write_buffer_limits(high=TCP_WRITE_HIGH, low=TCP_WRITE_LOW)
+        now = self.active = self.loop.time()
+        if not self.connections.admit(self, now):
+            self.closing = True
             self.transport.close()
             return
-        self._arm_timer()
+        self.timer = self.loop.call_at(now + self.limits.check_every, self._check)
 
-    def _arm_timer(self) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = self.closed = True
+        self.connections.remove(self)
+        self.queued.clear()
+        self.writable.set()  # a transfer waiting to write finds the connection gone
         if self.timer is not None:
             self.timer.cancel()
-        loop = asyncio.get_running_loop()
-        self.timer = loop.call_later(self.idle_timeout, self._idle)
+            self.timer = None
 
-    def _idle(self) -> None:
-        if self.transport is not None:
+    def pause_writing(self) -> None:
+        self.writable.clear()
+        self.paused_since = self.loop.time()
+        self._set_reading()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+        self.paused_since = None
+        self._set_reading()
+
+    def _set_reading(self) -> None:
+        """Read or stop reading, as the output buffer and the pipeline allow."""
+        taking = self.paused_since is None and not self.held and not self.closing
+        if taking == self.taking:
+            return
+        self.taking = taking
+        if self.closing or self.transport is None:
+            return
+        if not taking:
+            self.transport.pause_reading()
+            return
+        self.transport.resume_reading()
+        if self.partial_since is not None:
+            self.partial_since = self.loop.time()  # we held the message up, not the peer
+        if self.buffer:
+            self.loop.call_soon(self._parse)  # what arrived before the pause
+
+    def _close(self) -> None:
+        """End the stream once what is written has been sent."""
+        if not self.closing and self.transport is not None:
+            self.closing = True
+            self.taking = False
             self.transport.close()
+
+    def drop(self) -> None:
+        """Close at once: a deadline passed, or the connection gives way to a new one. Output
+        not yet sent is discarded (a graceful close would wait for a peer that may never
+        read, holding the slot)."""
+        self.connections.remove(self)
+        self.closing = True
+        self.taking = False
+        if self.transport is not None:
+            if self.transport.get_write_buffer_size():
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+    # -- deadlines ------------------------------------------------------------------------
+
+    def stalled_since(self) -> float | None:
+        """Since when the connection has made no progress; None while it answers a
+        transfer or an UPDATE (those are not cut short to make room)."""
+        if self.worker is not None or self.closing:
+            return None
+        if self.paused_since is not None:
+            return self.paused_since
+        if self.partial_since is not None:
+            return self.partial_since
+        return self.active
+
+    def _deadline(self) -> tuple[float, str]:
+        """When the connection is to be closed if nothing changes, and why."""
+        limits = self.limits
+        if self.paused_since is not None:
+            return self.paused_since + limits.idle_timeout, "took none of its answers"
+        if self.closing:
+            return math.inf, ""
+        if self.partial_since is not None and self.taking:
+            return self.partial_since + limits.message_timeout, "sent no whole message"
+        if self.worker is None:
+            return self.active + limits.idle_timeout, ""  # idle: normal, not logged
+        return math.inf, ""
+
+    def _check(self) -> None:
+        self.timer = None
+        if self.closed:
+            return
+        now = self.loop.time()
+        deadline, why = self._deadline()
+        if now < deadline:
+            self.timer = self.loop.call_at(
+                min(deadline, now + self.limits.check_every), self._check
+            )
+            return
+        if why:
+            _limited.info(
+                "TCP deadline",
+                "TCP connection from %s closed: it %s in %g s",
+                self.peer[0],
+                why,
+                now - (self.paused_since or self.partial_since or now),
+            )
+        self.drop()
+
+    # -- messages -------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        while len(self.buffer) >= 2:
-            length = int.from_bytes(self.buffer[:2], "big")
-            if len(self.buffer) < 2 + length:
+        self._parse()
+
+    def _parse(self) -> None:
+        """Take the whole messages in the buffer, as far as flow control lets."""
+        buffer = self.buffer
+        taken = False
+        while self.taking:
+            size = len(buffer)
+            if size < 2:
                 break
-            message = bytes(self.buffer[2 : 2 + length])
-            del self.buffer[: 2 + length]
-            if self.transfer is not None:
-                self.queued.append(message)
-            else:
+            end = 2 + (buffer[0] << 8 | buffer[1])
+            if size < end:
+                break
+            message = bytes(buffer[2:end])
+            del buffer[:end]
+            taken = True
+            if self.worker is None:
                 self._answer(message)
-        if self.transfer is None:
-            self._arm_timer()
+                continue
+            self.queued.append(message)
+            if len(self.queued) >= self.limits.pipeline_depth:
+                self.held = True
+                self._set_reading()
+        if taken or (buffer and self.partial_since is None):
+            now = self.loop.time()
+            if taken:
+                self.active = now
+            self.partial_since = now if buffer else None
 
     def _answer(self, message: bytes) -> None:
-        if self.updates is not None and is_update(message):
-            # Like a transfer: answered later, later queries on the connection wait.
-            self.transfer = asyncio.get_running_loop().create_task(self._update(message))
+        if (self.updates is not None and is_update(message)) or (
+            self.transfers is not None and transfer_qtype(message) is not None
+        ):
+            # Answered over several turns of the loop: later messages wait behind it.
+            self.queued.append(message)
+            self.worker = self.loop.create_task(self._work())
             return
-        if self.transfers is not None and transfer_qtype(message) is not None:
-            if self.timer is not None:
-                self.timer.cancel()  # a long transfer is not idleness
-            self.transfer = asyncio.get_running_loop().create_task(self._transfer(message))
-            return
+        self._reply(message)
+
+    def _reply(self, message: bytes) -> None:
+        """Answer a query (anything but a transfer or an UPDATE) at once."""
         try:
             if self.transfers is not None and (offset := tsig_offset(message)) is not None:
                 response = self.transfers.signed_response(message, offset, self._tcp_answer)
             else:
                 response = self.responder.respond(message, tcp=True)
         except Exception:
-            log.exception("failed to answer a TCP query")
+            log.exception("failed to answer a TCP query from %s", self.peer[0])
             response = None
         if response is None:
-            if self.transport is not None:
-                self.transport.close()  # nothing sensible to say: end the stream
+            self._close()  # nothing sensible to say: end the stream
             return
-        if self.transport is not None:
+        if self.transport is not None and not self.closing:
             self.transport.write(len(response).to_bytes(2, "big") + response)
+
+    def _tcp_answer(self, data: bytes) -> bytes | None:
+        return self.responder.respond(data, tcp=True)
+
+    async def _work(self) -> None:
+        """Answer the queued messages in order, until none is left. A deque: each message
+        costs O(1) however many wait, and the connection's deadlines keep running."""
+        queued = self.queued
+        answered = 0
+        try:
+            while queued and not self.closing:
+                if not self.writable.is_set():
+                    await self.writable.wait()  # the peer is not reading: make no more
+                    continue
+                message = queued.popleft()
+                if self.held and len(queued) <= self.limits.pipeline_depth // 2:
+                    self.held = False
+                    self._set_reading()
+                if self.updates is not None and is_update(message):
+                    await self._update(message)
+                elif self.transfers is not None and transfer_qtype(message) is not None:
+                    await self._transfer(message)
+                else:
+                    self._reply(message)
+                answered += 1
+                if answered % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # refusals come fast: let others have a turn
+        finally:
+            self.worker = None
+            if not self.closed:
+                self.active = self.loop.time()
 
     async def _transfer(self, message: bytes) -> None:
         assert self.transfers is not None
+        client = self.peer[0]
+        await self.connections.transfer_slot(client)
         try:
+            if self.closing:
+                return
             handled = await self.transfers.serve_tcp(message, self.peer, self._write)
         except Exception:
-            log.exception("zone transfer to %s failed", self.peer[0])
-            handled = True
-            if self.transport is not None:
-                self.transport.close()
-        self.transfer = None
-        if self.closed:
+            log.exception("zone transfer to %s failed", client)
+            self._close()
             return
-        if not handled:
+        finally:
+            self.connections.release_transfer(client)
+        if not handled and not self.closing:
             self._plain(message)
-        self._drain_queue()
 
     async def _update(self, message: bytes) -> None:
         assert self.updates is not None
@@ -252,54 +586,27 @@ class TcpHandler(asyncio.Protocol):
         except Exception:
             log.exception("failed to answer an UPDATE from %s", self.peer[0])
             response = None
-        if response is not None and not self.closed:
+        if response is not None:
             await self._write(response)
-        self.transfer = None
-        if not self.closed:
-            self._drain_queue()
-
-    def _drain_queue(self) -> None:
-        queued, self.queued = self.queued, []
-        for i, later in enumerate(queued):
-            self._answer(later)
-            if self.transfer is not None:  # another long answer: the rest waits for it
-                self.queued = queued[i + 1 :] + self.queued
-                return
-        self._arm_timer()
-
-    def _tcp_answer(self, data: bytes) -> bytes | None:
-        return self.responder.respond(data, tcp=True)
 
     def _plain(self, message: bytes) -> None:
+        """A transfer query the transfer service left to the responder (malformed)."""
         try:
             response = self.responder.respond(message, tcp=True)
         except Exception:
-            log.exception("failed to answer a TCP query")
+            log.exception("failed to answer a TCP query from %s", self.peer[0])
             response = None
-        if self.transport is not None and response is not None:
+        if self.transport is not None and response is not None and not self.closing:
             self.transport.write(len(response).to_bytes(2, "big") + response)
 
     async def _write(self, wire: bytes) -> bool:
-        """Write one message of a transfer once the transport takes more; False when the
-        connection is gone."""
+        """Write one message of a transfer (or an UPDATE's answer) once the transport takes
+        more; False when the connection is gone."""
         await self.writable.wait()
-        if self.closed or self.transport is None or self.transport.is_closing():
+        if self.closing or self.transport is None or self.transport.is_closing():
             return False
         self.transport.write(len(wire).to_bytes(2, "big") + wire)
         return True
-
-    def pause_writing(self) -> None:
-        self.writable.clear()
-
-    def resume_writing(self) -> None:
-        self.writable.set()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        TcpHandler.open_connections -= 1
-        self.closed = True
-        self.writable.set()  # a transfer waiting to write finds the connection gone
-        if self.timer is not None:
-            self.timer.cancel()
 
 
 class ListenError(NameserverError):
@@ -360,6 +667,7 @@ class Server:
         self.transfers = TransferService(
             self.registry, config.store_path, config.tsig_keys, config.transfer_acl
         )
+        self.tcp = TcpConnections(config.tcp_limits())
         self._compact_task: asyncio.Task[None] | None = None
         self._closers: list[asyncio.BaseTransport | asyncio.base_events.Server] = []
         self._follow_task: asyncio.Task[None] | None = None
@@ -414,14 +722,9 @@ class Server:
             )
             self._closers.append(udp)
             tcp = await loop.create_server(
-                lambda: TcpHandler(
-                    self.responder,
-                    cfg.tcp_idle_timeout,
-                    cfg.tcp_max_connections,
-                    self.transfers,
-                    self.updates,
-                ),
+                lambda: TcpHandler(self.responder, self.tcp, self.transfers, self.updates),
                 sock=tcp_sock,
+                backlog=TCP_BACKLOG,
             )
             self._closers.append(tcp)
             log.info("listening on %s (UDP and TCP)", Address(host, port))

@@ -34,7 +34,15 @@ from nameserver.records import (
     type_text,
 )
 from nameserver.serial import SerialPolicy
-from nameserver.server import ListenError, ServerConfig, serve
+from nameserver.server import (
+    TCP_MAX_CONNECTIONS,
+    TCP_MAX_PER_CLIENT,
+    TCP_PIPELINE_DEPTH,
+    TRANSFERS_PER_CLIENT,
+    ListenError,
+    ServerConfig,
+    serve,
+)
 from nameserver.store import Store
 from nameserver.wirename import key_of
 from nameserver.zonefile import read_zone_file, write_zone_file
@@ -89,6 +97,49 @@ DEFAULT_LISTEN = (Address("127.0.0.1", 5353),)
     "default: keep all. Config: [serve] journal-keep.",
 )
 @click.option(
+    "--tcp-message-timeout",
+    callback=duration,
+    default="2s",
+    metavar="DURATION",
+    show_default=True,
+    help="Close a TCP connection that takes longer than this to send one whole message "
+    "(slowloris); a transfer's peer that reads nothing for --tcp-idle-timeout is cut off too.",
+)
+@click.option(
+    "--tcp-max-connections",
+    type=click.IntRange(min=1),
+    default=TCP_MAX_CONNECTIONS,
+    metavar="N",
+    show_default=True,
+    help="Open TCP connections in all; when all are taken, the one stalled for the longest "
+    "is closed to let a new one in.",
+)
+@click.option(
+    "--tcp-max-connections-per-client",
+    type=click.IntRange(min=1),
+    default=TCP_MAX_PER_CLIENT,
+    metavar="N",
+    show_default=True,
+    help="Open TCP connections per client address; one more is closed at once.",
+)
+@click.option(
+    "--tcp-pipeline-depth",
+    type=click.IntRange(min=1),
+    default=TCP_PIPELINE_DEPTH,
+    metavar="N",
+    show_default=True,
+    help="Queries read on one TCP connection while a transfer or UPDATE is answered; "
+    "beyond that the connection is not read until they are answered.",
+)
+@click.option(
+    "--transfers-per-client",
+    type=click.IntRange(min=1),
+    default=TRANSFERS_PER_CLIENT,
+    metavar="N",
+    show_default=True,
+    help="Zone transfers (AXFR/IXFR) served at once to one client address; more wait.",
+)
+@click.option(
     "--sync",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -102,6 +153,11 @@ def serve_cmd(
     listen: Sequence[Address],
     tcp_idle_timeout: float,
     journal_keep: int | None,
+    tcp_message_timeout: float,
+    tcp_max_connections: int,
+    tcp_max_connections_per_client: int,
+    tcp_pipeline_depth: int,
+    transfers_per_client: int,
     sync: Path | None,
 ) -> None:
     """Serve every zone in the store; changes committed meanwhile are served at once.
@@ -133,6 +189,11 @@ def serve_cmd(
         journal_keep=journal_keep,
         update_policies=policies,
         notify_extra=None if link is None else link.notify_targets,
+        tcp_max_connections=tcp_max_connections,
+        tcp_message_timeout=tcp_message_timeout,
+        tcp_max_per_client=tcp_max_connections_per_client,
+        tcp_pipeline_depth=tcp_pipeline_depth,
+        transfers_per_client=transfers_per_client,
     )
     try:
         serve(config, [] if link is None else [link.companion])
