@@ -13,11 +13,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
 LINES = 10  # per reason and interval: enough to see who and what, not a flood
 INTERVAL = 60.0  # seconds
+
+
+_limiters: weakref.WeakSet[LogLimiter] = weakref.WeakSet()
 
 
 @dataclass
@@ -48,6 +52,7 @@ class LogLimiter:
         self.clock = clock
         self._windows: dict[str, _Window] = {}
         self._lock = threading.Lock()
+        _limiters.add(self)
 
     def log(self, level: int, reason: str, msg: str, *args: object) -> bool:
         """Log ``msg % args`` at ``level`` unless ``reason`` used up its lines in this
@@ -91,3 +96,9 @@ class LogLimiter:
             self.lines,
             self.interval,
         )
+
+
+def flush_all() -> None:
+    """:meth:`LogLimiter.flush` every limiter (the server does at shutdown)."""
+    for limiter in list(_limiters):
+        limiter.flush()

@@ -21,7 +21,7 @@ import dns.rdatatype
 from nameserver.acl import TransferAcl
 from nameserver.errors import NameserverError
 from nameserver.loader import StoreFollower
-from nameserver.lograte import LogLimiter
+from nameserver.lograte import LogLimiter, flush_all
 from nameserver.maintenance import MaintenanceScheduler, ManagerFactory
 from nameserver.notify import Notifier, NotifyStatus, NotifyTarget
 from nameserver.responder import Responder
@@ -757,6 +757,7 @@ class Server:
             closer.close()
         self.follower.close()
         self.transfers.close()
+        flush_all()  # what the log limits held back is counted in the log
 
     def served(self, origin: dns.name.Name) -> ZoneSnapshot | None:
         """The snapshot being served for ``origin`` (shared with the maintenance and UPDATE

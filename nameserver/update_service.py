@@ -26,6 +26,7 @@ import dns.update
 from nameserver.dnssec import DnssecManager
 from nameserver.editor import Author
 from nameserver.errors import ConflictError, NameserverError, ZoneValidationError
+from nameserver.lograte import LogLimiter
 from nameserver.store import Store
 from nameserver.storethread import StoreThread
 from nameserver.tsig import (
@@ -45,6 +46,9 @@ from nameserver.versions import SnapshotSource, ZoneVersions
 from signer.errors import SignerError
 
 log = logging.getLogger(__name__)
+# Refusals, limited: any client can send UPDATEs. Applied ones are always logged (an audit
+# trail), and only an allowed client can cause those.
+_refusals = LogLimiter(log)
 
 Client = tuple[str, int]
 ManagerFactory = Callable[[Store, ZoneVersions], DnssecManager]
@@ -96,7 +100,7 @@ class UpdateService:
             # One RR per RRset: the update section is applied in message order (§3.4.2).
             message = dns.message.from_wire(data, keyring=False, one_rr_per_rrset=True)
         except dns.exception.DNSException as e:
-            log.info("UPDATE from %s is malformed: %s", client[0], e)
+            _refusals.info("UPDATE malformed", "UPDATE from %s is malformed: %s", client[0], e)
             return None  # no question to echo safely; the client times out
         if not isinstance(message, dns.update.UpdateMessage):
             return None
@@ -109,10 +113,24 @@ class UpdateService:
             log.debug("UPDATE from %s: a copy of one already answered", client[0])
             return verified.answer
         if verified.error != NOERROR:
-            log.info("UPDATE from %s refused: %s", client[0], tsig_failure(verified))
+            _refusals.info(
+                "UPDATE TSIG refused",
+                "UPDATE from %s refused: %s",
+                client[0],
+                tsig_failure(verified),
+            )
             return tsig_error_response(message, verified)
         rcode, reason = self._apply(message, verified.key, client)
-        log.info("UPDATE from %s (key %s): %s", client[0], _key_text(verified.key), reason)
+        if rcode == dns.rcode.NOERROR:
+            log.info("UPDATE from %s (key %s): %s", client[0], _key_text(verified.key), reason)
+        else:
+            _refusals.info(
+                f"UPDATE {dns.rcode.to_text(dns.rcode.Rcode.make(rcode))}",
+                "UPDATE from %s (key %s): %s",
+                client[0],
+                _key_text(verified.key),
+                reason,
+            )
         response = _response(message, rcode, verified)
         if verified.key is not None:
             self._replay.answered(verified.key, verified.mac, response)

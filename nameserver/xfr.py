@@ -52,6 +52,7 @@ import dns.rdatatype
 from nameserver.acl import TransferAcl
 from nameserver.changeset import Changeset
 from nameserver.errors import JournalError
+from nameserver.lograte import LogLimiter
 from nameserver.query import Query, parse_query
 from nameserver.records import Record, rdata_wire
 from nameserver.response import render, udp_limit
@@ -75,6 +76,7 @@ from nameserver.wirename import lower
 from nameserver.zones import ZoneRegistry
 
 log = logging.getLogger(__name__)
+_refusals = LogLimiter(log)  # any client can ask: a line each would let it fill the log
 
 AXFR = int(dns.rdatatype.AXFR)
 IXFR = int(dns.rdatatype.IXFR)
@@ -313,7 +315,8 @@ class TransferService:
         key_name = verified.key.name if verified.key is not None else None
         qname = message.question[0].name
         if zone is None or not self.acl.allows(client[0], key_name, qname):
-            log.info(
+            _refusals.info(
+                "transfer refused",
                 "transfer of %s refused for %s (key %s)",
                 qname,
                 client[0],
@@ -340,7 +343,7 @@ class TransferService:
         wire = query.id + flags.to_bytes(2, "big") + b"\x00\x01\x00\x00\x00\x00\x00\x00"
         asked = verified.message.question
         what = f"{dns.rdatatype.to_text(asked[0].rdtype)} {asked[0].name}" if asked else "request"
-        log.info("%s refused: %s", what, tsig_failure(verified))
+        _refusals.info("TSIG refused", "%s refused: %s", what, tsig_failure(verified))
         return tsig_error_reply(wire + query.question, verified)
 
     def signed_response(
