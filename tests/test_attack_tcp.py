@@ -158,7 +158,9 @@ class SlowlorisResult:
     peak_open: int
 
 
-async def slowloris(server: NsdServer | ZonefanServer, sources: int, per_source: int) -> SlowlorisResult:
+async def slowloris(
+    server: NsdServer | ZonefanServer, sources: int, per_source: int
+) -> SlowlorisResult:
     attack = Slowloris(
         server.host, server.port, [f"127.0.0.{2 + i}" for i in range(sources)], per_source
     )
@@ -366,4 +368,3 @@ def test_pipelined_refused_transfers_cost_linear_cpu_and_bounded_log(tmp_path: P
     # At most the limiter's lines per reason and interval, plus a summary, whatever the count.
     assert log_lines[small] + log_lines[large] <= 12, text[-3000:]
     assert "transfer of example.test. refused for 127.0.0.3" in text
-
