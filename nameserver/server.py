@@ -269,10 +269,11 @@ class TcpConnections:
         return chosen
 
     async def transfer_slot(self, client: str) -> None:
-        """Take one of ``client``'s transfer slots, waiting in line while all are in use
-        (like BIND's transfers-out, per client: a client cannot make the server walk many
-        zones at once, and a secondary that asks for more only waits).
-        Returns without suspending when a slot is free."""
+        """Take one of ``client``'s transfer slots, waiting in line while all are in use: a
+        client cannot make the server walk many zones at once, and a secondary that asks for
+        more only waits (BIND limits outgoing transfers to 10 in all, transfers-out, and its
+        secondaries ask a primary for 2 at a time, transfers-per-ns). Returns without
+        suspending when a slot is free: a refused request costs no turn of the loop."""
         running = self._transfers.get(client, 0)
         if running < self.limits.transfers_per_client:
             self._transfers[client] = running + 1
@@ -364,13 +365,14 @@ class TcpHandler(asyncio.Protocol):
         self.transport.set_write_buffer_limits(high=TCP_WRITE_HIGH, low=TCP_WRITE_LOW)
         now = self.active = self.loop.time()
         if not self.connections.admit(self, now):
-            self.closing = True
+            self.closing, self.taking = True, False
             self.transport.close()
             return
         self.timer = self.loop.call_at(now + self.limits.check_every, self._check)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = self.closed = True
+        self.taking = False
         self.connections.remove(self)
         self.queued.clear()
         self.writable.set()  # a transfer waiting to write finds the connection gone

@@ -8,7 +8,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ from zonefan.common import (
     update_policies,
 )
 from zonefan.keys_cli import keys_group, zone_maintain, zone_sign
-from zonefan.options import addresses, duration, json_option, zone_name
+from zonefan.options import F, addresses, duration, json_option, zone_name
 from zonefan.progress import Progress
 from zonefan.serve_sync import link_sidecar
 
@@ -68,6 +68,14 @@ DEFAULT_LISTEN = (Address("127.0.0.1", 5353),)
 
 
 # -- serve ---------------------------------------------------------------------------------
+
+
+def limit_option(flag: str, default: int, help: str) -> Callable[[F], F]:
+    """A serve option that is a count of at least 1 (a server limit), shown with its
+    default."""
+    return click.option(
+        flag, type=click.IntRange(min=1), default=default, metavar="N", show_default=True, help=help
+    )
 
 
 @click.command("serve")
@@ -86,7 +94,8 @@ DEFAULT_LISTEN = (Address("127.0.0.1", 5353),)
     default="10s",
     metavar="DURATION",
     show_default=True,
-    help="Close a TCP connection idle this long: seconds, or e.g. 30s.",
+    help="Close a TCP connection idle this long, or whose peer takes none of its answers "
+    "this long: seconds, or e.g. 30s.",
 )
 @click.option(
     "--journal-keep",
@@ -102,42 +111,30 @@ DEFAULT_LISTEN = (Address("127.0.0.1", 5353),)
     default="2s",
     metavar="DURATION",
     show_default=True,
-    help="Close a TCP connection that takes longer than this to send one whole message "
-    "(slowloris); a transfer's peer that reads nothing for --tcp-idle-timeout is cut off too.",
+    help="Close a TCP connection that takes longer than this to send one whole message, "
+    "however it trickles in.",
 )
-@click.option(
+@limit_option(
     "--tcp-max-connections",
-    type=click.IntRange(min=1),
-    default=TCP_MAX_CONNECTIONS,
-    metavar="N",
-    show_default=True,
-    help="Open TCP connections in all; when all are taken, the one stalled for the longest "
+    TCP_MAX_CONNECTIONS,
+    "Open TCP connections in all; when all are taken, the one stalled for the longest "
     "is closed to let a new one in.",
 )
-@click.option(
+@limit_option(
     "--tcp-max-connections-per-client",
-    type=click.IntRange(min=1),
-    default=TCP_MAX_PER_CLIENT,
-    metavar="N",
-    show_default=True,
-    help="Open TCP connections per client address; one more is closed at once.",
+    TCP_MAX_PER_CLIENT,
+    "Open TCP connections per client address; one more is closed at once.",
 )
-@click.option(
+@limit_option(
     "--tcp-pipeline-depth",
-    type=click.IntRange(min=1),
-    default=TCP_PIPELINE_DEPTH,
-    metavar="N",
-    show_default=True,
-    help="Queries read on one TCP connection while a transfer or UPDATE is answered; "
+    TCP_PIPELINE_DEPTH,
+    "Queries read on one TCP connection while a transfer or UPDATE is answered; "
     "beyond that the connection is not read until they are answered.",
 )
-@click.option(
+@limit_option(
     "--transfers-per-client",
-    type=click.IntRange(min=1),
-    default=TRANSFERS_PER_CLIENT,
-    metavar="N",
-    show_default=True,
-    help="Zone transfers (AXFR/IXFR) served at once to one client address; more wait.",
+    TRANSFERS_PER_CLIENT,
+    "Zone transfers (AXFR/IXFR) served at once to one client address; more wait.",
 )
 @click.option(
     "--sync",
