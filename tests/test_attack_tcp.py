@@ -9,7 +9,8 @@ process, each bounded in count and time, each asserting the protection:
 * a client that pipelines 150k queries and never reads: the server's memory stays bounded
   and it answers normally once the client is gone;
 * 100k pipelined AXFR requests from a client that may not transfer: CPU per request does
-  not grow with the count (it grew quadratically), and the log does not grow with it.
+  not grow with the count (it grew quadratically), and the log does not grow with it; the
+  same for UPDATEs (the same queue behind the connection).
 
 Distinct attacking clients are distinct loopback source addresses (127.0.0.2, ...)."""
 
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import dns.message
 import dns.rcode
+import dns.update
 import pytest
 
 from nameserver.server import TCP_MAX_CONNECTIONS, TCP_MAX_PER_CLIENT
@@ -299,10 +301,12 @@ def _settled_rss(pid: int, timeout: float = 20.0) -> float:
 # -- pipelined transfer requests from a client that may not transfer --------------------------
 
 
-def _pipeline(server: ZonefanServer, source: str, count: int) -> list[int]:
-    """Send ``count`` AXFR requests on one connection from ``source`` while reading every
-    answer; the rcodes."""
-    q = dns.message.make_query(ZONE, "AXFR")
+def _pipeline(
+    server: ZonefanServer, source: str, count: int, request: dns.message.Message | None = None
+) -> list[int]:
+    """Send ``count`` copies of ``request`` (an AXFR query by default), IDs counting up, on
+    one connection from ``source`` while reading every answer; the rcodes."""
+    q = request if request is not None else dns.message.make_query(ZONE, "AXFR")
     wires = []
     for i in range(count):
         q.id = i & 0xFFFF
@@ -368,3 +372,24 @@ def test_pipelined_refused_transfers_cost_linear_cpu_and_bounded_log(tmp_path: P
     # At most the limiter's lines per reason and interval, plus a summary, whatever the count.
     assert log_lines[small] + log_lines[large] <= 12, text[-3000:]
     assert "transfer of example.test. refused for 127.0.0.3" in text
+
+
+def test_pipelined_refused_updates_are_each_answered_and_logged_bounded(tmp_path: Path) -> None:
+    count = 3_000  # each goes through the UPDATE thread: about 1 ms apiece
+    update = dns.update.UpdateMessage(ZONE)
+    update.add("attack", 300, "A", "192.0.2.66")
+    with zonefan(tmp_path) as server:  # no update-policy: every UPDATE is refused
+        lines = len(server.log_text().splitlines())
+        cpu = cpu_seconds(server.pid)
+        started = time.monotonic()
+        rcodes = _pipeline(server, "127.0.0.4", count, update)
+        took = time.monotonic() - started
+        cpu = cpu_seconds(server.pid) - cpu
+        added = len(server.log_text().splitlines()) - lines
+        assert server.query(f"attack.{ZONE}", "A").rcode() == dns.rcode.NXDOMAIN
+    print(
+        f"{count} refused UPDATEs pipelined: {took:.1f} s, server CPU {cpu:.2f} s "
+        f"({cpu / count * 1e6:.0f} us each), {added} log lines"
+    )
+    assert len(rcodes) == count and set(rcodes) == {dns.rcode.REFUSED}
+    assert added <= 12
