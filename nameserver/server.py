@@ -718,17 +718,20 @@ class Server:
                 tcp_sock.close()
             raise
         loop = asyncio.get_running_loop()
-        for host, port, udp_sock, tcp_sock in bound:
-            udp, _ = await loop.create_datagram_endpoint(
-                lambda: UdpHandler(self.responder, self.transfers, self.updates), sock=udp_sock
-            )
-            self._closers.append(udp)
+        # Every TCP listener first: whoever has had an answer over UDP (a readiness probe, a
+        # truncated answer) can then connect over TCP at once, on any address.
+        for _, _, _, tcp_sock in bound:
             tcp = await loop.create_server(
                 lambda: TcpHandler(self.responder, self.tcp, self.transfers, self.updates),
                 sock=tcp_sock,
                 backlog=TCP_BACKLOG,
             )
             self._closers.append(tcp)
+        for host, port, udp_sock, _ in bound:
+            udp, _ = await loop.create_datagram_endpoint(
+                lambda: UdpHandler(self.responder, self.transfers, self.updates), sock=udp_sock
+            )
+            self._closers.append(udp)
             log.info("listening on %s (UDP and TCP)", Address(host, port))
         self._follow_task = asyncio.create_task(self.follower.follow(cfg.poll_interval))
         if cfg.journal_keep is not None:
