@@ -25,6 +25,7 @@ from nameserver.lograte import LogLimiter, flush_all
 from nameserver.maintenance import MaintenanceScheduler, ManagerFactory
 from nameserver.notify import Notifier, NotifyStatus, NotifyTarget
 from nameserver.responder import Responder
+from nameserver.rrl import RateLimiter, RrlSettings
 from nameserver.snapshot import ZoneSnapshot, decode_rdata
 from nameserver.store import NotifyRecord, Store
 from nameserver.storethread import StoreThread
@@ -91,6 +92,8 @@ class ServerConfig:
     tcp_max_per_client: int = TCP_MAX_PER_CLIENT
     tcp_pipeline_depth: int = TCP_PIPELINE_DEPTH
     transfers_per_client: int = TRANSFERS_PER_CLIENT
+    # Response rate limiting of UDP answers (ratelimit 0: off).
+    rrl: RrlSettings = field(default_factory=RrlSettings)
 
     def tcp_limits(self) -> TcpLimits:
         """The TCP settings as the connection table takes them."""
@@ -112,10 +115,12 @@ class UdpHandler(asyncio.DatagramProtocol):
         responder: Responder,
         transfers: TransferService | None = None,
         updates: UpdateService | None = None,
+        rrl: RateLimiter | None = None,
     ) -> None:
         self.responder = responder
         self.transfers = transfers
         self.updates = updates
+        self.rrl = rrl
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -149,6 +154,8 @@ class UdpHandler(asyncio.DatagramProtocol):
             except Exception:  # a bug must cost one answer, never the server
                 log.exception("failed to answer a UDP query from %s", addr)
                 return
+        if response is not None and self.rrl is not None:
+            response = self.rrl.limit(addr, data, response)
         if response is not None and self.transport is not None:
             self.transport.sendto(response, addr)
 
@@ -665,6 +672,7 @@ class Server:
         self.config = config
         self.registry = ZoneRegistry()
         self.responder = Responder(self.registry)
+        self.rrl = RateLimiter(config.rrl, self.registry) if config.rrl.enabled else None
         self.follower = StoreFollower(config.store_path, self.registry)
         self.transfers = TransferService(
             self.registry, config.store_path, config.tsig_keys, config.transfer_acl
@@ -729,7 +737,8 @@ class Server:
             self._closers.append(tcp)
         for host, port, udp_sock, _ in bound:
             udp, _ = await loop.create_datagram_endpoint(
-                lambda: UdpHandler(self.responder, self.transfers, self.updates), sock=udp_sock
+                lambda: UdpHandler(self.responder, self.transfers, self.updates, self.rrl),
+                sock=udp_sock,
             )
             self._closers.append(udp)
             log.info("listening on %s (UDP and TCP)", Address(host, port))

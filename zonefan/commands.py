@@ -33,6 +33,13 @@ from nameserver.records import (
     parse_ttl,
     type_text,
 )
+from nameserver.rrl import (
+    DEFAULT_IPV4_PREFIX,
+    DEFAULT_IPV6_PREFIX,
+    DEFAULT_RATELIMIT,
+    DEFAULT_SLIP,
+    RrlSettings,
+)
 from nameserver.serial import SerialPolicy
 from nameserver.server import (
     TCP_MAX_CONNECTIONS,
@@ -46,7 +53,7 @@ from nameserver.server import (
 from nameserver.store import Store
 from nameserver.wirename import key_of
 from nameserver.zonefile import read_zone_file, write_zone_file
-from settings import Address
+from settings import Address, Network
 from zonefan.common import (
     author_of,
     author_options,
@@ -60,7 +67,7 @@ from zonefan.common import (
     update_policies,
 )
 from zonefan.keys_cli import keys_group, zone_maintain, zone_sign
-from zonefan.options import F, addresses, duration, json_option, zone_name
+from zonefan.options import F, addresses, duration, json_option, networks, zone_name
 from zonefan.progress import Progress
 from zonefan.serve_sync import link_sidecar
 
@@ -137,6 +144,49 @@ def limit_option(flag: str, default: int, help: str) -> Callable[[F], F]:
     "Zone transfers (AXFR/IXFR) served at once to one client address; more wait.",
 )
 @click.option(
+    "--rrl-ratelimit",
+    type=click.IntRange(min=0),
+    default=DEFAULT_RATELIMIT,
+    show_default=True,
+    metavar="N",
+    help="Response rate limiting: at most N UDP responses a second alike (one name and "
+    "type; one zone's NXDOMAINs; one delegation; errors) to one client network; over it "
+    "they are dropped or sent truncated. TCP is never limited. 0: off.",
+)
+@click.option(
+    "--rrl-slip",
+    type=click.IntRange(min=0),
+    default=DEFAULT_SLIP,
+    show_default=True,
+    metavar="N",
+    help="Send every Nth rate-limited response truncated (TC: a real client retries over "
+    "TCP) and drop the rest; 1: truncate all, 0: drop all.",
+)
+@click.option(
+    "--rrl-ipv4-prefix",
+    type=click.IntRange(0, 32),
+    default=DEFAULT_IPV4_PREFIX,
+    show_default=True,
+    metavar="BITS",
+    help="IPv4 clients in one network of this prefix length share their rate limits.",
+)
+@click.option(
+    "--rrl-ipv6-prefix",
+    type=click.IntRange(0, 128),
+    default=DEFAULT_IPV6_PREFIX,
+    show_default=True,
+    metavar="BITS",
+    help="IPv6 clients in one network of this prefix length share their rate limits.",
+)
+@click.option(
+    "--rrl-exempt",
+    multiple=True,
+    callback=networks,
+    metavar="NETWORK",
+    help="Never rate-limit responses to this network (e.g. 192.0.2.0/24, 2001:db8::/48, or "
+    "one address); repeatable.",
+)
+@click.option(
     "--sync",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -155,6 +205,11 @@ def serve_cmd(
     tcp_max_connections_per_client: int,
     tcp_pipeline_depth: int,
     transfers_per_client: int,
+    rrl_ratelimit: int,
+    rrl_slip: int,
+    rrl_ipv4_prefix: int,
+    rrl_ipv6_prefix: int,
+    rrl_exempt: tuple[Network, ...],
     sync: Path | None,
 ) -> None:
     """Serve every zone in the store; changes committed meanwhile are served at once.
@@ -191,6 +246,7 @@ def serve_cmd(
         tcp_max_per_client=tcp_max_connections_per_client,
         tcp_pipeline_depth=tcp_pipeline_depth,
         transfers_per_client=transfers_per_client,
+        rrl=RrlSettings(rrl_ratelimit, rrl_slip, rrl_ipv4_prefix, rrl_ipv6_prefix, rrl_exempt),
     )
     try:
         serve(config, [] if link is None else [link.companion])

@@ -10,7 +10,7 @@ import click
 import dns.exception
 import dns.name
 
-from settings import Address, Source, Table, parse_address, parse_duration
+from settings import Address, Network, Source, Table, parse_address, parse_duration, parse_network
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,3 +56,20 @@ def addresses(
         return tuple(parse_address(text) for text in value or ())
     except ValueError as e:
         raise click.BadParameter(str(e), ctx, param) from None
+
+
+def networks(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...] | None
+) -> tuple[Network, ...]:
+    """An option callback for a repeatable network in the settings grammar
+    (``192.0.2.0/24``, ``2001:db8::/48``, or one address); a port has no meaning here."""
+    out = []
+    for text in value or ():
+        try:
+            network, port = parse_network(text)
+        except ValueError as e:
+            raise click.BadParameter(str(e), ctx, param) from None
+        if port is not None:
+            raise click.BadParameter(f"{text!r}: a network has no port here", ctx, param)
+        out.append(network)
+    return tuple(out)

@@ -127,6 +127,8 @@ def _check_defaults(table: Table, command: click.Command) -> None:
     for key, option in options.items():
         if key not in table:
             continue
+        if option.multiple and not isinstance(table.data[key], list):
+            raise table.error(key, f"must be a list, [...]: --{key} can be given more than once")
         try:
             value = option.type_cast_value(ctx, table.data[key])
             if option.callback is not None:
