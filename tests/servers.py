@@ -347,7 +347,8 @@ def nsd_server_clause(d: Path, port: int, verbosity: int) -> list[str]:
 
 class NsdServer(_Process):
     """NSD in the foreground (``nsd -d``) serving ``zones`` (origin, file) from a private
-    configuration: no privilege drop, no chroot, no remote control, no rate limiting."""
+    configuration: no privilege drop, no chroot, no remote control, and no response rate
+    limiting unless ``rrl_ratelimit`` (responses per second) is given."""
 
     name = "nsd"
 
@@ -356,8 +357,10 @@ class NsdServer(_Process):
         workdir: Path,
         zones: Sequence[tuple[str, Path]],
         start_timeout: float = START_TIMEOUT,
+        rrl_ratelimit: int = 0,
     ) -> None:
         super().__init__(workdir, start_timeout)
+        self.rrl_ratelimit = rrl_ratelimit
         self.nsd = require_tool("nsd")
         self.checkconf = require_tool("nsd-checkconf")
         self.zones = list(zones)
@@ -396,7 +399,7 @@ class NsdServer(_Process):
             *nsd_server_clause(d, self.port, verbosity=0),
         ]
         if rrl:
-            lines.append("    rrl-ratelimit: 0")
+            lines.append(f"    rrl-ratelimit: {self.rrl_ratelimit}")
         lines += ["", "remote-control:", "    control-enable: no", ""]
         for origin, path in self.zones:
             lines += ["zone:", f'    name: "{origin}"', f'    zonefile: "{path}"', ""]
