@@ -42,6 +42,7 @@ HOST = "127.0.0.1"
 SEED = 20261123
 
 START_TIMEOUT = 300.0  # seconds until a started server must answer its first SOA query
+ZONEFAN_RRL = ("--rrl-ratelimit", "0")  # like NSD's rrl-ratelimit: 0 below: no rate limits
 STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL, and after SIGKILL
 IMPORT_TIMEOUT = 1800.0
 PROBE_INTERVAL = 0.005  # seconds between readiness probes
@@ -638,7 +639,7 @@ def run(args: argparse.Namespace) -> int:
         port = free_port()
         zf = Server(
             "zonefan",
-            [*pin, *zonefan, "--db", str(db), "serve", "--listen", f"{HOST}:{port}"],
+            [*pin, *zonefan, "--db", str(db), "serve", "--listen", f"{HOST}:{port}", *ZONEFAN_RRL],
             port,
             workdir / "zonefan.log",
         )
