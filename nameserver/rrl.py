@@ -25,6 +25,7 @@ bounded. Responses to allow-listed networks are never limited.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import random
 import socket
@@ -291,12 +292,25 @@ class RateLimiter:
                 self.limited - limited - (self.slipped - slipped),
                 self.slipped - slipped,
                 now - self._summary_at,
-                self._last_limited,
+                self._network_of(self._last_limited),
             )
         else:
-            log.info("response rate limiting: limiting responses to %s", self._last_limited)
+            log.info(
+                "response rate limiting: limiting responses to %s",
+                self._network_of(self._last_limited),
+            )
         self._summary_at = now
         self._summary_counts = (self.limited, self.slipped)
+
+    def _network_of(self, host: str | int) -> str:
+        """The client network ``host`` shares its limits with, for the log."""
+        text = str(host).partition("%")[0]
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            return text
+        bits = self.settings.ipv4_prefix if address.version == 4 else self.settings.ipv6_prefix
+        return str(ipaddress.ip_network(f"{address}/{bits}", strict=False))
 
     def _forget_kinds(self) -> None:
         """A zone changed: every memoized group may be stale."""

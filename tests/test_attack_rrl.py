@@ -166,7 +166,7 @@ def test_a_flood_from_one_network_is_limited_and_others_are_served(
         _check(result, slack=1.0)
         assert _answered_in_full(_tcp_from(FLOODER, server.port, NAME).to_wire(), NAME)
         assert server.running(), server.log_text()
-        assert "response rate limiting: limiting responses to 127.0.1.2" in server.log_text()
+        assert "response rate limiting: limiting responses to 127.0.1.0/24" in server.log_text()
 
     nsd = NsdServer(tmp_path / "nsd", [(ORIGIN, ZONE)], rrl_ratelimit=RATE)
     with nsd:

@@ -239,6 +239,23 @@ def test_a_new_zone_version_regroups_the_same_query() -> None:
     assert s.flood(["late.example.test."] * 100) == 10  # now an answer: a fresh bucket
 
 
+def test_the_log_gets_a_line_a_minute_however_hard_the_flood(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    s = Setup(RrlSettings(ratelimit=10, slip=2))
+    with caplog.at_level("INFO", logger="nameserver.rrl"):
+        for _ in range(150):  # 150 s at 200 queries a second
+            s.flood(["nope.example.test."] * 200)
+            s.clock.now += 1
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "response rate limiting: limiting responses to 192.0.2.0/24"
+    assert len(lines) == 3, lines  # at 0 s, 60 s and 120 s
+    assert lines[1] == (
+        "response rate limiting: 5700 UDP responses dropped and 5700 sent truncated in the "
+        "last 60 s (latest to 192.0.2.0/24)"
+    )
+
+
 # -- bounds ---------------------------------------------------------------------------------
 
 
