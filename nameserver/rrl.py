@@ -17,17 +17,17 @@ second's worth, kept as a theoretical arrival time (GCRA, one float per bucket).
 limit, every ``slip``-th limited response is sent truncated (TC, no records: a real client
 retries over TCP, which cannot be forged and is never limited) and the others are dropped.
 
-Memory is fixed at start whatever the sources: groups hash into a table of ``table_size``
-buckets that collisions share (a shared bucket only limits sooner; the hash is keyed per
-process, so no one can aim a collision), and the memos that keep the hot path cheap are
-bounded. Responses to allow-listed networks are never limited.
+Memory is bounded whatever the sources and names: groups hash into a table of
+``table_size`` buckets allocated at start, which colliding groups share (a shared bucket
+only limits sooner; the hash is keyed per process, so no one can aim a collision), and the
+memos that keep the hot path cheap are capped (18 MiB in all when full). Responses to
+allow-listed networks are never limited.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-import random
 import socket
 import time
 from array import array
@@ -52,10 +52,10 @@ DEFAULT_IPV6_PREFIX = 56  # BIND's and Knot's: one site's /56 is one client
 # Buckets, 8 bytes each (2 MiB). Groups sharing a bucket add up; at the ~100k responses/s
 # this server can send, a bucket gets well under one response per second from strangers.
 DEFAULT_TABLE_SIZE = 1 << 18
-# Memos of the hot path: the group of a query's bytes (16 bytes a slot) and the prefix
-# token of a source address (cleared when full).
-KIND_MEMO_SIZE = 1 << 18
-SOURCE_MEMO_ENTRIES = 1 << 15
+# Memos of the hot path, cleared when full: the group of a query's bytes, by their hash
+# (14 MiB when full), and the prefix of a source address (2 MiB when full).
+KIND_MEMO_ENTRIES = 1 << 17
+SOURCE_MEMO_ENTRIES = 1 << 14
 SUMMARY_INTERVAL = 60.0  # seconds between log lines about limited responses
 
 NS = int(dns.rdatatype.NS)
@@ -213,11 +213,7 @@ class RateLimiter:
         self._tolerance = 1.0 - self._interval / 2
         self._mask = settings.table_size - 1
         self._arrival = array("d", bytes(8 * settings.table_size))
-        self._kind_mask = KIND_MEMO_SIZE - 1
-        self._kind_keys = array("q", bytes(8 * KIND_MEMO_SIZE))
-        self._kind_tokens = array("q", bytes(8 * KIND_MEMO_SIZE))
-        self._salt = 0
-        self._forget_kinds()
+        self._kinds: dict[int, int] = {}
         self._sources: dict[str | int, int] = {}
         self._exempt = _exempt_prefixes(settings.exempt)
         self._error_token = _token(ResponseClass.ERROR, b"")
@@ -240,13 +236,11 @@ class RateLimiter:
             if source == _EXEMPT:
                 return response
         # The group of these query bytes, memoized: the response is a function of them
-        # and of the zone versions (a new version changes the salt).
-        key = hash(query[2:]) ^ self._salt
-        slot = key & self._kind_mask
-        if self._kind_keys[slot] == key:
-            kind = self._kind_tokens[slot]
-        else:
-            kind = self._classify(query, response, key, slot)
+        # and of the zone versions (a new version clears the memo).
+        key = hash(query[2:])
+        kind = self._kinds.get(key, -1)
+        if kind < 0:
+            kind = self._classify(query, response, key)
         bucket = (source ^ kind) & self._mask
         now = self.clock()
         arrival = self._arrival[bucket]
@@ -257,7 +251,7 @@ class RateLimiter:
         self._arrival[bucket] = arrival + self._interval
         return response
 
-    def _classify(self, query: bytes, response: bytes, key: int, slot: int) -> int:
+    def _classify(self, query: bytes, response: bytes, key: int) -> int:
         if response[3] & 0x0F not in (NOERROR, NXDOMAIN):
             return self._error_token  # cheap to tell, and not worth a memo slot
         try:
@@ -268,8 +262,9 @@ class RateLimiter:
                 self._classify_failed = True
             return self._error_token
         token = _token(kind, name)
-        self._kind_keys[slot] = key
-        self._kind_tokens[slot] = token
+        if len(self._kinds) >= KIND_MEMO_ENTRIES:
+            self._kinds.clear()  # bounded, whatever the number of distinct queries
+        self._kinds[key] = token
         return token
 
     def _limited(self, host: str | int, response: bytes, now: float) -> bytes | None:
@@ -314,7 +309,7 @@ class RateLimiter:
 
     def _forget_kinds(self) -> None:
         """A zone changed: every memoized group may be stale."""
-        self._salt = random.getrandbits(62)
+        self._kinds = {}
 
     def _learn_source(self, host: str | int) -> int:
         if len(self._sources) >= SOURCE_MEMO_ENTRIES:
