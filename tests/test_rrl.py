@@ -17,6 +17,7 @@ import pytest
 from nameserver.responder import Responder
 from nameserver.rrl import (
     KIND_MEMO_ENTRIES,
+    KIND_MEMO_SLOTS,
     SOURCE_MEMO_ENTRIES,
     RateLimiter,
     ResponseClass,
@@ -265,7 +266,8 @@ def test_memory_is_fixed_whatever_the_sources_and_names() -> None:
         addr = (f"2001:db8:{i >> 16:x}:{i & 0xFFFF:x}::1", 53)
         s.ask(f"r{i}.nope.example.test.", addr=addr)
     assert len(s.rrl._sources) <= SOURCE_MEMO_ENTRIES
-    assert len(s.rrl._kinds) <= KIND_MEMO_ENTRIES
+    assert s.rrl._kinds_used <= KIND_MEMO_ENTRIES
+    assert len(s.rrl._kinds) == 2 * KIND_MEMO_SLOTS
     assert len(s.rrl._arrival) == 1 << 10
 
 
