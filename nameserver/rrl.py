@@ -68,8 +68,8 @@ NXDOMAIN = 3
 HEADER_LEN = 12
 TC = 0x02
 AA = 0x04
-_TOKEN_MASK = (1 << 62) - 1  # tokens are non-negative: negative values mark memo misses
-_EXEMPT = -2
+_TOKEN_MASK = (1 << 62) - 1  # tokens are non-negative: the source memo's -1 is a miss,
+_EXEMPT = -2  # and this an allow-listed network
 
 
 class RrlError(NameserverError):
@@ -161,7 +161,7 @@ def question_end(message: bytes) -> int | None:
         if length == 0:
             return i + 5 if i + 5 <= size else None
         if length & 0xC0:
-            return None
+            return None  # a pointer: never in a question this server answers
         i += length + 1
     return None
 

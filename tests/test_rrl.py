@@ -127,6 +127,21 @@ def test_malformed_queries_and_errors_form_one_group() -> None:
     response = Responder(zones).respond(query, tcp=False)
     assert response is not None and response[3] & 0x0F == 0
     assert classify(query, response, zones) == (ResponseClass.ERROR, b"")
+    # A question with a compression pointer, paired with a NOERROR (as a transfer path that
+    # parses more leniently might give): still no name to group by.
+    _, ok = response_to("host.example.test.", "A", zones)
+    assert classify(garbage, ok, zones) == (ResponseClass.ERROR, b"")
+
+
+def test_a_zero_octet_inside_a_label_is_part_of_the_name() -> None:
+    name = dns.name.Name([b"a\x00b", b"example", b"test", b""])
+    query = dns.message.make_query(name, "A").to_wire()
+    response = Responder(registry()).respond(query, tcp=False)
+    assert response is not None and response[3] & 0x0F == dns.rcode.NXDOMAIN
+    assert classify(query, response, registry()) == (
+        ResponseClass.NXDOMAIN,
+        b"\x07example\x04test\x00",
+    )
 
 
 # -- the token bucket --------------------------------------------------------------------------
