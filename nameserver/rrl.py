@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import random
 import socket
 import time
 from array import array
@@ -220,6 +221,7 @@ class RateLimiter:
         self._kinds = array("q", bytes(16 * KIND_MEMO_SLOTS))  # hash, token; hash 0: empty
         self._kinds_mask = 2 * KIND_MEMO_SLOTS - 1
         self._kinds_used = 0
+        self._salt = 0  # changed with each zone version: older entries stop matching
         self._sources: dict[str | int, int] = {}
         self._exempt = _exempt_prefixes(settings.exempt)
         self._error_token = _token(ResponseClass.ERROR, b"")
@@ -229,7 +231,7 @@ class RateLimiter:
         self._summary_counts = (0, 0)
         self._last_limited: str | int = ""
         self._classify_failed = False
-        zones.on_change(self._forget_kinds)
+        zones.on_change(self._new_zone_version)
 
     def limit(self, addr: Sequence[str | int], query: bytes, response: bytes) -> bytes | None:
         """``response`` if it may go to ``addr``; its truncated form or None (drop) if
@@ -242,8 +244,8 @@ class RateLimiter:
             if source == _EXEMPT:
                 return response
         # The group of these query bytes, memoized: the response is a function of them
-        # and of the zone versions (a new version empties the memo).
-        key = hash(query[2:]) | 1  # never 0, the empty slot's
+        # and of the zone versions (a new version changes the salt).
+        key = (hash(query[2:]) ^ self._salt) | 1  # never 0, the empty slot's
         kinds = self._kinds
         slot = (key + key) & self._kinds_mask
         while True:
@@ -277,7 +279,7 @@ class RateLimiter:
             return self._error_token
         token = _token(kind, name)
         if self._kinds_used >= KIND_MEMO_ENTRIES:
-            self._forget_kinds()  # half full: probes would grow long
+            self._empty_kinds()  # half full: probes would grow long
             return token
         self._kinds[slot] = key
         self._kinds[slot + 1] = token
@@ -324,8 +326,12 @@ class RateLimiter:
         bits = self.settings.ipv4_prefix if address.version == 4 else self.settings.ipv6_prefix
         return str(ipaddress.ip_network(f"{address}/{bits}", strict=False))
 
-    def _forget_kinds(self) -> None:
-        """A zone changed (or the memo is half full): start afresh."""
+    def _new_zone_version(self) -> None:
+        """Every memoized group may be stale: a new salt makes them all miss, in O(1) (the
+        table is emptied only when half full, stale entries included)."""
+        self._salt = random.getrandbits(62)
+
+    def _empty_kinds(self) -> None:
         self._kinds = array("q", bytes(16 * KIND_MEMO_SLOTS))
         self._kinds_used = 0
 
