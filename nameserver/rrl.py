@@ -20,7 +20,7 @@ retries over TCP, which cannot be forged and is never limited) and the others ar
 Memory is bounded whatever the sources and names: groups hash into a table of
 ``table_size`` buckets allocated at start, which colliding groups share (a shared bucket
 only limits sooner; the hash is keyed per process, so no one can aim a collision), and the
-memos that keep the hot path cheap are capped (18 MiB in all when full). Responses to
+memos that keep the hot path cheap are capped (6.5 MiB in all, buckets included). Responses to
 allow-listed networks are never limited.
 """
 
