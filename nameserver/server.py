@@ -136,7 +136,12 @@ class UdpHandler(asyncio.DatagramProtocol):
                 response = None
                 if self.updates is not None and is_update(data):
                     if len(_background) >= MAX_PENDING_UPDATES:
-                        log.warning("UPDATE from %s dropped: too many pending", addr[0])
+                        _limited.log(
+                            logging.WARNING,
+                            "update-pending",
+                            "UPDATE from %s dropped: too many pending",
+                            addr[0],
+                        )
                         return
                     client = (str(addr[0]), int(addr[1]))
                     task = asyncio.get_running_loop().create_task(self._update(data, client, addr))
