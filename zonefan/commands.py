@@ -52,7 +52,7 @@ from zonefan.common import (
     update_policies,
 )
 from zonefan.keys_cli import keys_group, zone_maintain, zone_sign
-from zonefan.options import addresses, duration, json_option, zone_name
+from zonefan.options import addresses, duration, json_option, size, zone_name
 from zonefan.progress import Progress
 from zonefan.serve_sync import link_sidecar
 
@@ -89,6 +89,14 @@ DEFAULT_LISTEN = (Address("127.0.0.1", 5353),)
     "default: keep all. Config: [serve] journal-keep.",
 )
 @click.option(
+    "--cache-size",
+    callback=size,
+    default=None,
+    metavar="SIZE",
+    help="Memory for cached responses: bytes, or e.g. 64M, 1G (0: no cache). Default: "
+    "32M plus 4 times the served zones' wire size, at most 1G. Config: [serve] cache-size.",
+)
+@click.option(
     "--sync",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -102,6 +110,7 @@ def serve_cmd(
     listen: Sequence[Address],
     tcp_idle_timeout: float,
     journal_keep: int | None,
+    cache_size: int | None,
     sync: Path | None,
 ) -> None:
     """Serve every zone in the store; changes committed meanwhile are served at once.
@@ -133,6 +142,7 @@ def serve_cmd(
         journal_keep=journal_keep,
         update_policies=policies,
         notify_extra=None if link is None else link.notify_targets,
+        cache_size=cache_size,
     )
     try:
         serve(config, [] if link is None else [link.companion])

@@ -10,7 +10,7 @@ import click
 import dns.exception
 import dns.name
 
-from settings import Address, Source, Table, parse_address, parse_duration
+from settings import Address, Source, Table, parse_address, parse_duration, parse_size
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,5 +54,16 @@ def addresses(
     ``ADDR:PORT``, ``[V6]:PORT``, ``ADDR@PORT``)."""
     try:
         return tuple(parse_address(text) for text in value or ())
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param) from None
+
+
+def size(ctx: click.Context, param: click.Parameter, value: object) -> int | None:
+    """An option callback: a size in bytes in the settings grammar (``1048576``, ``"64M"``,
+    ``"1.5G"``), the same text on the command line as in the config file."""
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
     except ValueError as e:
         raise click.BadParameter(str(e), ctx, param) from None
