@@ -144,10 +144,10 @@ class Responder:
             tcp and query.qtype == ANY,
             0,
         )
+        limited = key[:-2] + limit.to_bytes(2, "big")
         entry = cache.get_shared(key)
-        if entry is not None and len(entry.response) + 2 > limit:
-            key = key[:-2] + limit.to_bytes(2, "big")  # the one made for this limit
-            entry = cache.get_shared(key)
+        if entry is None or len(entry.response) + 2 > limit:
+            entry = cache.get_shared(limited)  # one that did not fit, made for this limit
         if entry is not None and (entry.qname is None or entry.qname == query.qname):
             tail = entry.response
             question = query.question
@@ -160,9 +160,8 @@ class Responder:
             return query.id + tail
         response, complete, copies_qname = self._answer(query, qkey, tcp, limit)
         tail = response[2:]
-        if not complete:
-            key = key[:-2] + limit.to_bytes(2, "big")
-        cache.put_shared(key, Shared(tail, query.qname if copies_qname else None, ALIASES - 1))
+        entry = Shared(tail, query.qname if copies_qname else None, ALIASES - 1)
+        cache.put_shared(key if complete else limited, entry)
         cache.put_exact(exact, tail)
         return response
 

@@ -215,6 +215,11 @@ def test_a_response_that_does_not_fit_is_kept_per_limit_and_the_full_one_once() 
         assert m.flags & dns.flags.TC and len(wire or b"") <= max(512, min(payload, 1232))
     again = responder.respond(_wire("big.example.test.", "TXT"), True)
     assert again is not None and again[2:] == full[2:]
+    # Payloads above the server's 1232 all get the answer made for 1232: one entry.
+    entries = len(responder.cache)
+    for payload in range(1300, 1400):
+        responder.respond(_wire("big.example.test.", "TXT", payload=payload), False)
+    assert len(responder.cache) <= entries + ALIASES
     # Over TCP, 50 case variants of the big answer share its entry (plus a few aliases).
     before = responder.cache.size
     rng = random.Random(3)
