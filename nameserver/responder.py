@@ -58,6 +58,8 @@ ALIASES = 4
 # version and DO bit (-1: no OPT), TCP for ANY, and the size limit (0: the response that
 # fit in the limit it was made for, so in any limit at least its size).
 _KEY = struct.Struct("!HHHhBH")
+# How a response is kept (see Responder._answer).
+_NOT_KEPT, _FITS, _LIMITED = 0, 1, 2
 _COPIED_FLAGS = 0x7910  # opcode, RD, CD: what a response copies from its query
 _ID = b"\x00\x00"
 
@@ -158,34 +160,42 @@ class Responder:
                 entry.aliases -= 1
                 cache.put_exact(exact, tail)
             return query.id + tail
-        response, complete, copies_qname = self._answer(query, qkey, tcp, limit)
-        tail = response[2:]
-        entry = Shared(tail, query.qname if copies_qname else None, ALIASES - 1)
-        cache.put_shared(key if complete else limited, entry)
-        cache.put_exact(exact, tail)
+        response, keep, copies_qname = self._answer(query, qkey, tcp, limit)
+        if keep != _NOT_KEPT:
+            tail = response[2:]
+            entry = Shared(tail, query.qname if copies_qname else None, ALIASES - 1)
+            cache.put_shared(key if keep == _FITS else limited, entry)
+            cache.put_exact(exact, tail)
         return response
 
-    def _answer(self, query: Query, qkey: bytes, tcp: bool, limit: int) -> tuple[bytes, bool, bool]:
-        """The response; whether everything fit in ``limit``; whether it copies the query
-        name's case outside the question."""
+    def _answer(self, query: Query, qkey: bytes, tcp: bool, limit: int) -> tuple[bytes, int, bool]:
+        """The response; whether to keep it (_FITS: it fits any limit at least its size;
+        _LIMITED: made for ``limit`` only); whether it copies the query name's case outside
+        the question.
+
+        Kept are answers from the zones, which are bounded by what the zones hold. Not
+        kept are those made again for about what a cache hit costs, which a flood of
+        random names would otherwise push the kept ones out with: refusals and errors
+        (header, question and OPT) and NXDOMAIN from a prepared template."""
         if query.error is not None:  # BADVERS (RFC 6891 §6.1.3)
-            return render(query, None, query.error, limit), True, False
+            return render(query, None, query.error, limit), _NOT_KEPT, False
         if query.qclass != CLASS_IN or query.qtype in _SPECIAL_QTYPES:
             rcode = self._refusal(query)
-            return render(query, None, rcode, limit), True, False
+            return render(query, None, rcode, limit), _NOT_KEPT, False
         zone = self.zones.find(qkey, query.qtype)
         if zone is None:
-            return render(query, None, REFUSED, limit), True, False
+            return render(query, None, REFUSED, limit), _NOT_KEPT, False
         dnssec = query.edns is not None and query.edns.do
         prep = self._prepared.get(zone.origin)
         if prep is None or prep.zone is not zone:
             prep = self._prepared[zone.origin] = Prepared(zone)
         response = quick_answer(prep, query, qkey, dnssec, limit, self.cache)
         if response is not None:
-            return response, True, False
+            # A quick answer is data (kept) or an NXDOMAIN from a template (not kept).
+            return response, _NOT_KEPT if response[3] & 0xF else _FITS, False
         answer = resolve(zone, query.qname, query.qtype, tcp, dnssec)
         response, complete = render_fit(query, answer, answer.rcode, limit)
-        return response, complete, answer.copies_qname
+        return response, _FITS if complete else _LIMITED, answer.copies_qname
 
     def _refusal(self, query: Query) -> int:
         if query.qclass != CLASS_IN:

@@ -270,13 +270,19 @@ BUDGET_MIB = 8
 def test_random_subdomain_flood_stays_in_the_budget_and_real_queries_are_answered(
     tmp_path: Path,
 ) -> None:
-    """dnsperf asks a new random name under the zone every time (each a cache miss and an
-    NXDOMAIN) for FLOOD_SECONDS, as fast as the server answers, while a resolver on another
-    address asks real questions: zonefan answers them all and its memory grows by no more
-    than its cache budget allows. NSD gets the same flood and the same resolver."""
+    """dnsperf asks a new random name under the zone every time (each a cache miss: an
+    NXDOMAIN, or an answer from a wildcard) for FLOOD_SECONDS, as fast as the server
+    answers, while a resolver on another address asks real questions: zonefan answers them
+    all and its memory grows by no more than its cache budget allows. NSD gets the same
+    flood and the same resolver."""
     rng = random.Random(7)
     names = tmp_path / "flood.txt"
-    lines = {f"{rng.getrandbits(48):012x}.{ZONE} A" for _ in range(FLOOD_NAMES)}
+    # A third under *.wild: answers from the wildcard, each kept in the cache until the
+    # budget pushes it out; the rest NXDOMAIN from a prepared template, not kept at all.
+    lines = [
+        f"{rng.getrandbits(48):012x}.{'wild.' if i % 3 == 0 else ''}{ZONE} A"
+        for i in range(FLOOD_NAMES)
+    ]
     names.write_text("\n".join(lines) + "\n", encoding="ascii")
 
     with _zonefan(tmp_path / "zonefan", "--cache-size", f"{BUDGET_MIB}M") as server:
@@ -293,7 +299,7 @@ def test_random_subdomain_flood_stays_in_the_budget_and_real_queries_are_answere
             asker,
             f"; RSS {before:.1f} MiB +{grown:.1f} (peak {peak:.1f}), server CPU {busy:.0%}",
         )
-    assert flood.nxdomain == flood.completed > 50_000
+    assert flood.completed > 50_000 and flood.nxdomain > flood.completed // 2
     assert asker.asked > 100 and asker.answered >= 0.98 * asker.asked
     # Without a budget each new name would keep ~500 bytes: 25 MB per 50k names.
     assert grown < 3 * BUDGET_MIB
