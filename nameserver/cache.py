@@ -146,6 +146,21 @@ class ResponseCache:
             self.shared[key] = entry
             self._young_bytes += cost
 
+    def put(self, exact: ExactKey, key: bytes, entry: Shared) -> None:
+        """:meth:`put_shared` and :meth:`put_exact` of its response, for the query that
+        made it."""
+        exact_cost = _exact_cost(exact, entry.response)
+        shared_cost = _shared_cost(key, entry)
+        if self._make_room(exact_cost + shared_cost):
+            old = self.shared.get(key)
+            if old is not None:
+                self._young_bytes -= _shared_cost(key, old)
+            self.shared[key] = entry
+            self._young_bytes += shared_cost
+            if exact not in self.exact:
+                self.exact[exact] = entry.response
+                self._young_bytes += exact_cost
+
     def _make_room(self, cost: int) -> bool:
         """Evict until ``cost`` more bytes fit; False when they never can."""
         if cost > self.budget:

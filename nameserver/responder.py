@@ -164,8 +164,7 @@ class Responder:
         if keep != _NOT_KEPT:
             tail = response[2:]
             entry = Shared(tail, query.qname if copies_qname else None, ALIASES - 1)
-            cache.put_shared(key if keep == _FITS else limited, entry)
-            cache.put_exact(exact, tail)
+            cache.put(exact, key if keep == _FITS else limited, entry)
         return response
 
     def _answer(self, query: Query, qkey: bytes, tcp: bool, limit: int) -> tuple[bytes, int, bool]:
