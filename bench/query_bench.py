@@ -244,13 +244,14 @@ def children_of(pid: int) -> list[int]:
     return out
 
 
-def rss_kib(pid: int) -> int:
-    """VmRSS of one process in KiB (0 if it is gone)."""
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """VmRSS (or another /proc/PID/status field in kB, e.g. VmHWM, the peak) of one process
+    in KiB (0 if it is gone)."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return 0
-    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    match = re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE)
     return int(match.group(1)) if match else 0
 
 
@@ -618,20 +619,11 @@ def write_flood_file(workdir: Path, count: int, seed: int = SEED + 2) -> Path:
     """``count`` distinct random names under the zone (a random-subdomain flood: every
     query a cache miss and an NXDOMAIN), A queries; deterministic for a given seed."""
     rng = random.Random(seed)
-    names = {f"{rng.getrandbits(48):012x}.{ORIGIN} A" for _ in range(count)}
+    names = sorted({f"{rng.getrandbits(48):012x}.{ORIGIN} A" for _ in range(count)})
+    rng.shuffle(names)
     path = workdir / "queries-flood.txt"
-    path.write_text("\n".join(sorted(names, key=lambda _: rng.random())) + "\n", encoding="ascii")
+    path.write_text("\n".join(names) + "\n", encoding="ascii")
     return path
-
-
-def peak_kib(pid: int) -> int:
-    """VmHWM of one process in KiB (0 if it is gone)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
-    return int(match.group(1)) if match else 0
 
 
 def _zonefan_cli(workdir: Path, db: Path, *args: str, timeout: float = IMPORT_TIMEOUT) -> str:
@@ -751,7 +743,14 @@ def run(args: argparse.Namespace) -> int:
         def record(name: str, kind: str, result: Perf) -> None:
             server = servers[name]
             rows.append(
-                Row(name, kind, result, server.load_seconds, server.rss_kib(), peak_kib(server.pid))
+                Row(
+                    name,
+                    kind,
+                    result,
+                    server.load_seconds,
+                    server.rss_kib(),
+                    rss_kib(server.pid, "VmHWM"),
+                )
             )
             say(
                 f"{kind} {name}: {result.qps:,.0f} q/s, lost {result.lost}, server CPU "

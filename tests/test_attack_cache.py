@@ -164,6 +164,28 @@ def test_letter_case_variants_of_a_large_answer_share_it_over_tcp(tmp_path: Path
     assert grown < 4
 
 
+def test_dig_gets_its_own_letter_case_back_from_a_cached_answer(tmp_path: Path) -> None:
+    """dig asks in three spellings (0x20 style), over UDP and TCP: the answers after the
+    first come from the cache, and each shows dig's own spelling in the question and as the
+    owner of the answer (a pointer to the question, RFC 1035 §4.1.4)."""
+    dig = require_tool("dig")
+    shown = ("+norec", "+noall", "+question", "+answer")
+    with _zonefan(tmp_path) as server:
+        for spelling in ("web.example.test.", "WeB.eXaMpLe.TeSt.", "wEb.ExAmPlE.tEsT."):
+            for transport in ("+notcp", "+tcp"):
+                done = subprocess.run(
+                    [dig, "@127.0.0.1", "-p", str(server.port), spelling, "A", transport, *shown],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                    check=True,
+                )
+                lines = [line.split() for line in done.stdout.splitlines() if line.strip()]
+                assert lines[0][0] == ";" + spelling, done.stdout
+                assert [line[0] for line in lines[1:]] == [spelling], done.stdout
+                assert lines[1][-1] == "192.0.2.80"
+
+
 # -- a random-subdomain flood --------------------------------------------------------------
 
 
