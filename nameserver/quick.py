@@ -64,7 +64,7 @@ _TEMPLATE = b"\xff"  # template keys start so; a normalised key starts with a na
 class Prepared:
     """What the quick answers need of one zone version, found once."""
 
-    __slots__ = ("apex_dname", "denial", "origin", "signed", "soa_suffixes", "zone")
+    __slots__ = ("_denial", "apex_dname", "origin", "signed", "soa_suffixes", "zone")
 
     def __init__(self, zone: ZoneSnapshot) -> None:
         self.zone = zone
@@ -74,7 +74,7 @@ class Prepared:
         self.apex_dname = DNAME in rrsets
         # As nameserver.answer decides it: a zone is signed when its SOA has RRSIGs.
         self.signed = zone.signatures(zone.origin, SOA) is not None
-        self.denial: Denial | None = denial_for(zone) if self.signed else None
+        self._denial: Denial | None = None
         # Names below the apex that the SOA's MNAME and RNAME end with: a question name
         # ending with one of them shares more with the authority section than its closest
         # encloser (hostmaster.example.com need not exist).
@@ -82,6 +82,15 @@ class Prepared:
         soa = rrsets.get(SOA)
         if soa is not None and soa.rdatas:
             self.soa_suffixes = frozenset(_soa_suffixes(soa.rdatas[0], self.origin))
+
+    @property
+    def denial(self) -> Denial | None:
+        """How the zone proves absence (None: unsigned, or signed without a chain); found
+        at the first DO query, since its ordered index of the chain takes a while to build
+        for a large zone."""
+        if self._denial is None and self.signed:
+            self._denial = denial_for(self.zone)
+        return self._denial
 
 
 def _soa_suffixes(rdata: bytes, origin: bytes) -> set[bytes]:
@@ -187,8 +196,8 @@ def _nxdomain(
     if zone.node(WILDCARD_LABEL + encloser) is not None:
         return None
     qlen = len(qkey)
-    denial = prep.denial
     signed = dnssec and prep.signed
+    denial = prep.denial if signed else None
     if signed:
         # Proof owners are zone names: the anchor is the closest encloser, or longer.
         anchor = _anchor(qkey, starts, missing, encloser, prep.soa_suffixes)
@@ -205,7 +214,7 @@ def _nxdomain(
         stand_in = _stand_in(prep, qlen, anchor)
         if stand_in is None:
             return None
-        authority = nxdomain_authority(zone, qkey, encloser, signed, denial if signed else None)
+        authority = nxdomain_authority(zone, qkey, encloser, signed, denial)
         count, body = section_after(stand_in, authority)
         template = Shared(count.to_bytes(2, "big") + body, None, 0)
         cache.put_shared(key, template)
