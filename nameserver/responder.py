@@ -59,7 +59,10 @@ ALIASES = 4
 # fit in the limit it was made for, so in any limit at least its size).
 _KEY = struct.Struct("!HHHhBH")
 # How a response is kept (see Responder._answer).
-_NOT_KEPT, _FITS, _LIMITED = 0, 1, 2
+_AGAIN, _FITS, _LIMITED = 0, 1, 2
+# Questions whose answers are kept only when asked again (see Responder._answer): how many
+# are remembered (as hashes, about 2 MiB) before the memory starts over.
+ASKED_ONCE = 32768
 _COPIED_FLAGS = 0x7910  # opcode, RD, CD: what a response copies from its query
 _ID = b"\x00\x00"
 
@@ -89,6 +92,7 @@ class Responder:
         self.cache = ResponseCache(cache_size if cache_size is not None else CACHE_FLOOR)
         self._wire_sizes: dict[bytes, int] = {}  # by origin, when the zone was first seen
         self._prepared: dict[bytes, Prepared] = {}  # by origin, for the quick answers
+        self._asked_once: set[int] = set()  # hashes of normalised keys (see _answer)
         zones.on_change(self.clear_cache)
         self.clear_cache()
 
@@ -96,6 +100,7 @@ class Responder:
         """Forget every cached response (a zone version changed)."""
         self.cache.clear()
         self._prepared = {}
+        self._asked_once = set()
         if self.cache_size is None:
             self._resize()
 
@@ -161,37 +166,44 @@ class Responder:
                 cache.put_exact(exact, tail)
             return query.id + tail
         response, keep, copies_qname = self._answer(query, qkey, tcp, limit)
-        if keep != _NOT_KEPT:
-            tail = response[2:]
-            entry = Shared(tail, query.qname if copies_qname else None, ALIASES - 1)
-            cache.put(exact, key if keep == _FITS else limited, entry)
+        if keep == _AGAIN:
+            asked, seen = self._asked_once, hash(key)
+            if seen not in asked:
+                if len(asked) >= ASKED_ONCE:
+                    asked.clear()  # what it held was not asked again for a long while
+                asked.add(seen)
+                return response
+        tail = response[2:]
+        entry = Shared(tail, query.qname if copies_qname else None, ALIASES - 1)
+        cache.put(exact, limited if keep == _LIMITED else key, entry)
         return response
 
     def _answer(self, query: Query, qkey: bytes, tcp: bool, limit: int) -> tuple[bytes, int, bool]:
-        """The response; whether to keep it (_FITS: it fits any limit at least its size;
-        _LIMITED: made for ``limit`` only); whether it copies the query name's case outside
-        the question.
+        """The response; how to keep it (_FITS: it fits any limit at least its size;
+        _LIMITED: made for ``limit`` only; _AGAIN: as _FITS, but only when the question
+        comes again); whether it copies the query name's case outside the question.
 
-        Kept are answers from the zones, which are bounded by what the zones hold. Not
-        kept are those made again for about what a cache hit costs, which a flood of
-        random names would otherwise push the kept ones out with: refusals and errors
-        (header, question and OPT) and NXDOMAIN from a prepared template."""
+        Answers from the zones are kept at once: there are only so many. Refusals and
+        errors (header, question and OPT) and NXDOMAIN from a prepared template cost
+        little to make again, and a flood of random names would push the other answers out
+        of the cache with them: they are kept only when asked again, as resolvers do with
+        the names that really are missing (RFC 2308 §5), and a random name never is."""
         if query.error is not None:  # BADVERS (RFC 6891 §6.1.3)
-            return render(query, None, query.error, limit), _NOT_KEPT, False
+            return render(query, None, query.error, limit), _AGAIN, False
         if query.qclass != CLASS_IN or query.qtype in _SPECIAL_QTYPES:
             rcode = self._refusal(query)
-            return render(query, None, rcode, limit), _NOT_KEPT, False
+            return render(query, None, rcode, limit), _AGAIN, False
         zone = self.zones.find(qkey, query.qtype)
         if zone is None:
-            return render(query, None, REFUSED, limit), _NOT_KEPT, False
+            return render(query, None, REFUSED, limit), _AGAIN, False
         dnssec = query.edns is not None and query.edns.do
         prep = self._prepared.get(zone.origin)
         if prep is None or prep.zone is not zone:
             prep = self._prepared[zone.origin] = Prepared(zone)
         response = quick_answer(prep, query, qkey, dnssec, limit, self.cache)
         if response is not None:
-            # A quick answer is data (kept) or an NXDOMAIN from a template (not kept).
-            return response, _NOT_KEPT if response[3] & 0xF else _FITS, False
+            # A quick answer is data or an NXDOMAIN from a template.
+            return response, _AGAIN if response[3] & 0xF else _FITS, False
         answer = resolve(zone, query.qname, query.qtype, tcp, dnssec)
         response, complete = render_fit(query, answer, answer.rcode, limit)
         return response, _FITS if complete else _LIMITED, answer.copies_qname
