@@ -410,3 +410,21 @@ def test_random_names_share_prepared_nxdomain_answers(variant: str) -> None:
         covering.add(b"".join(rs.name.to_wire() or b"" for rs in m.authority[2:] if do))
     templates = [k for k in responder.cache.shared if k[0] == 0xFF]
     assert len(templates) <= 1 + len(covering)
+
+
+def test_nxdomain_and_refusals_are_kept_when_asked_again_only() -> None:
+    """Cheap answers (an NXDOMAIN from a template, REFUSED) are kept on their second ask: a
+    resolver asking again gets the one-lookup path, a flood of new names keeps nothing."""
+    responder = Responder(registry(), cache_size=1 << 20)
+    rng = random.Random(4)
+    for i in range(2_000):
+        responder.respond(_wire(f"n{i}-{rng.getrandbits(32):x}.example.test."), False)
+        responder.respond(_wire(f"n{i}.example.org."), False)  # not ours: REFUSED
+    kept = [k for k in responder.cache.shared if k[0] != 0xFF]  # templates aside
+    assert kept == [] and len(responder.cache.exact) == 0  # none came twice
+    for name in ("again.example.test.", "again.example.org."):
+        wire = _wire(name)
+        first = responder.respond(wire, False)
+        assert wire[2:] not in responder.cache.exact
+        assert responder.respond(wire, False) == first
+        assert responder.cache.exact[wire[2:]] == (first or b"")[2:]
