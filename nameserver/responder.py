@@ -59,12 +59,11 @@ ALIASES = 4
 # fit in the limit it was made for, so in any limit at least its size).
 _KEY = struct.Struct("!HHHhBH")
 # How a response is kept (see Responder._answer).
-_AGAIN, _FITS, _LIMITED = 0, 1, 2
-# Questions whose answers are kept only when asked again (see Responder._answer): how many
-# are remembered (as hashes, about 2 MiB) before the memory starts over.
+_AGAIN, _QUICK, _FITS, _LIMITED = 0, 1, 2, 3
+# Normalised questions asked once (see Responder._answer): how many are remembered, as
+# hashes (about 2 MiB), before the memory starts over.
 ASKED_ONCE = 32768
 _COPIED_FLAGS = 0x7910  # opcode, RD, CD: what a response copies from its query
-_ID = b"\x00\x00"
 
 
 def default_cache_size(zone_bytes: int) -> int:
@@ -166,28 +165,39 @@ class Responder:
                 cache.put_exact(exact, tail)
             return query.id + tail
         response, keep, copies_qname = self._answer(query, qkey, tcp, limit)
-        if keep == _AGAIN:
+        if keep <= _QUICK:
             asked, seen = self._asked_once, hash(key)
             if seen not in asked:
                 if len(asked) >= ASKED_ONCE:
                     asked.clear()  # what it held was not asked again for a long while
                 asked.add(seen)
+                if keep == _QUICK:
+                    cache.put_exact(exact, response[2:])
                 return response
         tail = response[2:]
-        entry = Shared(tail, query.qname if copies_qname else None, ALIASES - 1)
+        # This asker's alias is one of ALIASES, and so is the first asker's for a _QUICK one.
+        aliases = ALIASES - 2 if keep == _QUICK else ALIASES - 1
+        entry = Shared(tail, query.qname if copies_qname else None, aliases)
         cache.put(exact, limited if keep == _LIMITED else key, entry)
         return response
 
     def _answer(self, query: Query, qkey: bytes, tcp: bool, limit: int) -> tuple[bytes, int, bool]:
-        """The response; how to keep it (_FITS: it fits any limit at least its size;
-        _LIMITED: made for ``limit`` only; _AGAIN: as _FITS, but only when the question
-        comes again); whether it copies the query name's case outside the question.
+        """The response; how to keep it (below); whether it copies the query name's case
+        outside the question.
 
-        Answers from the zones are kept at once: there are only so many. Refusals and
-        errors (header, question and OPT) and NXDOMAIN from a prepared template cost
-        little to make again, and a flood of random names would push the other answers out
-        of the cache with them: they are kept only when asked again, as resolvers do with
-        the names that really are missing (RFC 2308 §5), and a random name never is."""
+        _FITS: kept for every limit at least its size; _LIMITED: kept for ``limit`` only.
+        Answers the general way are kept at once (there are only so many in a zone).
+
+        _QUICK, a quick answer from the zone: the asker's exact bytes are kept at once (the
+        one-lookup path for the next identical query), the normalised entry that serves
+        other spellings and EDNS set-ups when the question comes again in another form.
+        Half the memory for answers asked in one form only, the common case.
+
+        _AGAIN: refusals and errors (header, question and OPT) and NXDOMAIN from a prepared
+        template cost little to make again, and a flood of random names would push the
+        other answers out of the cache with them: kept only when asked again, as resolvers
+        do with the names that really are missing (RFC 2308 §5), and a random name never
+        is."""
         if query.error is not None:  # BADVERS (RFC 6891 §6.1.3)
             return render(query, None, query.error, limit), _AGAIN, False
         if query.qclass != CLASS_IN or query.qtype in _SPECIAL_QTYPES:
@@ -203,7 +213,7 @@ class Responder:
         response = quick_answer(prep, query, qkey, dnssec, limit, self.cache)
         if response is not None:
             # A quick answer is data or an NXDOMAIN from a template.
-            return response, _AGAIN if response[3] & 0xF else _FITS, False
+            return response, _AGAIN if response[3] & 0xF else _QUICK, False
         answer = resolve(zone, query.qname, query.qtype, tcp, dnssec)
         response, complete = render_fit(query, answer, answer.rcode, limit)
         return response, _FITS if complete else _LIMITED, answer.copies_qname
