@@ -64,7 +64,7 @@ _TEMPLATE = b"\xff"  # template keys start so; a normalised key starts with a na
 class Prepared:
     """What the quick answers need of one zone version, found once."""
 
-    __slots__ = ("_denial", "apex_dname", "origin", "signed", "soa_suffixes", "zone")
+    __slots__ = ("_denial", "apex_dname", "origin", "signed", "soa_suffixes", "templates", "zone")
 
     def __init__(self, zone: ZoneSnapshot) -> None:
         self.zone = zone
@@ -75,6 +75,8 @@ class Prepared:
         # As nameserver.answer decides it: a zone is signed when its SOA has RRSIGs.
         self.signed = zone.signatures(zone.origin, SOA) is not None
         self._denial: Denial | None = None
+        # Unsigned NXDOMAIN authority sections by (question length, anchor): RR count, bytes.
+        self.templates: dict[tuple[int, bytes], tuple[int, bytes]] = {}
         # Names below the apex that the SOA's MNAME and RNAME end with: a question name
         # ending with one of them shares more with the authority section than its closest
         # encloser (hostmaster.example.com need not exist).
@@ -136,7 +138,7 @@ def quick_answer(
             suffix = qkey[s:] if s else qkey
             node = zone.node(suffix)
             if node is None:
-                if zone.exists(suffix):
+                if zone.count_below(suffix):
                     encloser = suffix  # an empty non-terminal
                     continue
                 return _nxdomain(prep, query, qkey, encloser, starts, i, dnssec, limit, cache)
@@ -202,36 +204,53 @@ def _nxdomain(
         # Proof owners are zone names: the anchor is the closest encloser, or longer.
         anchor = _anchor(qkey, starts, missing, encloser, prep.soa_suffixes)
         varies = denial.nxdomain_varies(qkey, encloser) if denial is not None else b""
-        key = b"".join((_TEMPLATE, b"\x01", bytes((qlen,)), prep.origin, anchor, encloser, varies))
+        key = b"".join((_TEMPLATE, bytes((qlen,)), prep.origin, anchor, encloser, varies))
+        template = cache.get_shared(key)
+        if template is None:
+            made = _template(prep, qkey, encloser, anchor, True, denial)
+            if made is None:
+                return None
+            template = Shared(made[0].to_bytes(2, "big") + made[1], None, 0)
+            cache.put_shared(key, template)
+        count, body = int.from_bytes(template.response[:2], "big"), template.response[2:]
     else:
-        # Only the SOA: the apex, or longer where the SOA's names go on below it.
+        # Only the SOA: the apex, or longer where the SOA's names go on below it. So few
+        # templates (a question is at most 255 octets) that the zone's Prepared keeps them.
         # starts is [0] for a name one label below the apex (quick_answer's shortcut).
         below_apex = 0 if len(starts) == 1 else starts.index(qlen - len(prep.origin)) - 1
         anchor = _anchor(qkey, starts, below_apex, prep.origin, prep.soa_suffixes)
-        key = b"".join((_TEMPLATE, b"\x00", bytes((qlen,)), prep.origin, anchor))
-    template = cache.get_shared(key)
-    if template is None:
-        stand_in = _stand_in(prep, qlen, anchor)
-        if stand_in is None:
-            return None
-        authority = nxdomain_authority(zone, qkey, encloser, signed, denial)
-        count, body = section_after(stand_in, authority)
-        template = Shared(count.to_bytes(2, "big") + body, None, 0)
-        cache.put_shared(key, template)
-    body = template.response
-    count = int.from_bytes(body[:2], "big")
+        found = prep.templates.get((qlen, anchor))
+        if found is None:
+            found = _template(prep, qkey, encloser, anchor, False, None)
+            if found is None:
+                return None
+            prep.templates[(qlen, anchor)] = found
+        count, body = found
     edns = query.edns
     flags = QR | AA | NXDOMAIN | (query.flags & _COPIED_FLAGS)
     if edns is None:
-        response = _HEADER.pack(query.id, flags, 1, 0, count, 0) + query.question + body[2:]
+        response = _HEADER.pack(query.id, flags, 1, 0, count, 0) + query.question + body
     else:
         response = (
-            _HEADER.pack(query.id, flags, 1, 0, count, 1)
-            + query.question
-            + body[2:]
-            + _OPT[edns.do]
+            _HEADER.pack(query.id, flags, 1, 0, count, 1) + query.question + body + _OPT[edns.do]
         )
     return response if len(response) <= limit else None
+
+
+def _template(
+    prep: Prepared,
+    qkey: bytes,
+    encloser: bytes,
+    anchor: bytes,
+    signed: bool,
+    denial: Denial | None,
+) -> tuple[int, bytes] | None:
+    """The authority section of the NXDOMAIN for ``qkey``, written after a stand-in
+    question: its RR count and bytes (None when no stand-in is found)."""
+    stand_in = _stand_in(prep, len(qkey), anchor)
+    if stand_in is None:
+        return None
+    return section_after(stand_in, nxdomain_authority(prep.zone, qkey, encloser, signed, denial))
 
 
 def _anchor(
