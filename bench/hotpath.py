@@ -127,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     answers = [resolve(registry.find(lower(q.qname), q.qtype), q.qname, q.qtype) for q in queries]  # type: ignore[arg-type]
 
     def miss() -> None:
-        responder = Responder(registry)
+        responder = Responder(registry, cache_size=1 << 30)  # not sized to the zone here
         respond = responder.respond
         for d in distinct:
             respond(d, False)

@@ -52,8 +52,6 @@ CPU_SAMPLE = 0.2  # seconds between /proc/stat samples during a dnsperf run
 DNSPERF_GRACE = 60.0  # seconds a dnsperf run may take beyond its -l limit
 BACKGROUND_SAMPLE = 1.0  # seconds of idle CPU sampling before the runs
 BACKGROUND_WARN = 0.10  # warn when another process keeps a benchmark CPU this busy
-COLD = "zonefan, cold (cache misses)"
-WARM = "zonefan, warm cache"
 
 
 # -- the zone ------------------------------------------------------------------------------
@@ -247,13 +245,14 @@ def children_of(pid: int) -> list[int]:
     return out
 
 
-def rss_kib(pid: int) -> int:
-    """VmRSS of one process in KiB (0 if it is gone)."""
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """VmRSS (or another /proc/PID/status field in kB, e.g. VmHWM, the peak) of one process
+    in KiB (0 if it is gone)."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return 0
-    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    match = re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE)
     return int(match.group(1)) if match else 0
 
 
@@ -279,11 +278,19 @@ def _alive(pid: int, started: str) -> bool:
 class Server:
     """A server subprocess pinned to one CPU, timed from start to its first answer."""
 
-    def __init__(self, name: str, command: Sequence[str], port: int, log: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        command: Sequence[str],
+        port: int,
+        log: Path,
+        pythonpath: Path | None = None,
+    ) -> None:
         self.name = name
         self.command = list(command)
         self.port = port
         self.log = log
+        self.pythonpath = pythonpath  # the source tree to import zonefan from (default: this)
         self.proc: subprocess.Popen[bytes] | None = None
         self.load_seconds = 0.0
         self.known_children: list[tuple[int, str]] = []  # (PID, start time)
@@ -298,7 +305,7 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.log.parent,
-                env=_clean_env(),
+                env=_clean_env(self.pythonpath),
             )
         if not wait_first_answer(self.proc, self.port, timeout):
             self.stop()
@@ -347,11 +354,13 @@ class Server:
                     os.kill(child, signal.SIGKILL)
 
 
-def _clean_env() -> dict[str, str]:
-    """The environment without ZONEFAN_* settings, with the project importable."""
+def _clean_env(project: Path | None = None) -> dict[str, str]:
+    """The environment without ZONEFAN_* settings, with the project (or the source tree
+    ``project``) importable first."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZONEFAN_")}
     path = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = f"{PROJECT_ROOT}{os.pathsep}{path}" if path else str(PROJECT_ROOT)
+    root = str(project or PROJECT_ROOT)
+    env["PYTHONPATH"] = f"{root}{os.pathsep}{path}" if path else root
     return env
 
 
@@ -460,6 +469,7 @@ class PerfSettings:
     cpu: int
     clients: int
     outstanding: int
+    dnssec: bool = False  # set DO in every query (dnsperf -D)
 
 
 def dnsperf(
@@ -486,6 +496,8 @@ def dnsperf(
     ]
     if max_runs is not None:
         cmd += ["-n", str(max_runs)]
+    if s.dnssec:
+        cmd.append("-D")
     samples: list[tuple[float, Counters]] = [(time.monotonic(), _counters())]
     proc = subprocess.Popen(
         cmd,
@@ -585,13 +597,62 @@ def same_answers(port_a: int, port_b: int, names: int) -> tuple[int, list[str]]:
 
 # -- the run -------------------------------------------------------------------------------
 
+COLD = "cold"
+FLOOD = "random names"
+WARM = "warm"
+PASSES = (COLD, FLOOD, WARM)
+NSD = "NSD"
+ZONEFAN = "zonefan"
+BASELINE = "zonefan, baseline"
+
 
 @dataclasses.dataclass
 class Row:
-    server: str
+    server: str  # ZONEFAN, BASELINE or NSD
+    kind: str  # one of PASSES
     perf: Perf
     load_s: float
     rss_kib: int
+    peak_kib: int  # VmHWM: the largest RSS so far (main process only)
+
+
+def write_flood_file(workdir: Path, count: int, seed: int = SEED + 2) -> Path:
+    """``count`` distinct random names under the zone (a random-subdomain flood: every
+    query a cache miss and an NXDOMAIN), A queries; deterministic for a given seed."""
+    rng = random.Random(seed)
+    names = sorted({f"{rng.getrandbits(48):012x}.{ORIGIN} A" for _ in range(count)})
+    rng.shuffle(names)
+    path = workdir / "queries-flood.txt"
+    path.write_text("\n".join(names) + "\n", encoding="ascii")
+    return path
+
+
+def _zonefan_cli(workdir: Path, db: Path, *args: str, timeout: float = IMPORT_TIMEOUT) -> str:
+    done = subprocess.run(
+        [*zonefan_command(), "--db", str(db), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=_clean_env(),
+        cwd=workdir,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"zonefan {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout.strip()
+
+
+def _background(args: argparse.Namespace, say: Callable[[str], None], notes: list[str]) -> None:
+    before = _counters()
+    time.sleep(BACKGROUND_SAMPLE)
+    after = _counters()
+    background = {cpu: _busy(before, after, cpu) for cpu in (args.server_cpu, args.client_cpu)}
+    busy_text = ", ".join(f"CPU {c} {b:.0%}" for c, b in background.items())
+    say(f"background load with the servers idle: {busy_text}")
+    notes.append(f"background load before the runs (servers idle): {busy_text}")
+    if max(background.values()) > BACKGROUND_WARN:
+        say("WARNING: the CPUs are busy with something else; expect noisy figures")
+        notes.append("WARNING: other processes were using the CPUs: figures are noisy")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -608,101 +669,149 @@ def run(args: argparse.Namespace) -> int:
     zone_file = workdir / "bench.test.zone"
     rrs = write_zone(zone_file, args.names)
     main_q, cold_q, n_queries, n_distinct = write_query_files(workdir, args.names, args.queries)
+    flood_q = write_flood_file(workdir, args.flood)
     say(f"zone: {zone_file} ({args.names} host names, {rrs} RRs)")
-    say(f"queries: {n_queries} lines, {n_distinct} distinct; cold file: {cold_q.name}")
+    say(f"queries: {n_queries} lines, {n_distinct} distinct; flood: {args.flood} random names")
 
     db = workdir / "zonefan.db"
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
-    zonefan = zonefan_command()
     started = time.monotonic()
-    done = subprocess.run(
-        [*zonefan, "--db", str(db), "zone", "import", str(zone_file), "-m", "bench"],
-        capture_output=True,
-        text=True,
-        timeout=IMPORT_TIMEOUT,
-        check=False,
-        env=_clean_env(),
-        cwd=workdir,
-    )
+    out = _zonefan_cli(workdir, db, "zone", "import", str(zone_file), "-m", "bench")
     import_s = time.monotonic() - started
-    if done.returncode != 0:
-        raise SystemExit(f"zonefan zone import failed:\n{done.stdout}{done.stderr}")
-    say(f"import: {import_s:.2f} s ({done.stdout.strip()})")
-
-    perf = PerfSettings(args.server_cpu, args.client_cpu, args.clients, args.outstanding)
-    pin = [tool("taskset"), "-c", str(args.server_cpu)]
-    servers: list[Server] = []
-    rows: list[Row] = []
+    say(f"import: {import_s:.2f} s ({out})")
+    served_file = zone_file
     notes: list[str] = []
+    if args.dnssec != "none":
+        started = time.monotonic()
+        _zonefan_cli(workdir, db, "zone", "sign", ORIGIN, f"--{args.dnssec}", "-m", "bench")
+        served_file = workdir / "bench.test.signed.zone"
+        served_file.write_text(_zonefan_cli(workdir, db, "zone", "export", ORIGIN) + "\n")
+        say(
+            f"signed ({args.dnssec}) in {time.monotonic() - started:.2f} s; "
+            f"NSD serves {served_file.name}"
+        )
+        notes.append(f"zone signed by zonefan with {args.dnssec.upper()}; NSD serves its export")
+    if args.compare is not None:
+        shutil.copyfile(db, workdir / "baseline.db")
+
+    perf = PerfSettings(
+        args.server_cpu, args.client_cpu, args.clients, args.outstanding, args.dnssec != "none"
+    )
+    pin = [tool("taskset"), "-c", str(args.server_cpu)]
+    servers: dict[str, Server] = {}
+    rows: list[Row] = []
     try:
         port = free_port()
-        zf = Server(
-            "zonefan",
-            [*pin, *zonefan, "--db", str(db), "serve", "--listen", f"{HOST}:{port}", *ZONEFAN_RRL],
+        servers[ZONEFAN] = Server(
+            ZONEFAN,
+            [
+                *pin,
+                *zonefan_command(),
+                "--db",
+                str(db),
+                "serve",
+                "--listen",
+                f"{HOST}:{port}",
+                *ZONEFAN_RRL,
+            ],
             port,
             workdir / "zonefan.log",
         )
-        servers.append(zf)
-        zf.start()
-        zf_idle = zf.rss_kib()
-        say(f"zonefan pid {zf.pid}: first answer after {zf.load_seconds:.2f} s, {_mib(zf_idle)}")
-
-        port2 = free_port()
-        conf = write_nsd_conf(workdir, zone_file, port2)
-        nsd = Server("nsd", [*pin, tool("nsd"), "-d", "-c", str(conf)], port2, workdir / "nsd.log")
-        servers.append(nsd)
-        nsd.start()
-        nsd_idle = nsd.rss_kib()
-        say(f"nsd pid {nsd.pid}: first answer after {nsd.load_seconds:.2f} s, {_mib(nsd_idle)}")
-
-        notes.append(
-            f"RSS right after load: zonefan {_mib(zf_idle)}, NSD {_mib(nsd_idle)} "
-            "(main process and children)"
+        if args.compare is not None:
+            port_b = free_port()
+            servers[BASELINE] = Server(
+                BASELINE,
+                [
+                    *pin,
+                    sys.executable,
+                    "-m",
+                    "zonefan.cli",
+                    "--db",
+                    str(workdir / "baseline.db"),
+                    "serve",
+                    "--listen",
+                    f"{HOST}:{port_b}",
+                ],
+                port_b,
+                workdir / "baseline.log",
+                pythonpath=args.compare,
+            )
+        port_n = free_port()
+        conf = write_nsd_conf(workdir, served_file, port_n)
+        servers[NSD] = Server(
+            NSD, [*pin, tool("nsd"), "-d", "-c", str(conf)], port_n, workdir / "nsd.log"
         )
-        before = _counters()
-        time.sleep(BACKGROUND_SAMPLE)
-        after = _counters()
-        background = {cpu: _busy(before, after, cpu) for cpu in (args.server_cpu, args.client_cpu)}
-        busy_text = ", ".join(f"CPU {c} {b:.0%}" for c, b in background.items())
-        say(f"background load with both servers idle: {busy_text}")
-        notes.append(f"background load before the runs (servers idle): {busy_text}")
-        if max(background.values()) > BACKGROUND_WARN:
-            say("WARNING: the CPUs are busy with something else; expect noisy figures")
-            notes.append("WARNING: other processes were using the CPUs: figures are noisy")
+        idle = []
+        for server in servers.values():
+            server.start()
+            idle.append(f"{server.name} {_mib(server.rss_kib())}")
+            say(f"{server.name} pid {server.pid}: first answer after {server.load_seconds:.2f} s")
+        notes.append("RSS right after load: " + ", ".join(idle) + " (NSD: with its children)")
+        _background(args, say, notes)
 
-        # Cold first: every distinct query once, into a cache that has never seen any.
-        cold = dnsperf(port, cold_q, args.cold_seconds, perf, max_runs=1)
-        rows.append(Row(COLD, cold, zf.load_seconds, zf.rss_kib()))
-        say(f"zonefan cold: {cold.qps:,.0f} q/s over {cold.completed} queries ({cold.rcodes})")
+        def record(name: str, kind: str, result: Perf) -> None:
+            server = servers[name]
+            rows.append(
+                Row(
+                    name,
+                    kind,
+                    result,
+                    server.load_seconds,
+                    server.rss_kib(),
+                    rss_kib(server.pid, "VmHWM"),
+                )
+            )
+            say(
+                f"{kind} {name}: {result.qps:,.0f} q/s, lost {result.lost}, server CPU "
+                f"{result.server_busy:.0%}, dnsperf CPU {result.client_busy:.0%} ({result.rcodes})"
+            )
 
-        asked, problems = same_answers(port, port2, args.names)
+        # Cold first: every distinct query once, into caches that have never seen any; then
+        # the random-name flood, every query a new name. Short passes: with --cold-rounds N,
+        # each zonefan is restarted for every round (a fresh, empty cache) and the median
+        # counts.
+        passes = ((COLD, cold_q, args.cold_seconds), (FLOOD, flood_q, args.flood_seconds))
+        cold_runs: dict[tuple[str, str], list[Perf]] = {}
+        for r in range(args.cold_rounds):
+            for name in list(servers) if r % 2 == 0 else list(reversed(servers)):
+                server = servers[name]
+                if r and name != NSD:
+                    server.stop()
+                    server.start()
+                for kind, queries, limit in passes:
+                    result = dnsperf(server.port, queries, limit, perf, max_runs=1)
+                    cold_runs.setdefault((name, kind), []).append(result)
+                    say(f"{kind} round {r + 1} {name}: {result.qps:,.0f} q/s")
+        for kind, _, _ in passes:
+            for name in servers:
+                results = cold_runs[(name, kind)]
+                record(name, kind, sorted(results, key=lambda p: p.qps)[(len(results) - 1) // 2])
+                if len(results) > 1:
+                    qps = ", ".join(f"{p.qps:,.0f}" for p in results)
+                    notes.append(f"{name}, {kind}: median of {len(results)} rounds ({qps} q/s)")
+
+        asked, problems = same_answers(servers[ZONEFAN].port, servers[NSD].port, args.names)
         notes += [f"answer differs: {p}" for p in problems]
         say(f"answer check: {asked - len(problems)}/{asked} probe queries agree")
 
-        labels = {zf.name: WARM, nsd.name: "NSD"}
-        for server in (zf, nsd):
+        for server in servers.values():
             warm = dnsperf(server.port, main_q, min(args.warmup, WARMUP_LIMIT), perf, max_runs=1)
             say(f"{server.name} warm-up: {warm.completed} queries, {warm.qps:,.0f} q/s")
-        runs: dict[str, list[Perf]] = {zf.name: [], nsd.name: []}
+        runs: dict[str, list[Perf]] = {name: [] for name in servers}
+        order = list(servers)
         for r in range(args.rounds):
-            for server in (zf, nsd) if r % 2 == 0 else (nsd, zf):  # alternate who goes first
-                result = dnsperf(server.port, main_q, args.seconds, perf)
-                runs[server.name].append(result)
-                say(
-                    f"round {r + 1} {labels[server.name]}: {result.qps:,.0f} q/s, "
-                    f"lost {result.lost}, server CPU {result.server_busy:.0%}, "
-                    f"dnsperf CPU {result.client_busy:.0%} ({result.rcodes})"
-                )
-        for server in (zf, nsd):
-            results = runs[server.name]
+            for name in order if r % 2 == 0 else reversed(order):  # alternate who goes first
+                runs[name].append(dnsperf(servers[name].port, main_q, args.seconds, perf))
+                say(f"round {r + 1} {name}: {runs[name][-1].qps:,.0f} q/s")
+        for name, results in runs.items():
             median = sorted(results, key=lambda p: p.qps)[(len(results) - 1) // 2]
-            rows.append(Row(labels[server.name], median, server.load_seconds, server.rss_kib()))
+            record(name, WARM, median)
             if len(results) > 1:
                 qps = ", ".join(f"{p.qps:,.0f}" for p in results)
-                notes.append(f"{labels[server.name]}: median of {len(results)} rounds ({qps} q/s)")
+                notes.append(f"{name}, warm: median of {len(results)} rounds ({qps} q/s)")
     finally:
-        for server in reversed(servers):
+        for server in reversed(servers.values()):
             server.stop()
 
     table = render_table(rows)
@@ -726,52 +835,69 @@ def _mib(kib: int) -> str:
     return f"{kib / 1024:.1f} MiB"
 
 
-def _ratio(rows: Sequence[Row], label: str) -> float:
-    nsd = next(r for r in rows if r.server == "NSD").perf.qps
-    ours = next(r for r in rows if r.server == label).perf.qps
-    return ours / nsd if nsd else 0.0
+def _ratio(rows: Sequence[Row], server: str, kind: str) -> float | None:
+    """``server``'s q/s over NSD's in the same pass (None when either did not run)."""
+    nsd = next((r for r in rows if r.server == NSD and r.kind == kind), None)
+    ours = next((r for r in rows if r.server == server and r.kind == kind), None)
+    if nsd is None or ours is None or not nsd.perf.qps:
+        return None
+    return ours.perf.qps / nsd.perf.qps
 
 
 COLUMNS = (
+    "pass",
     "server",
     "QPS",
+    "vs NSD",
     "avg latency",
     "lost",
-    "load time",
-    "RSS after run",
+    "RSS after",
+    "peak RSS",
     "server CPU",
     "dnsperf CPU",
     "rcvbuf drops",
 )
 
 
-def _cells(row: Row) -> list[str]:
+def _cells(row: Row, rows: Sequence[Row]) -> list[str]:
     p = row.perf
     lost = f"{p.lost} ({100 * p.lost / p.sent:.2f}%)" if p.sent else "0"
+    ratio = _ratio(rows, row.server, row.kind)
     return [
+        row.kind,
         row.server,
         f"{p.qps:,.0f}",
+        "" if row.server == NSD or ratio is None else f"{ratio:.2f}",
         f"{p.latency_s * 1000:.3f} ms",
         lost,
-        f"{row.load_s:.2f} s",
         _mib(row.rss_kib),
+        "" if row.server == NSD else _mib(row.peak_kib),
         f"{p.server_busy:.0%}",
         f"{p.client_busy:.0%}",
         str(p.rcvbuf_drops),
     ]
 
 
+def _summary(rows: Sequence[Row]) -> str:
+    parts = []
+    for kind in PASSES:
+        ratio = _ratio(rows, ZONEFAN, kind)
+        if ratio is None:
+            continue
+        text = f"{kind} {ratio:.2f}"
+        base = _ratio(rows, BASELINE, kind)
+        if base is not None:
+            text += f" (baseline {base:.2f})"
+        parts.append(text)
+    return "zonefan/NSD QPS: " + ", ".join(parts) + f"; target >= {TARGET_RATIO} each"
+
+
 def render_table(rows: Sequence[Row]) -> str:
-    cells = [list(COLUMNS), *(_cells(r) for r in rows)]
+    cells = [list(COLUMNS), *(_cells(r, rows) for r in rows)]
     widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    warm = _ratio(rows, WARM)
-    cold = _ratio(rows, COLD)
-    verdict = "meets" if warm >= TARGET_RATIO else "BELOW"
-    lines.append(
-        f"zonefan/NSD QPS: warm {warm:.2f} ({verdict} target {TARGET_RATIO}), cold {cold:.2f}"
-    )
+    lines.append(_summary(rows))
     return "\n".join(lines)
 
 
@@ -784,12 +910,11 @@ def _versions() -> str:
         lines = (done.stdout + done.stderr).strip().splitlines()
         return lines[0] if lines else "?"
 
-    dnsperf_v = first_line([tool("dnsperf"), "-h"])
     help_text = subprocess.run(
         [tool("dnsperf"), "-h"], capture_output=True, text=True, timeout=10, check=False
     )
     match = re.search(r"Version ([\d.]+)", help_text.stdout + help_text.stderr)
-    dnsperf_v = f"dnsperf {match.group(1)}" if match else dnsperf_v
+    dnsperf_v = f"dnsperf {match.group(1)}" if match else first_line([tool("dnsperf"), "-h"])
     nsd_v = first_line([tool("nsd"), "-v"])
     return f"Python {platform.python_version()}, {nsd_v}, {dnsperf_v}"
 
@@ -803,37 +928,44 @@ def render_markdown(
     n_distinct: int,
     notes: Sequence[str],
 ) -> str:
-    warm = _ratio(rows, WARM)
-    cold = _ratio(rows, COLD)
     command = f"python bench/query_bench.py --names {args.names} --seconds {args.seconds:g}"
     if args.rounds != 1:
         command += f" --rounds {args.rounds}"
+    if args.cold_rounds != 1:
+        command += f" --cold-rounds {args.cold_rounds}"
+    if args.dnssec != "none":
+        command += f" --dnssec {args.dnssec}"
+    if args.compare is not None:
+        command += f" --compare {args.compare}"
+    do = " `-D` (DO bit)" if args.dnssec != "none" else ""
     out = [
         f"## Query throughput, zonefan vs NSD ({datetime.date.today().isoformat()})",
         "",
-        f"Command: `{command}` (dnsperf `-c {args.clients} -q {args.outstanding}`).",
+        f"Command: `{command}` (dnsperf `-c {args.clients} -q {args.outstanding}`{do}).",
         f"Machine: {os.cpu_count()} cores ({platform.machine()}); servers pinned to CPU "
         f"{args.server_cpu} (`taskset -c {args.server_cpu}`), dnsperf to CPU {args.client_cpu}. "
         f"{_versions()}.",
         f"Zone: {args.names} host names, {rrs} RRs; zonefan import {import_s:.2f} s. "
         f"Queries: {n_queries} lines ({n_distinct} distinct), 90% A / 5% AAAA / 2% MX / "
-        "3% NXDOMAIN.",
+        f"3% NXDOMAIN; flood: {args.flood} distinct random names.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 1)) + "|",
-        *("| " + " | ".join(_cells(r)) + " |" for r in rows),
+        "|" + "|".join(["---", "---"] + ["---:"] * (len(COLUMNS) - 2)) + "|",
+        *("| " + " | ".join(_cells(r, rows)) + " |" for r in rows),
         "",
-        f"**zonefan/NSD QPS: {warm:.2f}** with a warm response cache (target ≥ {TARGET_RATIO}); "
-        f"{cold:.2f} cold.",
+        f"**{_summary(rows)}**",
         "",
-        "- Cold: a freshly started zonefan, each distinct query once (`dnsperf -n 1`, at most "
-        f"{args.cold_seconds:g} s): every answer is computed, none comes from the cache.",
-        "- Warm: after one warm-up pass through the query file (`-n 1`), which fills zonefan's "
-        "response cache (whole responses keyed by the query bytes after the ID); then "
-        f"{args.seconds:g} s measured. NSD gets the same warm-up.",
-        "- Load time: process start to the first answer to a SOA query (zonefan: Python start-up "
-        'plus reading the SQLite store; NSD: parsing the zone file, `database: ""`).',
-        "- RSS: VmRSS after the run; NSD is the sum of its main process and its children.",
+        "- cold: freshly started servers, each distinct query of the mix once (`dnsperf -n 1`, "
+        f"at most {args.cold_seconds:g} s): every zonefan answer is computed, none comes from "
+        "its cache. NSD has no response cache; it runs the same file.",
+        "- random names: every query a distinct random name under the zone (a random-subdomain "
+        f"flood: cache misses and NXDOMAIN), one pass, at most {args.flood_seconds:g} s.",
+        "- warm: after one warm-up pass through the query file (`-n 1`), which fills zonefan's "
+        f"response cache; then {args.seconds:g} s measured. NSD gets the same warm-up.",
+        "- vs NSD: the server's q/s over NSD's in the same pass. baseline: the code of "
+        "`--compare DIR` run beside it in the same run, for before/after figures.",
+        "- RSS after: VmRSS after the pass; NSD is the sum of its main process and its "
+        "children. peak RSS: VmHWM, the most the process held so far.",
         "- server CPU / dnsperf CPU: how busy each pinned CPU was during the run (/proc/stat); "
         "a server below ~95% was not saturated. rcvbuf drops: UDP datagrams the kernel dropped "
         "for a full socket receive buffer (/proc/net/snmp), the usual cause of lost queries.",
@@ -847,19 +979,41 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--names", type=int, default=100_000, help="host names in the zone")
     p.add_argument("--seconds", type=float, default=20.0, help="measured dnsperf run per server")
     p.add_argument("--cold-seconds", type=float, default=20.0, help="cap on the cold pass")
+    p.add_argument("--flood", type=int, default=200_000, help="random names in the flood pass")
+    p.add_argument("--flood-seconds", type=float, default=30.0, help="cap on the flood pass")
     p.add_argument("--warmup", type=float, default=30.0, help="cap on the warm-up pass")
     p.add_argument("--queries", type=int, default=0, help="query file lines (default: --names)")
     p.add_argument("--rounds", type=int, default=1, help="measured runs per server (median)")
+    p.add_argument(
+        "--cold-rounds", type=int, default=1, help="cold and flood passes per server (median)"
+    )
     p.add_argument("--clients", type=int, default=4, help="dnsperf -c")
     p.add_argument("--outstanding", type=int, default=200, help="dnsperf -q")
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--client-cpu", type=int, default=1)
+    p.add_argument(
+        "--dnssec",
+        choices=("none", "nsec", "nsec3"),
+        default="none",
+        help="sign the zone (zonefan zone sign; NSD serves the export) and set DO in queries",
+    )
+    p.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also run the zonefan of another source tree (e.g. `git worktree add DIR main`)",
+    )
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     args = p.parse_args(argv)
     if args.names < 1:
         p.error("--names must be at least 1")
-    if args.rounds < 1:
-        p.error("--rounds must be at least 1")
+    if args.rounds < 1 or args.cold_rounds < 1:
+        p.error("--rounds and --cold-rounds must be at least 1")
+    if args.flood < 1:
+        p.error("--flood must be at least 1")
+    if args.compare is not None and not (args.compare / "nameserver").is_dir():
+        p.error(f"--compare {args.compare}: no nameserver package there")
     if args.queries <= 0:
         args.queries = args.names
     return args

@@ -49,7 +49,9 @@ Entry = tuple[bytes, RRsetData]
 class Answer:
     """What to put in a response. ``glue_required`` counts the leading additional entries
     that must fit, or the response is truncated (RFC 9471). ``signed``: add RRSIGs (a DO
-    query to a signed zone); ``denial``: how that zone proves names and types absent."""
+    query to a signed zone); ``denial``: how that zone proves names and types absent.
+    ``copies_qname``: a name outside the question was made from the query name's labels in
+    the query's case (a DNAME's synthesized CNAME), so the response is for that spelling."""
 
     rcode: int = NOERROR
     aa: bool = True
@@ -59,6 +61,7 @@ class Answer:
     glue_required: int = 0
     signed: bool = False
     denial: Denial | None = None
+    copies_qname: bool = False
 
 
 def resolve(
@@ -221,6 +224,7 @@ def _dname(ans: Answer, name: bytes, cut: int, node: Node, dname: RRsetData) -> 
         ans.rcode = YXDOMAIN
         return None
     ans.answer.append((name, RRsetData(CNAME, dname.ttl, (target,))))
+    ans.copies_qname = True
     return target
 
 
@@ -272,6 +276,20 @@ def _negative(zone: ZoneSnapshot, ans: Answer, rcode: int) -> None:
     sigs = apex.rrsets.get(sig_key(SOA)) if ans.signed else None
     if sigs is not None:
         ans.authority.append((apex.owner, RRsetData(sigs.rdtype, ttl, sigs.rdatas)))
+
+
+def nxdomain_authority(
+    zone: ZoneSnapshot, key: bytes, encloser: bytes, signed: bool, denial: Denial | None
+) -> list[Entry]:
+    """The authority section of an NXDOMAIN for ``key`` (lowercased) whose closest encloser
+    ``encloser`` has no wildcard, as :func:`resolve` makes it (RFC 2308 §3; ``signed``: a DO
+    query to a signed zone, with RRSIGs and the ``denial`` proofs of RFC 4035 §3.1.3.2 or
+    RFC 5155 §7.2.2)."""
+    ans = Answer(signed=signed, denial=denial)
+    _negative(zone, ans, NXDOMAIN)
+    if denial is not None:
+        denial.nxdomain(ans.authority, key, encloser)
+    return ans.authority
 
 
 def _minimal_any(rrsets: Mapping[int, RRsetData]) -> RRsetData:

@@ -62,6 +62,11 @@ class Denial(Protocol):
         """``key`` was answered from ``*.<encloser>``: prove ``key`` itself does not exist
         (the wildcard's own NODATA proof, when ``nodata``, comes from :meth:`nodata`)."""
 
+    def nxdomain_varies(self, key: bytes, encloser: bytes) -> bytes:
+        """What :meth:`nxdomain` adds that depends on more of ``key`` than its closest
+        encloser: the owner of the record covering it (empty when there is none). With the
+        encloser, it determines every record that :meth:`nxdomain` adds."""
+
 
 def denial_for(zone: ZoneSnapshot) -> Denial | None:
     """NSEC3 when the apex has an NSEC3PARAM with SHA-1, NSEC when it has an NSEC, else
@@ -119,6 +124,9 @@ class NsecDenial:
     def wildcard(self, authority: list[Entry], key: bytes, encloser: bytes, nodata: bool) -> None:
         self._covering(authority, key)
 
+    def nxdomain_varies(self, key: bytes, encloser: bytes) -> bytes:
+        return self._owners.floor(key) or b""
+
 
 class Nsec3Denial:
     """RFC 5155 §7.2 with the NSEC3 chain of the apex's NSEC3PARAM."""
@@ -151,13 +159,18 @@ class Nsec3Denial:
         if owner is not None:
             _add(self._zone, authority, owner, NSEC3)
 
-    def _encloser_proof(self, authority: list[Entry], key: bytes, encloser: bytes) -> bytes:
-        """RFC 5155 §7.2.1: the NSEC3 matching the closest *provable* encloser (Opt-Out
-        spans may leave ``encloser`` itself without one) and the NSEC3 covering the next
-        closer name. Returns the provable encloser."""
+    def _provable(self, encloser: bytes) -> bytes:
+        """The closest *provable* encloser: Opt-Out spans may leave ``encloser`` itself
+        without an NSEC3."""
         origin = self._zone.origin
         while encloser != origin and self._matching(encloser) is None:
             encloser = parent(encloser)
+        return encloser
+
+    def _encloser_proof(self, authority: list[Entry], key: bytes, encloser: bytes) -> bytes:
+        """RFC 5155 §7.2.1: the NSEC3 matching the closest provable encloser and the NSEC3
+        covering the next closer name. Returns the provable encloser."""
+        encloser = self._provable(encloser)
         self._match(authority, encloser)
         self._cover(authority, next_closer(key, encloser))
         return encloser
@@ -174,6 +187,10 @@ class Nsec3Denial:
         # §7.2.2: closest encloser proof, and the NSEC3 covering the wildcard there.
         provable = self._encloser_proof(authority, key, encloser)
         self._cover(authority, WILDCARD_LABEL + provable)
+
+    def nxdomain_varies(self, key: bytes, encloser: bytes) -> bytes:
+        next_name = next_closer(key, self._provable(encloser))
+        return self._owners.floor(self._owner_of(next_name)) or b""
 
     def wildcard(self, authority: list[Entry], key: bytes, encloser: bytes, nodata: bool) -> None:
         # §7.2.6: the next closer name is covered; §7.2.5 adds the encloser's own NSEC3.

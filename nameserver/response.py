@@ -4,6 +4,7 @@ EDNS0 OPT, and truncation by whole RRsets."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 import dns.rdatatype
 
@@ -115,6 +116,14 @@ def render(query: Query, answer: Answer | None, rcode: int, max_size: int) -> by
     authority, or required glue, that sets TC (and an RRset whose RRSIGs do not fit goes
     too); other additional data is just dropped (an address may stay without its RRSIGs,
     RFC 4035 §3.1.1)."""
+    return render_fit(query, answer, rcode, max_size)[0]
+
+
+def render_fit(
+    query: Query, answer: Answer | None, rcode: int, max_size: int
+) -> tuple[bytes, bool]:
+    """:func:`render`, and whether everything fit: when it did, the same bytes answer the
+    query under any size limit at least as large as the response."""
     flags = 0x8000 | (query.flags & 0x7910)  # QR; copy opcode, RD and CD
     aa = answer.aa if answer is not None else False
     if aa:
@@ -130,6 +139,7 @@ def render(query: Query, answer: Answer | None, rcode: int, max_size: int) -> by
     limit = max_size - reserve
     counts = [0, 0, 0]
     truncated = False
+    complete = True
     if answer is not None:
         sections = (answer.answer, answer.authority, answer.additional)
         for index, section in enumerate(sections):
@@ -143,6 +153,7 @@ def render(query: Query, answer: Answer | None, rcode: int, max_size: int) -> by
                     counts[index] += n
                     last_mark, last_table = mark, table
                     continue
+                complete = False
                 if index < 2 or position < answer.glue_required:
                     truncated = True
                     if index < 2 and position and _covers(entry, section[position - 1]):
@@ -158,12 +169,27 @@ def render(query: Query, answer: Answer | None, rcode: int, max_size: int) -> by
         flags |= 0x0200
     additional = counts[2]
     if query.edns is not None:
-        w.buf += _opt_rr(ext_rcode, query.edns.do)
+        w.buf += opt_rr(ext_rcode, query.edns.do)
         additional += 1
     struct.pack_into(
         "!2sHHHHH", w.buf, 0, query.id, flags, int(has_question), counts[0], counts[1], additional
     )
-    return bytes(w.buf)
+    return bytes(w.buf), complete
+
+
+def section_after(qname: bytes, entries: Sequence[Entry]) -> tuple[int, bytes]:
+    """``entries`` written as they would follow a question for ``qname`` (of any type and
+    class): their RR count and bytes, names compressed against the question and each other.
+    Equal for every question name of the same length whose suffixes that any of these names
+    share are the same (what :mod:`nameserver.quick` keys its templates by)."""
+    w = _Writer(b"\x00" * HEADER_LEN)
+    w.buf += qname + b"\x00\x00\x00\x00"
+    w.remember_question(qname)
+    start = len(w.buf)
+    count = 0
+    for entry in entries:
+        count += _write_rrset(w, entry)
+    return count, bytes(w.buf[start:])
 
 
 def _covers(sigs: Entry, covered: Entry) -> bool:
@@ -177,7 +203,7 @@ def _covers(sigs: Entry, covered: Entry) -> bool:
     )
 
 
-def _opt_rr(ext_rcode: int, do: bool) -> bytes:
+def opt_rr(ext_rcode: int, do: bool) -> bytes:
     """Our OPT: advertised UDP size, extended rcode, version 0, the DO bit echoed (RFC 3225)."""
     ttl = (ext_rcode << 24) | (0x8000 if do else 0)
     return b"\x00" + struct.pack("!HHIH", OPT, ADVERTISED_UDP_SIZE, ttl, 0)

@@ -87,6 +87,9 @@ class ServerConfig:
     # Further NOTIFY targets of a zone, asked at every NOTIFY (a sidecar in this process,
     # whose listener may bind after the server starts).
     notify_extra: Callable[[dns.name.Name], list[NotifyTarget]] | None = None
+    # The response cache's budget in bytes (0: none); None sizes it to the served zones.
+    cache_size: int | None = None
+
     # TCP limits beyond the two above (see the TCP_* constants).
     tcp_message_timeout: float = TCP_MESSAGE_TIMEOUT
     tcp_max_per_client: int = TCP_MAX_PER_CLIENT
@@ -128,7 +131,7 @@ class UdpHandler(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        hit = self.responder.udp_cache.get(data[2:])
+        hit = self.responder.cache.exact.get(data[2:])
         if hit is not None:
             response: bytes | None = data[:2] + hit
         else:
@@ -676,7 +679,7 @@ class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.registry = ZoneRegistry()
-        self.responder = Responder(self.registry)
+        self.responder = Responder(self.registry, config.cache_size)
         self.rrl = RateLimiter(config.rrl, self.registry) if config.rrl.enabled else None
         self.follower = StoreFollower(config.store_path, self.registry)
         self.transfers = TransferService(

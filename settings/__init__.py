@@ -20,6 +20,7 @@ from settings.grammar import (
     parse_names,
     parse_network,
     parse_seconds,
+    parse_size,
 )
 from settings.secrets import TSIG_ALGORITHMS, TsigKey, parse_tsig_keys
 from settings.table import Source, Table, load_toml
@@ -40,5 +41,6 @@ __all__ = [
     "parse_names",
     "parse_network",
     "parse_seconds",
+    "parse_size",
     "parse_tsig_keys",
 ]

@@ -1,4 +1,4 @@
-"""Values: addresses, networks, durations and domain names.
+"""Values: addresses, networks, durations, sizes and domain names.
 
 Each parser takes the value as TOML or the command line gives it and returns a typed value,
 or raises ValueError with a message meant for the user (what is wrong and how to write it);
@@ -162,6 +162,34 @@ def format_duration(seconds: float) -> str:
         parts = [p for p in parts if not p.endswith("s")]
         parts.append(f"{whole % 60 + fraction:g}s")
     return "".join(parts)
+
+
+# --- sizes --------------------------------------------------------------------------------
+
+# Binary multiples, as Unbound's and Knot's size settings read them ("4m" is 4 MiB).
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_SIZE_RE = re.compile(rf"({_NUMBER})\s*([kmgt]?)(?:i?b)?")
+_SIZE_HELP = 'write bytes or a number with a unit k, M, G (powers of 1024), e.g. "64M", "1.5G"'
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from a TOML integer or from text: ``"1048576"``, ``"512k"``, ``"64M"``,
+    ``"64MiB"``, ``"1.5G"``. Units are powers of 1024; never negative."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"{value!r} is not a size; {_SIZE_HELP}")
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _SIZE_RE.fullmatch(value.strip().lower())
+        if match is None:
+            raise ValueError(f"{value!r} is not a size; {_SIZE_HELP}")
+        number, unit = float(match.group(1)), match.group(2)
+        if not unit and not number.is_integer():
+            raise ValueError(f"{value!r} is not a whole number of bytes")
+        size = int(number * _SIZE_UNITS[unit])
+    if size < 0:
+        raise ValueError(f"{value!r} is negative; sizes are 0 or more")
+    return size
 
 
 # --- names --------------------------------------------------------------------------------

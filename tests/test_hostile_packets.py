@@ -173,7 +173,7 @@ def assert_formerr(data: bytes, with_opt: bool) -> bytes:
     message = dns.message.from_wire(response, ignore_trailing=False)
     assert not message.answer and not message.authority
     assert (message.opt is not None) == with_opt
-    assert data[2:] not in HANDLER.responder.udp_cache
+    assert data[2:] not in HANDLER.responder.cache.exact
     return response
 
 
@@ -278,7 +278,7 @@ def test_a_malformed_copy_of_a_cached_query_is_not_served_from_the_cache() -> No
     query = query_wire("mail.example.test", "AAAA", edns=True)
     full = serve_udp(query)
     assert full is not None and rcode_of(full) == 0 and len(full) > len(query)
-    assert query[2:] in HANDLER.responder.udp_cache
+    assert query[2:] in HANDLER.responder.cache.exact
     assert_formerr(query + b"\x00", with_opt=True)
     assert serve_udp(query) == full
 

@@ -23,6 +23,7 @@ from settings import (
     parse_duration,
     parse_network,
     parse_seconds,
+    parse_size,
     parse_tsig_keys,
 )
 
@@ -182,3 +183,44 @@ def test_array_entries_are_numbered(tmp_path: Path) -> None:
     second = table.entries("secondary")[1]
     with pytest.raises(SettingsError, match=r"^secondary#2.adress: unknown setting; did you"):
         second.allow(["address", "key"])
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [
+        (0, 0),
+        (1048576, 1 << 20),
+        ("1048576", 1 << 20),
+        ("512k", 512 << 10),
+        ("64M", 64 << 20),
+        ("64MiB", 64 << 20),
+        ("64mb", 64 << 20),
+        (" 2 G ", 2 << 30),
+        ("1.5G", 3 << 29),
+        ("1T", 1 << 40),
+    ],
+)
+def test_one_size_grammar(value: object, size: int) -> None:
+    """Binary multiples, as Unbound's and Knot's size settings take them."""
+    assert parse_size(value) == size
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (-1, "negative"),
+        ("-1M", "not a size"),
+        ("1.5", "not a whole number of bytes"),
+        ("64Q", "not a size"),
+        ("M", "not a size"),
+        ("", "not a size"),
+        (True, "not a size"),
+        (1.5, "not a size"),
+        (None, "not a size"),
+    ],
+)
+def test_bad_sizes_say_how_to_write_one(value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as info:
+        parse_size(value)
+    if message == "not a size":
+        assert '"64M"' in str(info.value)

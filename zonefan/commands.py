@@ -67,7 +67,7 @@ from zonefan.common import (
     update_policies,
 )
 from zonefan.keys_cli import keys_group, zone_maintain, zone_sign
-from zonefan.options import F, addresses, duration, json_option, networks, zone_name
+from zonefan.options import F, addresses, duration, json_option, networks, size, zone_name
 from zonefan.progress import Progress
 from zonefan.serve_sync import link_sidecar
 
@@ -187,6 +187,14 @@ def limit_option(flag: str, default: int, help: str) -> Callable[[F], F]:
     "one address); repeatable.",
 )
 @click.option(
+    "--cache-size",
+    callback=size,
+    default=None,
+    metavar="SIZE",
+    help="Memory for cached responses: bytes, or e.g. 64M, 1G (0: no cache). Default: "
+    "32M plus 4 times the served zones' wire size, at most 1G. Config: [serve] cache-size.",
+)
+@click.option(
     "--sync",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -210,6 +218,7 @@ def serve_cmd(
     rrl_ipv4_prefix: int,
     rrl_ipv6_prefix: int,
     rrl_exempt: tuple[Network, ...],
+    cache_size: int | None,
     sync: Path | None,
 ) -> None:
     """Serve every zone in the store; changes committed meanwhile are served at once.
@@ -247,6 +256,7 @@ def serve_cmd(
         tcp_pipeline_depth=tcp_pipeline_depth,
         transfers_per_client=transfers_per_client,
         rrl=RrlSettings(rrl_ratelimit, rrl_slip, rrl_ipv4_prefix, rrl_ipv6_prefix, rrl_exempt),
+        cache_size=cache_size,
     )
     try:
         serve(config, [] if link is None else [link.companion])

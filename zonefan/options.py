@@ -10,7 +10,16 @@ import click
 import dns.exception
 import dns.name
 
-from settings import Address, Network, Source, Table, parse_address, parse_duration, parse_network
+from settings import (
+    Address,
+    Network,
+    Source,
+    Table,
+    parse_address,
+    parse_duration,
+    parse_network,
+    parse_size,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -73,3 +82,14 @@ def networks(
             raise click.BadParameter(f"{text!r}: a network has no port here", ctx, param)
         out.append(network)
     return tuple(out)
+
+
+def size(ctx: click.Context, param: click.Parameter, value: object) -> int | None:
+    """An option callback: a size in bytes in the settings grammar (``1048576``, ``"64M"``,
+    ``"1.5G"``), the same text on the command line as in the config file."""
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param) from None
