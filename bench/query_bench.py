@@ -46,6 +46,9 @@ ZONEFAN_RRL = ("--rrl-ratelimit", "0")  # like NSD's rrl-ratelimit: 0 below: no 
 STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL, and after SIGKILL
 IMPORT_TIMEOUT = 1800.0
 PROBE_INTERVAL = 0.005  # seconds between readiness probes
+IDLE_SAMPLE = 0.5  # seconds between CPU samples while waiting for a server to settle
+IDLE_SHARE = 0.1  # settled: under this share of a CPU for two samples in a row
+IDLE_TIMEOUT = 300.0
 WARMUP_LIMIT = 60.0  # the warm-up pass through the query file never runs longer than this
 TARGET_RATIO = 0.25
 CPU_SAMPLE = 0.2  # seconds between /proc/stat samples during a dnsperf run
@@ -264,6 +267,15 @@ def _stat_fields(pid: int) -> list[str]:
         return []
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ticks(pid: int) -> int:
+    """User plus system CPU time of one process, in clock ticks (0 if it is gone)."""
+    fields = _stat_fields(pid)
+    return int(fields[11]) + int(fields[12]) if len(fields) > 12 else 0
+
+
 def _start_time(pid: int) -> str:
     fields = _stat_fields(pid)
     return fields[19] if len(fields) > 19 else ""
@@ -314,6 +326,19 @@ class Server:
         self.load_seconds = time.monotonic() - started
         self.known_children = [(c, _start_time(c)) for c in children_of(self.proc.pid)]
         return self
+
+    def wait_idle(self, timeout: float = IDLE_TIMEOUT) -> float:
+        """Wait until the server uses less than IDLE_SHARE of a CPU (a signed zone is
+        maintained at start: index builds, signature refreshes); the seconds waited."""
+        started = time.monotonic()
+        ticks = _cpu_ticks(self.pid)
+        calm = 0
+        while time.monotonic() - started < timeout and calm < 2:
+            time.sleep(IDLE_SAMPLE)
+            now = _cpu_ticks(self.pid)
+            calm = calm + 1 if (now - ticks) / _TICKS < IDLE_SHARE * IDLE_SAMPLE else 0
+            ticks = now
+        return time.monotonic() - started
 
     @property
     def pid(self) -> int:
@@ -745,8 +770,12 @@ def run(args: argparse.Namespace) -> int:
         idle = []
         for server in servers.values():
             server.start()
+            settled = server.wait_idle()
             idle.append(f"{server.name} {_mib(server.rss_kib())}")
-            say(f"{server.name} pid {server.pid}: first answer after {server.load_seconds:.2f} s")
+            say(
+                f"{server.name} pid {server.pid}: first answer after {server.load_seconds:.2f} s,"
+                f" idle {settled:.1f} s later"
+            )
         notes.append("RSS right after load: " + ", ".join(idle) + " (NSD: with its children)")
         _background(args, say, notes)
 
@@ -779,6 +808,7 @@ def run(args: argparse.Namespace) -> int:
                 if r and name != NSD:
                     server.stop()
                     server.start()
+                    server.wait_idle()
                 for kind, queries, limit in passes:
                     result = dnsperf(server.port, queries, limit, perf, max_runs=1)
                     cold_runs.setdefault((name, kind), []).append(result)

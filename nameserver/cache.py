@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 __all__ = [
+    "ASKED_ONCE",
     "EXACT_OVERHEAD",
     "SHARED_OVERHEAD",
     "ExactKey",
@@ -37,6 +38,8 @@ ExactKey = bytes | tuple[bytes]
 # table; a shared entry adds its Shared object.
 EXACT_OVERHEAD = 130
 SHARED_OVERHEAD = 190
+# How many keys asked_before() remembers before it starts over.
+ASKED_ONCE = 32768
 
 
 class Shared:
@@ -63,6 +66,7 @@ class ResponseCache:
     counted); 0 keeps nothing."""
 
     __slots__ = (
+        "_asked",
         "_old_bytes",
         "_old_exact",
         "_old_shared",
@@ -80,6 +84,7 @@ class ResponseCache:
         self._old_shared: dict[bytes, Shared] = {}
         self._young_bytes = 0
         self._old_bytes = 0
+        self._asked: set[int] = set()
 
     def clear(self) -> None:
         """Forget every response (the zones changed)."""
@@ -88,6 +93,19 @@ class ResponseCache:
         self._old_exact = {}
         self._old_shared = {}
         self._young_bytes = self._old_bytes = 0
+        self._asked = set()
+
+    def asked_before(self, key: bytes) -> bool:
+        """True when ``key`` was passed here before, among about the last ASKED_ONCE keys
+        (kept as hashes, ~2 MiB at most); remembers it. What is cheap to make again is kept
+        only on its second ask: a flood of new names, never asked twice, keeps nothing."""
+        asked, seen = self._asked, hash(key)
+        if seen in asked:
+            return True
+        if len(asked) >= ASKED_ONCE:
+            asked.clear()  # what it held was not asked again for a long while
+        asked.add(seen)
+        return False
 
     @property
     def size(self) -> int:

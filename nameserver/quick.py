@@ -206,13 +206,17 @@ def _nxdomain(
         varies = denial.nxdomain_varies(qkey, encloser) if denial is not None else b""
         key = b"".join((_TEMPLATE, bytes((qlen,)), prep.origin, anchor, encloser, varies))
         template = cache.get_shared(key)
-        if template is None:
+        if template is not None:
+            count, body = int.from_bytes(template.response[:2], "big"), template.response[2:]
+        else:
             made = _template(prep, qkey, encloser, anchor, True, denial)
             if made is None:
                 return None
-            template = Shared(made[0].to_bytes(2, "big") + made[1], None, 0)
-            cache.put_shared(key, template)
-        count, body = int.from_bytes(template.response[:2], "big"), template.response[2:]
+            count, body = made
+            # One per covering record: in a large zone a flood of random names hits each
+            # about once, so a template is kept only when its key comes again.
+            if cache.asked_before(key):
+                cache.put_shared(key, Shared(count.to_bytes(2, "big") + body, None, 0))
     else:
         # Only the SOA: the apex, or longer where the SOA's names go on below it. So few
         # templates (a question is at most 255 octets) that the zone's Prepared keeps them.

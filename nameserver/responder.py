@@ -60,9 +60,6 @@ ALIASES = 4
 _KEY = struct.Struct("!HHHhBH")
 # How a response is kept (see Responder._answer).
 _AGAIN, _QUICK, _FITS, _LIMITED = 0, 1, 2, 3
-# Normalised questions asked once (see Responder._answer): how many are remembered, as
-# hashes (about 2 MiB), before the memory starts over.
-ASKED_ONCE = 32768
 _COPIED_FLAGS = 0x7910  # opcode, RD, CD: what a response copies from its query
 
 
@@ -91,7 +88,6 @@ class Responder:
         self.cache = ResponseCache(cache_size if cache_size is not None else CACHE_FLOOR)
         self._wire_sizes: dict[bytes, int] = {}  # by origin, when the zone was first seen
         self._prepared: dict[bytes, Prepared] = {}  # by origin, for the quick answers
-        self._asked_once: set[int] = set()  # hashes of normalised keys (see _answer)
         zones.on_change(self.clear_cache)
         self.clear_cache()
 
@@ -99,7 +95,6 @@ class Responder:
         """Forget every cached response (a zone version changed)."""
         self.cache.clear()
         self._prepared = {}
-        self._asked_once = set()
         if self.cache_size is None:
             self._resize()
 
@@ -165,15 +160,10 @@ class Responder:
                 cache.put_exact(exact, tail)
             return query.id + tail
         response, keep, copies_qname = self._answer(query, qkey, tcp, limit)
-        if keep <= _QUICK:
-            asked, seen = self._asked_once, hash(key)
-            if seen not in asked:
-                if len(asked) >= ASKED_ONCE:
-                    asked.clear()  # what it held was not asked again for a long while
-                asked.add(seen)
-                if keep == _QUICK:
-                    cache.put_exact(exact, response[2:])
-                return response
+        if keep <= _QUICK and not cache.asked_before(key):
+            if keep == _QUICK:
+                cache.put_exact(exact, response[2:])
+            return response
         tail = response[2:]
         # This asker's alias is one of ALIASES, and so is the first asker's for a _QUICK one.
         aliases = ALIASES - 2 if keep == _QUICK else ALIASES - 1
