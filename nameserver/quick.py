@@ -14,7 +14,9 @@ its RRSIGs and the NSEC or NSEC3 proofs, RFC 4035 §3.1.3.2, RFC 5155 §7.2.2) d
 between names only through its compression pointers (RFC 1035 §4.1.4), which point into
 the question: for names of the same length that share the same suffixes with the names in
 it, they are the same bytes. So it is written once per zone, such suffix ("anchor"),
-question length and proof, and kept in the response cache as a template.
+question length and proof, and kept as a template: with the zone's Prepared when unsigned
+(the SOA alone: a few per zone), in the response cache otherwise (one per covering NSEC or
+NSEC3, kept once it is used a second time).
 """
 
 from __future__ import annotations

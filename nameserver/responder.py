@@ -45,9 +45,9 @@ _NOTIMP_QTYPES = {int(dns.rdatatype.MAILA), int(dns.rdatatype.MAILB)}
 _SPECIAL_QTYPES = frozenset(_TRANSFER_TYPES | _FORMERR_QTYPES | _NOTIMP_QTYPES)
 
 MIB = 1 << 20
-# The default budget: a floor that holds every answer of a zone of ~50k RRsets, plus room
-# in proportion to the served zones' wire size for larger ones, capped so that a huge
-# zone does not double the process's memory. See README "Limits".
+# The default budget: a floor that holds an answer for each of ~100k names (a cached answer
+# takes 200-500 bytes with its keys), plus room in proportion to the served zones' wire
+# size for larger zones, capped so that a huge zone does not double the process's memory.
 CACHE_FLOOR = 32 * MIB
 CACHE_PER_ZONE_BYTE = 4
 CACHE_CEILING = 1024 * MIB
