@@ -667,6 +667,14 @@ def _zonefan_cli(workdir: Path, db: Path, *args: str, timeout: float = IMPORT_TI
     return done.stdout.strip()
 
 
+def _rrl_off(tree: Path) -> tuple[str, ...]:
+    """ZONEFAN_RRL for a source tree whose serve has response rate limiting (older code
+    has no such option, and no limiting)."""
+    commands = tree / "zonefan" / "commands.py"
+    known = commands.exists() and "rrl-ratelimit" in commands.read_text(encoding="utf-8")
+    return ZONEFAN_RRL if known else ()
+
+
 def _background(args: argparse.Namespace, say: Callable[[str], None], notes: list[str]) -> None:
     before = _counters()
     time.sleep(BACKGROUND_SAMPLE)
@@ -757,6 +765,7 @@ def run(args: argparse.Namespace) -> int:
                     "serve",
                     "--listen",
                     f"{HOST}:{port_b}",
+                    *_rrl_off(args.compare),
                 ],
                 port_b,
                 workdir / "baseline.log",
