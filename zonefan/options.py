@@ -45,15 +45,27 @@ def zone_name(text: str) -> dns.name.Name:
         raise click.BadParameter(f"{text!r} is not a domain name: {e}") from e
 
 
-def duration(ctx: click.Context, param: click.Parameter, value: object) -> float | None:
-    """An option callback: a duration in the settings grammar (``10``, ``"30s"``,
-    ``"1.5h"``) as seconds, the same text on the command line as in the config file."""
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e), ctx, param) from None
+V = TypeVar("V")
+
+
+def _scalar(parse: Callable[[Any], V]) -> Callable[[click.Context, click.Parameter, Any], V | None]:
+    """An option callback reading one value with a settings-grammar parser, so the command
+    line takes the same text as the config file."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> V | None:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as e:
+            raise click.BadParameter(str(e), ctx, param) from None
+
+    return callback
+
+
+# A duration as seconds (``10``, ``"30s"``, ``"1.5h"``); a size in bytes (``"64M"``).
+duration = _scalar(parse_duration)
+size = _scalar(parse_size)
 
 
 def addresses(
@@ -82,14 +94,3 @@ def networks(
             raise click.BadParameter(f"{text!r}: a network has no port here", ctx, param)
         out.append(network)
     return tuple(out)
-
-
-def size(ctx: click.Context, param: click.Parameter, value: object) -> int | None:
-    """An option callback: a size in bytes in the settings grammar (``1048576``, ``"64M"``,
-    ``"1.5G"``), the same text on the command line as in the config file."""
-    if value is None:
-        return None
-    try:
-        return parse_size(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e), ctx, param) from None
