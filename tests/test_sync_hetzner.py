@@ -4,13 +4,38 @@ codec, the target's pushes, rate limits and failures, and the settings."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import dns.name
+import dns.rdatatype
 import pytest
 
-from tests.emulators.hetzner import HetznerEmulator
+from sync.errors import SyncConfigError, TargetError, TargetRejectedError
+from sync.model import RRset, RRsetKey, ZoneData
+from sync.plan import Plan, compute_plan
+from sync.providers.hetzner import (
+    CAPABILITIES,
+    DEFAULT_ENDPOINT,
+    HetznerSettings,
+    HetznerTarget,
+    decode_rrset,
+    error_text,
+    hetzner_from_config,
+    parse_settings,
+    rrset_body,
+    rrset_name,
+    zone_name,
+)
+from sync.providers.http import Account, Response
+from sync.providers.testkit.contract import CHECKS, Contract, run_check
+from sync.settings import TargetContext
+from tests.emulators.hetzner import ASSIGNED_NAMESERVERS, HetznerEmulator, check_records
 
 TOKEN = "hz-secret-token-7f3a9c"
 
@@ -221,3 +246,409 @@ async def test_emulator_actions_run_until_read_then_succeed(emulator: HetznerEmu
     assert payload["actions"][0]["status"] == "success"
     status, payload, _ = await call(emulator, "GET", "/actions")
     assert status == 400 and payload["error"]["details"]["fields"][0]["name"] == "id"
+
+
+# -- the codec --------------------------------------------------------------------------------
+
+ORIGIN = dns.name.from_text("example.com")
+
+
+def test_codec_names_and_bodies_follow_the_reference() -> None:
+    assert rrset_name(ORIGIN, ORIGIN) == "@"
+    assert rrset_name(dns.name.from_text("WWW.Example.COM."), ORIGIN) == "www"
+    assert rrset_name(dns.name.from_text("*.dev.example.com."), ORIGIN) == "*.dev"
+    assert zone_name(dns.name.from_text("Example.COM.")) == "example.com"
+    mx = RRset.from_text("@", "MX", 3600, ["20 mail2.example.net.", "10 mail"], ORIGIN)
+    assert rrset_body(mx, ORIGIN) == {
+        "name": "@",
+        "type": "MX",
+        "ttl": 3600,
+        "records": [{"value": "10 mail.example.com."}, {"value": "20 mail2.example.net."}],
+    }
+    txt = RRset.from_text("t", "TXT", 300, ['"' + "x" * 255 + '" "tail \\"q\\""'], ORIGIN)
+    assert rrset_body(txt, ORIGIN)["records"] == [{"value": '"' + "x" * 255 + '" "tail \\"q\\""'}]
+
+
+@pytest.mark.parametrize(
+    ("rtype", "values"),
+    [
+        ("A", ["192.0.2.1", "192.0.2.2"]),
+        ("AAAA", ["2001:db8::1"]),
+        ("CAA", ['0 issue "letsencrypt.org"']),
+        ("CNAME", ["target.example.net."]),
+        ("DS", ["12345 13 2 " + "ab" * 32]),
+        ("HINFO", ['"x86" "linux"']),
+        ("MX", ["10 mail.example.com."]),
+        ("NS", ["ns1.example.net."]),
+        ("SRV", ["10 60 5060 sip.example.com."]),
+        ("TLSA", ["3 1 1 " + "cd" * 32]),
+        ("TXT", ['"v=spf1 -all"', '"two" "strings"']),
+        ("HTTPS", ['1 . alpn="h2,h3"']),
+    ],
+)
+def test_codec_round_trips_each_type(rtype: str, values: list[str]) -> None:
+    rrset = RRset.from_text("x", rtype, 600, values, ORIGIN)
+    body = rrset_body(rrset, ORIGIN)
+    check_records(rtype, body["records"], "records")
+    back = decode_rrset({**body, "id": f"x/{rtype}"}, ORIGIN, 3600)
+    assert back == rrset
+
+
+def test_codec_reads_the_zone_default_ttl_and_relative_names() -> None:
+    item = {"name": "www", "type": "CNAME", "ttl": None, "records": [{"value": "web"}]}
+    back = decode_rrset(item, ORIGIN, 7200)
+    assert back.ttl == 7200
+    assert back.texts() == ["web.example.com."]
+    with pytest.raises(ValueError, match="www/A"):
+        decode_rrset(
+            {"name": "www", "type": "A", "ttl": 60, "records": [{"value": "x"}]}, ORIGIN, 1
+        )
+
+
+def test_error_text_names_the_code_message_and_fields() -> None:
+    body = {
+        "error": {
+            "code": "invalid_input",
+            "message": "invalid input in field 'ttl'",
+            "details": {
+                "fields": [{"name": "ttl", "messages": ["must be between 60 and 2147483647"]}]
+            },
+        }
+    }
+    response = Response(400, {}, json.dumps(body).encode())
+    assert error_text(response) == (
+        "HTTP 400 invalid_input: invalid input in field 'ttl' "
+        "(ttl: must be between 60 and 2147483647)"
+    )
+    assert error_text(Response(502, {}, b"<html>bad gateway</html>")) == (
+        "HTTP 502: <html>bad gateway</html>"
+    )
+
+
+# -- the target against the emulator ----------------------------------------------------------
+
+
+class FakeTime:
+    """Injected time for the target's waits: sleeping moves this clock (and the emulator's,
+    when it follows one), never the test's."""
+
+    def __init__(self, follow: Clock | None = None) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+        self.follow = follow or Clock()
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        self.follow.now += seconds
+
+
+def make_target(
+    emu: HetznerEmulator, fake: FakeTime | None = None, token: str = TOKEN
+) -> HetznerTarget:
+    fake = fake or FakeTime()
+    settings = HetznerSettings("hz", emu.url, token, 10.0)
+    account = Account(CAPABILITIES.budget, clock=fake.clock, sleep=fake.sleep)
+    return HetznerTarget(settings, sleep=fake.sleep, account=account, wall=fake.follow)
+
+
+def zone_text(origin: dns.name.Name, serial: int, hosts: int, extra: str = "") -> ZoneData:
+    lines = [
+        f"@ 3600 IN SOA ns1.{origin} hostmaster.{origin} {serial} 7200 3600 1209600 300",
+        "@ 3600 IN NS ns1.example.net.",
+        "@ 3600 IN MX 10 mail",
+        "mail 3600 IN A 192.0.2.25",
+    ]
+    lines += [f"h{i} 300 IN A 192.0.2.{i % 250 + 1}" for i in range(hosts)]
+    return ZoneData.from_text("\n".join(lines) + "\n" + extra, origin)
+
+
+async def push(target: HetznerTarget, data: ZoneData) -> Plan:
+    """What the engine does for one push, every RRset not the provider's counted as ours."""
+    held = await target.read(data.origin)
+    desired = target.normalize(data).data
+    caps = target.capabilities
+    current = None
+    if held is not None:
+        current = ZoneData(
+            data.origin,
+            {k: r for k, r in held.data.rrsets.items() if not caps.provider_owned(k, data.origin)},
+        )
+    plan = compute_plan(
+        desired,
+        current,
+        target=target.name,
+        owned=set(current.rrsets) if current else (),
+        serial=data.serial,
+    )
+    await target.apply(plan, held.state if held is not None else None)
+    return plan
+
+
+async def converge(target: HetznerTarget, data: ZoneData, attempts: int = 8) -> list[str]:
+    """Push until a push finds nothing left to do; the errors on the way."""
+    errors: list[str] = []
+    for _ in range(attempts):
+        try:
+            plan = await push(target, data)
+        except TargetError as exc:
+            errors.append(str(exc))
+            continue
+        if plan.empty:
+            return errors
+    raise AssertionError(f"no convergence: {errors}")
+
+
+async def held_data(target: HetznerTarget, origin: dns.name.Name) -> dict[RRsetKey, RRset]:
+    held = await target.read(origin)
+    assert held is not None
+    caps = target.capabilities
+    return {k: r for k, r in held.data.rrsets.items() if not caps.provider_owned(k, origin)}
+
+
+ZONE = dns.name.from_text("zonefan-test.de")
+
+
+async def test_create_from_empty_is_one_request_and_reads_back(emulator: HetznerEmulator) -> None:
+    target = make_target(emulator)
+    try:
+        assert await target.read(ZONE) is None
+        data = zone_text(ZONE, 1, hosts=120)
+        plan = await push(target, data)
+        assert plan.create_zone
+        writes = [(m, p) for m, p, _ in emulator.log if m != "GET"]
+        assert writes == [("POST", "/v1/zones")]
+        want = target.normalize(data).data.rrsets
+        assert await held_data(target, ZONE) == want
+        # The listing took three pages of at most 50 RRSets (122 ours and SOA and NS).
+        base = f"/v1/zones/{emulator.zone_id('zonefan-test.de')}/rrsets?per_page=50"
+        pages = [p for m, p, _ in emulator.log if m == "GET" and "/rrsets" in p]
+        assert pages[:3] == [base, base + "&page=2", base + "&page=3"]
+        # Hetzner's own SOA and apex NS are read, never planned.
+        held = await target.read(ZONE)
+        assert held is not None and (ZONE, dns.rdatatype.SOA) in held.data.rrsets
+        assert [str(n) for n in await target.nameservers(ZONE)] == list(ASSIGNED_NAMESERVERS)
+        assert (await push(target, data)).empty
+    finally:
+        await target.close()
+
+
+async def test_change_and_delete_use_one_request_per_rrset(emulator: HetznerEmulator) -> None:
+    target = make_target(emulator)
+    try:
+        await push(target, zone_text(ZONE, 1, hosts=6))
+        emulator.log.clear()
+        v2 = zone_text(ZONE, 2, hosts=4, extra='new 600 IN TXT "added"\n')
+        v2 = ZoneData(
+            ZONE,
+            {
+                **v2.rrsets,
+                (dns.name.from_text("h0", ZONE), dns.rdatatype.A): RRset.from_text(
+                    "h0", "A", 900, ["198.51.100.7"], ZONE
+                ),
+                (dns.name.from_text("mail", ZONE), dns.rdatatype.A): RRset.from_text(
+                    "mail", "A", 60, ["192.0.2.25"], ZONE
+                ),
+            },
+        )
+        plan = await push(target, v2)
+        assert len(plan.changes) == 5
+        writes = sorted(p for m, p, _ in emulator.log if m != "GET")
+        zone_id = emulator.zone_id("zonefan-test.de")
+        base = f"/v1/zones/{zone_id}/rrsets"
+        assert writes == sorted(
+            [
+                base,  # new/TXT created
+                f"{base}/h0/A/actions/set_records",
+                f"{base}/h0/A/actions/change_ttl",
+                f"{base}/mail/A/actions/change_ttl",
+                f"{base}/h4/A",
+                f"{base}/h5/A",
+            ]
+        )
+        assert await held_data(target, ZONE) == target.normalize(v2).data.rrsets
+        assert (await push(target, v2)).empty
+    finally:
+        await target.close()
+
+
+async def test_foreign_rrsets_and_hetzners_own_records_are_left_alone(
+    emulator: HetznerEmulator,
+) -> None:
+    target = make_target(emulator)
+    try:
+        await push(target, zone_text(ZONE, 1, hosts=3))
+        emulator.put_rrset("zonefan-test.de", "theirs", "TXT", ['"someone else"'], 300)
+        held = await target.read(ZONE)
+        assert held is not None
+        desired = target.normalize(zone_text(ZONE, 2, hosts=2)).data
+        current = ZoneData(
+            ZONE,
+            {k: r for k, r in held.data.rrsets.items() if not CAPABILITIES.provider_owned(k, ZONE)},
+        )
+        mine = {k for k in current.rrsets if k[0] != dns.name.from_text("theirs", ZONE)}
+        plan = compute_plan(desired, current, target="hz", owned=mine, serial=2)
+        assert plan.foreign == ((dns.name.from_text("theirs", ZONE), dns.rdatatype.TXT),)
+        await target.apply(plan, held.state)
+        rrsets = emulator.rrsets("zonefan-test.de")
+        assert ("theirs", "TXT") in rrsets and ("h2", "A") not in rrsets
+        assert [r["value"] for r in rrsets[("@", "NS")].records] == list(ASSIGNED_NAMESERVERS)
+        assert ("@", "SOA") in rrsets
+    finally:
+        await target.close()
+
+
+async def test_a_429_storm_during_a_large_push_converges_and_applies_nothing_twice() -> None:
+    """The emulator's own hourly budget, shrunk to 20 requests refilled at 10 a second, and
+    spent by another client of the project before every 15th request: the target's account
+    waits out each RateLimit-Reset (injected time, so none passes in the test) and every
+    RRSet is written exactly once."""
+    clock = Clock()
+    fake = FakeTime(follow=clock)  # the emulator's clock moves with the target's sleeps
+    with HetznerEmulator(
+        token=TOKEN, rate_limit=20, rate_window=2.0, clock=clock, drained_every=15
+    ) as emu:
+        target = make_target(emu, fake)
+        try:
+            emu.add_zone("zonefan-test.de")
+            data = zone_text(ZONE, 1, hosts=150)
+            errors = await converge(target, data)
+            assert sum(1 for _, _, s in emu.log if s == 429) >= 5, "no storm happened"
+            # Waits come from the headers: a drained budget of 20 at 10 a second is back in
+            # 2 s, and RateLimit-Reset is a whole second.
+            assert fake.slept and max(fake.slept) < 3.0
+            assert await held_data(target, ZONE) == target.normalize(data).data.rrsets
+            creates = [a for a in emu.applied if a[0] == "create_rrset"]
+            assert len(creates) == len(set(creates)) == 152
+            assert errors == [] or all("429" in e for e in errors)
+        finally:
+            await target.close()
+
+
+async def test_server_errors_during_a_large_push_converge_with_nothing_lost_or_doubled(
+    emulator: HetznerEmulator,
+) -> None:
+    """A write the backend applied and then answered 500 for, and one refused with 503
+    before it was processed: the POST is not sent again blindly (the re-read finds what was
+    applied), so every RRSet is created once and none is missing."""
+    target = make_target(emulator)
+    try:
+        emulator.add_zone("zonefan-test.de")
+        data = zone_text(ZONE, 1, hosts=80)
+        await push(target, zone_text(ZONE, 1, hosts=0))  # mail and MX first
+        emulator.fail_after_apply = 1
+        errors = await converge(target, data)
+        assert errors and "HTTP 500" in errors[0]
+        emulator.fail_before = 1  # a 503 that a POST must not retry by itself
+        v2 = zone_text(ZONE, 2, hosts=80, extra='x 300 IN TXT "late"\n')
+        errors = await converge(target, v2)
+        assert await held_data(target, ZONE) == target.normalize(v2).data.rrsets
+        creates = [a for a in emulator.applied if a[0] == "create_rrset"]
+        assert len(creates) == len(set(creates)) == 83
+    finally:
+        await target.close()
+
+
+async def test_a_failed_action_is_reported_with_the_api_message(emulator: HetznerEmulator) -> None:
+    target = make_target(emulator)
+    try:
+        await push(target, zone_text(ZONE, 1, hosts=1))
+        emulator.fail_actions = True
+        with pytest.raises(
+            TargetRejectedError, match=r"action create_rrset \d+ failed: action_failed: publishing"
+        ):
+            await push(target, zone_text(ZONE, 2, hosts=2))
+    finally:
+        await target.close()
+
+
+async def test_wrong_token_is_refused_and_never_logged(
+    emulator: HetznerEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = "hz-wrong-token-55aa"
+    target = make_target(emulator, token=wrong)
+    caplog.set_level(logging.DEBUG)
+    try:
+        with pytest.raises(TargetRejectedError) as caught:
+            await target.read(ZONE)
+        assert "401" in str(caught.value) and "check the credentials" in str(caught.value)
+        assert wrong not in str(caught.value)
+        assert caplog.records, "nothing was logged: the check proves nothing"
+        assert all(wrong not in r.getMessage() for r in caplog.records)
+    finally:
+        await target.close()
+
+
+# -- the contract kit -------------------------------------------------------------------------
+
+
+async def no_wait(seconds: float) -> None:
+    """Action polls and backoffs without the test's time passing."""
+    await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_contract(check: str) -> None:
+    with HetznerEmulator(token=TOKEN) as emu:
+        contract = Contract(
+            make_target=lambda url: HetznerTarget(
+                HetznerSettings("contract", url, TOKEN, 10.0), sleep=no_wait
+            ),
+            upstream=emu.url,
+            zone=dns.name.from_text("zonefan-contract.de"),
+            secrets=(TOKEN,),
+        )
+        asyncio.run(run_check(contract, check))
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+def ctx(env: dict[str, str] | None = None) -> TargetContext:
+    return TargetContext(keys={}, primary=None, env=env or {"HZ_TOKEN": TOKEN})
+
+
+def test_settings_read_the_token_from_the_environment_or_a_file(tmp_path: Path) -> None:
+    settings = parse_settings("hz", {"type": "hetzner", "api-token-env": "HZ_TOKEN"}, ctx())
+    assert settings.token == TOKEN and settings.endpoint == DEFAULT_ENDPOINT
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
+    settings = parse_settings(
+        "hz",
+        {
+            "type": "hetzner",
+            "api-token-file": str(token_file),
+            "endpoint": "http://127.0.0.1:1/v1/",
+        },
+        ctx(),
+    )
+    assert settings.token == TOKEN and settings.endpoint == "http://127.0.0.1:1/v1"
+    assert isinstance(
+        hetzner_from_config("hz", {"api-token-env": "HZ_TOKEN"}, ctx()), HetznerTarget
+    )
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "words"),
+    [
+        ({"api-token-env": "HZ_TOKEN", "zone-id": 5}, "target.hz.zone-id", "unknown setting"),
+        ({"api-token": TOKEN}, "target.hz.api-token", "unknown setting"),
+        ({}, "target.hz.api-token-env", "required"),
+        ({"api-token-env": "MISSING"}, "target.hz.api-token-env", "MISSING"),
+        ({"api-token-env": "HZ_TOKEN", "endpoint": "ftp://x"}, "target.hz.endpoint", "base URL"),
+        ({"api-token-env": "HZ_TOKEN", "endpoint": 5}, "target.hz.endpoint", "base URL"),
+        ({"api-token-env": "HZ_TOKEN", "timeout": 0}, "target.hz.timeout", "more than 0"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_key(
+    section: dict[str, Any], key: str, words: str
+) -> None:
+    with pytest.raises(SyncConfigError) as caught:
+        parse_settings("hz", {"type": "hetzner", **section}, ctx())
+    assert caught.value.setting == key
+    assert words in str(caught.value)
+    assert TOKEN not in str(caught.value)

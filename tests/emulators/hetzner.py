@@ -90,6 +90,48 @@ def invalid(field_name: str, message: str) -> ApiError:
     )
 
 
+def check_records(rtype: str, records: Any, field_name: str) -> list[dict[str, Any]]:
+    # "Records of the RRSet. Must not be empty and must only contain distinct record
+    # values."
+    if not isinstance(records, list) or not records:
+        raise invalid(field_name, "must not be empty")
+    seen: set[str] = set()
+    result: list[dict[str, Any]] = []
+    for i, record in enumerate(records):
+        where = f"{field_name}[{i}]"
+        if not isinstance(record, dict):
+            raise invalid(where, "must be an object with value and comment")
+        for key in record:
+            if key not in ("value", "comment"):
+                raise invalid(f"{where}.{key}", "unknown field")
+        value = record.get("value")
+        comment = record.get("comment", "")
+        if not isinstance(value, str) or not value:
+            raise invalid(f"{where}.value", "is required")
+        if not isinstance(comment, str):
+            raise invalid(f"{where}.comment", "must be a string")
+        check_value(rtype, value, f"{where}.value")
+        if value in seen:
+            raise invalid(field_name, "must only contain distinct record values")
+        seen.add(value)
+        result.append({"value": value, "comment": comment})
+    return result
+
+
+def check_value(rtype: str, value: str, field_name: str) -> None:
+    # The record types documentation: zone-file presentation format, names fully
+    # qualified; TXT as one or more quoted strings of at most 255 characters each.
+    if rtype == "TXT" and not _TXT_VALUE.match(value):
+        raise invalid(field_name, "must be one or more quoted strings")
+    try:
+        rdata = dns.rdata.from_text(
+            dns.rdataclass.IN, dns.rdatatype.from_text(rtype), value, None, relativize=False
+        )
+        rdata.to_wire()
+    except (dns.exception.DNSException, ValueError) as exc:
+        raise invalid(field_name, f"is not a valid {rtype} value ({exc})") from None
+
+
 @dataclass
 class RRSetData:
     name: str
@@ -115,6 +157,7 @@ class Action:
     command: str
     zone_id: int
     reads: int = 0
+    failed: bool = False
 
 
 @dataclass
@@ -136,6 +179,10 @@ class HetznerEmulator:
     # failing after the commit would; the next N requests are answered 503 unprocessed.
     fail_after_apply: int = 0
     fail_before: int = 0
+    fail_actions: bool = False  # actions end in "error" (publishing failed)
+    # Another client of the same project spends the whole budget before every Nth request
+    # (0: never): 429s arrive with no exhausted RateLimit-Remaining seen before them.
+    drained_every: int = 0
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1000)
@@ -148,6 +195,7 @@ class HetznerEmulator:
         self._runner: web.AppRunner | None = None
         self._tokens = float(self.rate_limit)
         self._refilled = self.clock()
+        self._seen = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -211,6 +259,10 @@ class HetznerEmulator:
         with self._lock:
             return dict(self._zone_by_name(zone).rrsets)
 
+    def zone_id(self, name: str) -> int:
+        with self._lock:
+            return self._zone_by_name(name).id
+
     def writes(self) -> int:
         """Requests that were not GETs (what the rate limit and the batching are about)."""
         return sum(1 for method, _, _ in self.log if method != "GET")
@@ -225,6 +277,10 @@ class HetznerEmulator:
 
     def _take(self) -> tuple[bool, dict[str, str]]:
         now = self.clock()
+        self._seen += 1
+        if self.drained_every and self._seen % self.drained_every == 0:
+            self._tokens = 0.0
+            self._refilled = now
         rate = self.rate_limit / self.rate_window
         self._tokens = min(float(self.rate_limit), self._tokens + (now - self._refilled) * rate)
         self._refilled = now
@@ -529,47 +585,6 @@ class HetznerEmulator:
         if isinstance(ttl, bool) or not isinstance(ttl, int) or not TTL_MIN <= ttl <= TTL_MAX:
             raise invalid(field_name, f"must be between {TTL_MIN} and {TTL_MAX}")
 
-    def _check_records(self, rtype: str, records: Any, field_name: str) -> list[dict[str, Any]]:
-        # "Records of the RRSet. Must not be empty and must only contain distinct record
-        # values."
-        if not isinstance(records, list) or not records:
-            raise invalid(field_name, "must not be empty")
-        seen: set[str] = set()
-        result: list[dict[str, Any]] = []
-        for i, record in enumerate(records):
-            where = f"{field_name}[{i}]"
-            if not isinstance(record, dict):
-                raise invalid(where, "must be an object with value and comment")
-            for key in record:
-                if key not in ("value", "comment"):
-                    raise invalid(f"{where}.{key}", "unknown field")
-            value = record.get("value")
-            comment = record.get("comment", "")
-            if not isinstance(value, str) or not value:
-                raise invalid(f"{where}.value", "is required")
-            if not isinstance(comment, str):
-                raise invalid(f"{where}.comment", "must be a string")
-            self._check_value(rtype, value, f"{where}.value")
-            if value in seen:
-                raise invalid(field_name, "must only contain distinct record values")
-            seen.add(value)
-            result.append({"value": value, "comment": comment})
-        return result
-
-    @staticmethod
-    def _check_value(rtype: str, value: str, field_name: str) -> None:
-        # The record types documentation: zone-file presentation format, names fully
-        # qualified; TXT as one or more quoted strings of at most 255 characters each.
-        if rtype == "TXT" and not _TXT_VALUE.match(value):
-            raise invalid(field_name, "must be one or more quoted strings")
-        try:
-            rdata = dns.rdata.from_text(
-                dns.rdataclass.IN, dns.rdatatype.from_text(rtype), value, None, relativize=False
-            )
-            rdata.to_wire()
-        except (dns.exception.DNSException, ValueError) as exc:
-            raise invalid(field_name, f"is not a valid {rtype} value ({exc})") from None
-
     def _parse_rrset(self, zone: str, data: Any, where: str) -> RRSetData:
         if not isinstance(data, dict):
             raise invalid(where, "must be an object")
@@ -587,7 +602,7 @@ class HetznerEmulator:
             raise invalid(f"{prefix}name", "a CNAME cannot be at the zone apex")
         ttl = data.get("ttl")
         self._check_ttl(ttl, f"{prefix}ttl", allow_null=True)
-        records = self._check_records(rtype, data["records"], f"{prefix}records")
+        records = check_records(rtype, data["records"], f"{prefix}records")
         if rtype == "CNAME" and len(records) != 1:
             raise invalid(f"{prefix}records", "a CNAME RRSet holds exactly one record")
         labels = data.get("labels", {})
@@ -628,7 +643,7 @@ class HetznerEmulator:
             self._fields(data, {"records"}, {"records"})
             if rrset.type == "SOA":
                 raise invalid("type", "SOA RRSets are managed by the zone")
-            records = self._check_records(rrset.type, data["records"], "records")
+            records = check_records(rrset.type, data["records"], "records")
             if rrset.type == "CNAME" and len(records) != 1:
                 raise invalid("records", "a CNAME RRSet holds exactly one record")
             rrset.records = records
@@ -644,21 +659,23 @@ class HetznerEmulator:
     # -- actions ("Actions") ---------------------------------------------------------------
 
     def _action(self, command: str, zone: ZoneRecord) -> dict[str, Any]:
-        action = Action(next(self._action_ids), command, zone.id)
+        action = Action(next(self._action_ids), command, zone.id, failed=self.fail_actions)
         self.actions[action.id] = action
         return self._action_json(action)
 
     def _action_json(self, action: Action) -> dict[str, Any]:
         done = action.reads >= self.settle_polls
+        status = ("error" if action.failed else "success") if done else "running"
+        error = {"code": "action_failed", "message": "publishing the zone failed"}
         return {
             "id": action.id,
             "command": action.command,
-            "status": "success" if done else "running",
+            "status": status,
             "progress": 100 if done else 0,
             "started": "2026-12-07T00:00:00+00:00",
             "finished": "2026-12-07T00:00:01+00:00" if done else None,
             "resources": [{"id": action.zone_id, "type": "zone"}],
-            "error": None,
+            "error": error if status == "error" else None,
         }
 
     def _read_action(self, action_id: int) -> dict[str, Any]:
