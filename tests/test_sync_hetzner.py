@@ -16,9 +16,11 @@ import dns.name
 import dns.rdatatype
 import pytest
 
-from sync.errors import SyncConfigError, TargetError, TargetRejectedError
+from sync.engine import SyncEngine, TargetSpec
+from sync.errors import CapabilityError, SyncConfigError, TargetError, TargetRejectedError
 from sync.model import RRset, RRsetKey, ZoneData
 from sync.plan import Plan, compute_plan
+from sync.providers import build_target, registered
 from sync.providers.hetzner import (
     CAPABILITIES,
     DEFAULT_ENDPOINT,
@@ -35,6 +37,7 @@ from sync.providers.hetzner import (
 from sync.providers.http import Account, Response
 from sync.providers.testkit.contract import CHECKS, Contract, run_check
 from sync.settings import TargetContext
+from sync.state import SyncState
 from tests.emulators.hetzner import ASSIGNED_NAMESERVERS, HetznerEmulator, check_records
 
 TOKEN = "hz-secret-token-7f3a9c"
@@ -580,6 +583,66 @@ async def test_wrong_token_is_refused_and_never_logged(
         assert all(wrong not in r.getMessage() for r in caplog.records)
     finally:
         await target.close()
+
+
+# -- what the target declares -----------------------------------------------------------------
+
+
+def test_a_signed_zone_is_refused_clearly(tmp_path: Path) -> None:
+    """Hetzner holds no DNSKEY, RRSIG or NSEC ("Zone RRSets" types): the engine refuses a
+    signed zone for this target instead of serving it unsigned."""
+    signed = zone_text(ZONE, 1, hosts=1, extra="@ 3600 IN DNSKEY 257 3 13 " + "A" * 88 + "\n")
+    assert signed.signed
+    state = SyncState(tmp_path / "state.db")
+    target = hetzner_from_config("hz", {"api-token-env": "HZ_TOKEN"}, ctx())
+    engine = SyncEngine(state, NoSource(), [ZONE], {"hz": TargetSpec(target)})
+    try:
+        with pytest.raises(CapabilityError, match=r"signed.*DNSSEC mode is 'none'"):
+            engine.route("hz", signed)
+        assert engine.route("hz", zone_text(ZONE, 1, hosts=1)) is target
+    finally:
+        state.close()
+
+
+def test_normalize_reports_what_hetzner_cannot_hold() -> None:
+    target = hetzner_from_config("hz", {"api-token-env": "HZ_TOKEN"}, ctx())
+    data = zone_text(
+        ZONE,
+        1,
+        hosts=1,
+        extra='spf 300 IN SPF "v=spf1 -all"\nfast 30 IN A 192.0.2.9\n'
+        'n 300 IN NAPTR 100 10 "u" "E2U+sip" "!^.*$!sip:a@example.com!" .\n',
+    )
+    normalized = target.normalize(data)
+    names = {
+        (n.relativize(ZONE).to_text(), dns.rdatatype.to_text(t)) for n, t in normalized.unsupported
+    }
+    assert names == {("spf", "SPF"), ("n", "NAPTR")}
+    owned = {
+        (n.relativize(ZONE).to_text(), dns.rdatatype.to_text(t))
+        for n, t in normalized.provider_owned
+    }
+    assert owned == {("@", "SOA"), ("@", "NS")}
+    assert [(a.wanted, a.held) for a in normalized.ttls] == [(30, 60)]
+    fast = normalized.data.rrsets[(dns.name.from_text("fast", ZONE), dns.rdatatype.A)]
+    assert fast.ttl == 60
+
+
+def test_the_type_is_registered() -> None:
+    assert registered()["hetzner"] == "sync.providers.hetzner:hetzner_from_config"
+    target = build_target("hz", {"type": "hetzner", "api-token-env": "HZ_TOKEN"}, ctx())
+    assert isinstance(target, HetznerTarget)
+    assert target.settings.endpoint == "https://api.hetzner.cloud/v1"
+
+
+class NoSource:
+    """A primary the refusal test never reaches."""
+
+    async def serial(self, zone: dns.name.Name) -> int:
+        raise AssertionError("not reached")
+
+    async def fetch(self, zone: dns.name.Name, have: ZoneData | None) -> Any:
+        raise AssertionError("not reached")
 
 
 # -- the contract kit -------------------------------------------------------------------------

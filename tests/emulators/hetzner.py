@@ -119,8 +119,9 @@ def check_records(rtype: str, records: Any, field_name: str) -> list[dict[str, A
 
 
 def check_value(rtype: str, value: str, field_name: str) -> None:
-    # The record types documentation: zone-file presentation format, names fully
-    # qualified; TXT as one or more quoted strings of at most 255 characters each.
+    # Zone-file presentation format; TXT as one or more quoted strings of at most 255
+    # characters each ("Zone RRSets"). Names in values must be fully qualified here (what
+    # the target sends), stricter than the API, which also takes names relative to the zone.
     if rtype == "TXT" and not _TXT_VALUE.match(value):
         raise invalid(field_name, "must be one or more quoted strings")
     try:
@@ -549,7 +550,9 @@ class HetznerEmulator:
             "ttl": rrset.ttl,
             "labels": rrset.labels,
             "protection": {"change": False},
-            "records": [dict(r) for r in rrset.records],
+            # "The order of records returned in responses is not guaranteed": reversed here,
+            # so a client comparing in the order it sent fails.
+            "records": [dict(r) for r in reversed(rrset.records)],
             "zone": zone.id,
         }
 
