@@ -474,6 +474,20 @@ async def test_change_and_delete_use_one_request_per_rrset(emulator: HetznerEmul
         )
         assert await held_data(target, ZONE) == target.normalize(v2).data.rrsets
         assert (await push(target, v2)).empty
+        # What apply said the zone holds after it is what a read finds: the engine plans
+        # the next push against it without listing the zone again.
+        held = await target.read(ZONE)
+        assert held is not None
+        v3 = target.normalize(zone_text(ZONE, 3, hosts=2)).data
+        current = {
+            k: r for k, r in held.data.rrsets.items() if not CAPABILITIES.provider_owned(k, ZONE)
+        }
+        plan = compute_plan(v3, ZoneData(ZONE, current), target="hz", owned=set(current), serial=3)
+        after = await target.apply(plan, held.state)
+        reread = await target.read(ZONE)
+        assert after is not None and reread is not None
+        assert after.data.rrsets == reread.data.rrsets
+        assert after.state.rrset_ids == reread.state.rrset_ids
     finally:
         await target.close()
 

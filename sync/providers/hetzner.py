@@ -1,19 +1,21 @@
 """Hetzner DNS as a sync target (``type = "hetzner"``), through the zones and RRSets of the
 Hetzner Cloud API (https://docs.hetzner.cloud/reference/cloud, sections cited below).
 
-Which API: Hetzner moved DNS into the Hetzner Console and the Cloud API; the classic DNS API
-(dns.hetzner.com/api/v1, ``Auth-API-Token``) takes no new zones since the Console's DNS left
-beta (November 2025), cannot be used for a zone once it is migrated, and was shut down in
-May 2026 (docs.hetzner.com/networking/dns/migration-to-hetzner-console/process and its
-FAQ). A customer today holds zones at ``api.hetzner.cloud/v1/zones`` with a project's
-Bearer token, so that is the API used here.
+Which API: Hetzner moved DNS into the Hetzner Console and its Cloud API. Its documentation
+says no new zone can be created in the old DNS Console, a migrated zone can no longer be
+used through the classic DNS API (dns.hetzner.com/api/v1, ``Auth-API-Token``), and asks
+every customer to migrate (docs.hetzner.com/networking/dns/migration-to-hetzner-console/
+process; docs.hetzner.com/dns-console/dns/general/api-access-token). Integrations report
+the classic API shut down in May 2026. A customer's zones are therefore at
+``api.hetzner.cloud/v1/zones``, reached with a project's Bearer token: the API used here.
 
 How the sync maps onto it:
 
-- A new zone is one request: "Create a Zone" takes the zone's RRSets along (the only
-  batching the API documents; the Cloud API has no bulk RRSet endpoint). After that each
-  RRSet is its own request: "Create an RRSet", "Set Records of an RRSet" and "Change an
-  RRSet's TTL" (an update of data and TTL takes both), "Delete an RRSet".
+- A new zone is one request: "Create a Zone" takes the zone's RRSets along. The Cloud API
+  has no bulk RRSet endpoint, and "Import a Zone File" replaces every RRSet (it would wipe
+  records others keep there), so after that each RRSet is its own request: "Create an
+  RRSet", "Set Records of an RRSet" and "Change an RRSet's TTL" (an update of data and TTL
+  takes both), "Delete an RRSet".
 - Writes are asynchronous ("Actions"): the target waits for the actions it started and
   reports a failed one with the API's message.
 - Hetzner writes the zone's SOA and its apex NS itself ("Create a Zone": a default SOA and
@@ -95,11 +97,14 @@ _FIELDS = frozenset({"endpoint", "api-token-env", "api-token-file", "timeout"})
 @dataclass(frozen=True)
 class HetznerState:
     """What a read learnt that a write needs: the zone's id, its default TTL (an RRSet
-    without its own TTL takes it) and the API's id of each RRSet (``NAME/TYPE``)."""
+    without its own TTL takes it), the API's id of each RRSet (``NAME/TYPE``) and the zone
+    as read, so that an apply can tell the engine what the zone holds after it without
+    listing every RRSet again (50 a request)."""
 
     zone_id: int
     default_ttl: int
     rrset_ids: Mapping[RRsetKey, str] = field(default_factory=dict)
+    held: ZoneData | None = None
 
 
 @dataclass(frozen=True)
@@ -254,7 +259,8 @@ class HetznerTarget(RecordTarget[HetznerState]):
                 raise TargetRejectedError(self.name, f"zone {zone}: {exc}") from None
             data.append(rrset)
             ids[rrset.key] = str(raw.get("id") or f"{raw['name']}/{raw['type']}")
-        return Held(ZoneData.build(zone, data), HetznerState(zone_id, default_ttl, ids))
+        held = ZoneData.build(zone, data)
+        return Held(held, HetznerState(zone_id, default_ttl, ids, held))
 
     async def nameservers(self, zone: dns.name.Name) -> list[dns.name.Name]:
         item = await self._zone(zone)
@@ -283,7 +289,29 @@ class HetznerTarget(RecordTarget[HetznerState]):
         for change in plan.changes:
             actions.extend(await self._change(base, origin, state, change))
         await self._wait(actions)
-        return None
+        return self._after(plan, state)
+
+    @staticmethod
+    def _after(plan: Plan, state: HetznerState) -> Held[HetznerState] | None:
+        """The zone as Hetzner holds it once ``plan`` is applied to what was read (None
+        when the read is not at hand: the engine reads again)."""
+        if state.held is None:
+            return None
+        rrsets = dict(state.held.rrsets)
+        ids = dict(state.rrset_ids)
+        for change in plan.changes:
+            if change.new is None:
+                rrsets.pop(change.key, None)
+                ids.pop(change.key, None)
+            else:
+                rrsets[change.key] = change.new
+                ids.setdefault(
+                    change.key,
+                    f"{rrset_name(change.key[0], plan.zone)}/"
+                    f"{dns.rdatatype.to_text(change.key[1])}",
+                )
+        held = ZoneData(state.held.origin, rrsets)
+        return Held(held, HetznerState(state.zone_id, state.default_ttl, ids, held))
 
     async def _change(
         self, base: str, origin: dns.name.Name, state: HetznerState, change: Change
