@@ -569,6 +569,27 @@ async def test_server_errors_during_a_large_push_converge_with_nothing_lost_or_d
         await target.close()
 
 
+async def test_actions_are_looked_at_only_while_they_run() -> None:
+    with HetznerEmulator(token=TOKEN, settle_polls=0) as emu:  # done when started
+        target = make_target(emu)
+        try:
+            await push(target, zone_text(ZONE, 1, hosts=3))
+            await push(target, zone_text(ZONE, 2, hosts=5))
+            assert not [p for _, p, _ in emu.log if p.startswith("/v1/actions")]
+        finally:
+            await target.close()
+    with HetznerEmulator(token=TOKEN, settle_polls=3) as emu:  # three looks each
+        fake = FakeTime()
+        target = make_target(emu, fake)
+        try:
+            await push(target, zone_text(ZONE, 1, hosts=3))
+            polls = [p for _, p, _ in emu.log if p.startswith("/v1/actions")]
+            assert len(polls) == 4  # running three times, then success
+            assert fake.slept == [0.5, 0.5, 0.5]
+        finally:
+            await target.close()
+
+
 async def test_a_failed_action_is_reported_with_the_api_message(emulator: HetznerEmulator) -> None:
     target = make_target(emulator)
     try:

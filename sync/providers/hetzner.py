@@ -282,7 +282,7 @@ class HetznerTarget(RecordTarget[HetznerState]):
                 "rrsets": [rrset_body(r, origin) for r in creates],
             }
             response = await self.http.request("POST", "/zones", json=body)
-            actions.append(self._action_id(response))
+            actions.extend(self._started(response))
             await self._wait(actions)
             return None
         base = f"/zones/{state.zone_id}/rrsets"
@@ -319,11 +319,11 @@ class HetznerTarget(RecordTarget[HetznerState]):
         if change.action is Action.CREATE:
             assert change.new is not None
             response = await self.http.request("POST", base, json=rrset_body(change.new, origin))
-            return [self._action_id(response)]
+            return self._started(response)
         path = f"{base}/{self._rrset_path(change.key, origin, state)}"
         if change.action is Action.DELETE:
             response = await self.http.request("DELETE", path)
-            return [self._action_id(response)]
+            return self._started(response)
         old, new = change.old, change.new
         assert old is not None and new is not None
         started: list[int] = []
@@ -331,12 +331,12 @@ class HetznerTarget(RecordTarget[HetznerState]):
             response = await self.http.request(
                 "POST", f"{path}/actions/set_records", json={"records": records_body(new)}
             )
-            started.append(self._action_id(response))
+            started.extend(self._started(response))
         if old.ttl != new.ttl:
             response = await self.http.request(
                 "POST", f"{path}/actions/change_ttl", json={"ttl": new.ttl}
             )
-            started.append(self._action_id(response))
+            started.extend(self._started(response))
         return started
 
     @staticmethod
@@ -346,9 +346,24 @@ class HetznerTarget(RecordTarget[HetznerState]):
             rrset_id = f"{rrset_name(key[0], origin)}/{dns.rdatatype.to_text(key[1])}"
         return "/".join(urllib.parse.quote(part, safe="@*") for part in rrset_id.split("/"))
 
-    def _action_id(self, response: Response) -> int:
+    def _started(self, response: Response) -> list[int]:
+        """The action a write started, when it still runs (one that finished needs no
+        look; one that failed is reported)."""
         action = self._field(response, "action", dict)
-        return int(action["id"])
+        return [int(action["id"])] if self._running(action) else []
+
+    def _running(self, action: Mapping[str, Any]) -> bool:
+        """Whether ``action`` still runs ("Actions": running, success or error); a failed
+        one raises with the API's message."""
+        status = action.get("status")
+        if status == "error":
+            error = action.get("error") or {}
+            raise TargetRejectedError(
+                self.name,
+                f"action {action.get('command')} {action.get('id')} failed: "
+                f"{error.get('code', '?')}: {error.get('message', '')}",
+            )
+        return status == "running"
 
     async def _wait(self, ids: Sequence[int]) -> None:
         """Until every action in ``ids`` finished ("Actions": status running, success or
@@ -361,17 +376,11 @@ class HetznerTarget(RecordTarget[HetznerState]):
                 chunk = pending[start : start + ACTION_IDS_PER_REQUEST]
                 query = urllib.parse.urlencode([("id", str(i)) for i in chunk])
                 response = await self.http.request("GET", f"/actions?{query}")
-                for action in self._field(response, "actions", list):
-                    status = action.get("status")
-                    if status == "running":
-                        running.append(int(action["id"]))
-                    elif status == "error":
-                        error = action.get("error") or {}
-                        raise TargetRejectedError(
-                            self.name,
-                            f"action {action.get('command')} {action.get('id')} failed: "
-                            f"{error.get('code', '?')}: {error.get('message', '')}",
-                        )
+                running += [
+                    int(action["id"])
+                    for action in self._field(response, "actions", list)
+                    if self._running(action)
+                ]
             pending = running
             if pending:
                 if waited >= ACTION_WAIT:

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import dns.exception
 import dns.name
@@ -63,6 +63,7 @@ ASSIGNED_NAMESERVERS = (
     "oxygen.ns.hetzner.com.",
     "helium.ns.hetzner.de.",
 )
+T = TypeVar("T")
 _LABEL = re.compile(r"^(\*|[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)$")
 _TXT_VALUE = re.compile(r'^"(?:[^"\\]|\\.)*"(?: "(?:[^"\\]|\\.)*")*$')
 
@@ -419,14 +420,15 @@ class HetznerEmulator:
             raise invalid("per_page", f"must be between 1 and {PER_PAGE_MAX}")
         return page, per_page
 
+    @staticmethod
     def _paginated(
-        self, request_path: str, key: str, items: list[Any], page: int, per_page: int
+        key: str, items: list[T], page: int, per_page: int, show: Callable[[T], Any]
     ) -> dict[str, Any]:
         # "Pagination": meta.pagination with page numbers, null where there is none.
         last = max(1, -(-len(items) // per_page))
         chunk = items[(page - 1) * per_page : page * per_page]
         return {
-            key: chunk,
+            key: [show(item) for item in chunk],
             "meta": {
                 "pagination": {
                     "page": page,
@@ -457,8 +459,7 @@ class HetznerEmulator:
         zones = sorted(self.zones.values(), key=lambda z: z.id)
         if "name" in query:
             zones = [z for z in zones if z.name == query["name"]]
-        items = [self._zone_json(z) for z in zones]
-        return self._paginated("/v1/zones", "zones", items, page, per_page)
+        return self._paginated("zones", zones, page, per_page, self._zone_json)
 
     def _check_zone_name(self, name: Any) -> str:
         # "Create a Zone": lower case, no final dot, punycode for IDNs, no subdomains of
@@ -564,8 +565,9 @@ class HetznerEmulator:
         types = query.getall("type", [])
         if types:
             rrsets = [r for r in rrsets if r.type in types]
-        items = [self._rrset_json(zone, r) for r in rrsets]
-        return self._paginated("", "rrsets", items, page, per_page)
+        return self._paginated(
+            "rrsets", rrsets, page, per_page, lambda r: self._rrset_json(zone, r)
+        )
 
     def _check_rrset_name(self, zone: str, name: Any, field_name: str) -> str:
         # "Zone RRSets": lower case, no final dot, not ending with the zone name; "@" is
