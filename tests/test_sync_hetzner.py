@@ -562,6 +562,8 @@ async def test_server_errors_during_a_large_push_converge_with_nothing_lost_or_d
         emulator.fail_before = 1  # a 503 that a POST must not retry by itself
         v2 = zone_text(ZONE, 2, hosts=80, extra='x 300 IN TXT "late"\n')
         errors = await converge(target, v2)
+        assert errors and "HTTP 503" in errors[0]
+        assert emulator.fail_before == 0
         assert await held_data(target, ZONE) == target.normalize(v2).data.rrsets
         creates = [a for a in emulator.applied if a[0] == "create_rrset"]
         assert len(creates) == len(set(creates)) == 83

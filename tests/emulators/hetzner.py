@@ -178,7 +178,7 @@ class HetznerEmulator:
     applied: list[tuple[str, str, str]] = field(default_factory=list)
     zones: dict[int, ZoneRecord] = field(default_factory=dict)
     # Test hooks: the next N writes are applied and then answered with a 500, as a backend
-    # failing after the commit would; the next N requests are answered 503 unprocessed.
+    # failing after the commit would; the next N writes are answered 503 unprocessed.
     fail_after_apply: int = 0
     fail_before: int = 0
     fail_actions: bool = False  # actions end in "error" (publishing failed)
@@ -314,7 +314,7 @@ class HetznerEmulator:
         if not allowed:
             error = ApiError(429, "rate_limit_exceeded", "limit of requests per hour reached")
             return 429, self._error_body(error), headers
-        if self.fail_before > 0:
+        if self.fail_before > 0 and request.method != "GET":
             self.fail_before -= 1
             error = ApiError(503, "unavailable", "service temporarily unavailable")
             return 503, self._error_body(error), headers
