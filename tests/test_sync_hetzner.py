@@ -704,6 +704,33 @@ def test_contract(check: str) -> None:
         asyncio.run(run_check(contract, check))
 
 
+async def test_open_names_the_setting_that_is_wrong(emulator: HetznerEmulator) -> None:
+    good = make_target(emulator)
+    wrong = make_target(emulator, token="hz-wrong-token-55aa")
+    settings = HetznerSettings("hz", emulator.url.removesuffix("/v1"), TOKEN, 10.0)
+    no_v1 = HetznerTarget(settings, sleep=no_wait)
+    closed = HetznerTarget(
+        HetznerSettings("hz", "http://127.0.0.1:9/v1", TOKEN, 2.0), sleep=no_wait
+    )
+    try:
+        await good.open()
+        with pytest.raises(SyncConfigError) as caught:
+            await wrong.open()
+        assert caught.value.setting == "target.hz.api-token-env"
+        assert "unauthorized" in str(caught.value) and "hz-wrong-token-55aa" not in str(
+            caught.value
+        )
+        with pytest.raises(SyncConfigError) as caught:
+            await no_v1.open()
+        assert caught.value.setting == "target.hz.endpoint" and "HTTP 404" in str(caught.value)
+        with pytest.raises(SyncConfigError) as caught:
+            await closed.open()
+        assert caught.value.setting == "target.hz.endpoint" and "unreachable" in str(caught.value)
+    finally:
+        for target in (good, wrong, no_v1, closed):
+            await target.close()
+
+
 # -- settings ---------------------------------------------------------------------------------
 
 

@@ -113,6 +113,7 @@ class HetznerSettings:
     endpoint: str
     token: str
     timeout: float
+    token_field: str = "api-token-env"  # the setting the token came from, for errors
 
 
 # -- the codec: our RRsets as the API's RRSets ---------------------------------------------
@@ -205,6 +206,7 @@ class HetznerTarget(RecordTarget[HetznerState]):
         super().__init__(settings.name, CAPABILITIES)
         self.settings = settings
         self._sleep = sleep
+        self._checked = False
         if account is None:
             account = Account.shared("hetzner", settings.token, CAPABILITIES.budget)
         self.http = HttpClient(
@@ -218,6 +220,39 @@ class HetznerTarget(RecordTarget[HetznerState]):
             sleep=sleep,
             wall=wall,
         )
+
+    async def open(self) -> None:
+        """Check once that the API answers at ``endpoint`` and takes the token; a wrong
+        setting is named."""
+        if self._checked:
+            return
+        setting = f"target.{self.name}"
+        try:
+            response = await self.http.request(
+                "GET", "/zones", params={"per_page": "1"}, ok=tuple(range(300, 600))
+            )
+        except TargetUnavailableError as exc:
+            raise SyncConfigError(
+                f"{setting}.endpoint",
+                f"the Hetzner API at {self.settings.endpoint} is unreachable: {exc}",
+            ) from None
+        status = response.status
+        if status >= 500:
+            raise self.http._error(response)  # the API's trouble, not the config's
+        if status in (401, 403):
+            raise SyncConfigError(
+                f"{setting}.{self.settings.token_field}",
+                f"the Hetzner API at {self.settings.endpoint} refused the token "
+                f"({self.http.redact(error_text(response))}): use an API token of the Hetzner "
+                "Console project that holds the zones (Security, API tokens)",
+            )
+        if status != 200 or not isinstance(response.json(), dict) or "zones" not in response.json():
+            raise SyncConfigError(
+                f"{setting}.endpoint",
+                f"no Hetzner zones API at {self.settings.endpoint} (GET /zones answered "
+                f"HTTP {status}); the public one is {DEFAULT_ENDPOINT}",
+            )
+        self._checked = True
 
     async def close(self) -> None:
         await self.http.close()
@@ -418,7 +453,8 @@ def parse_settings(name: str, section: Mapping[str, Any], ctx: TargetContext) ->
     token = require_secret(section, setting, "api-token", ctx)
     endpoint = _parse_endpoint(section.get("endpoint", DEFAULT_ENDPOINT), f"{setting}.endpoint")
     timeout = parse_timeout(section, setting, DEFAULT_TIMEOUT)
-    return HetznerSettings(name, endpoint, token, timeout)
+    field_name = "api-token-file" if "api-token-file" in section else "api-token-env"
+    return HetznerSettings(name, endpoint, token, timeout, field_name)
 
 
 def _parse_endpoint(value: Any, setting: str) -> str:
