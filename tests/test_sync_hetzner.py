@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -709,8 +710,11 @@ async def test_open_names_the_setting_that_is_wrong(emulator: HetznerEmulator) -
     wrong = make_target(emulator, token="hz-wrong-token-55aa")
     settings = HetznerSettings("hz", emulator.url.removesuffix("/v1"), TOKEN, 10.0)
     no_v1 = HetznerTarget(settings, sleep=no_wait)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     closed = HetznerTarget(
-        HetznerSettings("hz", "http://127.0.0.1:9/v1", TOKEN, 2.0), sleep=no_wait
+        HetznerSettings("hz", f"http://127.0.0.1:{port}/v1", TOKEN, 2.0), sleep=no_wait
     )
     try:
         await good.open()
