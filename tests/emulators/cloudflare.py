@@ -43,7 +43,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -282,7 +282,7 @@ class CloudflareEmulator:
         with self._lock:
             records = zone.records
             record = self._build(zone, dict(body), None)
-            self._check_conflicts(zone, records, record)
+            self._check_conflicts(_at(records.values(), record["name"]), record)
             records[record["id"]] = record
             return record
 
@@ -491,7 +491,7 @@ class CloudflareEmulator:
     def _list_records(
         self, zone: Zone, query: Mapping[str, str]
     ) -> tuple[list[dict[str, Any]], dict[str, Any], int]:
-        # List DNS Records: per_page default 100, min 5 (emulator: 1), max 5,000,000.
+        # List DNS Records: per_page from 1 to 5,000,000, default 100 (dns-records_per_page).
         page, per_page = _paging(query, default=100, low=1, high=self.max_per_page)
         unknown = set(query) - {"page", "per_page", "name", "type", "order", "direction"}
         if unknown:
@@ -502,15 +502,16 @@ class CloudflareEmulator:
             if ("name" not in query or r["name"] == query["name"])
             and ("type" not in query or r["type"] == query["type"])
         ]
-        return _page(records, page, per_page, copy.deepcopy)
+        # Stored records are replaced, never changed in place: they are sent as they are.
+        return _page(records, page, per_page, lambda r: r)
 
     def _post_record(self, zone: Zone, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise _invalid("Request body must be a DNS record object")
         record = self._build(zone, body, None)
-        self._check_conflicts(zone, zone.records, record)
+        self._check_conflicts(_at(zone.records.values(), record["name"]), record)
         zone.records[record["id"]] = record
-        return copy.deepcopy(record)
+        return record
 
     def _delete_record(self, zone: Zone, record_id: str) -> dict[str, Any]:
         if record_id not in zone.records:
@@ -543,7 +544,10 @@ class CloudflareEmulator:
                 f"Batch of {total} operations exceeds the zone plan's limit of "
                 f"{self.batch_limit} records per batch",
             )
-        records = copy.deepcopy(zone.records)  # the transaction: committed only at the end
+        records = dict(zone.records)  # the transaction: committed only at the end
+        by_name: dict[str, dict[str, dict[str, Any]]] = {}
+        for record in records.values():
+            by_name.setdefault(record["name"], {})[record["id"]] = record
         touched: set[str] = set()
         out: dict[str, list[dict[str, Any]]] = {k: [] for k in BATCH_KEYS}
         for i, item in enumerate(lists["deletes"]):
@@ -553,7 +557,9 @@ class CloudflareEmulator:
             if not isinstance(record_id, str) or record_id not in records:
                 raise ApiError(404, 81044, f"deletes[{i}]: Record does not exist.")
             touched.add(record_id)
-            out["deletes"].append(records.pop(record_id))
+            gone = records.pop(record_id)
+            del by_name[gone["name"]][record_id]
+            out["deletes"].append(gone)
         for key in ("patches", "puts"):
             for i, item in enumerate(lists[key]):
                 if not isinstance(item, dict) or not isinstance(item.get("id"), str):
@@ -580,10 +586,12 @@ class CloudflareEmulator:
                 try:
                     new = self._build(zone, fields, old)
                     del records[old["id"]]
-                    self._check_conflicts(zone, records, new)
+                    del by_name[old["name"]][old["id"]]
+                    self._check_conflicts(by_name.get(new["name"], {}).values(), new)
                 except ApiError as exc:
                     raise _prefixed(exc, f"{key}[{i}]") from None
                 records[new["id"]] = new
+                by_name.setdefault(new["name"], {})[new["id"]] = new
                 out[key].append(new)
         for i, item in enumerate(lists["posts"]):
             if not isinstance(item, dict):
@@ -592,23 +600,20 @@ class CloudflareEmulator:
                 raise _invalid(f"posts[{i}]: a new record takes no id")
             try:
                 new = self._build(zone, item, None)
-                self._check_conflicts(zone, records, new)
+                self._check_conflicts(by_name.get(new["name"], {}).values(), new)
             except ApiError as exc:
                 raise _prefixed(exc, f"posts[{i}]") from None
             records[new["id"]] = new
+            by_name.setdefault(new["name"], {})[new["id"]] = new
             out["posts"].append(new)
         zone.records = records  # commit
-        return copy.deepcopy(out)
+        return out
 
-    def _check_conflicts(
-        self,
-        zone: Zone,
-        records: Mapping[str, dict[str, Any]],
-        new: dict[str, Any],
-    ) -> None:
+    @staticmethod
+    def _check_conflicts(at_name: Iterable[dict[str, Any]], new: dict[str, Any]) -> None:
         """A CNAME shares its name with nothing; no two records are identical."""
-        for other in records.values():
-            if other["id"] == new["id"] or other["name"] != new["name"]:
+        for other in at_name:
+            if other["id"] == new["id"]:
                 continue
             if new["type"] == "CNAME" or other["type"] == "CNAME":
                 if new["type"] == other["type"] == "CNAME":
@@ -698,6 +703,10 @@ class _RateLimited(Exception):
     def __init__(self, retry_after: int) -> None:
         super().__init__(retry_after)
         self.retry_after = retry_after
+
+
+def _at(records: Iterable[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [r for r in records if r["name"] == name]
 
 
 def _prefixed(exc: ApiError, where: str) -> ApiError:
