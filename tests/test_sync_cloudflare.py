@@ -273,6 +273,24 @@ def test_types_cloudflare_cannot_hold_are_left_out(emulator: CloudflareEmulator)
     assert caps.budget is not None and (caps.budget.requests, caps.budget.per) == (1200, 300)
 
 
+def test_data_the_api_cannot_carry_is_refused_before_anything_is_sent(
+    emulator: CloudflareEmulator,
+) -> None:
+    emulator.add_zone("example.test")
+    desired = zone_text('ok 3600 IN A 192.0.2.1\nbad 3600 IN CAA 0 issue "\\255"\n')
+
+    async def run() -> None:
+        target = make_target(emulator.url)
+        try:
+            with pytest.raises(TargetRejectedError, match=r"bad\.example\.test\. .*not UTF-8"):
+                await push(target, desired)
+        finally:
+            await target.close()
+
+    asyncio.run(run())
+    assert emulator.bodies == []
+
+
 # -- changes, pages, batches -----------------------------------------------------------------
 
 
@@ -343,6 +361,29 @@ def test_batches_stay_within_the_plan_limit(emulator: CloudflareEmulator) -> Non
         sizes = [len(b["posts"]) for b in emulator.bodies if isinstance(b, dict) and "posts" in b]
         assert sizes == [200, 200, 50]
         assert_holds(target, await fresh(emulator), desired)
+
+    asyncio.run(run())
+
+
+def test_an_rrset_larger_than_a_batch_is_split_deletes_first(
+    emulator: CloudflareEmulator,
+) -> None:
+    def big(net: str) -> ZoneData:
+        return zone_text("".join(f"many 300 IN A {net}.{i}\n" for i in range(1, 121)))
+
+    async def run() -> None:
+        target = make_target(emulator.url, batch=50)
+        try:
+            await push(target, big("192.0.2"))
+            first = len(emulator.bodies)
+            await push(target, big("198.51.100"))
+        finally:
+            await target.close()
+        shapes = [
+            (len(b.get("deletes", [])), len(b.get("posts", []))) for b in emulator.bodies[first:]
+        ]
+        assert shapes == [(50, 0), (50, 0), (20, 30), (0, 50), (0, 40)]
+        assert_holds(target, await fresh(emulator), big("198.51.100"))
 
     asyncio.run(run())
 
@@ -492,6 +533,12 @@ def test_credentials_never_logged(emulator: CloudflareEmulator, caplog: Any) -> 
         text = str(err.value)
         assert "Authentication error (code 10000)" in text and "check the credentials" in text
         assert TOKEN[::-1] not in text
+        bad = make_target(emulator.url, token=TOKEN[::-1])
+        try:
+            with pytest.raises(TargetRejectedError, match="check the credentials"):
+                await bad.open()  # the token is checked at start
+        finally:
+            await bad.close()
 
     asyncio.run(run())
     assert any("dns_records" in r.getMessage() for r in caplog.records)

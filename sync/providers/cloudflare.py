@@ -147,7 +147,8 @@ def record_value(rdata: dns.rdata.Rdata) -> dict[str, Any]:
         data = {"priority": r.priority, "weight": r.weight, "port": r.port}
         return {"data": {**data, "target": _host(r.target)}}
     if kind == _T.URI:
-        return {"priority": r.priority, "data": {"weight": r.weight, "target": r.target.decode()}}
+        data = {"weight": r.weight, "target": _utf8(r.target, "URI target")}
+        return {"priority": r.priority, "data": data}
     if kind == _T.DS:
         data = {"key_tag": r.key_tag, "algorithm": int(r.algorithm)}
         return {"data": {**data, "digest_type": r.digest_type, "digest": r.digest.hex().upper()}}
@@ -622,7 +623,12 @@ class CloudflareTarget(RecordTarget[CloudflareState]):
             state = CloudflareState(zone_id, {}, ZoneData(zone, {}))
         ids = {k: dict(v) for k, v in state.ids.items()}
         rrsets = dict(state.data.rrsets)
-        units = [change_ops(c, ids) for c in plan.changes]
+        units: list[_Ops] = []
+        for change in plan.changes:
+            try:
+                units.append(change_ops(change, ids))
+            except ValueError as exc:  # data the API cannot carry: nothing sent yet
+                raise TargetRejectedError(self.name, f"{change.describe()}: {exc}") from None
         path = f"zones/{state.zone_id}/dns_records/batch"
         batches = 0
         for batch in pack(units, self.settings.batch_records):
