@@ -7,6 +7,7 @@ settings refused by name, and the emulator refusing wrong requests."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -325,6 +326,51 @@ def test_change_keeps_ids_of_records_that_stay(emulator: CloudflareEmulator) -> 
             await target.close()
 
     asyncio.run(run())
+
+
+def test_what_apply_returns_is_what_a_read_would_give(emulator: CloudflareEmulator) -> None:
+    """The held zone and record ids apply returns (learnt from the batch answers) carry the
+    next push without a read: its deletes name the records the first push made."""
+
+    async def run() -> None:
+        emulator.add_zone("example.test")
+        emulator.add_record(
+            emulator.zone_named("example.test"),  # type: ignore[arg-type]
+            {"name": "theirs", "type": "TXT", "content": '"foreign"', "ttl": 300},
+        )
+        target = make_target(emulator.url, batch=7)
+        v1 = zone_text('a 300 IN A 192.0.2.1\nb 300 IN TXT "x"\nc 300 IN MX 10 a\n')
+        v2 = zone_text("a 300 IN A 192.0.2.2\nc 600 IN MX 10 a\nd 300 IN AAAA 2001:db8::d\n")
+        try:
+            held = await target.read(ORIGIN)
+            assert held is not None
+            first = await target.apply(plan_for(target, held.data, v1, owned=False), held.state)
+            assert first is not None
+            read = await target.read(ORIGIN)
+            assert read is not None and first.data.rrsets == read.data.rrsets
+            assert first.state.ids == read.state.ids
+            plan = plan_for(target, first.data, v2, owned=False)
+            plan = dataclasses.replace(
+                plan,
+                changes=(
+                    *plan.changes,
+                    Change(Action.DELETE, first.data.rrsets[_key("b", "TXT")], None),
+                ),
+            )
+            second = await target.apply(plan, first.state)
+        finally:
+            await target.close()
+        assert second is not None
+        got = await fresh(emulator)
+        assert got.rrsets == second.data.rrsets
+        assert _key("theirs", "TXT") in got.rrsets and _key("b", "TXT") not in got.rrsets
+        assert got.rrsets[_key("c", "MX")].ttl == 600
+
+    asyncio.run(run())
+
+
+def _key(owner: str, rdtype: str) -> tuple[dns.name.Name, dns.rdatatype.RdataType]:
+    return dns.name.from_text(owner, ORIGIN), dns.rdatatype.from_text(rdtype)
 
 
 def test_pages_are_all_read(emulator: CloudflareEmulator) -> None:

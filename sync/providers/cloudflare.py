@@ -650,7 +650,12 @@ class CloudflareTarget(RecordTarget[CloudflareState]):
             gone = {d["id"] for d in batch.deletes}
             for key in list(ids):
                 ids[key] = {w: i for w, i in ids[key].items() if i not in gone}
-            for (key, wire, _), record in zip(batch.posts, posted, strict=True):
+            # The new ids, matched by what each record holds (not by the answer's order).
+            for record in posted:
+                try:
+                    key, _, wire, _ = _parse_fast(record)
+                except (KeyError, ValueError, TypeError, OSError, dns.exception.DNSException):
+                    continue  # its id is learnt on the next read
                 ids.setdefault(key, {})[wire] = str(record["id"])
         for change in plan.changes:
             if change.new is None:
