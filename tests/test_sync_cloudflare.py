@@ -734,6 +734,16 @@ async def _call(
         return resp.status, await resp.json(), dict(resp.headers)
 
 
+async def _raw_post(emulator: CloudflareEmulator, path: str, body: bytes) -> tuple[int, Any]:
+    """A body sent without ``Content-Type: application/json``."""
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/plain"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(emulator.url + path, data=body, headers=headers) as resp,
+    ):
+        return resp.status, await resp.json()
+
+
 def _code(answer: Any) -> int:
     assert answer["success"] is False and answer["result"] is None and answer["messages"] == []
     return int(answer["errors"][0]["code"])
@@ -817,8 +827,12 @@ def test_emulator_auth() -> None:
         assert answer["errors"][0]["error_chain"][0]["message"] == (
             "Invalid format for Authorization header"
         )
+        assert answer["errors"][0]["error_chain"][0]["code"] == 6111
         status, answer, _ = asyncio.run(_call(emulator, "GET", "/zones", token="wrong"))
         assert (status, _code(answer)) == (403, 10000)
+        status, answer = asyncio.run(_raw_post(emulator, "/zones", b'{"name": "x.test"}'))
+        assert (status, _code(answer)) == (400, 6003)
+        assert answer["errors"][0]["error_chain"][0]["code"] == 6105
         # A zone of another account is not found, not shown.
         other = emulator.add_zone("other.test", account_id="f" * 32)
         status, answer, _ = asyncio.run(_call(emulator, "GET", f"/zones/{other.id}/dns_records"))

@@ -17,7 +17,8 @@ target uses, written from the published reference (developers.cloudflare.com/api
 Every response carries the documented envelope ``{"success", "errors", "messages",
 "result"}``; errors are ``{"code": N, "message": "..."}`` with the documented HTTP status.
 Auth is ``Authorization: Bearer TOKEN`` ("API Token" security scheme): a missing or
-malformed header is 400 code 6003 with error_chain 6111, an unknown token 403 code 10000.
+malformed header is 400 code 6003 with error_chain 6111, an unknown token 403 code 10000; a
+body that is not ``Content-Type: application/json`` is 400 code 6003 with error_chain 6105.
 
 The global rate limit ("Rate limits" in Fundamentals: 1,200 requests per five minutes per
 user, every call blocked with HTTP 429 once it is exceeded, ``retry-after`` in seconds
@@ -125,18 +126,24 @@ class ApiError(Exception):
     """A request the API refuses: the HTTP status and the documented error objects."""
 
     def __init__(
-        self, status: int, code: int, message: str, chain: list[str] | None = None
+        self,
+        status: int,
+        code: int,
+        message: str,
+        chain: list[str] | None = None,
+        chain_code: int | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.chain = list(chain or ())
+        self.chain_code = chain_code if chain_code is not None else code
 
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.chain:
-            error["error_chain"] = [{"code": self.code, "message": m} for m in self.chain]
+            error["error_chain"] = [{"code": self.chain_code, "message": m} for m in self.chain]
         return {"success": False, "errors": [error], "messages": [], "result": None}
 
 
@@ -321,7 +328,21 @@ class CloudflareEmulator:
             raise ApiError(400, 7000, "No route for that URI")  # emulator: unknown route
         parts = [p for p in path[len(prefix) :].split("/") if p]
         method = request.method
-        body = self._json_body(raw) if method in ("POST", "PATCH", "PUT") else None
+        body = None
+        if method in ("POST", "PATCH", "PUT"):
+            kind = request.headers.get("Content-Type", "").split(";")[0].strip()
+            if kind != "application/json":
+                raise ApiError(
+                    400,
+                    6003,
+                    "Invalid request headers",
+                    [
+                        "Invalid Content-Type header, valid values are "
+                        "application/json,multipart/form-data"
+                    ],
+                    chain_code=6105,
+                )
+            body = self._json_body(raw)
         with self._lock:
             if parts == ["zones"]:
                 if method == "GET":
@@ -371,7 +392,11 @@ class CloudflareEmulator:
         header = request.headers.get("Authorization")
         if header is None or not header.startswith("Bearer ") or not header[7:].strip():
             raise ApiError(
-                400, 6003, "Invalid request headers", ["Invalid format for Authorization header"]
+                400,
+                6003,
+                "Invalid request headers",
+                ["Invalid format for Authorization header"],
+                chain_code=6111,
             )
         account = self.tokens.get(header[7:].strip())
         if account is None:
@@ -710,7 +735,7 @@ def _at(records: Iterable[dict[str, Any]], name: str) -> list[dict[str, Any]]:
 
 
 def _prefixed(exc: ApiError, where: str) -> ApiError:
-    return ApiError(exc.status, exc.code, f"{where}: {exc.message}", exc.chain)
+    return ApiError(exc.status, exc.code, f"{where}: {exc.message}", exc.chain, exc.chain_code)
 
 
 def _paging(query: Mapping[str, str], *, default: int, low: int, high: int) -> tuple[int, int]:
