@@ -288,7 +288,7 @@ def test_data_the_api_cannot_carry_is_refused_before_anything_is_sent(
             await target.close()
 
     asyncio.run(run())
-    assert emulator.bodies == []
+    assert emulator.committed == []
 
 
 # -- changes, pages, batches -----------------------------------------------------------------
@@ -305,14 +305,14 @@ def test_change_keeps_ids_of_records_that_stay(emulator: CloudflareEmulator) -> 
             zone = emulator.zone_named("example.test")
             assert zone is not None
             before = {r["content"]: r["id"] for r in emulator.records(zone)}
-            writes = len(emulator.bodies)
+            writes = len(emulator.committed)
             await push(target, zone_text("www 300 IN A 192.0.2.2\nwww 300 IN A 192.0.2.3\n"))
             after = {r["content"]: r["id"] for r in emulator.records(zone)}
             assert set(after) == {"192.0.2.2", "192.0.2.3"}
             assert after["192.0.2.2"] == before["192.0.2.2"]
-            assert len(emulator.bodies) == writes + 1  # one batch
+            assert len(emulator.committed) == writes + 1  # one batch
             await push(target, zone_text("www 900 IN A 192.0.2.2\nwww 900 IN A 192.0.2.3\n"))
-            last = emulator.bodies[-1]
+            last = emulator.committed[-1]
             assert [len(last["patches"]), len(last["posts"]), len(last["deletes"])] == [2, 0, 0]
             assert {r["id"] for r in emulator.records(zone)} == set(after.values())
             assert_holds(
@@ -403,7 +403,7 @@ def test_batches_stay_within_the_plan_limit(emulator: CloudflareEmulator) -> Non
             await push(target, desired)
         finally:
             await target.close()
-        sizes = [len(b["posts"]) for b in emulator.bodies if isinstance(b, dict) and "posts" in b]
+        sizes = [len(b["posts"]) for b in emulator.committed if "posts" in b]
         assert sizes == [200, 200, 50]
         assert_holds(target, await fresh(emulator), desired)
 
@@ -420,12 +420,12 @@ def test_an_rrset_larger_than_a_batch_is_split_deletes_first(
         target = make_target(emulator.url, batch=50)
         try:
             await push(target, big("192.0.2"))
-            first = len(emulator.bodies)
+            first = len(emulator.committed)
             await push(target, big("198.51.100"))
         finally:
             await target.close()
         shapes = [
-            (len(b.get("deletes", [])), len(b.get("posts", []))) for b in emulator.bodies[first:]
+            (len(b.get("deletes", [])), len(b.get("posts", []))) for b in emulator.committed[first:]
         ]
         assert shapes == [(50, 0), (50, 0), (20, 30), (0, 50), (0, 40)]
         assert_holds(target, await fresh(emulator), big("198.51.100"))
@@ -522,7 +522,7 @@ def test_server_error_after_commit_applies_nothing_twice(emulator: CloudflareEmu
         assert len(errors) == 1 and "HTTP 500" in errors[0]
         zone = emulator.zone_named("example.test")
         assert zone is not None
-        posted = sum(len(b.get("posts", [])) for b in emulator.bodies if isinstance(b, dict))
+        posted = sum(len(b.get("posts", [])) for b in emulator.committed if isinstance(b, dict))
         assert posted == 220  # every record posted exactly once
         assert len(emulator.records(zone)) == 220
         assert_holds(target, await fresh(emulator), desired)

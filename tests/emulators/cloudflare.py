@@ -229,7 +229,7 @@ class CloudflareEmulator:
         self.ttl_min = ttl_min
         self.zones: dict[str, Zone] = {}
         self.requests: list[tuple[str, str, int]] = []  # (method, path with query, status)
-        self.bodies: list[Any] = []  # JSON bodies of writes, in order
+        self.committed: list[Any] = []  # the result of every committed write, in order
         self.fail_after_commit = 0  # the next N writes are applied, then answered 500
         self.port = 0
         self._budgets: dict[str, Budget] = {}
@@ -379,7 +379,7 @@ class CloudflareEmulator:
 
     def _write(self, apply: Callable[[], Any]) -> Any:
         result = apply()
-        self.bodies.append(result)
+        self.committed.append(result)
         if self.fail_after_commit > 0:  # applied, but the client never hears of it
             self.fail_after_commit -= 1
             raise ApiError(500, 10001, "emulated server error after commit")  # emulator
