@@ -22,6 +22,7 @@ type = "powerdns"                  # or "powerdns-secondary", "rfc2136"
 zones = ["example.test"]           # default: every zone of [primary]
 drift = "repair"                   # or "report"
 max-change-share = 0.3             # safety: share of RRsets a plan may delete or replace
+strict = false                     # true: refuse a zone with types the target cannot hold
 # ... the provider's own settings (see the README)
 ```
 
@@ -196,11 +197,15 @@ def _target_spec(
     share = section.get("max-change-share", 0.3)
     if not isinstance(share, int | float) or not 0 < share <= 1:
         raise SyncConfigError(f"{setting}.max-change-share", "a number in (0, 1], e.g. 0.3")
+    strict = section.get("strict", False)
+    if not isinstance(strict, bool):
+        raise SyncConfigError(f"{setting}.strict", f"true or false, not {strict!r}")
     return TargetSpec(
         target=target,
         zones=frozenset(subset) if subset is not None else None,
         drift=drift,
         safety=Safety(max_share=float(share)),
+        strict=strict,
     )
 
 

@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import dns.name
+import dns.rdatatype
 
 from sync.errors import (
     CapabilityError,
@@ -38,7 +40,8 @@ from sync.errors import (
 )
 from sync.model import ZoneData
 from sync.plan import Action, Plan, Safety, compute_plan
-from sync.providers.base import DnssecMode, RecordTarget, SecondaryTarget, Target
+from sync.providers.base import DnssecMode, Held, RecordTarget, SecondaryTarget, Target
+from sync.providers.capabilities import served
 from sync.state import OutboxItem, SyncState
 
 log = logging.getLogger("zonefan.sync")
@@ -72,6 +75,8 @@ class TargetSpec:
     zones: frozenset[dns.name.Name] | None = None  # None: every zone
     drift: DriftMode = "repair"
     safety: Safety = field(default_factory=Safety)
+    # Refuse a plan that would leave out RRsets of types the target cannot hold.
+    strict: bool = False
 
     def serves(self, zone: dns.name.Name) -> bool:
         return self.zones is None or zone in self.zones
@@ -145,7 +150,7 @@ class SyncEngine:
         self._pushes = dict.fromkeys(targets, 0)
         # Per (target, zone): the zone as the target holds it after our last push or read.
         # Planning against it costs no read; the drift check reads back on its interval.
-        self._known: dict[tuple[str, dns.name.Name], ZoneData] = {}
+        self._known: dict[tuple[str, dns.name.Name], Held[Any]] = {}
 
     # -- zones ------------------------------------------------------------------------------
 
@@ -217,18 +222,51 @@ class SyncEngine:
         target = self.route(name, data)
         if not isinstance(target, RecordTarget):
             return None
-        current = await target.read(zone)
-        return self._plan_for(name, target, data, current)
+        held = await target.read(zone)
+        return self._plan_for(name, target, data, held)
 
     def _plan_for(
-        self, name: str, target: Target, data: ZoneData, current: ZoneData | None
+        self, name: str, target: RecordTarget[Any], data: ZoneData, held: Held[Any] | None
     ) -> Plan:
-        return compute_plan(
-            data,
+        """The plan against what the target holds, in the provider's own terms: its
+        normalized form of the zone, its own apex records out of both sides."""
+        zone = data.origin
+        caps = target.capabilities
+        normalized = target.normalize(data)
+        if normalized.unsupported and self.targets[name].strict:
+            listed = ", ".join(
+                f"{n.relativize(zone)} {dns.rdatatype.to_text(t)}"
+                for n, t in normalized.unsupported[:10]
+            )
+            more = len(normalized.unsupported) - 10
+            raise CapabilityError(
+                name,
+                zone.to_text(),
+                f"it cannot hold {len(normalized.unsupported)} RRset(s) of the zone ("
+                + listed
+                + (f" and {more} more" if more > 0 else "")
+                + "), and the target is strict: remove them from the zone, or set "
+                f"strict = false in [target.{name}] to push the zone without them",
+            )
+        current = None if held is None else held.data
+        if current is not None:
+            theirs = [k for k in current.rrsets if caps.provider_owned(k, zone)]
+            if theirs:
+                kept = {k: r for k, r in current.rrsets.items() if k not in set(theirs)}
+                current = ZoneData(current.origin, kept)
+        plan = compute_plan(
+            normalized.data,
             current,
             target=name,
-            owned=self.state.owned(name, data.origin.to_text()),
-            supported=target.capabilities.record_types,
+            owned=self.state.owned(name, zone.to_text()),
+            served=served(None if held is None else held.data, caps),
+            serial=data.serial,
+        )
+        return dataclasses.replace(
+            plan,
+            unsupported=normalized.unsupported,
+            provider_owned=normalized.provider_owned,
+            ttls=normalized.ttls,
         )
 
     async def push(self, name: str, zone: dns.name.Name, force: bool = False) -> Outcome:
@@ -245,32 +283,35 @@ class SyncEngine:
         return Outcome(name, zone.to_text(), data.serial, True, detail)
 
     async def _push_records(
-        self, name: str, target: RecordTarget, data: ZoneData, force: bool
+        self, name: str, target: RecordTarget[Any], data: ZoneData, force: bool
     ) -> str:
         zone = data.origin.to_text()
         # What we last pushed there, unless forced; popped so that a failure anywhere below
         # makes the next attempt read the target again.
         known = None if force else self._known.pop((name, data.origin), None)
-        current = known if known is not None else await target.read(data.origin)
-        plan = self._plan_for(name, target, data, current)
+        held = known if known is not None else await target.read(data.origin)
+        plan = self._plan_for(name, target, data, held)
         self.targets[name].safety.check(plan, force=force)
         if plan.empty:
             self.state.pushed(name, zone, data.serial, detail="already current", digest=data.digest)
-            self._known[(name, data.origin)] = data
+            if held is not None:
+                self._known[(name, data.origin)] = held
             return "already current"
         self.state.own(name, zone, (c.key for c in plan.changes if c.action != Action.DELETE))
-        await target.apply(plan)
+        after = await target.apply(plan, None if held is None else held.state)
         if data.signed:
             await self._verify_signed(name, target, data)
+            after = None
         deleted = [c.key for c in plan.changes if c.action == Action.DELETE]
         self.state.pushed(
             name, zone, data.serial, deleted=deleted, detail=plan.summary(), digest=data.digest
         )
-        self._known[(name, data.origin)] = data
+        if after is not None:
+            self._known[(name, data.origin)] = after
         log.info("%s %s serial %d: %s", name, zone, data.serial, plan.summary())
         return plan.summary()
 
-    async def _verify_signed(self, name: str, target: RecordTarget, data: ZoneData) -> None:
+    async def _verify_signed(self, name: str, target: RecordTarget[Any], data: ZoneData) -> None:
         """Read a signed zone back after a push: a provider that silently drops records it
         was sent (Knot drops the RRSIGs of CNAME owners) would serve a bogus zone, so it is
         refused instead of being reported as current."""
@@ -373,7 +414,8 @@ class SyncEngine:
             serial = await target.serial(zone)
             found = None if serial == data.serial else f"serves serial {serial}, not {data.serial}"
         elif isinstance(target, RecordTarget):
-            plan = self._plan_for(name, target, data, await target.read(zone))
+            held = await target.read(zone)
+            plan = self._plan_for(name, target, data, held)
             found = None if plan.empty else f"{plan.summary()}: " + "; ".join(plan.lines()[:5])
         else:
             found = None
@@ -381,7 +423,8 @@ class SyncEngine:
             return None  # a push ran meanwhile: what we read may be half of it
         self.state.drift(name, zone.to_text(), data.serial, found)
         if found is None:
-            self._known[(name, zone)] = data
+            if isinstance(target, RecordTarget) and held is not None:
+                self._known[(name, zone)] = held
         else:
             self._known.pop((name, zone), None)
             log.warning("drift at %s for %s: %s", name, zone, found)

@@ -413,6 +413,10 @@ class RRset:
         ]
         return cls.of(owner, rdtype, ttl, rdatas)
 
+    def with_ttl(self, ttl: int) -> RRset:
+        """The same data with another TTL (the rdatas are shared, not copied)."""
+        return RRset(self.name, self.rdtype, ttl, self._rdatas, self._wires, self._canonical)
+
     @property
     def rdatas(self) -> tuple[dns.rdata.Rdata, ...]:
         if self._rdatas is None:

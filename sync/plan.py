@@ -28,6 +28,14 @@ class Action(enum.IntEnum):
     CREATE = 2
 
 
+class TtlAdjustment(NamedTuple):
+    """An RRset whose TTL the target cannot hold as it is: it holds ``held`` instead."""
+
+    key: RRsetKey
+    wanted: int
+    held: int
+
+
 class Change(NamedTuple):
     """One RRset to create, replace or delete at a target. A tuple: a plan for a new zone
     holds one per RRset, and a tuple is made in a third of a frozen dataclass's time."""
@@ -69,7 +77,10 @@ class Plan:
     serial: int
     changes: tuple[Change, ...]
     foreign: tuple[RRsetKey, ...] = ()
+    # What the provider does not hold as we have it (see sync.providers.capabilities).
     unsupported: tuple[RRsetKey, ...] = ()
+    provider_owned: tuple[RRsetKey, ...] = ()
+    ttls: tuple[TtlAdjustment, ...] = ()
     existing: int = 0  # data RRsets zonefan manages at the target (see _counts_for_safety)
     create_zone: bool = False
     # The target serves the zone now: it holds the zone with an SOA at its apex. A zone
@@ -110,6 +121,16 @@ class Plan:
             "the target: skipped"
             for n, t in self.unsupported
         ]
+        out += [
+            f"! {n.relativize(self.zone)} {dns.rdatatype.to_text(t)} is the provider's own: "
+            "left to it"
+            for n, t in self.provider_owned
+        ]
+        out += [
+            f"! {a.key[0].relativize(self.zone)} {dns.rdatatype.to_text(a.key[1])} TTL "
+            f"{a.wanted} held as {a.held}: outside the target's TTL range"
+            for a in self.ttls
+        ]
         return out
 
 
@@ -120,25 +141,23 @@ def compute_plan(
     *,
     target: str,
     owned: Collection[RRsetKey] = (),
-    supported: Collection[dns.rdatatype.RdataType] | None = None,
+    served: bool | None = None,
+    serial: int | None = None,
 ) -> Plan:
     """The changes that make ``current`` (None: the zone is missing at the target) serve
     ``desired``. An RRset only at the target is deleted when zonefan pushed it before
-    (``owned``) and otherwise reported as foreign and left alone."""
+    (``owned``) and otherwise reported as foreign and left alone. ``served`` says whether
+    the target serves the zone now (default: it holds an SOA at the apex); ``serial`` is
+    the zone's (default: ``desired``'s SOA; a provider that writes its own SOA gets none)."""
     wanted = desired.rrsets
-    allowed = None if supported is None else frozenset(supported)
-    unsupported = sorted(
-        (k for k, r in wanted.items() if allowed is not None and r.rdtype not in allowed),
-        key=sort_key,
-    )
-    skip = set(unsupported)
+    if serial is None:
+        serial = desired.serial
     if current is None:  # a new zone: all of it is created, in the zone's canonical order
         return Plan(
             zone=desired.origin,
             target=target,
-            serial=desired.serial,
-            changes=tuple(Change(Action.CREATE, None, r) for r in desired if r.key not in skip),
-            unsupported=tuple(unsupported),
+            serial=serial,
+            changes=tuple(Change(Action.CREATE, None, r) for r in desired),
             create_zone=True,
             served=False,
             desired=desired,
@@ -149,7 +168,7 @@ def compute_plan(
     # unchanged RRset objects with the version pushed before, so most are skipped by identity.
     for key, new in wanted.items():
         old = have.get(key)
-        if old is new or key in skip:
+        if old is new:
             continue
         if old is None:
             changes.append(Change(Action.CREATE, None, new))
@@ -167,15 +186,16 @@ def compute_plan(
     foreign.sort(key=sort_key)
     changes.sort(key=lambda c: (int(c.action), sort_key(c.key)))
     existing = sum(1 for k in have if (k in wanted or k in owned_set) and _counts_for_safety(k))
+    if served is None:
+        served = (current.origin, dns.rdatatype.SOA) in have
     return Plan(
         zone=desired.origin,
         target=target,
-        serial=desired.serial,
+        serial=serial,
         changes=tuple(changes),
         foreign=tuple(foreign),
-        unsupported=tuple(unsupported),
         existing=existing,
-        served=(current.origin, dns.rdatatype.SOA) in have,
+        served=served,
         desired=desired,
     )
 

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 class RateLimiter:
     """``rate`` tokens per second with a burst of ``burst``; a rate of 0 never waits."""
 
     def __init__(
-        self, rate: float, burst: float = 1.0, clock: Callable[[], float] = time.monotonic
+        self,
+        rate: float,
+        burst: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.rate = rate
+        self.sleep = sleep
         self.burst = max(burst, 1.0)
         self.clock = clock
         self._tokens = self.burst
@@ -35,4 +40,4 @@ class RateLimiter:
         async with self._lock:
             delay = self._delay_for(tokens)
             if delay > 0:
-                await asyncio.sleep(delay)
+                await self.sleep(delay)

@@ -9,7 +9,7 @@ database or the logs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,11 @@ from settings.secrets import read_secret as _read_secret
 from sync.errors import SyncConfigError
 
 __all__ = [
+    "ENGINE_FIELDS",
     "Address",
     "TargetContext",
     "TsigKey",
+    "check_fields",
     "parse_address",
     "parse_count",
     "parse_duration",
@@ -36,6 +38,30 @@ __all__ = [
     "require_secret",
     "sync_error",
 ]
+
+
+# Keys of a [target.NAME] table the engine reads (sync.config), whatever the target's type.
+ENGINE_FIELDS = frozenset({"type", "zones", "drift", "max-change-share", "strict"})
+
+
+def check_fields(
+    section: Mapping[str, Any],
+    setting: str,
+    allowed: Iterable[str],
+    secrets: Iterable[str] = (),
+) -> None:
+    """Refuse a key of ``section`` that is neither the engine's, nor in ``allowed``, nor a
+    credential of ``secrets`` (``NAME``, ``NAME-env``, ``NAME-file``); the error names it."""
+    own = set(allowed)
+    for secret in secrets:
+        own |= {secret, f"{secret}-env", f"{secret}-file"}
+    unknown = sorted(k for k in section if k not in own and k not in ENGINE_FIELDS)
+    if unknown:
+        listed = ", ".join(sorted(own - set(secrets)))
+        raise SyncConfigError(
+            f"{setting}.{unknown[0]}",
+            f"unknown setting(s) {', '.join(unknown)}; allowed: {listed}",
+        )
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,11 @@ counts.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import cast
 
 import dns.edns
@@ -123,3 +124,30 @@ def option(code: int, value: bytes) -> dns.edns.Option:
 
 
 FORMERR = int(dns.rcode.FORMERR)
+
+
+class UdpCapture:
+    """A UDP transport that keeps what is sent, and to whom."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, object]] = []
+
+    def sendto(self, data: bytes, addr: object = None) -> None:
+        self.sent.append((data, addr))
+
+
+def udp_exchange(
+    handler: asyncio.DatagramProtocol, datagrams: Sequence[tuple[bytes, tuple[str, int]]]
+) -> list[tuple[bytes, object]]:
+    """What ``handler`` sends for ``datagrams`` received in one turn of an event loop, once
+    the loop has turned (the server sends a burst's answers together at its end)."""
+    capture = UdpCapture()
+    handler.connection_made(cast(asyncio.DatagramTransport, capture))
+
+    async def burst() -> None:
+        for data, addr in datagrams:
+            handler.datagram_received(data, addr)
+        await asyncio.sleep(0)
+
+    asyncio.run(burst())
+    return capture.sent

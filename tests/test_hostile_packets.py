@@ -3,10 +3,8 @@ than themselves unless they are valid queries."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 import struct
-from typing import cast
 
 import dns.edns
 import dns.exception
@@ -32,6 +30,7 @@ from tests.packets import (
     option,
     query_wire,
     rcode_of,
+    udp_exchange,
     well_formed,
 )
 from tests.zonedata import registry
@@ -137,16 +136,6 @@ def test_parse_query_keeps_question_bytes_exactly() -> None:
 # requires.
 
 
-class _Capture:
-    """A UDP transport that keeps what is sent."""
-
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
-    def sendto(self, data: bytes, addr: object = None) -> None:
-        self.sent.append(data)
-
-
 TSIG_KEY = TsigKey(KEY.name, "hmac-sha256", KEY.secret)
 HANDLER = UdpHandler(
     Responder(registry()),
@@ -156,11 +145,9 @@ HANDLER = UdpHandler(
 
 def serve_udp(data: bytes) -> bytes | None:
     """The server's UDP reply to ``data`` (None: none)."""
-    capture = _Capture()
-    HANDLER.connection_made(cast(asyncio.DatagramTransport, capture))
-    HANDLER.datagram_received(data, ("127.0.0.1", 53000))
-    assert len(capture.sent) <= 1
-    return capture.sent[0] if capture.sent else None
+    sent = udp_exchange(HANDLER, [(data, ("127.0.0.1", 53000))])
+    assert len(sent) <= 1
+    return sent[0][0] if sent else None
 
 
 def assert_formerr(data: bytes, with_opt: bool) -> bytes:

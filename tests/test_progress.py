@@ -20,7 +20,7 @@ from nameserver.editor import Author
 from nameserver.serial import SerialPolicy
 from nameserver.store import Store
 from nameserver.zonefile import read_zone_text
-from tests.faultproxy import FaultProxy
+from sync.providers.testkit.faults import FaultProxy
 from tests.pdns import PdnsServer
 from tests.servers import ZonefanServer, _clean_env, run_cli, transfer_config
 from tests.sidecar import wait_until

@@ -28,6 +28,7 @@ from nameserver.rrl import (
 )
 from nameserver.server import UdpHandler
 from nameserver.zones import ZoneRegistry
+from tests.packets import udp_exchange
 from tests.servers import run_cli
 from tests.tools import write_private
 from tests.zonedata import BASE, registry, snapshot
@@ -303,14 +304,6 @@ def test_settings_that_cannot_work_are_refused() -> None:
 # -- in the UDP handler ----------------------------------------------------------------------
 
 
-class Transport:
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes, object]] = []
-
-    def sendto(self, data: bytes, addr: object) -> None:
-        self.sent.append((data, addr))
-
-
 def test_the_udp_handler_sends_what_the_limiter_lets_through() -> None:
     zones = registry()
     responder = Responder(zones)
@@ -318,16 +311,14 @@ def test_the_udp_handler_sends_what_the_limiter_lets_through() -> None:
     handler = UdpHandler(
         responder, rrl=RateLimiter(RrlSettings(ratelimit=3, slip=2), zones, clock=clock)
     )
-    transport = Transport()
-    handler.transport = transport  # type: ignore[assignment]
     query = dns.message.make_query("host.example.test.", "A").to_wire()
-    for _ in range(3 + 10):  # the first misses the response cache, the rest hit it
-        handler.datagram_received(query, ATTACKER)
-    assert len(transport.sent) == 3 + 5
-    assert all(not data[2] & 0x02 for data, _ in transport.sent[:3])
-    assert all(data[2] & 0x02 for data, _ in transport.sent[3:])
-    handler.datagram_received(query, OTHER)
-    assert len(transport.sent) == 9 and not transport.sent[-1][0][2] & 0x02
+    # the first misses the response cache, the rest hit it
+    sent = udp_exchange(handler, [(query, ATTACKER)] * (3 + 10))
+    assert len(sent) == 3 + 5
+    assert all(not data[2] & 0x02 for data, _ in sent[:3])
+    assert all(data[2] & 0x02 for data, _ in sent[3:])
+    sent = udp_exchange(handler, [(query, OTHER)])
+    assert len(sent) == 1 and not sent[-1][0][2] & 0x02
 
 
 # -- settings ------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from nameserver.editor import Author
 from nameserver.serial import SerialPolicy
 from nameserver.store import Store
 from nameserver.zonefile import read_zone_file
-from tests.faultproxy import FaultProxy
+from sync.providers.testkit.faults import FaultProxy
 from tests.pdns import PdnsServer
 from tests.servers import (
     UnboundServer,

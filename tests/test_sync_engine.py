@@ -26,7 +26,9 @@ from sync.errors import (
 )
 from sync.model import RRset, ZoneData, sort_key
 from sync.plan import Action, Safety, compute_plan
-from sync.providers.base import Capabilities, DnssecMode, RecordTarget, SecondaryTarget
+from sync.providers.base import Capabilities, DnssecMode, SecondaryTarget
+from sync.providers.capabilities import normalize
+from sync.providers.testkit.memory import Fault, MemoryTarget
 from sync.state import SCHEMA_VERSION, SyncState, TargetStatus
 from sync.status import ZoneStatus, target_rows
 
@@ -48,60 +50,6 @@ def zone(serial: int, hosts: int = 12, extra: dict[str, str] | None = None) -> Z
 def signed(data: ZoneData) -> ZoneData:
     key = RRset.from_text("@", "DNSKEY", 300, ["257 3 13 " + "A" * 88], ORIGIN)
     return ZoneData.build(ORIGIN, [*data, key])
-
-
-@dataclass
-class Fault:
-    error: Exception
-    times: int
-
-
-class MemoryTarget(RecordTarget):
-    """A provider held in memory; counts every RRset written and can fail on demand."""
-
-    def __init__(
-        self, name: str, dnssec: DnssecMode = DnssecMode.PRESIGNED, delay: float = 0.0
-    ) -> None:
-        super().__init__(name, Capabilities(dnssec=dnssec, batch_size=5))
-        self.data: dict[tuple[dns.name.Name, dns.rdatatype.RdataType], RRset] | None = None
-        self.delay = delay
-        self.faults: list[Fault] = []
-        self.writes: dict[tuple[dns.name.Name, dns.rdatatype.RdataType], int] = {}
-        self.applied_at: list[float] = []
-        self.reads = 0
-
-    def _maybe_fail(self) -> None:
-        if self.faults:
-            fault = self.faults[0]
-            fault.times -= 1
-            if fault.times <= 0:
-                self.faults.pop(0)
-            raise fault.error
-
-    async def read(self, zone: dns.name.Name) -> ZoneData | None:
-        self.reads += 1
-        self._maybe_fail()
-        return None if self.data is None else ZoneData(zone, dict(self.data))
-
-    async def apply(self, plan: object) -> None:
-        from sync.plan import Plan
-
-        assert isinstance(plan, Plan)
-        await asyncio.sleep(self.delay)
-        self._maybe_fail()
-        if self.data is None:
-            self.data = {}
-        for change in plan.changes:
-            if change.action == Action.DELETE:
-                del self.data[change.key]
-            else:
-                assert change.new is not None
-                self.data[change.key] = change.new
-                self.writes[change.key] = self.writes.get(change.key, 0) + 1
-        self.applied_at.append(time.monotonic())
-
-    async def nameservers(self, zone: dns.name.Name) -> list[dns.name.Name]:
-        return [dns.name.from_text(f"ns.{self.name}.net.")]
 
 
 class MemorySecondary(SecondaryTarget):
@@ -188,19 +136,6 @@ def test_plan_orders_deletes_updates_creates_and_leaves_foreign_records() -> Non
     assert any("theirs TXT not managed by zonefan" in line for line in plan.lines())
     # The same inputs give the same plan.
     assert compute_plan(desired, current, target="t", owned=owned) == plan
-
-
-def test_plan_skips_unsupported_types_and_reports_them() -> None:
-    desired = zone(1, hosts=1, extra={"t": "x"})
-    plan = compute_plan(
-        desired,
-        None,
-        target="t",
-        supported={dns.rdatatype.SOA, dns.rdatatype.NS, dns.rdatatype.A},
-    )
-    assert plan.create_zone
-    assert all(c.rdtype != dns.rdatatype.TXT for c in plan.changes)
-    assert plan.unsupported == ((dns.name.from_text("t", ORIGIN), dns.rdatatype.TXT),)
 
 
 def test_safety_refuses_mass_deletion_and_apex_ns_unless_forced() -> None:
@@ -668,13 +603,14 @@ def test_applying_a_plan_gives_the_zone_plus_only_foreign_records(
     order = [(int(c.action), sort_key(c.key)) for c in plan.changes]
     assert order == sorted(order)
     # A zone missing at the target: every supported RRset is created, in the same order.
-    types = {dns.rdatatype.SOA, dns.rdatatype.NS, dns.rdatatype.A}
-    fresh = compute_plan(desired, None, target="t", supported=types)
+    types = frozenset({dns.rdatatype.SOA, dns.rdatatype.NS, dns.rdatatype.A})
+    held = normalize(desired, Capabilities(DnssecMode.NONE, record_types=types))
+    fresh = compute_plan(held.data, None, target="t")
     assert fresh.create_zone and {c.action for c in fresh.changes} <= {Action.CREATE}
     assert [c.key for c in fresh.changes] == sorted(
         (k for k in desired.rrsets if k[1] != dns.rdatatype.TXT), key=sort_key
     )
-    assert set(fresh.unsupported) == {k for k in desired.rrsets if k[1] == dns.rdatatype.TXT}
+    assert set(held.unsupported) == {k for k in desired.rrsets if k[1] == dns.rdatatype.TXT}
 
 
 # -- status verdicts -----------------------------------------------------------------------

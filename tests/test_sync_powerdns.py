@@ -41,6 +41,7 @@ from sync.errors import (
 from sync.model import RRset, ZoneData
 from sync.plan import Action, compute_plan
 from sync.providers.base import DnssecMode
+from sync.providers.http import parse_retry_after
 from sync.providers.powerdns import (
     CREATE_ZONE,
     DEFAULT_BATCH_SIZE,
@@ -48,7 +49,6 @@ from sync.providers.powerdns import (
     PowerDnsTarget,
     batches,
     contents,
-    parse_retry_after,
     powerdns_from_config,
     powerdns_secondary_from_config,
     render,
@@ -57,6 +57,7 @@ from sync.providers.powerdns import (
     zone_body,
     zone_id,
 )
+from sync.providers.testkit.contract import read_zone
 from sync.settings import Address, TargetContext, TsigKey
 from tests.pdns import PdnsServer
 from tests.servers import ZonefanServer
@@ -98,9 +99,10 @@ def run(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 async def push(t: PowerDnsTarget, desired: ZoneData, owned: set[Any] | None = None) -> Any:
     """Read, plan and apply once; the plan applied."""
-    current = await t.read(desired.origin)
+    held = await t.read(desired.origin)
+    current = None if held is None else held.data
     plan = compute_plan(desired, current, target=t.name, owned=owned or set(desired.rrsets))
-    await t.apply(plan)
+    await t.apply(plan, None if held is None else held.state)
     return plan
 
 
@@ -114,7 +116,7 @@ def recorded_push(t: PowerDnsTarget, desired: ZoneData) -> tuple[list[Any], Zone
             with mock.patch.object(t.api, "request", wraps=t.api.request) as spy:
                 await push(t, desired)
                 calls = list(spy.call_args_list)
-            return calls, await t.read(ZONE)
+            return calls, await read_zone(t, ZONE)
         finally:
             await t.close()
 
@@ -152,9 +154,9 @@ def test_initial_push_creates_the_zone_and_pdns_serves_it(pdns: PdnsServer) -> N
         t = target(pdns)
         await t.open()
         try:
-            assert await t.read(ZONE) is None
+            assert await read_zone(t, ZONE) is None
             plan = await push(t, desired)
-            again = await t.read(ZONE)
+            again = await read_zone(t, ZONE)
             second = compute_plan(desired, again, target="pdns", owned=set(desired.rrsets))
             return plan, again, second
         finally:
@@ -204,7 +206,7 @@ def test_updates_and_deletes_apply(pdns: PdnsServer) -> None:
             await push(t, desired)
             plan = await push(t, changed, owned=set(desired.rrsets))
             after = compute_plan(
-                changed, await t.read(ZONE), target="pdns", owned=set(changed.rrsets)
+                changed, await read_zone(t, ZONE), target="pdns", owned=set(changed.rrsets)
             )
             return plan, after
         finally:
@@ -259,7 +261,7 @@ def test_pdns_answers_the_creating_post_without_the_records(pdns: PdnsServer) ->
             soa_first = sorted(desired, key=lambda r: r.rdtype != dns.rdatatype.SOA)
             body = zone_body(ZONE, [rrset_json(r) for r in soa_first])
             status, created = await t.api.request("POST", CREATE_ZONE, body)
-            return status, created, await t.read(ZONE)
+            return status, created, await read_zone(t, ZONE)
         finally:
             await t.close()
 
@@ -304,7 +306,7 @@ def test_no_answer_cached_while_a_change_commits_outlives_the_push(pdns: PdnsSer
                 await asyncio.sleep(0.005)  # a few NXDOMAINs cached first
                 changed = with_rrsets(current, rr(f"chg{i}", 300, "A", "198.51.100.1"))
                 plan = compute_plan(changed, current, target=t.name, owned=set(changed.rrsets))
-                await t.apply(plan)
+                await t.apply(plan, None)
                 await asyncio.sleep(0.01)  # queries that raced the commit have ended
                 if pdns.query(name, "A", flags=0).rcode() != dns.rcode.NOERROR:
                     stale.append(name)
@@ -343,7 +345,7 @@ def test_a_zone_larger_than_one_request_is_staged_hidden_then_published(
             with mock.patch.object(t.api, "request", side_effect=watched) as spy:
                 await push(t, desired)
                 calls = list(spy.call_args_list)
-            return calls, await t.read(ZONE)
+            return calls, await read_zone(t, ZONE)
         finally:
             await t.close()
 
@@ -454,7 +456,7 @@ def test_foreign_records_are_reported_and_survive(pdns: PdnsServer) -> None:
             changed = with_rrsets(desired, rr("web", 600, "A", "192.0.2.81"))
             plan = await push(t, changed, owned=set(desired.rrsets))
             after = compute_plan(
-                changed, await t.read(ZONE), target="pdns", owned=set(changed.rrsets)
+                changed, await read_zone(t, ZONE), target="pdns", owned=set(changed.rrsets)
             )
             return plan, after
         finally:
@@ -481,7 +483,7 @@ def test_soa_edit_api_is_turned_off_on_a_zone_made_by_hand(pdns: PdnsServer) -> 
         await t.open()
         try:
             await push(t, desired)
-            return compute_plan(desired, await t.read(ZONE), target="pdns")
+            return compute_plan(desired, await read_zone(t, ZONE), target="pdns")
         finally:
             await t.close()
 
@@ -510,7 +512,7 @@ def test_a_secondary_zone_becomes_native_again(pdns: PdnsServer) -> None:
         await t.open()
         try:
             await push(t, desired)
-            return compute_plan(desired, await t.read(ZONE), target="pdns")
+            return compute_plan(desired, await read_zone(t, ZONE), target="pdns")
         finally:
             await t.close()
 
@@ -599,7 +601,7 @@ def test_pdns_stopped_after_open_is_target_unavailable(pdns: PdnsServer) -> None
         try:
             plan = compute_plan(desired, None, target="pdns")
             pdns.stop()
-            await t.apply(plan)
+            await t.apply(plan, None)
         finally:
             await t.close()
 
@@ -895,7 +897,7 @@ def test_http_errors_map_to_target_errors() -> None:
             await t.open()
             for name in ("busy", "broken", "bad"):
                 try:
-                    await t.read(dns.name.from_text(f"{name}.test."))
+                    await read_zone(t, dns.name.from_text(f"{name}.test."))
                 except Exception as exc:
                     errors.append(exc)
         finally:
@@ -920,7 +922,7 @@ def test_rate_limit_spaces_requests() -> None:
     async def scenario() -> float:
         started = time.monotonic()
         for _ in range(5):
-            await t.api._limiter.acquire()
+            await t.api.http.account.ready()
         return time.monotonic() - started
 
     assert run(scenario) >= 0.19  # the first goes at once, then one per 50 ms

@@ -16,6 +16,7 @@ from sync.errors import SyncConfigError, TargetError, TargetRejectedError, Targe
 from sync.model import RRset, ZoneData
 from sync.plan import compute_plan
 from sync.providers.rfc2136 import Rfc2136Target, rfc2136_from_config
+from sync.providers.testkit.contract import read_zone
 from sync.settings import Address, TargetContext, TsigKey
 from tests.servers import XfrKey, run_cli
 from tests.tools import PROJECT_ROOT, example_store, free_port, require_tool
@@ -76,14 +77,14 @@ def target_for(srv: _UpdatePrimary, batch_size: int = 500, key: XfrKey = KEY) ->
 
 
 async def push(target: Rfc2136Target, desired: ZoneData) -> None:
-    current = await target.read(ORIGIN)
+    current = await read_zone(target, ORIGIN)
     owned = list(current.rrsets) if current is not None else []
     plan = compute_plan(desired, current, target=target.name, owned=owned)
-    await target.apply(plan)
+    await target.apply(plan, None)
 
 
 async def assert_converged(target: Rfc2136Target, srv: _UpdatePrimary, desired: ZoneData) -> None:
-    got = await target.read(ORIGIN)
+    got = await read_zone(target, ORIGIN)
     assert got is not None
     # Neither Knot nor BIND adds anything of its own to an unsigned zone changed by UPDATE.
     assert {k: r.texts() for k, r in got.rrsets.items()} == {
@@ -158,10 +159,10 @@ async def test_serial_ahead_is_rejected(server: _UpdatePrimary) -> None:
     target = target_for(server)
     await push(target, desired_zone())
     behind = with_serial(desired_zone(), 5)
-    current = await target.read(ORIGIN)
+    current = await read_zone(target, ORIGIN)
     plan = compute_plan(behind, current, target="provider")
     with pytest.raises(TargetRejectedError, match="not below ours 5"):
-        await target.apply(plan)
+        await target.apply(plan, None)
 
 
 async def test_wrong_key(server: _UpdatePrimary) -> None:
@@ -170,21 +171,21 @@ async def test_wrong_key(server: _UpdatePrimary) -> None:
     with pytest.raises(SyncConfigError, match=r"target\.provider\.key"):
         await target.open()
     with pytest.raises(TargetRejectedError, match="TSIG"):
-        await target.read(ORIGIN)
-    good = await target_for(server).read(ORIGIN)
+        await read_zone(target, ORIGIN)
+    good = await read_zone(target_for(server), ORIGIN)
     plan = compute_plan(desired_zone(), good, target="provider")
     with pytest.raises(TargetRejectedError, match="TSIG"):
-        await target.apply(plan)
+        await target.apply(plan, None)
 
 
 async def test_missing_zone(server: _UpdatePrimary) -> None:
     target = target_for(server)
     other = dns.name.from_text("other.test.")
-    assert await target.read(other) is None
+    assert await read_zone(target, other) is None
     desired = ZoneData.from_text(MINIMAL.replace("example.test.", "other.test."), other)
     plan = compute_plan(desired, None, target="provider")
     with pytest.raises(TargetRejectedError, match="create it there first"):
-        await target.apply(plan)
+        await target.apply(plan, None)
 
 
 async def test_nothing_listening() -> None:
@@ -194,10 +195,10 @@ async def test_nothing_listening() -> None:
     with pytest.raises(SyncConfigError, match=r"target\.provider\.server"):
         await target.open()
     with pytest.raises(TargetUnavailableError):
-        await target.read(ORIGIN)
+        await read_zone(target, ORIGIN)
     plan = compute_plan(desired_zone(), ZoneData.from_text(MINIMAL, ORIGIN), target="provider")
     with pytest.raises(TargetUnavailableError):
-        await target.apply(plan)
+        await target.apply(plan, None)
 
 
 def signed_zone(tmp_path: Path) -> ZoneData:
@@ -242,7 +243,7 @@ async def test_presigned_push(server: _UpdatePrimary, tmp_path: Path) -> None:
     kinds = {(r.rdtype, r.covers) for r in response.authority}
     assert (dns.rdatatype.NSEC, dns.rdatatype.NONE) in kinds
     assert (dns.rdatatype.RRSIG, dns.rdatatype.NSEC) in kinds
-    served = await target.read(ORIGIN)
+    served = await read_zone(target, ORIGIN)
     assert served is not None
     axfr = tmp_path / "axfr.zone"
     axfr.write_text(served.to_text(), encoding="utf-8")
@@ -267,7 +268,7 @@ async def test_knot_drops_signatures_of_cnames(tmp_path: Path) -> None:
     with KnotUpdatePrimary(tmp_path / "knot", "example.test", zone_file, KEY) as srv:
         target = target_for(srv)
         await push(target, desired)
-        got = await target.read(ORIGIN)
+        got = await read_zone(target, ORIGIN)
         assert got is not None
         missing = {k for k in desired.rrsets if k not in got.rrsets}
         cnames = {r.name for r in desired if r.rdtype == dns.rdatatype.CNAME}

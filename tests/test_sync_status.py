@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.faultproxy import FaultProxy
+from sync.providers.testkit.faults import FaultProxy
 from tests.pdns import PdnsServer
 from tests.servers import ZonefanServer
 from tests.sidecar import API_KEY_ENV, SECRET_ENV, wait_until

@@ -9,38 +9,36 @@ engine only provisions the zone there, asks for a refresh and checks the SOA ser
 from __future__ import annotations
 
 import abc
-import enum
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import dns.name
 import dns.rdata
-import dns.rdatatype
 
-from sync.model import ZoneData
+from sync.model import RRset, ZoneData
 from sync.plan import Plan
+from sync.providers.capabilities import Capabilities, DnssecMode, Normalized, normalize
 
+__all__ = [
+    "Capabilities",
+    "DnssecMode",
+    "Held",
+    "RecordTarget",
+    "SecondaryTarget",
+    "Target",
+]
 
-class DnssecMode(enum.Enum):
-    """How a target serves a signed zone."""
-
-    PRESIGNED = "presigned"  # takes our DNSKEY/RRSIG/NSEC(3)/CDS as data
-    SECONDARY = "secondary"  # transfers the signed zone from the primary
-    SELF_SIGNING = "self-signing"  # signs with its own keys (multi-signer: a later issue)
-    NONE = "none"  # cannot serve a signed zone
+S = TypeVar("S")
 
 
 @dataclass(frozen=True)
-class Capabilities:
-    """What a target supports; the engine never asks it for more."""
+class Held(Generic[S]):
+    """The zone as a record target holds it, with the provider's own handles on it (zone
+    and record ids, etags, settings to correct) that :meth:`RecordTarget.apply` needs:
+    typed state passed from a read to the apply planned against it, never kept aside."""
 
-    dnssec: DnssecMode
-    record_types: frozenset[dns.rdatatype.RdataType] | None = None  # None: every type
-    batch_size: int = 1000  # RRsets per request
-    rate_limit: float = 0.0  # requests per second; 0 means no limit of ours
-
-    def supports(self, rdtype: dns.rdatatype.RdataType) -> bool:
-        """Whether the target takes RRsets of ``rdtype``."""
-        return self.record_types is None or rdtype in self.record_types
+    data: ZoneData
+    state: S
 
 
 class Target(abc.ABC):
@@ -71,18 +69,31 @@ class Target(abc.ABC):
         return []
 
 
-class RecordTarget(Target):
-    """A target whose records the engine writes."""
+class RecordTarget(Target, Generic[S]):
+    """A target whose records the engine writes. ``S`` is the provider's state type."""
 
     @abc.abstractmethod
-    async def read(self, zone: dns.name.Name) -> ZoneData | None:
-        """The zone as the target holds it now, or None when the zone does not exist there."""
+    async def read(self, zone: dns.name.Name) -> Held[S] | None:
+        """The zone as the target holds it now (provider-owned apex records included: the
+        engine leaves them out), or None when the zone does not exist there."""
 
     @abc.abstractmethod
-    async def apply(self, plan: Plan) -> None:
+    async def apply(self, plan: Plan, state: S | None) -> Held[S] | None:
         """Make the target match ``plan.desired``: create the zone if ``plan.create_zone``,
-        then apply ``plan.changes`` in order, in batches of at most
-        ``capabilities.batch_size`` RRsets. Raise :class:`~sync.errors.TargetError`."""
+        then apply ``plan.changes`` in order, within the batch limits of
+        ``capabilities``. ``state`` is what the read the plan was made against returned
+        (None for a zone to create). Return what the target holds now when the provider
+        told us (the engine plans the next change against it without a read), else None.
+        Raise :class:`~sync.errors.TargetError`."""
+
+    def normalize(self, data: ZoneData) -> Normalized:
+        """``data`` as this provider holds it (see :func:`~sync.providers.capabilities.
+        normalize`): what the engine plans against, so a push with nothing to do is empty."""
+        return normalize(data, self.capabilities, self.normalize_rrset)
+
+    def normalize_rrset(self, rrset: RRset) -> RRset:
+        """The provider's own representation of one RRset; as sent by default."""
+        return rrset
 
 
 class SecondaryTarget(Target):

@@ -14,17 +14,13 @@ Two modes share one HTTP client:
 
 from __future__ import annotations
 
-import email.utils
 import json
 import json.encoder
 import logging
-import math
 import re
-import time
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import dns.exception
@@ -38,8 +34,6 @@ import dns.rdatatype
 
 from sync.errors import (
     SyncConfigError,
-    TargetError,
-    TargetRateLimitedError,
     TargetRejectedError,
     TargetUnavailableError,
 )
@@ -48,15 +42,18 @@ from sync.plan import Action, Change, Plan
 from sync.providers.base import (
     Capabilities,
     DnssecMode,
+    Held,
     RecordTarget,
     SecondaryTarget,
     Target,
 )
-from sync.ratelimit import RateLimiter
+from sync.providers.capabilities import RateBudget
+from sync.providers.http import Account, HttpClient, Response
 from sync.settings import (
     Address,
     TargetContext,
     TsigKey,
+    check_fields,
     parse_address,
     parse_count,
     parse_names,
@@ -66,7 +63,7 @@ from sync.settings import (
 )
 
 if TYPE_CHECKING:
-    import aiohttp
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +79,9 @@ _PDNS_STYLE = dns.rdata.RdataStyle(base64_chunk_size=0, hex_chunk_size=0)
 _SVC_QUOTED = re.compile(r'([a-z0-9-]+)="([^"\\\s]*)"')
 # A JSON string literal of any text, ASCII only (the C encoder json.dumps itself uses).
 _quote = json.encoder.encode_basestring_ascii
-_ENGINE_FIELDS = frozenset({"type", "zones", "drift", "max-change-share"})
 _COMMON_FIELDS = frozenset(
     {
         "url",
-        "api-key-env",
-        "api-key-file",
         "server-id",
         "timeout",
         "rate-limit",
@@ -113,30 +107,6 @@ def zone_id(zone: dns.name.Name) -> str:
         ch if ch.isascii() and (ch.isalnum() or ch in ".-") else f"={ord(ch):02X}" for ch in text
     )
     return "=2E" if out == "." else out
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from an HTTP ``Retry-After`` header: delta-seconds or an HTTP date
-    (RFC 9110 §10.2.3); None when absent or unparseable, never negative."""
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # an HTTP date is always GMT
-        when = when.replace(tzinfo=UTC)
-    reference = time.time() if now is None else now
-    return max(0.0, when.timestamp() - reference)
 
 
 def render(rdata: dns.rdata.Rdata) -> str:
@@ -323,14 +293,7 @@ def parse_settings(
 ) -> PowerDnsSettings:
     """Validate a target table; every error names ``target.NAME.field``."""
     setting = f"target.{name}"
-    unknown = sorted(
-        k for k in section if k not in allowed and k not in _ENGINE_FIELDS and k != "api-key"
-    )
-    if unknown:
-        raise SyncConfigError(
-            f"{setting}.{unknown[0]}",
-            f"unknown setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
-        )
+    check_fields(section, setting, allowed, secrets=("api-key",))
     url = _parse_url(section.get("url"), f"{setting}.url")
     api_key = require_secret(section, setting, "api-key", ctx)
     server_id = section.get("server-id", "localhost")
@@ -419,14 +382,24 @@ _SIGNED_AS_SECONDARY = (
 
 
 class PowerDnsApi:
-    """The API of one pdns server: one aiohttp session, errors mapped to TargetError."""
+    """The API of one pdns server, on the shared HTTP client (:mod:`sync.providers.http`)."""
 
     def __init__(self, settings: PowerDnsSettings) -> None:
         self.settings = settings
         self.base = f"{settings.url}/api/v1/servers/{urllib.parse.quote(settings.server_id)}"
-        self._session: aiohttp.ClientSession | None = None
+        # ``rate-limit`` is requests per second with no burst: one request per 1/rate s.
+        rate = settings.rate_limit
+        budget = RateBudget(1, 1.0 / rate, account=False) if rate > 0 else None
+        self.http = HttpClient(
+            settings.name,
+            self.base,
+            headers={"X-API-Key": settings.api_key, "Accept": "application/json"},
+            timeout=settings.timeout,
+            account=Account(budget),
+            secrets=(settings.api_key,),
+            error_text=_error_text,
+        )
         self._checked = False  # open() verified the URL and key once
-        self._limiter = RateLimiter(settings.rate_limit)
 
     @property
     def target(self) -> str:
@@ -434,19 +407,20 @@ class PowerDnsApi:
 
     async def open(self) -> None:
         """Open the session and check (once) that the server answers and takes our key."""
-        if self._checked and self._session is not None and not self._session.closed:
+        if self._checked:
             return
         try:
-            status, body = await self._send("GET", "")
+            response = await self.http.request("GET", "", ok=tuple(range(300, 600)))
         except TargetUnavailableError as exc:
             await self.close()
             raise SyncConfigError(
                 f"{self.settings.setting}.url",
                 f"the PowerDNS API at {self.settings.url} is unreachable: {exc}",
             ) from None
+        status = response.status
         if status >= 500:
             await self.close()
-            raise self._error("GET", "", status, body, None)  # transient, not the config
+            raise self.http._error(response)  # transient, not the config
         if status in (401, 403):
             await self.close()
             raise SyncConfigError(
@@ -465,7 +439,7 @@ class PowerDnsApi:
             raise SyncConfigError(
                 f"{self.settings.setting}.url",
                 f"the PowerDNS API at {self.settings.url} answered HTTP {status}: "
-                f"{_error_text(body)}",
+                f"{_error_text(response)}",
             )
         self._checked = True
 
@@ -511,73 +485,20 @@ class PowerDnsApi:
 
     async def close(self) -> None:
         """Close the session; a later request reopens one."""
-        session, self._session = self._session, None
         self._checked = False
-        if session is not None:
-            await session.close()
+        await self.http.close()
 
     async def request(
         self, method: str, path: str, body: Any = None, *, ok: Sequence[int] = ()
     ) -> tuple[int, Any]:
-        """Send a request; a 2xx or a status in ``ok`` is returned, anything else raised
-        as the matching TargetError."""
-        status, data = await self._send(method, path, body)
-        if 200 <= status < 300 or status in ok:
-            return status, data
-        raise self._error(method, path, status, data, None)
-
-    async def _send(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        # Imported with the first request, not with this module: loading aiohttp takes
-        # 0.2 s (half of it reading the system's CA certificates), which commands that
-        # only read the config or the state (`sync status`) need not pay.
-        import aiohttp
-
-        if self._session is None or self._session.closed:
-            # Plain http needs no TLS context (building the default one costs ~50 ms).
-            plain = self.settings.url.startswith("http://")
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=False) if plain else None,
-                timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
-                headers={"X-API-Key": self.settings.api_key, "Accept": "application/json"},
-            )
-        await self._limiter.acquire()
-        url = self.base + (f"/{path}" if path else "")
-        # bytes are JSON already (PATCH bodies, see rrsets_body)
+        """Send a request; a 2xx or a status in ``ok`` is returned with its decoded body,
+        anything else raised as the matching TargetError. ``body``: JSON-able, or bytes
+        that are JSON already (PATCH bodies, see rrsets_body)."""
         data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data is not None else None
-        try:
-            # aiohttp sends no "Expect: 100-continue" unless asked; pdns never answers one.
-            async with self._session.request(method, url, data=data, headers=headers) as resp:
-                raw = await resp.read()
-                status = resp.status
-                retry_after = resp.headers.get("Retry-After")
-        except TimeoutError:
-            raise TargetUnavailableError(
-                self.target,
-                f"{method} {url}: no answer within {self.settings.timeout:g} s",
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise TargetUnavailableError(
-                self.target, f"{method} {url}: {exc or type(exc).__name__}"
-            ) from None
-        parsed = _decode(raw)
-        if status == 429:
-            raise self._error(method, path, status, parsed, retry_after)
-        return status, parsed
-
-    def _error(
-        self, method: str, path: str, status: int, body: Any, retry_after: str | None
-    ) -> TargetError:
-        what = f"{method} {path or '/'} answered HTTP {status}: {_error_text(body)}"
-        if status == 429:
-            return TargetRateLimitedError(
-                self.target, what, retry_after=parse_retry_after(retry_after)
-            )
-        if status >= 500:
-            return TargetUnavailableError(self.target, what)
-        if status in (401, 403):
-            return TargetRejectedError(self.target, what + " (check the API key)")
-        return TargetRejectedError(self.target, what)
+        # aiohttp sends no "Expect: 100-continue" unless asked; pdns never answers one.
+        response = await self.http.request(method, path, data=data, headers=headers, ok=ok)
+        return response.status, _decode(response.raw)
 
     async def flush_cache(self, zone: dns.name.Name) -> None:
         """Drop pdns's cached answers for ``zone``, after every change it took. pdns 4.7
@@ -597,7 +518,9 @@ class PowerDnsApi:
         if status == 200 and isinstance(body, Mapping):
             return body
         if status == 422 and "could not find domain" not in _error_text(body).lower():
-            raise self._error("GET", f"zones/{zone_id(zone)}", status, body, None)
+            raise TargetRejectedError(
+                self.target, f"GET zones/{zone_id(zone)} answered HTTP 422: {_error_text(body)}"
+            )
         return None
 
 
@@ -611,6 +534,9 @@ def _decode(raw: bytes) -> Any:
 
 
 def _error_text(body: Any) -> str:
+    """pdns's error message: ``{"error": ...}``, or its plain-text 404 pages."""
+    if isinstance(body, Response):
+        body = _decode(body.raw)
     if isinstance(body, Mapping) and "error" in body:
         return str(body["error"])
     if isinstance(body, str) and body:
@@ -650,7 +576,19 @@ async def _query(
 # -- targets ---------------------------------------------------------------------------------
 
 
-class PowerDnsTarget(RecordTarget):
+@dataclass(frozen=True)
+class PdnsZoneState:
+    """What a read found that the apply planned against it must act on: zone settings to
+    correct before writing (SOA-EDIT(-API) on, so pdns would rewrite our serial, or a kind
+    other than Native, so a zone that was a secondary while it was signed would go on
+    transferring from its masters), and whether the zone is hidden (held without an
+    enabled SOA, so not served: a staged creation that did not finish, see apply)."""
+
+    fixes: Mapping[str, Any] = field(default_factory=dict)
+    hidden: bool = False
+
+
+class PowerDnsTarget(RecordTarget[PdnsZoneState]):
     """Unsigned zones written as records through the PowerDNS HTTP API."""
 
     def __init__(self, settings: PowerDnsSettings, api: PowerDnsApi | None = None) -> None:
@@ -665,13 +603,6 @@ class PowerDnsTarget(RecordTarget):
         self.settings = settings
         self.api = api if api is not None else PowerDnsApi(settings)
         self._secondary: PowerDnsSecondaryTarget | None = None
-        # Zone settings read that apply() corrects before writing: SOA-EDIT(-API) on (pdns
-        # would rewrite our serial) or a kind other than Native (a zone that was a secondary
-        # while it was signed would go on transferring from its masters).
-        self._fixes: dict[dns.name.Name, dict[str, Any]] = {}
-        # Zones pdns holds without an enabled SOA, so does not serve: created hidden by a
-        # staged creation (see apply) that has not been published yet.
-        self._hidden: set[dns.name.Name] = set()
 
     async def open(self) -> None:
         """Check the API answers and accepts the key and, when signed zones go to pdns as
@@ -696,10 +627,9 @@ class PowerDnsTarget(RecordTarget):
             self._secondary = PowerDnsSecondaryTarget(self.settings, self.api, owns_api=False)
         return self._secondary
 
-    async def read(self, zone: dns.name.Name) -> ZoneData | None:
+    async def read(self, zone: dns.name.Name) -> Held[PdnsZoneState] | None:
         """The zone as pdns holds it (enabled records only), None when it has none."""
         body = await self.api.get_zone(zone)
-        self._fixes.pop(zone, None)
         if body is None:
             return None
         fixes: dict[str, Any] = {}
@@ -707,16 +637,11 @@ class PowerDnsTarget(RecordTarget):
             fixes.update(soa_edit_api="", soa_edit="")
         if str(body.get("kind", "Native")).lower() != "native":
             fixes.update(kind="Native", masters=[])
-        if fixes:
-            self._fixes[zone] = fixes
         data, _ = zone_from_json(zone, body, self.name)
-        if (zone, _SOA) in data.rrsets:
-            self._hidden.discard(zone)
-        else:  # a staged creation that did not finish (see apply): the next push ends it
-            self._hidden.add(zone)
-        return data
+        # Without an SOA: a staged creation that did not finish (see apply); the push ends it.
+        return Held(data, PdnsZoneState(fixes, hidden=(zone, _SOA) not in data.rrsets))
 
-    async def apply(self, plan: Plan) -> None:
+    async def apply(self, plan: Plan, state: PdnsZoneState | None) -> Held[PdnsZoneState] | None:
         """Make the target serve ``plan``'s zone. Each request carries at most
         ``batch-size`` RRsets and 1.5 MB (pdns refuses bodies over 2 MB); each is atomic at
         pdns and costs it a pass over the zone (0.1 s at 10k RRsets), so they are as large
@@ -727,6 +652,8 @@ class PowerDnsTarget(RecordTarget):
         delegated to. One POST creates it when it fits; a larger one is staged (see
         :meth:`_publish`)."""
         path = f"zones/{zone_id(plan.zone)}"
+        state = state or PdnsZoneState()
+        done = None if plan.desired is None else Held(plan.desired, PdnsZoneState())
         items = [change_json(change) for change in plan.changes]
         soa = [i for c, i in zip(plan.changes, items, strict=True) if c.rdtype == _SOA]
         rest = [i for c, i in zip(plan.changes, items, strict=True) if c.rdtype != _SOA]
@@ -735,36 +662,34 @@ class PowerDnsTarget(RecordTarget):
             whole = list(batches(soa + rest, self.settings.batch_size, MAX_BODY_BYTES))
             if len(whole) == 1:
                 await self.api.request("POST", CREATE_ZONE, zone_body(plan.zone, whole[0]))
-                self._fixes.pop(plan.zone, None)
                 await self.api.flush_cache(plan.zone)
-                return
+                return done
             # Staged: created hidden (its SOA disabled, so pdns answers REFUSED as before),
             # filled, then published by enabling the SOA.
             hidden = zone_body(plan.zone, [_disabled(i) for i in soa], api_rectify=False)
             await self.api.request("POST", CREATE_ZONE, hidden)
-            self._fixes.pop(plan.zone, None)
-            self._hidden.add(plan.zone)
-        if plan.zone in self._hidden:
-            await self._publish(plan.zone, soa, rest)
+            state = PdnsZoneState(hidden=True)
+        if state.hidden:
+            await self._publish(plan.zone, soa, rest, state.fixes)
         else:
-            if plan.zone in self._fixes:
-                fixes = self._fixes.pop(plan.zone)
-                log.info("target %s: zone %s: setting %s", self.name, plan.zone, fixes)
-                await self.api.request("PUT", path, fixes)
+            if state.fixes:
+                log.info("target %s: zone %s: setting %s", self.name, plan.zone, state.fixes)
+                await self.api.request("PUT", path, dict(state.fixes))
             await self._patch(plan.zone, items)
         await self.api.flush_cache(plan.zone)
+        return done
 
-    async def _publish(self, zone: dns.name.Name, soa: list[str], rest: list[str]) -> None:
+    async def _publish(
+        self, zone: dns.name.Name, soa: list[str], rest: list[str], fixes: Mapping[str, Any]
+    ) -> None:
         """Fill a hidden zone (one without an enabled SOA: answered REFUSED) with ``rest``,
         then enable its ``soa``: pdns serves the whole zone from that one transaction on,
         rectified in it (rectifying needs an SOA, so it is off while the zone is hidden)."""
         if not soa:
             raise TargetRejectedError(self.name, f"zone {zone} is hidden and has no SOA to publish")
         await self._patch(zone, rest)
-        fixes = {**self._fixes.pop(zone, {}), "api_rectify": True}
-        await self.api.request("PUT", f"zones/{zone_id(zone)}", fixes)
+        await self.api.request("PUT", f"zones/{zone_id(zone)}", {**fixes, "api_rectify": True})
         await self._patch(zone, soa)
-        self._hidden.discard(zone)
 
     async def _patch(self, zone: dns.name.Name, items: list[str]) -> None:
         chunks = list(batches(items, self.settings.batch_size, MAX_BODY_BYTES))
@@ -783,8 +708,8 @@ class PowerDnsTarget(RecordTarget):
         """The configured ``nameservers``, else the apex NS set pdns holds."""
         if self.settings.nameservers is not None:
             return list(self.settings.nameservers)
-        data = await self.read(zone)
-        ns = data.apex_ns() if data is not None else None
+        held = await self.read(zone)
+        ns = held.data.apex_ns() if held is not None else None
         if ns is None:
             return []
         return sorted(getattr(r, "target") for r in ns.rdatas)  # noqa: B009 - NS rdata

@@ -61,14 +61,15 @@ from sync.errors import (
     TargetRejectedError,
     TargetUnavailableError,
 )
-from sync.model import DNSSEC_TYPES, RRset, ZoneData
+from sync.model import DNSSEC_TYPES, RRset
 from sync.plan import Action, Change, Plan
-from sync.providers.base import Capabilities, DnssecMode, RecordTarget
+from sync.providers.base import Capabilities, DnssecMode, Held, RecordTarget
 from sync.ratelimit import RateLimiter
 from sync.settings import (
     Address,
     TargetContext,
     TsigKey,
+    check_fields,
     parse_address,
     parse_count,
     parse_names,
@@ -84,7 +85,6 @@ DEFAULT_TIMEOUT = 10.0
 ADDRESS_TYPES = frozenset({dns.rdatatype.A, dns.rdatatype.AAAA})
 # Without DNSSEC data, every type but DNSSEC's (DS stays: it is delegation data).
 UNSIGNED_TYPES = frozenset(t for t in dns.rdatatype.RdataType if t not in DNSSEC_TYPES)
-ENGINE_FIELDS = frozenset({"type", "zones", "drift", "max-change-share"})
 OWN_FIELDS = (
     "server",
     "key",
@@ -107,7 +107,7 @@ class _Op:
     render: Render
 
 
-class Rfc2136Target(RecordTarget):
+class Rfc2136Target(RecordTarget[None]):
     """A zone at a DNS server reached by AXFR (read) and TSIG-signed UPDATE (apply)."""
 
     def __init__(
@@ -182,14 +182,15 @@ class Rfc2136Target(RecordTarget):
         found = response.get_rrset(response.answer, zone, dns.rdataclass.IN, dns.rdatatype.NS)
         return sorted(_ns_target(r) for r in found) if found is not None else []
 
-    async def read(self, zone: dns.name.Name) -> ZoneData | None:
+    async def read(self, zone: dns.name.Name) -> Held[None] | None:
         """AXFR the zone; None when the server refuses both the transfer and an SOA query
-        for it (it does not serve the zone at all)."""
+        for it (it does not serve the zone at all). DNS needs no handles: no state."""
         k = self.transfer_key
         try:
-            return await asyncio.to_thread(
+            data = await asyncio.to_thread(
                 axfr, self.server, zone, k, self.timeout, self.timeout * 6
             )
+            return Held(data, None)
         except TransferError as exc:
             refused = exc.rcode in (dns.rcode.NOTAUTH, dns.rcode.REFUSED)
             if refused and not await self._serves(zone):
@@ -203,7 +204,7 @@ class Rfc2136Target(RecordTarget):
                 self.name, f"AXFR of {zone} from {self.server} failed: {_reason(exc)}"
             ) from None
 
-    async def apply(self, plan: Plan) -> None:
+    async def apply(self, plan: Plan, state: None) -> Held[None] | None:
         """Send the plan as UPDATE messages, our SOA last; raise on the first failure."""
         if plan.create_zone:
             raise TargetRejectedError(
@@ -213,7 +214,7 @@ class Rfc2136Target(RecordTarget):
             )
         ops, soa = _operations(plan)
         if not ops and soa is None:
-            return
+            return None
         batches = self._batches(plan, ops, self.capabilities.batch_size)
         steps = _serial_steps(plan, self.name)
         if soa is not None and steps is not None and len(batches) > steps:
@@ -238,6 +239,7 @@ class Rfc2136Target(RecordTarget):
                     f"the server {self.server} serves {plan.zone} at serial {served} after the "
                     f"update, not ours {plan.serial}: it ignored our SOA",
                 )
+        return None if plan.desired is None else Held(plan.desired, None)
 
     # -- messages --------------------------------------------------------------------------
 
@@ -472,12 +474,7 @@ def _serial_steps(plan: Plan, target: str) -> int | None:
 def rfc2136_from_config(name: str, section: Mapping[str, Any], ctx: TargetContext) -> Rfc2136Target:
     """Build a target from its ``[target.NAME]`` table (``type = "rfc2136"``)."""
     setting = f"target.{name}"
-    unknown = sorted(set(section) - set(OWN_FIELDS) - ENGINE_FIELDS)
-    if unknown:
-        raise SyncConfigError(
-            f"{setting}.{unknown[0]}",
-            f"unknown setting(s) {', '.join(unknown)}; allowed: {', '.join(OWN_FIELDS)}",
-        )
+    check_fields(section, setting, OWN_FIELDS)
     if "server" not in section:
         raise SyncConfigError(f"{setting}.server", "required: the server's address (IP:PORT)")
     server = parse_address(section["server"], f"{setting}.server")

@@ -1,7 +1,8 @@
-"""An HTTP reverse proxy for tests that puts faults between the sidecar and a real
-provider API: the provider down, HTTP 500, HTTP 429 with Retry-After, a request that
-hangs past the client's timeout, or one answered only after a while. It runs an aiohttp
-server in its own thread on 127.0.0.1.
+"""An HTTP reverse proxy for tests that puts faults between the sidecar and a provider
+API (real, or an emulator): the provider down, HTTP 500, HTTP 429 with Retry-After, a
+request that hangs past the client's timeout, or one answered only after a while. Faults
+can wait for the Nth request (``after``), so one lands in the middle of a large push. It
+runs an aiohttp server in its own thread on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ class Fault:
 
     kind: str  # "down" (connection closed), "500", "429", "hang", "slow" (then forwarded)
     count: int
-    retry_after: int = 1
+    retry_after: float = 1
     method: str | None = None  # only requests of this method (None: any)
+    after: int = 0  # requests (of that method) let through before the fault starts
 
 
 @dataclass
@@ -59,10 +61,15 @@ class FaultProxy:
         self._thread.join(10)
 
     def inject(
-        self, kind: str, count: int = 1, retry_after: int = 1, method: str | None = None
+        self,
+        kind: str,
+        count: int = 1,
+        retry_after: float = 1,
+        method: str | None = None,
+        after: int = 0,
     ) -> None:
         with self._lock:
-            self.faults.append(Fault(kind, count, retry_after, method))
+            self.faults.append(Fault(kind, count, retry_after, method, after))
 
     def clear(self) -> None:
         with self._lock:
@@ -73,6 +80,9 @@ class FaultProxy:
             if not self.faults or self.faults[0].method not in (None, method):
                 return None
             fault = self.faults[0]
+            if fault.after > 0:
+                fault.after -= 1
+                return None
             fault.count -= 1
             if fault.count <= 0:
                 self.faults.pop(0)
@@ -112,25 +122,38 @@ class FaultProxy:
                 return web.json_response(
                     {"error": "rate limited"},
                     status=429,
-                    headers={"Retry-After": str(fault.retry_after)},
+                    headers={"Retry-After": f"{fault.retry_after:g}"},
                 )
             return web.json_response({"error": "injected server error"}, status=500)
-        headers = {
-            k: v
-            for k, v in request.headers.items()
-            if k.lower() in ("x-api-key", "content-type", "accept")
-        }
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
         async with (
-            aiohttp.ClientSession() as session,
+            aiohttp.ClientSession(auto_decompress=False) as session,
             session.request(
-                request.method, self.upstream + request.path_qs, data=body, headers=headers
+                request.method,
+                self.upstream + request.path_qs,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
             ) as upstream,
         ):
             payload = await upstream.read()
             self.log.append((request.method, request.path, upstream.status))
-            keep = {
-                k: v
-                for k, v in upstream.headers.items()
-                if k.lower() in ("content-type", "retry-after")
-            }
+            keep = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
             return web.Response(body=payload, status=upstream.status, headers=keep)
+
+
+# Headers that belong to one connection, or that aiohttp sets for the body it sends.
+_HOP = frozenset(
+    {
+        "host",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-length",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-authenticate",
+    }
+)
