@@ -22,7 +22,7 @@ import dns.rdatatype
 import pytest
 
 from sync.engine import EngineSettings, SyncEngine, TargetSpec
-from sync.errors import CapabilityError, SyncConfigError, SyncError, TargetError
+from sync.errors import CapabilityError, SyncConfigError, SyncError
 from sync.model import RRset, ZoneData
 from sync.plan import Action, Safety
 from sync.providers import build_target
@@ -178,7 +178,7 @@ def test_create_change_delete_and_noop(emu: DesecEmulator, tmp_path: Path) -> No
             detail = await sidecar.push(zone_data(1))
             assert "to create" in detail
             # The apex NS set is ours: the zone's replaces the one deSEC made.
-            ttl, ns = emu.rrsets("example.test")[("", "NS")]
+            _, ns = emu.rrsets("example.test")[("", "NS")]
             assert sorted(ns) == ["ns1.desec.io.", "ns1.example.net.", "ns2.desec.org."]
             # The SOA is deSEC's: never sent.
             assert all(b'"SOA"' not in e.body for e in emu.requests("PATCH"))
@@ -206,7 +206,8 @@ def test_create_change_delete_and_noop(emu: DesecEmulator, tmp_path: Path) -> No
             try:
                 await engine.refresh_zone(ZONE)
                 again = await engine.plan(NAME, ZONE)
-                assert again is not None and again.empty, again.lines()
+                assert again is not None
+                assert again.empty, again.lines()
             finally:
                 await fresh.close()
         finally:
@@ -265,7 +266,8 @@ def test_foreign_records_and_desec_keys_are_left_alone(emu: DesecEmulator, tmp_p
     domain = emu.add_domain("example.test")
     # A domain kept at deSEC already, its apex NS set as the zone has it (a changed apex
     # NS set of a served zone is refused unless forced).
-    emu.set_rrset("example.test", "", "NS", 3600, ["ns1.desec.io.", "ns2.desec.org.", "ns1.example.net."])
+    ours = ["ns1.desec.io.", "ns2.desec.org.", "ns1.example.net."]
+    emu.set_rrset("example.test", "", "NS", 3600, ours)
     emu.set_rrset("example.test", "theirs", "TXT", 3600, ['"not ours"'])
     # An extra DNSKEY someone published for a multi-signer setup (DNSKEY caveat).
     key = domain.keys[0]["dnskey"]
@@ -291,7 +293,7 @@ def test_foreign_records_and_desec_keys_are_left_alone(emu: DesecEmulator, tmp_p
 
 
 def test_types_desec_keeps_are_skipped_and_reported(emu: DesecEmulator, tmp_path: Path) -> None:
-    extra = 'bad\\032owner 3600 IN A 192.0.2.9\n@ 3600 IN ZONEMD 1 1 1 ' + "ab" * 48 + "\n"
+    extra = "bad\\032owner 3600 IN A 192.0.2.9\n@ 3600 IN ZONEMD 1 1 1 " + "ab" * 48 + "\n"
 
     async def main() -> None:
         sidecar = Sidecar(make_target(emu), tmp_path, zone_data(1, extra=extra))
@@ -366,7 +368,6 @@ def test_storm_and_lost_replies_converge_nothing_lost_or_applied_twice(
             assert (await sidecar.push(data)) == "already current"
         finally:
             await sidecar.close()
-        return None
 
     asyncio.run(main())
     statuses = [e.status for e in emu.requests("PATCH")]
@@ -411,7 +412,7 @@ def test_domain_of_another_account_is_refused(tmp_path: Path) -> None:
             try:
                 outcome = None
                 await sidecar.engine.refresh_zone(ZONE)
-                with pytest.raises(SyncError, match="refused to create domain example.test"):
+                with pytest.raises(SyncError, match=r"refused to create domain example\.test"):
                     outcome = await sidecar.engine.push(NAME, ZONE)
                 assert outcome is None
             finally:

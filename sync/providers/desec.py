@@ -80,10 +80,11 @@ _SUBNAME = re.compile(r"^(\*|(\*\.)?([a-z0-9_-]{1,63}\.)*[a-z0-9_-]{1,63})$")
 RECORD_TYPES = frozenset(
     dns.rdatatype.from_text(t)
     for t in (
-        "A AAAA AFSDB APL CAA CERT CNAME DHCID DNAME DLV DS EUI48 EUI64 HINFO HTTPS KX LOC MX "
-        "NAPTR NS OPENPGPKEY PTR RP SMIMEA SPF SRV SSHFP SVCB TLSA TXT URI"
-    ).split()
-)
+        "A", "AAAA", "AFSDB", "APL", "CAA", "CERT", "CNAME", "DHCID", "DNAME", "DLV", "DS",
+        "EUI48", "EUI64", "HINFO", "HTTPS", "KX", "LOC", "MX", "NAPTR", "NS", "OPENPGPKEY",
+        "PTR", "RP", "SMIMEA", "SPF", "SRV", "SSHFP", "SVCB", "TLSA", "TXT", "URI",
+    )
+)  # fmt: skip
 
 CAPABILITIES = Capabilities(
     dnssec=DnssecMode.SELF_SIGNING,
@@ -274,7 +275,9 @@ class DesecTarget(RecordTarget[DesecState]):
 
     async def open(self) -> None:
         """The token works: list the account's domains (and learn their minimum TTLs)."""
-        response = await self._client.request("GET", "domains/", params={"cursor": ""}, ok=(401, 403))
+        response = await self._client.request(
+            "GET", "domains/", params={"cursor": ""}, ok=(401, 403)
+        )
         if response.status in (401, 403):
             raise SyncConfigError(
                 self._token_setting,
@@ -333,7 +336,9 @@ class DesecTarget(RecordTarget[DesecState]):
                 held.append(parse_rrset(obj, zone))
             except (KeyError, ValueError, TypeError, dns.exception.DNSException) as exc:
                 # Not ours (we write nothing it cannot parse back): left alone, unseen.
-                log.warning("%s: %s: skipping an RRset deSEC returned (%s): %r", self.name, zone, exc, obj)
+                log.warning(
+                    "%s: %s: skipping an RRset deSEC returned (%s): %r", self.name, zone, exc, obj
+                )
         data = ZoneData.build(zone, held)
         if _untouched(data):
             # A domain holding only the apex NS deSEC made with it has nothing of ours: it
@@ -386,7 +391,9 @@ class DesecTarget(RecordTarget[DesecState]):
             return None
         body = response.json()
         if not isinstance(body, dict):
-            raise TargetRejectedError(self.name, f"{zone}: not a domain object: {response.text[:200]}")
+            raise TargetRejectedError(
+                self.name, f"{zone}: not a domain object: {response.text[:200]}"
+            )
         return body
 
     def _remember(self, domain: Mapping[str, Any]) -> int:
@@ -402,7 +409,9 @@ class DesecTarget(RecordTarget[DesecState]):
         """Creating a Domain (201); one already in the account (a creation whose answer was
         lost) is used as it is. Returns its minimum TTL."""
         name = _domain_name(zone)
-        response = await self._client.request("POST", "domains/", json={"name": name}, ok=(400, 403))
+        response = await self._client.request(
+            "POST", "domains/", json={"name": name}, ok=(400, 403)
+        )
         if response.status == 201:
             return self._remember(response.json())
         existing = await self._domain(zone)
