@@ -423,6 +423,65 @@ def test_domain_of_another_account_is_refused(tmp_path: Path) -> None:
         emu.stop()
 
 
+def test_minimum_ttl_is_learnt_at_open(emu: DesecEmulator) -> None:
+    emu.add_domain("example.test", minimum_ttl=7200)
+
+    async def main() -> None:
+        target = make_target(emu)
+        try:
+            assert target.normalize(zone_data(1, ttl=300)).ttls[0].held == 3600  # documented
+            await target.open()
+            ttls = target.normalize(zone_data(1, ttl=300)).ttls
+            assert ttls and {t.held for t in ttls} == {7200}
+        finally:
+            await target.close()
+
+    asyncio.run(main())
+
+
+def test_requests_stay_below_the_front_end_body_limit(emu: DesecEmulator, tmp_path: Path) -> None:
+    """Long TXT RRsets: more than 1 MB of them, sent in several requests under nginx's
+    default limit (which the emulator enforces with 413)."""
+    text = "".join(f'long{i} 3600 IN TXT "{"x" * 250}" "{"y" * 250}"\n' for i in range(2000))
+
+    async def main() -> None:
+        sidecar = Sidecar(make_target(emu), tmp_path, zone_data(1, extra=text))
+        try:
+            await sidecar.converge(zone_data(1, extra=text))
+        finally:
+            await sidecar.close()
+
+    asyncio.run(main())
+    sent = [e for e in emu.requests("PATCH") if e.status == 200]
+    assert len(sent) == 2 and all(len(e.body) <= 900_000 for e in sent)
+    assert sum(len(json.loads(e.body)) for e in sent) == 2000 + 8
+    assert len([k for k in emu.rrsets("example.test") if k[0].startswith("long")]) == 2000
+
+
+def test_a_refused_change_names_the_rrset(emu: DesecEmulator, tmp_path: Path) -> None:
+    """A CNAME where someone else keeps an A: deSEC refuses the whole request; the error
+    says which RRset and why, and nothing of the request was applied."""
+    emu.add_domain("example.test")
+    ours = ["ns1.desec.io.", "ns2.desec.org.", "ns1.example.net."]
+    emu.set_rrset("example.test", "", "NS", 3600, ours)
+    emu.set_rrset("example.test", "www", "A", 3600, ["192.0.2.80"])
+    data = zone_data(1, extra="www 3600 IN CNAME mail\n")
+
+    async def main() -> None:
+        sidecar = Sidecar(make_target(emu), tmp_path, data)
+        try:
+            await sidecar.engine.refresh_zone(ZONE)
+            with pytest.raises(SyncError) as refused:
+                await sidecar.engine.push(NAME, ZONE)
+            message = str(refused.value)
+            assert "HTTP 400" in message and "www CNAME" in message and "conflicting" in message
+        finally:
+            await sidecar.close()
+
+    asyncio.run(main())
+    assert ("mail", "A") not in emu.rrsets("example.test")  # atomic: none of it
+
+
 def test_nameservers_and_keys(emu: DesecEmulator) -> None:
     domain = emu.add_domain("example.test")
 

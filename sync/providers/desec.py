@@ -65,9 +65,11 @@ MAX_TTL = 86400  # RRset Field Reference, ttl: "The maximum value is 86400 (one 
 MAX_RECORDS = 4091  # RRset Field Reference, records: at most 4091 elements ...
 MAX_RECORDS_JSON = 64000  # ... and 64,000 characters of JSON
 MAX_SUBNAME = 178  # RRset Field Reference, subname: "The maximum length is 178."
-# The reference sets no limit on a bulk request; ours keep one well below a few MB.
+# The reference sets no limit on the RRsets of a bulk request, but deSEC's front end (nginx,
+# desec-stack www/conf) sets no client_max_body_size: nginx's default of 1 MB applies, and a
+# larger body is refused with 413. A 10k-record zone of A records fits one request.
 DEFAULT_BATCH_SIZE = 5000  # RRsets per request
-BATCH_BYTES = 2_000_000  # JSON bytes per request
+BATCH_BYTES = 900_000  # JSON bytes per request
 # What deSEC serves a domain from (its DEFAULT_NS, put at the apex of a new domain).
 NAMESERVERS = ("ns1.desec.io.", "ns2.desec.org.")
 # RRset Field Reference, subname: lowercase letters, digits, "-", "_" and dots; a wildcard
@@ -232,9 +234,14 @@ def _next_params(response: Response, params: dict[str, str]) -> dict[str, str] |
 
 
 def _items(response: Response) -> Sequence[Any]:
+    """The objects of one page: a JSON list of objects, else the answer is refused."""
     body = response.json()
-    if not isinstance(body, list):
-        raise ValueError(f"expected a JSON list, got {type(body).__name__}")
+    if not isinstance(body, list) or not all(isinstance(i, dict) for i in body):
+        raise TargetRejectedError(
+            response.target,
+            f"{response.method} {response.path}: expected a JSON list of objects, got "
+            f"{response.text[:200]!r}",
+        )
     return body
 
 
@@ -275,16 +282,20 @@ class DesecTarget(RecordTarget[DesecState]):
 
     async def open(self) -> None:
         """The token works: list the account's domains (and learn their minimum TTLs)."""
-        response = await self._client.request(
-            "GET", "domains/", params={"cursor": ""}, ok=(401, 403)
-        )
-        if response.status in (401, 403):
+        first = await self._client.request("GET", "domains/", params={"cursor": ""}, ok=(401, 403))
+        if first.status in (401, 403):
             raise SyncConfigError(
                 self._token_setting,
-                f"deSEC refused the token (HTTP {response.status}: {error_text(response)}); "
+                f"deSEC refused the token (HTTP {first.status}: {error_text(first)}); "
                 "give a valid API token",
             )
-        for domain in await self._domains():
+        domains = list(_items(first))
+        following = _next_params(first, {})
+        if following is not None:
+            domains += await self._client.pages(
+                "domains/", params=following, items=_items, next_params=_next_params
+            )
+        for domain in domains:
             self._remember(domain)
 
     async def close(self) -> None:
@@ -378,12 +389,6 @@ class DesecTarget(RecordTarget[DesecState]):
 
     # -- requests ------------------------------------------------------------------------
 
-    async def _domains(self) -> list[Mapping[str, Any]]:
-        """Listing Domains (paginated like RRsets)."""
-        return await self._client.pages(
-            "domains/", params={"cursor": ""}, items=_items, next_params=_next_params
-        )
-
     async def _domain(self, zone: dns.name.Name) -> Mapping[str, Any] | None:
         """Retrieving a Specific Domain; None for 404 (not one of the account's)."""
         response = await self._client.request("GET", f"domains/{_domain_name(zone)}/", ok=(404,))
@@ -413,7 +418,12 @@ class DesecTarget(RecordTarget[DesecState]):
             "POST", "domains/", json={"name": name}, ok=(400, 403)
         )
         if response.status == 201:
-            return self._remember(response.json())
+            created = response.json()
+            if not isinstance(created, dict):
+                raise TargetRejectedError(
+                    self.name, f"POST domains/: not a domain object: {response.text[:200]!r}"
+                )
+            return self._remember(created)
         existing = await self._domain(zone)
         if existing is not None:
             return self._remember(existing)

@@ -42,6 +42,8 @@ MAX_TTL = 86400  # RRset Field Reference, ttl: "The maximum value is 86400 (one 
 MAX_RECORDS = 4091  # RRset Field Reference, records: "maximum number of array elements"
 MAX_RECORDS_JSON = 64000  # ... "and the maximum length of the array is 64,000 (after JSON)"
 MAX_SUBNAME = 178  # RRset Field Reference, subname: "The maximum length is 178."
+# The front end (desec-stack www/conf, nginx) sets no client_max_body_size: nginx's default.
+MAX_BODY = 1024 * 1024
 MAX_DOMAIN = 191  # Domain Field Reference, name: "The maximum length is 191."
 # What deSEC puts in a new domain (desec-stack settings DEFAULT_NS, DEFAULT_NS_TTL).
 DEFAULT_NS = ("ns1.desec.io.", "ns2.desec.org.")
@@ -284,7 +286,11 @@ class DesecEmulator:
         body = await request.read()
         with self.lock:
             fault = self._next_fault(request.method)
-            if fault is not None and not fault.after_apply:
+            if len(body) > MAX_BODY:
+                response = web.Response(
+                    status=413, text="<html>413 Request Entity Too Large</html>"
+                )
+            elif fault is not None and not fault.after_apply:
                 response = self._fault_response(fault)
             else:
                 try:
