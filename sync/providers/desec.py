@@ -33,7 +33,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from sync.errors import SyncConfigError, TargetError, TargetRejectedError
-from sync.model import RRset, RRsetKey, ZoneData
+from sync.model import FastName, RRset, RRsetKey, ZoneData
 from sync.plan import Action, Change, Plan
 from sync.providers.base import Held, RecordTarget
 from sync.providers.capabilities import (
@@ -161,15 +161,16 @@ def change_item(change: Change, zone: dns.name.Name) -> dict[str, Any]:
     return rrset_item(change.new, zone)
 
 
-def parse_rrset(obj: Mapping[str, Any], zone: dns.name.Name) -> RRset:
+def parse_rrset(obj: Mapping[str, Any], zone: dns.name.Name, suffix: str = "") -> RRset:
     """An RRset object of the API (RRset Field Reference) as ours; ValueError (or
-    dnspython's SyntaxError) when it is not one."""
+    dnspython's SyntaxError) when it is not one. ``suffix`` is the zone's text (given once
+    for a whole listing)."""
     subname, rtype, ttl, records = obj["subname"], obj["type"], obj["ttl"], obj["records"]
     if not isinstance(subname, str) or not isinstance(rtype, str) or not isinstance(ttl, int):
         raise ValueError(f"not an RRset object: {obj!r}")
     if not isinstance(records, list) or not all(isinstance(r, str) for r in records):
         raise ValueError(f"records is not a list of strings: {records!r}")
-    owner = dns.name.from_text(subname, zone) if subname else zone
+    owner = FastName.parse(f"{subname}.{suffix or zone.to_text()}") if subname else zone
     return RRset.parse(owner, dns.rdatatype.from_text(rtype), ttl, records, zone)
 
 
@@ -342,9 +343,10 @@ class DesecTarget(RecordTarget[DesecState]):
             next_params=_next_params,
         )
         held: list[RRset] = []
+        suffix = zone.to_text()
         for obj in rrsets:
             try:
-                held.append(parse_rrset(obj, zone))
+                held.append(parse_rrset(obj, zone, suffix))
             except (KeyError, ValueError, TypeError, dns.exception.DNSException) as exc:
                 # Not ours (we write nothing it cannot parse back): left alone, unseen.
                 log.warning(
@@ -376,14 +378,16 @@ class DesecTarget(RecordTarget[DesecState]):
         items = [change_item(c, zone) for c in plan.changes]
         for batch in batches(items, self.capabilities.batch_size, BATCH_BYTES):
             await self._patch(zone, batch)
-        if state is None:
-            return None  # deSEC made records of its own with the domain: read them next time
-        kept = dict(state.data.rrsets)
+        # What the domain holds now: what it held with the plan's changes made (a new one
+        # held only the apex NS deSEC put there, which the zone's own replaces).
+        kept = {} if state is None else dict(state.data.rrsets)
         for change in plan.changes:
             if change.new is None:
                 kept.pop(change.key, None)
             else:
                 kept[change.key] = change.new
+        if (zone, dns.rdatatype.NS) not in kept:
+            return None  # deSEC's own apex NS is still there: read it next time
         after = ZoneData(zone, kept)
         return Held(after, DesecState(minimum, after))
 

@@ -20,7 +20,7 @@ import json
 import math
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -413,6 +413,9 @@ class DesecEmulator:
 
     # -- domains (Domain Management) -------------------------------------------------------
 
+    def _listed_domain(self, domain: Domain) -> dict[str, Any]:
+        return self._domain_json(domain, keys=False)
+
     def _domain_json(self, domain: Domain, keys: bool) -> dict[str, Any]:
         out: dict[str, Any] = {
             "created": _iso(domain.created),
@@ -467,7 +470,7 @@ class DesecEmulator:
             best = [d for d in items if qname == d.name or qname.endswith("." + d.name)]
             best.sort(key=lambda d: -len(d.name))
             items = best[:1]
-        return self._page(request, [(d.seq, self._domain_json(d, keys=False)) for d in items])
+        return self._page(request, [(d.seq, d) for d in items], self._listed_domain)
 
     def _post_domain(self, request: web.Request, body: bytes) -> web.Response:
         data = self._json(request, body)
@@ -503,8 +506,14 @@ class DesecEmulator:
 
     # -- pagination (Retrieving all RRsets in a Zone: Pagination) ---------------------------
 
-    def _page(self, request: web.Request, items: list[tuple[int, dict[str, Any]]]) -> web.Response:
-        """``items`` newest first, each with its position (creation order)."""
+    def _page(
+        self,
+        request: web.Request,
+        items: Sequence[tuple[int, Any]],
+        render: Callable[[Any], dict[str, Any]],
+    ) -> web.Response:
+        """``items`` newest first, each with its position (creation order); ``render``
+        makes the JSON of those on the page sent."""
         cursor = request.query.get("cursor")
         if cursor is None:
             if len(items) > self.page_size:
@@ -518,7 +527,7 @@ class DesecEmulator:
                     f"({len(items)} total). Please use the `first` page link (see Link header).",
                     {"Link": link},
                 )
-            return web.json_response([i for _, i in items])
+            return web.json_response([render(i) for _, i in items])
         start = 0
         if cursor:
             position = _decode_cursor(cursor)
@@ -536,7 +545,8 @@ class DesecEmulator:
             links.append(f'<{self._link(request, _encode_cursor(True, page[0][0]))}>; rel="prev"')
         if start + self.page_size < len(items) and page:
             links.append(f'<{self._link(request, _encode_cursor(False, page[-1][0]))}>; rel="next"')
-        return web.json_response([i for _, i in page], headers={"Link": ", ".join(links)})
+        body = [render(i) for _, i in page]
+        return web.json_response(body, headers={"Link": ", ".join(links)})
 
     def _link(self, request: web.Request, cursor: str) -> str:
         query = [(k, v) for k, v in request.query.items() if k != "cursor"]
@@ -574,7 +584,9 @@ class DesecEmulator:
             for k, r in found
             if (rtype is None or k[1] == rtype) and (subname is None or k[0] == subname)
         ]
-        return self._page(request, [(r.seq, self._rrset_json(domain, k, r)) for k, r in found])
+        return self._page(
+            request, [(r.seq, (k, r)) for k, r in found], lambda i: self._rrset_json(domain, *i)
+        )
 
     def _get_rrset(self, name: str, subname: str, rtype: str) -> web.Response:
         try:
@@ -809,10 +821,13 @@ class DesecEmulator:
                 result.pop(key, None)
             elif item.records is not None:
                 result[key] = item.records
+        types: dict[str, set[str]] = {}
+        for subname, rtype in result:
+            types.setdefault(subname, set()).add(rtype)
         for n, item in enumerate(parsed):
             if errors[n] or not item.type or item.records == []:
                 continue
-            names = {t for s, t in result if s == item.subname}
+            names = types.get(item.subname, set())
             if "CNAME" in names and item.subname == "":
                 errors[n].setdefault("non_field_errors", []).append(
                     "Cannot have a CNAME RRset at the zone apex."
