@@ -2,8 +2,10 @@
 
 deSEC signs every zone itself, so it takes our unsigned zone: the DNSSEC records it makes
 (and the SOA) are its own, and a zone we sign is refused by the engine (a self-signing
-target). The apex NS set is ours to write: deSEC puts its own nameservers there when it
-creates a domain, and the zone we push replaces them with the set the zone lists.
+target; deSEC would publish extra DNSKEYs for a multi-signer setup, "DNSKEY caveat", which
+zonefan does not use yet). The apex NS set is an RRset like any other there (Caveats, NS
+record): deSEC puts its own nameservers in it when it creates a domain, and the zone we
+push replaces them with the set the zone lists, as every provider serving it should.
 
 Every change of a push goes in bulk ``PATCH /domains/{name}/rrsets/`` requests, each
 atomic at deSEC (Bulk Operations: Atomicity): a plan that fits one request is applied
@@ -67,7 +69,8 @@ MAX_RECORDS_JSON = 64000  # ... and 64,000 characters of JSON
 MAX_SUBNAME = 178  # RRset Field Reference, subname: "The maximum length is 178."
 # The reference sets no limit on the RRsets of a bulk request, but deSEC's front end (nginx,
 # desec-stack www/conf) sets no client_max_body_size: nginx's default of 1 MB applies, and a
-# larger body is refused with 413. A 10k-record zone of A records fits one request.
+# larger body is refused with 413. An A RRset takes about 70 bytes of JSON: 5000 of them
+# are a third of the limit, and a 10k-record zone goes in two or three requests.
 DEFAULT_BATCH_SIZE = 5000  # RRsets per request
 BATCH_BYTES = 900_000  # JSON bytes per request
 # What deSEC serves a domain from (its DEFAULT_NS, put at the apex of a new domain).
