@@ -403,6 +403,33 @@ def test_untouched_domain_reads_as_absent_and_is_taken_over(
     assert ("mail", "A") in emu.rrsets("example.test")
 
 
+def test_a_zone_of_only_desecs_nameservers_is_current_once_pushed(
+    emu: DesecEmulator, tmp_path: Path
+) -> None:
+    """The zone itself lists just deSEC's NS: once written it is ours (its ``touched``
+    moved), so the next push has nothing to do."""
+    bare = ZoneData.from_text(
+        "@ 3600 IN SOA ns1.desec.io. hostmaster.example.test. 1 7200 3600 1209600 300\n"
+        "@ 3600 IN NS ns1.desec.io.\n@ 3600 IN NS ns2.desec.org.\n",
+        ZONE,
+    )
+
+    async def main() -> None:
+        sidecar = Sidecar(make_target(emu), tmp_path, bare)
+        try:
+            assert "to create" in await sidecar.push(bare)
+        finally:
+            await sidecar.close()
+        sidecar = Sidecar(make_target(emu), tmp_path, bare)  # no memory of the push
+        try:
+            assert await sidecar.push(bare) == "already current"
+        finally:
+            await sidecar.close()
+
+    asyncio.run(main())
+    assert [e.status for e in emu.requests("POST")] == [201]
+
+
 def test_domain_of_another_account_is_refused(tmp_path: Path) -> None:
     emu = DesecEmulator([TOKEN], taken=["example.test"]).start()
     try:

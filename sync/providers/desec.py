@@ -355,12 +355,13 @@ class DesecTarget(RecordTarget[DesecState]):
                 log.warning(
                     "%s: %s: skipping an RRset deSEC returned (%s): %r", self.name, zone, exc, obj
                 )
-        data = ZoneData.build(zone, held)
-        if _untouched(data):
-            # A domain holding only the apex NS deSEC made with it has nothing of ours: it
-            # is read as absent, so a push that created it and failed before its first
-            # write is planned again as a creation (not as a change of a served apex NS).
+        if _untouched(rrsets):
+            # A domain holding only the apex NS deSEC made with it, never written since, has
+            # nothing of ours: it is read as absent, so a push that created it and failed
+            # before its first write is planned again as a creation (not as a change of a
+            # served apex NS, which the safety rules would hold back).
             return None
+        data = ZoneData.build(zone, held)
         return Held(data, DesecState(minimum, data))
 
     async def apply(self, plan: Plan, state: DesecState | None) -> Held[DesecState] | None:
@@ -463,11 +464,19 @@ def _domain_name(zone: dns.name.Name) -> str:
     return zone.to_text(omit_final_dot=True).lower()
 
 
-def _untouched(data: ZoneData) -> bool:
-    if len(data.rrsets) != 1:
+def _untouched(rrsets: Sequence[Mapping[str, Any]]) -> bool:
+    """Only deSEC's apex NS, as it made it: ``touched`` moves on every write to an RRset,
+    even one that changes nothing (RRset Field Reference), so ``created`` equal to it says
+    no one wrote the RRset since."""
+    if len(rrsets) != 1:
         return False
-    ns = data.get(data.origin, dns.rdatatype.NS)
-    return ns is not None and sorted(ns.texts()) == sorted(NAMESERVERS)
+    ns = rrsets[0]
+    return (
+        ns.get("subname") == ""
+        and ns.get("type") == "NS"
+        and sorted(ns.get("records") or []) == sorted(NAMESERVERS)
+        and ns.get("created") == ns.get("touched")
+    )
 
 
 # -- configuration ------------------------------------------------------------------------

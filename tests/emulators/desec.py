@@ -657,7 +657,9 @@ class DesecEmulator:
                     old.ttl if item.ttl is None else item.ttl,
                     old.records if item.records is None else item.records,
                     old.created,
-                    now,
+                    # touched: "the most recent write request to the RRset", even one that
+                    # changes nothing; stamped in microseconds, so it moves on every write.
+                    max(now, old.touched + 1e-6),
                     old.seq,
                 )
             domain.rrsets[key] = stored
