@@ -158,6 +158,7 @@ def delete_item(key: RRsetKey, zone: dns.name.Name) -> dict[str, Any]:
 
 
 def change_item(change: Change, zone: dns.name.Name) -> dict[str, Any]:
+    """One change of a plan as a part of a bulk PATCH."""
     if change.action == Action.DELETE:
         return delete_item(change.key, zone)
     assert change.new is not None
@@ -197,7 +198,7 @@ def _errors(body: Any) -> str:
     return str(body)
 
 
-def bulk_errors(body: Any, items: Sequence[Mapping[str, Any]], zone: dns.name.Name) -> str:
+def bulk_errors(body: Any, items: Sequence[Mapping[str, Any]]) -> str:
     """A refused bulk request, each error with the RRset it is about: the body is a list
     aligned with the request, ``{}`` for the parts that were fine."""
     if not isinstance(body, list) or len(body) != len(items):
@@ -229,7 +230,8 @@ def batches(items: Sequence[dict[str, Any]], size: int, limit: int) -> list[list
 
 def _next_params(response: Response, params: dict[str, str]) -> dict[str, str] | None:
     """Pagination: the ``next`` link of the ``Link`` header as the next request's query."""
-    for part in response.headers.get("Link", "").split(","):
+    link = next((v for k, v in response.headers.items() if k.lower() == "link"), "")
+    for part in link.split(","):
         url, _, rel = part.partition(";")
         if rel.strip() == 'rel="next"':
             query = urllib.parse.urlsplit(url.strip().strip("<>")).query
@@ -272,7 +274,7 @@ class DesecTarget(RecordTarget[DesecState]):
         self._token_setting = f"target.{name}.{token_setting}"
         self._client = HttpClient(
             name,
-            endpoint.rstrip("/") + "/",
+            endpoint,
             headers={"Authorization": f"Token {token}"},  # Authentication: token scheme
             timeout=timeout,
             account=account or Account.shared("desec", token, CAPABILITIES.budget),
@@ -455,7 +457,7 @@ class DesecTarget(RecordTarget[DesecState]):
                 body = response.text
             raise TargetRejectedError(
                 self.name,
-                f"deSEC refused the change to {zone} (HTTP 400): {bulk_errors(body, items, zone)}",
+                f"deSEC refused the change to {zone} (HTTP 400): {bulk_errors(body, items)}",
             )
 
 
