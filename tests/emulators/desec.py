@@ -20,6 +20,7 @@ import json
 import math
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,15 +80,18 @@ THROTTLES: dict[str, tuple[tuple[int, float], ...]] = {
 
 
 class Clock:
-    """The emulator's time, in seconds; only a test moves it (thread-safe)."""
+    """The emulator's time, in seconds (thread-safe): only a test moves it, unless ``real``
+    (a benchmark, where clients wait in real time), when it runs with the wall clock too."""
 
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
+    def __init__(self, start: float = 1_800_000_000.0, *, real: bool = False) -> None:
         self._now = start
+        self._real = real
+        self._started = time.monotonic()
         self._lock = threading.Lock()
 
     def now(self) -> float:
         with self._lock:
-            return self._now
+            return self._now + (time.monotonic() - self._started if self._real else 0.0)
 
     def advance(self, seconds: float) -> None:
         with self._lock:
