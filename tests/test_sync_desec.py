@@ -430,16 +430,27 @@ def test_a_zone_of_only_desecs_nameservers_is_current_once_pushed(
     assert [e.status for e in emu.requests("POST")] == [201]
 
 
-def test_domain_of_another_account_is_refused(tmp_path: Path) -> None:
-    emu = DesecEmulator([TOKEN], taken=["example.test"]).start()
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [
+        ({"taken": ["example.test"]}, "HTTP 400: name: This domain name conflicts"),
+        ({"max_domains": 0}, "HTTP 403: You reached the maximum number of domains"),
+    ],
+)
+def test_a_domain_desec_will_not_create_is_refused(
+    tmp_path: Path, options: dict[str, Any], why: str
+) -> None:
+    emu = DesecEmulator([TOKEN], **options).start()
     try:
 
         async def main() -> None:
             sidecar = Sidecar(make_target(emu), tmp_path, zone_data(1))
             try:
                 await sidecar.engine.refresh_zone(ZONE)
-                with pytest.raises(SyncError, match=r"refused to create domain example\.test"):
+                with pytest.raises(SyncError) as refused:
                     await sidecar.engine.push(NAME, ZONE)
+                assert "refused to create domain example.test" in str(refused.value)
+                assert why in str(refused.value)
             finally:
                 await sidecar.close()
 

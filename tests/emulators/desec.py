@@ -180,6 +180,7 @@ class DesecEmulator:
         minimum_ttl: int = DEFAULT_MINIMUM_TTL,
         page_size: int = PAGE_SIZE,
         taken: Sequence[str] = (),
+        max_domains: int | None = None,
     ) -> None:
         self.tokens = set(tokens)
         self.clock = clock or Clock()
@@ -189,6 +190,7 @@ class DesecEmulator:
         self.minimum_ttl = minimum_ttl
         self.page_size = page_size
         self.taken = set(taken)  # domains of other accounts: unavailable to this one
+        self.max_domains = max_domains  # the account's domain limit (None: none)
         self.domains: dict[str, Domain] = {}
         self.log: list[Logged] = []
         # (domain, subname, type) -> how many applied writes set or deleted it
@@ -493,6 +495,12 @@ class DesecEmulator:
                         "or is disallowed by policy."
                     ]
                 }
+            )
+        if self.max_domains is not None and len(self.domains) >= self.max_domains:
+            # Creating a Domain: "If you have reached the maximum number of domains for your
+            # account, the API responds with 403 Forbidden."
+            return _detail(
+                403, "You reached the maximum number of domains allowed for your account."
             )
         domain = self._create_domain(name, None)
         return web.json_response(self._domain_json(domain, keys=True), status=201)
