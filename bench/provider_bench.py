@@ -193,7 +193,7 @@ def _desec_target(url: str) -> str:
 [target.t]
 type = "desec"
 endpoint = "{url}/api/v1"
-token-env = "{TOKEN_ENV}"
+api-token-env = "{TOKEN_ENV}"
 timeout = "120s"
 """
 

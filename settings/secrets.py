@@ -89,7 +89,7 @@ class TsigKey:
 # Settings whose inline form is a secret (``[key.NAME] secret``, a provider's ``api-key``,
 # ``api-token`` or ``token``): a file holding one is refused when it is loaded, by every
 # command, if others can read it.
-CREDENTIALS = ("secret", "api-key", "api-token", "token")
+CREDENTIALS = ("secret", "api-key", "api-token")
 INLINE_SECRET_PROBLEM = "an inline secret needs a private config file"
 
 

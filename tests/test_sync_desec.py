@@ -22,7 +22,7 @@ import dns.rdatatype
 import pytest
 
 from sync.engine import EngineSettings, SyncEngine, TargetSpec
-from sync.errors import CapabilityError, SyncConfigError, SyncError
+from sync.errors import CapabilityError, SyncConfigError, SyncError, TargetError
 from sync.model import RRset, ZoneData
 from sync.plan import Action, Safety
 from sync.providers import build_target
@@ -131,6 +131,10 @@ class Sidecar:
             try:
                 await self.engine.push(NAME, ZONE)
                 return errors
+            except TargetError as exc:
+                errors.append(str(exc))
+                if exc.retry_after is not None:  # the engine holds the target this long
+                    await self.target._client.sleep(exc.retry_after)
             except SyncError as exc:
                 errors.append(str(exc))
         raise AssertionError(f"no convergence after {attempts} attempts: {errors[-3:]}")
@@ -549,7 +553,7 @@ def test_token_never_logged_and_bad_token_names_the_setting(
         with pytest.raises(SyncConfigError) as refused:
             await bad.open()
         messages.append(str(refused.value))
-        assert refused.value.setting == "target.desec.token-env"
+        assert refused.value.setting == "target.desec.api-token-env"
         await bad.close()
         sidecar = Sidecar(make_target(emu), tmp_path, zone_data(1))
         emu.inject(500, method="PATCH")
@@ -573,14 +577,14 @@ def ctx(**env: str) -> TargetContext:
 @pytest.mark.parametrize(
     ("section", "setting", "reason"),
     [
-        ({"token": TOKEN}, "target.d.token", "token-env"),
-        ({"token-env": "T", "api-key-env": "T"}, "target.d.api-key-env", "unknown"),
-        ({}, "target.d.token-env", "required"),
-        ({"token-env": "MISSING"}, "target.d.token-env", "MISSING"),
-        ({"token-env": "T", "endpoint": "ftp://desec.io"}, "target.d.endpoint", "URL"),
-        ({"token-env": "T", "endpoint": 5}, "target.d.endpoint", "URL"),
-        ({"token-env": "T", "batch-size": 0}, "target.d.batch-size", "positive"),
-        ({"token-env": "T", "timeout": -1}, "target.d.timeout", ""),
+        ({"api-token": TOKEN}, "target.d.api-token", "api-token-env"),
+        ({"api-token-env": "T", "api-key-env": "T"}, "target.d.api-key-env", "unknown"),
+        ({}, "target.d.api-token-env", "required"),
+        ({"api-token-env": "MISSING"}, "target.d.api-token-env", "MISSING"),
+        ({"api-token-env": "T", "endpoint": "ftp://desec.io"}, "target.d.endpoint", "URL"),
+        ({"api-token-env": "T", "endpoint": 5}, "target.d.endpoint", "URL"),
+        ({"api-token-env": "T", "batch-size": 0}, "target.d.batch-size", "positive"),
+        ({"api-token-env": "T", "timeout": -1}, "target.d.timeout", ""),
     ],
 )
 def test_bad_settings_are_refused_naming_the_key(
@@ -594,13 +598,13 @@ def test_bad_settings_are_refused_naming_the_key(
 
 
 def test_registered_and_configured(emu: DesecEmulator) -> None:
-    section = {"type": "desec", "token-env": "T", "endpoint": root(emu) + "/api/v1"}
+    section = {"type": "desec", "api-token-env": "T", "endpoint": root(emu) + "/api/v1"}
     target = build_target("d", section, ctx(T=TOKEN))
     assert isinstance(target, DesecTarget)
     assert target.capabilities.ttl_min == 3600 and target.capabilities.atomic
     asyncio.run(target.open())
     asyncio.run(target.close())
-    default = desec_from_config("d", {"type": "desec", "token-env": "T"}, ctx(T=TOKEN))
+    default = desec_from_config("d", {"type": "desec", "api-token-env": "T"}, ctx(T=TOKEN))
     assert default._client.base_url == "https://desec.io/api/v1"
 
 

@@ -107,7 +107,7 @@ CAPABILITIES = Capabilities(
     budget=RateBudget(50, 60.0, account=True),
 )
 
-FIELDS = frozenset({"endpoint", "token-env", "token-file", "timeout", "batch-size"})
+FIELDS = frozenset({"endpoint", "api-token-env", "api-token-file", "timeout", "batch-size"})
 
 
 @dataclass(frozen=True)
@@ -265,7 +265,7 @@ class DesecTarget(RecordTarget[DesecState]):
         endpoint: str = DEFAULT_ENDPOINT,
         timeout: float = DEFAULT_TIMEOUT,
         batch_size: int = DEFAULT_BATCH_SIZE,
-        token_setting: str = "token-env",
+        token_setting: str = "api-token-env",
         account: Account | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
@@ -485,21 +485,22 @@ def _untouched(rrsets: Sequence[Mapping[str, Any]]) -> bool:
 
 
 def desec_from_config(name: str, section: Mapping[str, Any], ctx: TargetContext) -> DesecTarget:
-    """``[target.NAME]`` with ``type = "desec"``: ``token-env`` or ``token-file`` (an API
-    token of the account), optional ``endpoint``, ``timeout``, ``batch-size``."""
+    """``[target.NAME]`` with ``type = "desec"``: ``api-token-env`` or ``api-token-file``
+    (an API token of the account), optional ``endpoint``, ``timeout``, ``batch-size``."""
     setting = f"target.{name}"
-    if "token" in section:  # credentials only from the environment or a private file
+    if "api-token" in section:  # credentials only from the environment or a private file
         raise SyncConfigError(
-            f"{setting}.token",
-            "give the deSEC API token by token-env (an environment variable) or token-file",
+            f"{setting}.api-token",
+            "give the deSEC API token by api-token-env (an environment variable) or api-token-file",
         )
     check_fields(section, setting, FIELDS)
-    if "token-env" not in section and "token-file" not in section:
+    if "api-token-env" not in section and "api-token-file" not in section:
         raise SyncConfigError(
-            f"{setting}.token-env",
-            "required: the deSEC API token, by token-env (an environment variable) or token-file",
+            f"{setting}.api-token-env",
+            "required: the deSEC API token, by api-token-env (an environment variable) or "
+            "api-token-file",
         )
-    token = require_secret(section, setting, "token", ctx)
+    token = require_secret(section, setting, "api-token", ctx)
     endpoint = section.get("endpoint", DEFAULT_ENDPOINT)
     parsed = urllib.parse.urlsplit(endpoint) if isinstance(endpoint, str) else None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -512,5 +513,5 @@ def desec_from_config(name: str, section: Mapping[str, Any], ctx: TargetContext)
         endpoint=endpoint,
         timeout=parse_timeout(section, setting, DEFAULT_TIMEOUT),
         batch_size=parse_count(section, setting, "batch-size", DEFAULT_BATCH_SIZE),
-        token_setting="token-file" if "token-file" in section else "token-env",
+        token_setting="api-token-file" if "api-token-file" in section else "api-token-env",
     )
