@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import calendar
 import json
 import subprocess
 import sys
@@ -17,11 +18,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import dns.message
 import dns.name
+import dns.query
 import dns.rdatatype
 import pytest
 from click.testing import CliRunner
 
+from nameserver.serial import SerialPolicy
 from sync.model import RRset, ZoneData
 from sync.plan import compute_plan
 from sync.providers import BUILTIN
@@ -35,12 +39,13 @@ from tests.pdns import PdnsServer
 from tests.servers import (
     NsdServer,
     XfrKey,
+    ZonefanServer,
     _clean_env,
     transfer_config,
 )
-from tests.tools import PROJECT_ROOT, write_private
+from tests.tools import PROJECT_ROOT, free_port, write_private
 from zonefan.cli import main
-from zonefan.migrate import template_soa
+from zonefan.migrate import from_target, template_soa
 
 pytestmark = [pytest.mark.external, pytest.mark.timeout(180)]
 
@@ -104,14 +109,18 @@ def pdns_table(server: PdnsServer, nameservers: list[str] | None = None) -> str:
 
 
 def sync_toml(
-    work: Path, targets: Mapping[str, str], primary_port: int = 53, key: bool = False
+    work: Path,
+    targets: Mapping[str, str],
+    primary_port: int = 53,
+    key: bool = False,
+    zones: str = "example.test.",
 ) -> Path:
     """A sidecar config with these ``[target.NAME]`` tables; the primary at 127.0.0.1."""
     head = [
         f'state = "{work / "sync.db"}"',
         "[primary]",
         f'address = "127.0.0.1:{primary_port}"',
-        'zones = ["example.test."]',
+        f'zones = ["{zones}"]',
     ]
     if key:
         head[-1:-1] = [f'key = "{KEY.name}"']
@@ -347,6 +356,29 @@ def test_from_target_without_soa_gets_a_template_soa(
     assert {r for r in got if r.key not in owned} == {r for r in plain if r.key not in owned}
 
 
+def test_template_soa_serial_follows_the_serial_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the date policy the made SOA starts at today's date serial (the clock is the
+    one given); a zone missing from [primary] zones is imported with a note saying so."""
+    monkeypatch.setitem(BUILTIN, "cloud", f"{__name__}:cloud_from_config")
+    data = tmp_path / "cloud.zone"
+    data.write_text(
+        (PROJECT_ROOT / "zones" / "example.test.zone").read_text(encoding="utf-8"),
+        encoding="utf-8",
+    )
+    table = f'type = "cloud"\napi-key-env = "CLOUD_KEY"\ndata = "{data}"'
+    config = sync_toml(tmp_path, {"cloud": table}, zones="other.test.")
+    noon = float(calendar.timegm((2030, 1, 15, 12, 0, 0)))
+    fetched = from_target(
+        config, "cloud", ZONE, SerialPolicy.DATE, env={"CLOUD_KEY": "t"}, clock=lambda: noon
+    )
+    soa = fetched.data.get(ZONE, dns.rdatatype.SOA)
+    assert soa is not None and soa.rdatas[0].serial == 2030011500  # type: ignore[attr-defined]
+    assert any("not among the [primary] zones" in note for note in fetched.notes)
+    assert fetched.strip_dnssec
+
+
 def test_template_soa_takes_the_first_nameserver_and_the_ns_ttl() -> None:
     ns = RRset.from_text("@", "NS", 600, ["b.ns.example.", "a.ns.example."], ZONE)
     soa = template_soa(ZoneData.build(ZONE, [ns]), 2026120800)
@@ -526,9 +558,77 @@ def test_axfr_of_a_signed_zone_is_refused_unless_stripped(nsd: NsdPrimary, tmp_p
     assert "DNSSEC records" in refused.stderr and "--strip-dnssec" in refused.stderr
     assert not db.exists()
     done = ok(zonefan(db, "zone", "import", "--axfr", server, "diff.test", "--strip-dnssec"))
-    assert "--strip-dnssec: dropped" in done.stderr
+    assert done.stderr.startswith("--strip-dnssec: dropped 114 DNSSEC records of the AXFR")
+    assert "Warning" not in done.stderr
     signed = ZoneData.from_text(
         SIGNED_FILE.read_text(encoding="utf-8"), dns.name.from_text("diff.test.")
     )
     dnssec = {dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.DNSKEY}
     assert set(exported(db, "diff.test.")) == {r for r in signed if r.rdtype not in dnssec}
+
+
+# -- the documented path, end to end ---------------------------------------------------------
+
+
+def test_documented_path_import_check_push_ns(tmp_path: Path) -> None:
+    """README "Moving a zone onto zonefan": the zone is at pdns1 today. Import it from
+    there (a dry run first), serve it with `zonefan serve` as the new hidden primary,
+    `config check` the sidecar's config, push to a second provider (pdns2) that then holds
+    and serves the same RRsets, push back to pdns1 (nothing to change but what we own),
+    and `sync ns` gives the NS set of both, which the zone's apex NS set matches: what to
+    register at the parent."""
+    env = {"PDNS1_KEY": "", "PDNS2_KEY": "", SECRET_ENV: KEY.secret}
+    with (
+        PdnsServer(tmp_path / "pdns1") as pdns1,
+        PdnsServer(tmp_path / "pdns2") as pdns2,
+    ):
+        env.update(PDNS1_KEY=pdns1.api_key, PDNS2_KEY=pdns2.api_key)
+        before = push(pdns1, example_zone())
+        primary_config = write_private(tmp_path / "zonefan.toml", transfer_config(KEY))
+        db = tmp_path / "zonefan.db"
+        primary = ZonefanServer(
+            tmp_path / "primary", db=db, probe_name="example.test.", config=primary_config
+        )
+        primary.fixed_port = free_port()
+        tables = {
+            "pdns1": pdns_table(pdns1, ["ns1.example.test."]).replace(KEY_ENV, "PDNS1_KEY"),
+            "pdns2": pdns_table(pdns2, ["ns2.example.test."]).replace(KEY_ENV, "PDNS2_KEY"),
+        }
+        config = sync_toml(tmp_path, tables, primary_port=primary.fixed_port, key=True)
+
+        def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+            return ok(zonefan(db, "--config", primary_config, *args, env=env, cwd=tmp_path))
+
+        # 1. import, with its plan first
+        take = ("zone", "import", "--from-target", "pdns1", "example.test", "--config", config)
+        assert "plan (nothing stored)" in cli(*take, "--dry-run").stdout and not db.exists()
+        cli(*take, "-m", "moved from pdns1")
+        assert set(exported(db, "example.test.")) == set(before)
+        with primary:
+            # 2. check: every setting, both targets opened, the primary asked for the serial
+            checked = cli("config", "check", "--sync", config)
+            assert "no problems found" in checked.stdout
+            assert f"example.test. serial {before.serial}" in checked.stdout
+            # 3. push to the second provider
+            plan = cli("sync", "plan", "example.test", "--target", "pdns2", "--config", config)
+            assert "pdns2" in plan.stdout
+            cli("sync", "apply", "example.test", "--target", "pdns2", "--config", config)
+            at_pdns2 = asyncio.run(read_zone(pdns_target(pdns2), ZONE))
+            assert at_pdns2 is not None and set(at_pdns2) == set(before)
+            assert served_a(pdns2.dns_port, "web.example.test.") == ["192.0.2.80"]
+            cli("sync", "apply", "example.test", "--target", "pdns1", "--config", config)
+            assert asyncio.run(read_zone(pdns_target(pdns1), ZONE)) == before
+            # 4. the NS set for the parent
+            ns = json.loads(cli("sync", "ns", "example.test", "--config", config, "--json").stdout)
+        assert ns["targets"] == {"pdns1": ["ns1.example.test."], "pdns2": ["ns2.example.test."]}
+        assert ns["ns_set"] == ["ns1.example.test.", "ns2.example.test."]
+        assert ns["matches"] is True
+
+
+def served_a(port: int, name: str) -> list[str]:
+    """The A records pdns answers for ``name``, asked as a resolver would."""
+    query = dns.message.make_query(name, "A")
+    response = dns.query.udp(query, "127.0.0.1", port=port, timeout=2)
+    return sorted(
+        r.to_text() for rrset in response.answer if rrset.rdtype == dns.rdatatype.A for r in rrset
+    )

@@ -40,7 +40,7 @@ from nameserver.rrl import (
     DEFAULT_SLIP,
     RrlSettings,
 )
-from nameserver.serial import SerialPolicy, next_serial
+from nameserver.serial import SerialPolicy
 from nameserver.server import (
     TCP_MAX_CONNECTIONS,
     TCP_MAX_PER_CLIENT,
@@ -382,9 +382,9 @@ def zone_import(
             if key_name or key_secret_env or key_file or key_algorithm:
                 raise click.UsageError("--key and its options go with --axfr")
             progress.phase(f"reading target {from_target}")
-            serial = next_serial(0, policy or SerialPolicy.INCREMENT)
+            first = policy or SerialPolicy.INCREMENT
             keys = config_keys(ctx)
-            fetched = migrate.from_target(sync_config, from_target, zone, serial, keys)
+            fetched = migrate.from_target(sync_config, from_target, zone, first, keys)
             why = f"import from target {from_target}"
         else:
             assert axfr is not None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import dns.name
 import dns.rdatatype
 
 from nameserver.records import Record
+from nameserver.serial import Clock, SerialPolicy, next_serial
 from settings import Address, SettingsError, Source, Table, TsigKey
 from settings.secrets import DEFAULT_TSIG_ALGORITHM, parse_tsig_key
 from sync.config import load_sync_config
@@ -79,13 +81,15 @@ def from_target(
     config: Path,
     name: str,
     zone: dns.name.Name,
-    serial: int,
+    policy: SerialPolicy,
     shared_keys: Mapping[str, TsigKey] | None = None,
     env: Mapping[str, str] | None = None,
+    clock: Clock = time.time,
 ) -> Fetched:
     """``zone`` as the target ``name`` of the sync config ``config`` holds it. Without an
-    SOA there (a cloud shows its own, or none), one is made from the apex NS with
-    ``serial``; without an apex NS, the provider's nameservers make one."""
+    SOA there (a cloud shows its own, or none), one is made from the apex NS with the
+    first serial of ``policy`` (1, or today's date serial); without an apex NS, the
+    provider's nameservers make one."""
     if not config.exists():
         raise click.BadParameter(
             f"no sync config at {config}: name the sidecar's config (the file with the "
@@ -142,7 +146,7 @@ def from_target(
                 "that did not finish?); push the zone there again, or import it from a file "
                 "or by AXFR"
             )
-        soa = template_soa(data, serial)
+        soa = template_soa(data, next_serial(0, policy, clock))
         data = ZoneData.build(zone, [*data, soa])
         notes.append(
             f"{label} shows no SOA for {zone} (the provider makes its own): made one from "
