@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from multidict import CIMultiDict
+
 from sync.errors import (
     TargetError,
     TargetRateLimitedError,
@@ -51,6 +53,8 @@ _SECRET_PARAM = re.compile(r"(?i)(key|token|secret|password|signature|credential
 # The longest wait a request sits out itself; a longer one goes to the engine at once (as
 # TargetRateLimitedError with the wait), which holds the target and works on other targets.
 MAX_WAIT = 5.0
+_STRUCTURED_R = re.compile(r";\s*r=(\d+)")
+_STRUCTURED_T = re.compile(r";\s*t=(\d+)")
 BACKOFF_BASE = 0.5
 REDACTED = "***"
 MIN_SECRET = 4
@@ -83,13 +87,20 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - reference)
 
 
-def _reset_seconds(headers: Mapping[str, str]) -> float | None:
+def _reset_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """The wait a rate-limit header set asks for: ``Retry-After``, else the reset of an
     exhausted ``RateLimit`` (IETF draft: seconds) or ``X-RateLimit`` (seconds, or a Unix
     time when it is larger than a day)."""
-    retry = parse_retry_after(headers.get("Retry-After"))
+    retry = parse_retry_after(headers.get("Retry-After"), now)
     if retry is not None:
         return retry
+    # The IETF draft's structured field, as Cloudflare sends it: `"default";r=0;t=30`.
+    structured = headers.get("RateLimit")
+    if structured is not None:
+        r = _STRUCTURED_R.search(structured)
+        t = _STRUCTURED_T.search(structured)
+        if r is not None and t is not None and int(r.group(1)) == 0:
+            return float(t.group(1))
     for prefix in ("RateLimit", "X-RateLimit"):
         remaining = headers.get(f"{prefix}-Remaining")
         reset = headers.get(f"{prefix}-Reset")
@@ -102,7 +113,7 @@ def _reset_seconds(headers: Mapping[str, str]) -> float | None:
         if left > 0 or not math.isfinite(seconds):
             continue
         if seconds > 86400:  # a Unix time
-            seconds -= time.time()
+            seconds -= time.time() if now is None else now
         return max(seconds, 0.0)
     return None
 
@@ -222,6 +233,7 @@ class HttpClient:
         sign: Signer | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: Callable[[], float] = random.random,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.target = target
         self.base_url = base_url.rstrip("/")
@@ -236,6 +248,7 @@ class HttpClient:
         self.sign = sign
         self.sleep = sleep
         self.rng = rng
+        self.wall = wall  # the clock HTTP dates and Unix-time resets are read against
         self.requests = 0  # sent, retries included (the benchmarks count them)
         self._session: aiohttp.ClientSession | None = None
 
@@ -289,6 +302,14 @@ class HttpClient:
         attempt = 0
         while True:
             attempt += 1
+            held = self.account.hold_until - self.account.clock()
+            if held > MAX_WAIT:  # a long hold is the engine's to wait, not a request's
+                raise TargetRateLimitedError(
+                    self.target,
+                    f"{method} {path or '/'}: the account's request budget is spent for "
+                    f"{held:.0f} s more",
+                    retry_after=held,
+                )
             try:
                 response = await self._send(method, url, path, body, send_headers)
             except TargetUnavailableError:
@@ -296,7 +317,7 @@ class HttpClient:
                     raise
                 await self.sleep(self._backoff(attempt))
                 continue
-            wait = _reset_seconds(response.headers)
+            wait = _reset_seconds(response.headers, self.wall())
             if response.status == 429 or (response.status == 503 and wait is not None):
                 wait = wait if wait is not None else self._backoff(attempt)
                 self.account.hold(wait)
@@ -334,7 +355,9 @@ class HttpClient:
         try:
             async with session.request(method, url, data=body, headers=headers) as resp:
                 raw = await resp.read()
-                response = Response(resp.status, dict(resp.headers), raw, method, path, self.target)
+                # Header names are case-insensitive (RFC 9110 §5.1): kept so.
+                received = CIMultiDict(resp.headers)
+                response = Response(resp.status, received, raw, method, path, self.target)
         except TimeoutError:
             raise TargetUnavailableError(
                 self.target,
