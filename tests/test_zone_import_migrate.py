@@ -31,10 +31,12 @@ from sync.plan import compute_plan
 from sync.providers import BUILTIN
 from sync.providers.base import Capabilities, DnssecMode
 from sync.providers.capabilities import Owner
+from sync.providers.cloudflare import CloudflareSettings, CloudflareTarget
 from sync.providers.powerdns import PowerDnsTarget, powerdns_from_config
 from sync.providers.testkit.contract import read_zone
 from sync.providers.testkit.memory import MemoryTarget
 from sync.settings import TargetContext, read_secret
+from tests.emulators.cloudflare import CloudflareEmulator
 from tests.pdns import PdnsServer
 from tests.servers import (
     NsdServer,
@@ -354,6 +356,59 @@ def test_from_target_without_soa_gets_a_template_soa(
     plain = example_zone()
     owned = {(ZONE, dns.rdatatype.SOA), (ZONE, dns.rdatatype.NS)}
     assert {r for r in got if r.key not in owned} == {r for r in plain if r.key not in owned}
+
+
+CF_TOKEN = "cf-token-" + "Mq7w" * 8
+CF_ACCOUNT = "0123456789abcdef0123456789abcdef"
+
+
+def test_from_target_cloudflare_without_soa_or_ns(tmp_path: Path) -> None:
+    """The Cloudflare target against its emulator, a provider whose API shows neither the
+    SOA nor the apex NS: the zone pushed there comes back with the NS set of the
+    nameservers Cloudflare assigned and an SOA made from them; a wrong token is refused
+    with the provider's status, the token never shown, and no store left behind."""
+    emulator = CloudflareEmulator({CF_TOKEN: CF_ACCOUNT}).start()
+    try:
+        settings = CloudflareSettings("cf", CF_TOKEN, emulator.url, CF_ACCOUNT)
+        target = CloudflareTarget(settings)
+        pushed = target.normalize(example_zone()).data
+
+        async def push_cf() -> None:
+            await target.open()
+            try:
+                owned = set(pushed.rrsets)
+                serial = example_zone().serial
+                plan = compute_plan(pushed, None, target="cf", owned=owned, serial=serial)
+                await target.apply(plan, None)
+            finally:
+                await target.close()
+
+        asyncio.run(push_cf())
+        zone = emulator.zone_named("example.test")
+        assert zone is not None and zone.name_servers
+        table = (
+            f'type = "cloudflare"\napi-token-env = "CF_TOKEN"\nendpoint = "{emulator.url}"\n'
+            f'account-id = "{CF_ACCOUNT}"'
+        )
+        config = sync_toml(tmp_path, {"cf": table})
+        db = tmp_path / "z.db"
+        args = ("zone", "import", "--from-target", "cf", "example.test", "--config", config)
+        wrong = zonefan(db, *args, env={"CF_TOKEN": CF_TOKEN[::-1]})
+        assert wrong.returncode == 1 and "403" in wrong.stderr, wrong.stderr
+        assert CF_TOKEN[::-1] not in wrong.stderr and not db.exists()
+        done = ok(zonefan(db, *args, env={"CF_TOKEN": CF_TOKEN}))
+    finally:
+        emulator.stop()
+    servers = sorted(dns.name.from_text(n) for n in zone.name_servers)
+    assert "shows no apex NS set for example.test.: made one of its nameservers" in done.stderr
+    assert f"made one from the apex NS: {servers[0]} hostmaster.example.test. 1 " in done.stderr
+    got = exported(db, "example.test.")
+    ns = got.apex_ns()
+    assert ns is not None and sorted(ns.texts()) == sorted(n.to_text() for n in servers)
+    soa = got.get(ZONE, dns.rdatatype.SOA)
+    assert soa is not None
+    assert soa.texts() == [f"{servers[0]} hostmaster.example.test. 1 7200 3600 1209600 300"]
+    assert {r for r in got if r.key not in {soa.key, ns.key}} == set(pushed)
 
 
 def test_template_soa_serial_follows_the_serial_policy(
