@@ -46,6 +46,7 @@ from tests.servers import (
     transfer_config,
 )
 from tests.tools import PROJECT_ROOT, free_port, write_private
+from tests.update_targets import KnotUpdatePrimary
 from zonefan.cli import main
 from zonefan.migrate import from_target, template_soa
 
@@ -687,3 +688,20 @@ def served_a(port: int, name: str) -> list[str]:
     return sorted(
         r.to_text() for rrset in response.answer if rrset.rdtype == dns.rdatatype.A for r in rrset
     )
+
+
+def test_axfr_from_knot_with_tsig(tmp_path: Path) -> None:
+    """Knot as the primary the zone leaves: it allows AXFR only with the key; without it
+    the transfer is refused and nothing stored, with it the zone comes in whole."""
+    with KnotUpdatePrimary(
+        tmp_path / "knot", "example.test.", PROJECT_ROOT / "zones" / "example.test.zone", KEY
+    ) as knot:
+        server = f"127.0.0.1:{knot.port}"
+        db = tmp_path / "z.db"
+        refused = zonefan(db, "zone", "import", "--axfr", server, "example.test")
+        assert refused.returncode == 1 and f"from primary {server} failed" in refused.stderr
+        assert not db.exists()
+        key = ("--key", KEY.name, "--key-secret-env", SECRET_ENV)
+        ok(zonefan(db, "zone", "import", "--axfr", server, "example.test", *key,
+                   env={SECRET_ENV: KEY.secret}))  # fmt: skip
+    assert exported(db, "example.test.") == example_zone()
