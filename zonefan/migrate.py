@@ -27,7 +27,7 @@ from nameserver.serial import Clock, SerialPolicy, next_serial
 from settings import Address, SettingsError, Source, Table, TsigKey
 from settings.secrets import DEFAULT_TSIG_ALGORITHM, parse_tsig_key
 from sync.config import load_sync_config
-from sync.errors import SourceError, SyncConfigError, SyncError
+from sync.errors import SourceError, SyncConfigError, SyncError, TargetError
 from sync.model import RRset, ZoneData
 from sync.providers.base import RecordTarget
 from sync.providers.capabilities import Owner
@@ -184,8 +184,10 @@ async def _read(
         return held.data, nameservers
     except SyncConfigError as exc:  # a rejected API key, an unreachable URL, ...
         raise click.ClickException(str(exc.located(str(config)))) from None
-    except SyncError as exc:  # the provider's error: "target pdns: HTTP 404 ..."
-        raise click.ClickException(f"cannot read {zone} from {exc}; nothing was imported") from None
+    except SyncError as exc:  # a TargetError says "target pdns: ..." with the provider's text
+        source = str(exc) if isinstance(exc, TargetError) else f"target {target.name}: {exc}"
+        message = f"cannot read {zone} from {source}; nothing was imported"
+        raise click.ClickException(message) from None
     finally:
         await target.close()
 
