@@ -58,6 +58,7 @@ WORKDIR = BENCH_DIR / "work" / "providers"
 TIMEOUT = 900.0
 TOKEN = "bench-token-0123456789abcdef"
 TOKEN_ENV = "ZF_BENCH_PROVIDER_TOKEN"
+CLOUDFLARE_ACCOUNT = "0123456789abcdef0123456789abcdef"
 
 
 @dataclass(frozen=True)
@@ -156,9 +157,54 @@ timeout = "120s"
 """
 
 
+@contextmanager
+def _cloudflare(work: Path) -> Iterator[str]:
+    from tests.emulators.cloudflare import CloudflareEmulator
+
+    emu = CloudflareEmulator({TOKEN: CLOUDFLARE_ACCOUNT}).start()
+    try:
+        yield emu.url
+    finally:
+        emu.stop()
+
+
+def _cloudflare_target(url: str) -> str:
+    return f"""
+[target.t]
+type = "cloudflare"
+endpoint = "{url}"
+api-token-env = "{TOKEN_ENV}"
+account-id = "{CLOUDFLARE_ACCOUNT}"
+timeout = "120s"
+"""
+
+
+@contextmanager
+def _desec(work: Path) -> Iterator[str]:
+    from tests.emulators.desec import Clock, DesecEmulator
+
+    # deSEC's documented throttles, in real time: the push waits them out as it would there.
+    with DesecEmulator([TOKEN], clock=Clock(real=True)) as emu:
+        yield f"http://127.0.0.1:{emu.port}"
+
+
+def _desec_target(url: str) -> str:
+    return f"""
+[target.t]
+type = "desec"
+endpoint = "{url}/api/v1"
+api-token-env = "{TOKEN_ENV}"
+timeout = "120s"
+"""
+
+
 BACKENDS: dict[str, Backend] = {
     "pdns": Backend("pdns", _pdns, _pdns_target, _pdns_octodns, "pdns_server 4.7, gsqlite3"),
     "hetzner": Backend("hetzner", _hetzner, _hetzner_target, None, "emulator"),
+    "cloudflare": Backend(
+        "cloudflare", _cloudflare, _cloudflare_target, None, "emulator, Free plan batches"
+    ),
+    "desec": Backend("desec", _desec, _desec_target, None, "emulator"),
 }
 
 
