@@ -194,6 +194,49 @@ def test_push_change_delete_served_by_pdns(pdns: PdnsServer) -> None:
     assert soa.flags & dns.flags.AA and soa.answer
 
 
+def test_the_providers_own_plan_as_plan_lines(pdns: PdnsServer) -> None:
+    """What octoDNS's plan will do, as our plan lines: the same changes as the engine's
+    plan, plus what changed at the provider after the engine's read (octoDNS reads again),
+    and never a record of someone else's."""
+    origin = dns.name.from_text("preview.octodns.test.")
+    v1 = contract_zone(origin, 1, hosts=4)
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        target = pdns_target(pdns)
+        with engine_for(target, v1) as (engine, source):
+            await engine.refresh_zone(origin)
+            await engine.push("octo", origin)
+            pdns.api(
+                "PATCH",
+                "zones/preview.octodns.test.",
+                {"rrsets": [txt_rrset("theirs.preview.octodns.test.", '"not ours"')]},
+            )
+            source.current = with_rrsets(
+                v1,
+                rr(origin, "@", "SOA", f"ns1.{origin} hostmaster.{origin} 2 7200 3600 1209600 300"),
+                rr(origin, "h0", "A", "198.51.100.70"),
+            )
+            await engine.refresh_zone(origin)
+            plan = await engine.plan("octo", origin)
+            assert plan is not None
+            # h3 changed at pdns after the engine's read
+            drift = {**txt_rrset("h3.preview.octodns.test.", ""), "type": "A", "ttl": 3600}
+            drift["records"] = [{"content": "203.0.113.3", "disabled": False}]
+            status, _ = pdns.api("PATCH", "zones/preview.octodns.test.", {"rrsets": [drift]})
+            assert status == 204
+            theirs = await target.provider_plan(plan)
+            assert theirs.foreign == plan.foreign and theirs.lines()[2:] == plan.lines()[1:]
+            return [c.describe(origin) for c in plan.changes], [
+                c.describe(origin) for c in theirs.changes
+            ]
+
+    ours, theirs = asyncio.run(scenario())
+    assert len(ours) == 1 and ours[0] in theirs, (ours, theirs)
+    assert len(theirs) == 2, theirs
+    assert any(line.startswith("~ h3 3600 A") and "192.0.2.4" in line for line in theirs), theirs
+    assert not [line for line in theirs if "theirs" in line]
+
+
 def name(owner: str, origin: dns.name.Name) -> dns.name.Name:
     return dns.name.from_text(owner, origin)
 

@@ -74,7 +74,7 @@ from sync.errors import (
     TargetUnavailableError,
 )
 from sync.model import TEXT_TYPES, RRset, RRsetKey, ZoneData, sort_key
-from sync.plan import Action, Plan
+from sync.plan import Action, Change, Plan
 from sync.providers.base import Held, RecordTarget
 from sync.providers.capabilities import Capabilities, DnssecMode, Normalized, Owner, Quoting
 from sync.settings import TargetContext, check_fields
@@ -706,54 +706,81 @@ class OctoDnsTarget(RecordTarget[OctoDnsState]):
     async def apply(self, plan: Plan, state: OctoDnsState | None) -> Held[OctoDnsState] | None:
         return await asyncio.to_thread(self._apply, plan)
 
-    def _apply(self, plan: Plan) -> Held[OctoDnsState] | None:
+    async def provider_plan(self, plan: Plan) -> Plan:
+        """``plan`` as the provider's own octoDNS plan has it (nothing applied): its changes,
+        mapped back to RRsets, in place of ours, for ``sync plan`` to show what the
+        provider will do. Changes octoDNS adds or leaves out show up here."""
+        return await asyncio.to_thread(self._provider_plan, plan)
+
+    def _planned(self, plan: Plan) -> tuple[Any, Any, _LeaveOthersAlone]:
+        """The provider instance and its octoDNS plan (None: nothing to do) for ``plan``,
+        our desired zone with the records of others kept; refused when octoDNS would delete
+        a record our plan does not. Called inside :func:`contained`."""
         assert plan.desired is not None, "the engine plans with the desired zone"
+        origin = plan.zone
+        desired = Zone(origin.to_text(), [])
+        for rrset in plan.desired:
+            try:
+                desired.add_record(to_record(desired, rrset))
+            except ValueError as exc:
+                raise TargetRejectedError(self.name, str(exc)) from None
+        hostname = desired.hostname_from_fqdn
+        deleting = {
+            (hostname(c.name.to_text()).lower(), dns.rdatatype.to_text(c.rdtype))
+            for c in plan.changes
+            if c.action == Action.DELETE
+        }
+        keep = _LeaveOthersAlone(deleting)
+        try:
+            provider = self.provider()
+            octo_plan = provider.plan(desired, processors=[keep])
+        except Exception as exc:
+            raise self._error(f"planning {origin}", exc) from None
+        changes = [] if octo_plan is None else octo_plan.changes
+        foreign = [
+            f"{c.record.fqdn} {c.record._type}"
+            for c in changes
+            if isinstance(c, Delete) and _key(c.record) not in deleting
+        ]
+        if foreign:
+            raise TargetRejectedError(
+                self.name,
+                f"octoDNS's plan for {origin} deletes {', '.join(sorted(foreign)[:5])}, "
+                "which zonefan does not manage there: refused, nothing applied",
+            )
+        return provider, octo_plan, keep
+
+    def _provider_plan(self, plan: Plan) -> Plan:
+        origin = plan.zone
+        with contained():
+            _, octo_plan, _ = self._planned(plan)
+            changes: list[Change] = []
+            action = {Create: Action.CREATE, Update: Action.UPDATE, Delete: Action.DELETE}
+            for change in [] if octo_plan is None else octo_plan.changes:
+                try:
+                    old = None if change.existing is None else from_record(change.existing, origin)
+                    new = None if change.new is None else from_record(change.new, origin)
+                except ValueError as exc:
+                    log.debug("%s: octoDNS plans %s, which zonefan cannot show", self.name, exc)
+                    continue
+                changes.append(Change(action[type(change)], old, new))
+        changes.sort(key=lambda c: (int(c.action), sort_key(c.key)))
+        return dataclasses.replace(plan, changes=tuple(changes))
+
+    def _apply(self, plan: Plan) -> Held[OctoDnsState] | None:
         origin = plan.zone
         started = time.monotonic()
         with contained():
-            desired = Zone(origin.to_text(), [])
-            for rrset in plan.desired:
-                try:
-                    desired.add_record(to_record(desired, rrset))
-                except ValueError as exc:
-                    raise TargetRejectedError(self.name, str(exc)) from None
-            hostname = desired.hostname_from_fqdn
-            deleting = {
-                (hostname(c.name.to_text()).lower(), dns.rdatatype.to_text(c.rdtype))
-                for c in plan.changes
-                if c.action == Action.DELETE
-            }
-            touched = {
-                (hostname(c.name.to_text()).lower(), dns.rdatatype.to_text(c.rdtype))
-                for c in plan.changes
-            }
-            keep = _LeaveOthersAlone(deleting)
-            provider = self.provider()
-            try:
-                octo_plan = provider.plan(desired, processors=[keep])
-            except Exception as exc:
-                raise self._error(f"planning {origin}", exc) from None
+            provider, octo_plan, keep = self._planned(plan)
             if octo_plan is None:
                 log.debug("%s: octoDNS plans nothing for %s", self.name, origin)
                 return None
-            foreign = [
-                f"{c.record.fqdn} {c.record._type}"
-                for c in octo_plan.changes
-                if isinstance(c, Delete) and _key(c.record) not in deleting
-            ]
-            if foreign:
-                raise TargetRejectedError(
-                    self.name,
-                    f"octoDNS's plan for {origin} deletes {', '.join(sorted(foreign)[:5])}, "
-                    "which zonefan does not manage there: refused, nothing applied",
-                )
-            extra = [
-                f"{type(c).__name__} {c.record.fqdn} {c.record._type}"
-                for c in octo_plan.changes
-                if _key(c.record) not in touched
-            ]
-            for line in extra:
-                log.debug("%s: octoDNS adds a change to %s: %s", self.name, origin, line)
+            ours = {
+                (c.name.to_text().lower(), dns.rdatatype.to_text(c.rdtype)) for c in plan.changes
+            }
+            for change in octo_plan.changes:
+                if (change.record.fqdn.lower(), change.record._type) not in ours:
+                    log.debug("%s: octoDNS's plan for %s adds: %s", self.name, origin, change)
             try:
                 provider.apply(octo_plan)
             except Exception as exc:
