@@ -223,7 +223,7 @@ class SyncEngine:
         if not isinstance(target, RecordTarget):
             return None
         held = await target.read(zone)
-        return self._plan_for(name, target, data, held)
+        return await target.preview(self._plan_for(name, target, data, held))
 
     def _plan_for(
         self, name: str, target: RecordTarget[Any], data: ZoneData, held: Held[Any] | None

@@ -224,7 +224,7 @@ def test_the_providers_own_plan_as_plan_lines(pdns: PdnsServer) -> None:
             drift["records"] = [{"content": "203.0.113.3", "disabled": False}]
             status, _ = pdns.api("PATCH", "zones/preview.octodns.test.", {"rrsets": [drift]})
             assert status == 204
-            theirs = await target.provider_plan(plan)
+            theirs = await target.preview(plan)
             assert theirs.foreign == plan.foreign and theirs.lines()[2:] == plan.lines()[1:]
             return [c.describe(origin) for c in plan.changes], [
                 c.describe(origin) for c in theirs.changes

@@ -86,6 +86,12 @@ class RecordTarget(Target, Generic[S]):
         told us (the engine plans the next change against it without a read), else None.
         Raise :class:`~sync.errors.TargetError`."""
 
+    async def preview(self, plan: Plan) -> Plan:
+        """``plan`` as the provider itself would carry it out, for ``sync plan``: a target
+        that plans on its own side (the octoDNS bridge) shows its plan's changes here. The
+        engine's plan by default."""
+        return plan
+
     def normalize(self, data: ZoneData) -> Normalized:
         """``data`` as this provider holds it (see :func:`~sync.providers.capabilities.
         normalize`): what the engine plans against, so a push with nothing to do is empty."""

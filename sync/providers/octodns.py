@@ -706,11 +706,12 @@ class OctoDnsTarget(RecordTarget[OctoDnsState]):
     async def apply(self, plan: Plan, state: OctoDnsState | None) -> Held[OctoDnsState] | None:
         return await asyncio.to_thread(self._apply, plan)
 
-    async def provider_plan(self, plan: Plan) -> Plan:
+    async def preview(self, plan: Plan) -> Plan:
         """``plan`` as the provider's own octoDNS plan has it (nothing applied): its changes,
-        mapped back to RRsets, in place of ours, for ``sync plan`` to show what the
-        provider will do. Changes octoDNS adds or leaves out show up here."""
-        return await asyncio.to_thread(self._provider_plan, plan)
+        mapped back to RRsets, in place of ours, so ``sync plan`` shows what the provider
+        will do. Changes octoDNS adds (what changed there after our read) or leaves out
+        show up here."""
+        return await asyncio.to_thread(self._preview, plan)
 
     def _planned(self, plan: Plan) -> tuple[Any, Any, _LeaveOthersAlone]:
         """The provider instance and its octoDNS plan (None: nothing to do) for ``plan``,
@@ -750,7 +751,7 @@ class OctoDnsTarget(RecordTarget[OctoDnsState]):
             )
         return provider, octo_plan, keep
 
-    def _provider_plan(self, plan: Plan) -> Plan:
+    def _preview(self, plan: Plan) -> Plan:
         origin = plan.zone
         with contained():
             _, octo_plan, _ = self._planned(plan)
