@@ -12,6 +12,7 @@ import base64
 import contextlib
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -685,3 +686,67 @@ def test_no_library_log_or_warning_reaches_stderr(pdns: PdnsServer) -> None:
     assert "populate:" in done.stdout, done.stdout
     assert done.stderr == "", done.stderr
     assert pdns.api_key not in done.stdout
+
+
+# -- the command line, with a zonefan primary -------------------------------------------------
+
+
+def test_sync_plan_and_apply_through_an_octodns_target(tmp_path: Path) -> None:
+    """A config file's [target.NAME] with its [target.NAME.settings] sub-table, as `zonefan
+    sync` reads it: the unsigned zone planned and pushed through octodns-powerdns, the
+    signed one refused with the reason, and nothing of octoDNS on stderr."""
+    from tests.test_sync_e2e import KEY, PLAIN, SIGNED
+    from tests.test_sync_refusals import primary_and_pdns, sync_cli
+
+    with primary_and_pdns(tmp_path) as (primary, pdns):
+        config = tmp_path / "sync.toml"
+        config.write_text(
+            textwrap.dedent(
+                f"""
+                state = "{tmp_path / "sync.db"}"
+                retry-base = "0.2s"
+
+                [primary]
+                address = "127.0.0.1:{primary.port}"
+                key = "{KEY.name}"
+                zones = ["{PLAIN}", "{SIGNED}"]
+
+                [key.{KEY.name}]
+                algorithm = "{KEY.algorithm}"
+                secret-env = "ZF_XFR_SECRET"
+
+                [target.octo]
+                type = "octodns"
+                class = "{PDNS_CLASS}"
+
+                [target.octo.settings]
+                host = "127.0.0.1"
+                port = {pdns.api_port}
+                api-key-env = "ZF_PDNS_KEY"
+                timeout = 10
+                """
+            ),
+            encoding="utf-8",
+        )
+        env = {"ZF_XFR_SECRET": KEY.secret, "ZF_PDNS_KEY": pdns.api_key}
+        plan = sync_cli(config, env, "plan")
+        assert plan.returncode == 0, plan.stdout + plan.stderr
+        assert f"{PLAIN} at octo:" in plan.stdout and "to create" in plan.stdout, plan.stdout
+        assert "SOA is the provider's own: left to it" in plan.stdout, plan.stdout
+        assert f"{SIGNED} at octo" in plan.stdout and "the zone is signed" in plan.stdout
+        applied = sync_cli(config, env, "apply", PLAIN)
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        refused = sync_cli(config, env, "apply", SIGNED)
+        assert refused.returncode != 0 and "DNSSEC mode is 'none'" in refused.stdout, (
+            refused.stdout + refused.stderr
+        )
+        again = sync_cli(config, env, "plan", PLAIN)
+        assert f"{PLAIN} at octo: no changes" in again.stdout, again.stdout
+        for done in (plan, applied, refused, again):
+            # zonefan's own log lines only (the refusal is one), none of octoDNS's
+            logged = done.stderr.splitlines()
+            assert all(re.match(r"\S+ \S+ [A-Z]+ zonefan\.", line) for line in logged), logged
+            assert pdns.api_key not in done.stdout + done.stderr
+        assert pdns_answer(pdns, f"mail1.{PLAIN}", "A") == ["192.0.2.25"]
+        status, _ = pdns.api("GET", f"zones/{SIGNED}")
+        assert status == 404
