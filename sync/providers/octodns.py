@@ -129,6 +129,7 @@ THROTTLED = frozenset(
     }
 )
 _FIELDS = frozenset({"class", "settings"})
+HELD_CACHE = 200_000  # RRsets whose octoDNS form a target remembers (then starts again)
 
 
 # -- keeping octoDNS off the terminal ------------------------------------------------------
@@ -614,6 +615,8 @@ class OctoDnsTarget(RecordTarget[OctoDnsState]):
         self._settings_key = f"target.{settings.name}.settings"
         self._model: Any = None  # the octoDNS zone a normalize converts into
         self._unheld: list[tuple[RRsetKey, str]] = []  # what that normalize cannot hand over
+        self._held: dict[RRset, RRset | str] = {}  # normalize_rrset's results
+        self._records: dict[tuple[str, RRset], Any] = {}  # octoDNS's record of each, by zone
 
     def provider(self) -> Any:
         """A new provider instance (see the class's docstring)."""
@@ -647,19 +650,40 @@ class OctoDnsTarget(RecordTarget[OctoDnsState]):
         )
 
     def normalize_rrset(self, rrset: RRset) -> RRset:
-        """``rrset`` as octoDNS holds it: through its record model and back."""
+        """``rrset`` as octoDNS holds it: through its record model and back (remembered:
+        the round trip costs ~0.2 ms an RRset, and most of a zone is the same each push)."""
+        held = self._held.get(rrset)
+        if held is None:
+            held = self._hold(rrset)
+            if len(self._held) >= HELD_CACHE:
+                self._held.clear()
+                self._records.clear()
+            self._held[rrset] = held
+        if isinstance(held, str):
+            self._unheld.append((rrset.key, held))
+            return rrset
+        return held
+
+    def _hold(self, rrset: RRset) -> RRset | str:
+        """The RRset octoDNS holds for ``rrset``, or why it cannot hold it."""
         problem = unheld_text(rrset)
         if problem is not None:
-            self._unheld.append((rrset.key, problem))
-            return rrset
+            return problem
         with contained():
             model = self._model if self._model is not None else Zone(rrset.name.to_text(), [])
             try:
-                held = from_record(to_record(model, rrset), rrset.name)
+                record = to_record(model, rrset)
+                held = from_record(record, rrset.name)
             except ValueError as exc:
-                self._unheld.append((rrset.key, str(exc)))
-                return rrset
-        return rrset if held.same_data(rrset) else held
+                return str(exc)
+        held = rrset if held.same_data(rrset) else held
+        if self._model is not None:
+            # octoDNS treats records as immutable (BaseProvider._process_desired_zone: "must
+            # not modify records directly"): an apply adds this one to its desired zone of
+            # the same name as it is. By zone: a delegation's NS is "sub" in the parent and
+            # the apex of the child.
+            self._records[(self._model.name, held)] = record
+        return held
 
     # -- the engine's calls -------------------------------------------------------------------
 
@@ -721,8 +745,9 @@ class OctoDnsTarget(RecordTarget[OctoDnsState]):
         origin = plan.zone
         desired = Zone(origin.to_text(), [])
         for rrset in plan.desired:
+            record = self._records.get((desired.name, rrset))
             try:
-                desired.add_record(to_record(desired, rrset))
+                desired.add_record(record if record is not None else to_record(desired, rrset))
             except ValueError as exc:
                 raise TargetRejectedError(self.name, str(exc)) from None
         hostname = desired.hostname_from_fqdn
