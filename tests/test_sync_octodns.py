@@ -504,6 +504,74 @@ def test_octodns_route53_push_and_one_change(aws: str, root_log: Capture) -> Non
     assert "***" in logged, "no log record carried the redacted key id: the check proved nothing"
 
 
+# -- octodns-bind's RFC 2136 provider against knotd -----------------------------------------
+
+
+def test_octodns_bind_rfc2136_against_knot(tmp_path: Path) -> None:
+    """A third real back end: octodns-bind's Rfc2136Provider (AXFR to read, TSIG-signed
+    UPDATE to write) against knotd serving the zone: a push, one change, Knot's SOA left
+    to it and the records already in its zone file left alone."""
+    from tests.test_sync_rfc2136 import KEY, MINIMAL, ORIGIN
+    from tests.update_targets import KnotUpdatePrimary
+
+    zone_file = tmp_path / "example.test.zone"
+    zone_file.write_text(MINIMAL, encoding="utf-8")
+    v1 = with_rrsets(
+        contract_zone(ORIGIN, 1, hosts=3),
+        rr(ORIGIN, "_sip._tcp", "SRV", "10 60 5060 sip"),
+        rr(ORIGIN, "@", "CAA", '0 issue "letsencrypt.org"'),
+        rr(ORIGIN, "@", "NS", "ns1", "ns2"),  # the zone file's: no apex NS change to force
+    )
+    with KnotUpdatePrimary(tmp_path / "knot", "example.test", zone_file, KEY) as knot:
+        section = {
+            "type": "octodns",
+            "class": "octodns_bind.Rfc2136Provider",
+            "settings": {
+                "host": knot.host,
+                "port": knot.port,
+                "key_name": KEY.name,
+                "key_secret-env": "KNOT_KEY",
+                "key_algorithm": KEY.algorithm,
+            },
+        }
+        ctx = TargetContext({}, None, {"KNOT_KEY": KEY.secret})
+        target = octodns_from_config("knot", section, ctx)
+        assert target.capabilities.apex_soa is Owner.PROVIDER
+
+        async def scenario() -> tuple[str, list[str], str, bool]:
+            with engine_for(target, v1) as (engine, source):
+                await engine.refresh_zone(ORIGIN)
+                plan = await engine.plan("octo", ORIGIN)
+                assert plan is not None
+                first = await engine.push("octo", ORIGIN)
+                source.current = with_rrsets(
+                    v1,
+                    rr(ORIGIN, "@", "SOA", "ns1 hostmaster 2 7200 3600 1209600 300"),
+                    rr(ORIGIN, "h1", "A", "203.0.113.9", ttl=120),
+                )
+                await engine.refresh_zone(ORIGIN)
+                second = await engine.push("octo", ORIGIN)
+                again = await engine.plan("octo", ORIGIN)
+                assert again is not None
+                return first.detail, plan.lines(), second.detail, again.empty
+
+        first, lines, second, empty = asyncio.run(scenario())
+        # all but the SOA (Knot's) and the apex NS (already the same) created
+        assert first == f"{len(v1) - 2} to create, 0 to update, 0 to delete", first
+        assert "! ns1 A not managed by zonefan: left alone" in lines, lines
+        assert second == "0 to create, 1 to update, 0 to delete", second
+        assert empty
+
+        def served(owner: str, rdtype: str) -> list[str]:
+            response = knot.query(f"{owner}.example.test.", rdtype, flags=0)
+            return sorted(r.to_text() for rrset in response.answer for r in rrset)
+
+        assert served("h1", "A") == ["203.0.113.9"]
+        assert served("_sip._tcp", "SRV") == ["10 60 5060 sip.example.test."]
+        assert served("ns1", "A") == ["192.0.2.2"]  # the zone file's, not ours: still there
+        assert (knot.zone_serial() or 0) > 1  # Knot's own SOA, its serial raised per UPDATE
+
+
 # -- settings --------------------------------------------------------------------------------
 
 
