@@ -88,7 +88,7 @@ class TsigKey:
 
 # Settings whose inline form is a secret (``[key.NAME] secret``, a provider's ``api-key``):
 # a file holding one is refused when it is loaded, by every command, if others can read it.
-CREDENTIALS = ("secret", "api-key")
+CREDENTIALS = ("secret", "api-key", "access-key-id", "secret-access-key", "session-token")
 INLINE_SECRET_PROBLEM = "an inline secret needs a private config file"
 
 

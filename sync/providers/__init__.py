@@ -25,6 +25,7 @@ BUILTIN: dict[str, str] = {
     "powerdns": "sync.providers.powerdns:powerdns_from_config",
     "powerdns-secondary": "sync.providers.powerdns:powerdns_secondary_from_config",
     "rfc2136": "sync.providers.rfc2136:rfc2136_from_config",
+    "route53": "sync.providers.route53:route53_from_config",
 }
 
 
