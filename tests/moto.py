@@ -19,7 +19,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -41,9 +41,9 @@ def require_moto() -> None:
         pytest.skip(reason)
 
 
-def _environment() -> dict[str, str]:
+def _environment(extra: Mapping[str, str]) -> dict[str, str]:
     """moto's environment: no proxy (the server is on 127.0.0.1), no credentials of the
-    person running the tests, and the fixed region Route 53 signs for."""
+    person running the tests, the region Route 53 signs for, and ``extra``."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -51,6 +51,7 @@ def _environment() -> dict[str, str]:
     }
     env["AWS_DEFAULT_REGION"] = "us-east-1"
     env["NO_PROXY"] = "127.0.0.1"
+    env.update(extra)
     return env
 
 
@@ -82,8 +83,12 @@ def _ready(url: str, proc: subprocess.Popen[bytes], deadline: float) -> bool:
 
 
 @contextlib.contextmanager
-def moto_server(start_timeout: float = START_TIMEOUT) -> Iterator[str]:
-    """A fresh moto server; yields its base URL (``http://127.0.0.1:PORT``)."""
+def moto_server(
+    start_timeout: float = START_TIMEOUT, env: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """A fresh moto server; yields its base URL (``http://127.0.0.1:PORT``). ``env`` adds
+    moto settings: ``INITIAL_NO_AUTH_ACTION_COUNT=N`` makes it check the signature and the
+    IAM policy of every request after the first N (moto's IAM-based access control)."""
     require_moto()
     with tempfile.TemporaryDirectory(prefix="moto-") as workdir:
         log_path = Path(workdir) / "moto.log"
@@ -98,7 +103,7 @@ def moto_server(start_timeout: float = START_TIMEOUT) -> Iterator[str]:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     cwd=workdir,
-                    env=_environment(),
+                    env=_environment(env or {}),
                 )
             try:
                 if _ready(url, proc, time.monotonic() + start_timeout):
