@@ -86,9 +86,17 @@ class TsigKey:
         return base64.b64encode(self.secret).decode("ascii")
 
 
-# Settings whose inline form is a secret (``[key.NAME] secret``, a provider's ``api-key``):
-# a file holding one is refused when it is loaded, by every command, if others can read it.
-CREDENTIALS = ("secret", "api-key", "access-key-id", "secret-access-key", "session-token")
+# Settings whose inline form is a secret (``[key.NAME] secret``, a provider's ``api-key`` or
+# ``api-token``, AWS credentials): a file holding one is refused when it is loaded, by every
+# command, if others can read it.
+CREDENTIALS = (
+    "secret",
+    "api-key",
+    "api-token",
+    "access-key-id",
+    "secret-access-key",
+    "session-token",
+)
 INLINE_SECRET_PROBLEM = "an inline secret needs a private config file"
 
 

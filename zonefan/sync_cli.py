@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import click
 import dns.name
+import dns.rdatatype
 
 from sync.config import SyncConfig, load_sync_config
 from sync.engine import SyncEngine
@@ -226,6 +227,12 @@ async def _plan_entry(engine: SyncEngine, name: str, zone: dns.name.Name) -> dic
         if plan.create_zone:
             entry["summary"] += " (the zone is created)"
         entry["lines"] = plan.lines()
+        # What the provider will not hold as we have it, for scripts (the lines say it too).
+        entry["unsupported"] = [_key_text(zone, k) for k in plan.unsupported]
+        entry["provider_owned"] = [_key_text(zone, k) for k in plan.provider_owned]
+        entry["ttl_adjusted"] = [
+            {"rrset": _key_text(zone, a.key), "ttl": a.wanted, "held": a.held} for a in plan.ttls
+        ]
         try:
             engine.targets[name].safety.check(plan)
         except SyncError as exc:
@@ -238,6 +245,10 @@ async def _plan_entry(engine: SyncEngine, name: str, zone: dns.name.Name) -> dic
         entry["summary"] = f"error: {exc}"
         entry["error"] = str(exc)
     return entry
+
+
+def _key_text(zone: dns.name.Name, key: tuple[dns.name.Name, dns.rdatatype.RdataType]) -> str:
+    return f"{key[0].relativize(zone)} {dns.rdatatype.to_text(key[1])}"
 
 
 EXIT_FAILED = 1

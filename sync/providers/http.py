@@ -83,11 +83,11 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - reference)
 
 
-def _reset_seconds(headers: Mapping[str, str]) -> float | None:
+def _reset_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """The wait a rate-limit header set asks for: ``Retry-After``, else the reset of an
     exhausted ``RateLimit`` (IETF draft: seconds) or ``X-RateLimit`` (seconds, or a Unix
     time when it is larger than a day)."""
-    retry = parse_retry_after(headers.get("Retry-After"))
+    retry = parse_retry_after(headers.get("Retry-After"), now)
     if retry is not None:
         return retry
     for prefix in ("RateLimit", "X-RateLimit"):
@@ -102,7 +102,7 @@ def _reset_seconds(headers: Mapping[str, str]) -> float | None:
         if left > 0 or not math.isfinite(seconds):
             continue
         if seconds > 86400:  # a Unix time
-            seconds -= time.time()
+            seconds -= time.time() if now is None else now
         return max(seconds, 0.0)
     return None
 
@@ -222,6 +222,7 @@ class HttpClient:
         sign: Signer | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: Callable[[], float] = random.random,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.target = target
         self.base_url = base_url.rstrip("/")
@@ -236,6 +237,7 @@ class HttpClient:
         self.sign = sign
         self.sleep = sleep
         self.rng = rng
+        self.wall = wall  # the clock HTTP dates and Unix-time resets are read against
         self.requests = 0  # sent, retries included (the benchmarks count them)
         self._session: aiohttp.ClientSession | None = None
 
@@ -296,7 +298,7 @@ class HttpClient:
                     raise
                 await self.sleep(self._backoff(attempt))
                 continue
-            wait = _reset_seconds(response.headers)
+            wait = _reset_seconds(response.headers, self.wall())
             if response.status == 429 or (response.status == 503 and wait is not None):
                 wait = wait if wait is not None else self._backoff(attempt)
                 self.account.hold(wait)
