@@ -33,7 +33,7 @@ from sync.plan import Action, Plan, compute_plan
 from sync.providers import route53
 from sync.providers.base import DnssecMode, Held
 from sync.providers.capabilities import served
-from sync.providers.http import Account
+from sync.providers.http import Account, Response
 from sync.providers.route53 import (
     BUDGET,
     CAPABILITIES,
@@ -214,6 +214,38 @@ def test_batches_keep_within_the_quotas_and_count_upserts_twice() -> None:
     sent = list(batches([item("CREATE", 300, 40) for _ in range(3)]))
     assert [sum(i.chars for i in b) for b in sent] == [24_000, 12_000]
     assert all(sum(i.records for i in b) <= MAX_RECORDS for b in sent)
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "message"),
+    [
+        (
+            f'<ErrorResponse xmlns="{route53.XMLNS}"><Error><Type>Sender</Type><Code>Throttling'
+            "</Code><Message>Rate exceeded</Message></Error><RequestId>r</RequestId>"
+            "</ErrorResponse>",
+            "Throttling",
+            "Rate exceeded",
+        ),
+        (
+            "<ErrorResponse><Errors><Error><Code>SignatureDoesNotMatch</Code><Message>no match"
+            "</Message></Error></Errors></ErrorResponse>",
+            "SignatureDoesNotMatch",
+            "no match",
+        ),
+        (
+            f'<InvalidChangeBatch xmlns="{route53.XMLNS}"><Messages><Message>Tried to create '
+            "a but it already exists</Message><Message>second</Message></Messages>"
+            "</InvalidChangeBatch>",
+            "InvalidChangeBatch",
+            "Tried to create a but it already exists; second",
+        ),
+        ("<html>gateway</html>", "", "<html>gateway</html>"),
+        ("not xml at all", "", "not xml at all"),
+    ],
+)
+def test_error_bodies_are_read(body: str, code: str, message: str) -> None:
+    response = Response(400, {}, body.encode(), "POST", "p", "r53")
+    assert route53.error_code(response) == (code, message)
 
 
 def test_capabilities_as_documented() -> None:

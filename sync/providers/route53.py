@@ -239,7 +239,10 @@ def error_code(response: Response) -> tuple[str, str]:
         if single:
             messages.append(single)
         return "InvalidChangeBatch", "; ".join(messages) or "invalid change batch"
-    error = _child(root, "Error") if _local(root.tag) != "Error" else root
+    # ErrorResponse/Error as documented; some servers wrap it in Errors.
+    error = next((e for e in root.iter() if _local(e.tag) == "Error"), None)
+    if error is None:
+        return "", response.text.strip()[:300]
     code = _text(error, "Code") or ""
     message = _text(error, "Message") or ""
     return code, message or code or "no error text"
