@@ -48,7 +48,7 @@ from sync.providers.route53 import (
     to_route53,
 )
 from sync.providers.testkit.contract import CHECKS, Contract, run_check
-from sync.providers.testkit.faults import FaultProxy
+from sync.providers.testkit.faults import Fault, FaultProxy
 from sync.settings import TargetContext
 from tests.moto import moto_server
 
@@ -461,44 +461,57 @@ def test_pagination_reads_every_rrset(moto: str, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(route53, "RRSET_PAGE", 7)
 
     async def run() -> None:
-        target = make_target(moto)
+        proxy = Route53Faults(moto)
+        proxy.start()
+        target = make_target(proxy.url)
         try:
             await push(target, desired)
             gets = target.http.requests
+            # Throttled in the middle of the listing: the third page is refused twice.
+            proxy.refuse("Throttling", count=2, method="GET", after=3)
             held = await target.read(origin)
             assert held is not None
             assert ours(held.data, target) == dict(target.normalize(desired).data.rrsets)
-            # 33 RRsets + SOA + NS in pages of 7: one find, five or six list requests.
-            assert target.http.requests - gets - 1 >= math.ceil(35 / 7)
+            # 33 RRsets + SOA + NS in pages of 7: one find, at least five pages, two refusals.
+            assert target.http.requests - gets >= 1 + math.ceil(35 / 7) + 2
+            assert [s for _, _, s in proxy.log].count(400) == 2
         finally:
             await target.close()
+            proxy.stop()
 
     asyncio.run(run())
 
 
 class Route53Faults(FaultProxy):
-    """The kit's fault proxy, plus Route 53's own refusals (HTTP 400 with the documented
-    ``ErrorResponse`` body, Developer Guide, throttling): ``Throttling`` or
-    ``PriorRequestNotComplete``; and the body of every request it forwards."""
+    """The kit's fault proxy, plus Route 53's own refusals (:meth:`refuse`: HTTP 400 with
+    the documented ``ErrorResponse`` body, Developer Guide, throttling): ``Throttling`` or
+    ``PriorRequestNotComplete``; and it keeps the body of every request it forwards."""
 
-    bodies: list[tuple[str, str, bytes]]
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.refusals: list[Fault] = []
+        self.bodies: list[tuple[str, str, bytes]] = []
+
+    def refuse(self, code: str, count: int = 1, method: str | None = None, after: int = 0) -> None:
+        with self._lock:
+            self.refusals.append(Fault(code, count, 0, method, after))
+
+    def _next_refusal(self, method: str) -> str | None:
+        with self._lock:
+            if not self.refusals or self.refusals[0].method not in (None, method):
+                return None
+            fault = self.refusals[0]
+            if fault.after > 0:  # let this many through first
+                fault.after -= 1
+                return None
+            fault.count -= 1
+            if fault.count <= 0:
+                self.refusals.pop(0)
+            return fault.kind
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        if not hasattr(self, "bodies"):
-            self.bodies = []
-        with self._lock:
-            fault = self.faults[0] if self.faults else None
-            code = None
-            if (
-                fault is not None
-                and fault.kind in ("Throttling", "PriorRequestNotComplete")
-                and fault.method in (None, request.method)
-            ):
-                code = fault.kind
-                fault.count -= 1
-                if fault.count <= 0:
-                    self.faults.pop(0)
+        code = self._next_refusal(request.method)
         if code is not None:
             self.log.append((request.method, request.path, 400))
             message = (
@@ -613,8 +626,9 @@ def test_throttling_and_prior_request_not_complete_are_waited_out(moto: str, cod
         target = make_target(proxy.url, sleeps)
         try:
             # Every kind of request refused three times over, the change batch included.
-            proxy.inject(code, count=3, method="GET")
-            proxy.inject(code, count=3, method="POST")
+            inject = proxy.inject if code == "429" else proxy.refuse
+            inject(code, count=3, method="GET")
+            inject(code, count=3, method="POST")
             await push(target, desired)
             refused = [s for _, _, s in proxy.log if s in (400, 0)]
             assert len(refused) == 6
@@ -638,7 +652,7 @@ def test_a_storm_that_does_not_end_is_reported_as_rate_limited(moto: str) -> Non
         proxy.start()
         target = make_target(proxy.url)
         try:
-            proxy.inject("Throttling", count=100)
+            proxy.refuse("Throttling", count=100)
             with pytest.raises(TargetRateLimitedError, match="Throttling"):
                 await target.read(origin)
         finally:
@@ -658,7 +672,7 @@ def test_credentials_never_logged(moto: str, caplog: pytest.LogCaptureFixture) -
         target = make_target(proxy.url)
         errors: list[str] = []
         try:
-            proxy.inject("Throttling", count=2)
+            proxy.refuse("Throttling", count=2)
             await push(target, zone(origin, "a 300 IN A 192.0.2.1\n"))
             proxy.inject("500", count=1, method="POST")
             try:

@@ -322,10 +322,11 @@ def batches(
 
 @dataclass(frozen=True)
 class Credentials:
-    access_key_id: str
-    secret_access_key: str
-    session_token: str | None = None
-    source: str = ""  # the setting (or environment variables) they came from
+    access_key_id: str = field(repr=False)
+    secret_access_key: str = field(repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    setting: str = ""  # the setting that names them
+    from_environment: bool = False  # AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
 
 
 @dataclass(frozen=True)
@@ -394,7 +395,7 @@ def _credentials(section: Mapping[str, Any], setting: str, ctx: TargetContext) -
                 "no AWS credentials: set access-key-id-env and secret-access-key-env (or "
                 "-file), or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
             )
-        return Credentials(key_id, secret, token, "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+        return Credentials(key_id, secret, token, f"{setting}.access-key-id-env", True)
     if key_id is None:
         raise SyncConfigError(
             f"{setting}.access-key-id-env",
@@ -534,18 +535,18 @@ class Route53Target(RecordTarget[Route53State]):
                     self.name,
                     self.http.redact(f"{method} {path} answered HTTP 400: {code}: {message}"),
                 )
-            wait = min(BACKOFF_MAX, BACKOFF_BASE * 2.0 ** (attempt - 1))
-            wait = wait / 2 + self.rng() * wait / 2
-            log.info(
-                "target %s: %s %s: %s, sending again in %.1f s", self.name, method, path, code, wait
-            )
+            step = min(BACKOFF_MAX, BACKOFF_BASE * 2.0 ** (attempt - 1))
+            wait = step / 2 + self.rng() * step / 2  # equal jitter
             if attempt > RETRIES:
                 raise TargetRateLimitedError(
                     self.name,
                     f"{method} {path}: still {code} after {RETRIES} waits: {message}",
                     retry_after=wait,
                 )
-            self.http.account.hold(wait)
+            log.info(
+                "target %s: %s %s: %s, sending again in %.1f s", self.name, method, path, code, wait
+            )
+            self.http.account.hold(wait)  # every zone of the account waits it out
 
     async def find_zone(self, zone: dns.name.Name) -> str | None:
         """The id of the public hosted zone named ``zone``, None when there is none."""
@@ -571,23 +572,19 @@ class Route53Target(RecordTarget[Route53State]):
             )
         return found[0] if found else None
 
-    async def read(self, zone: dns.name.Name) -> Held[Route53State] | None:
-        """The hosted zone's records (its SOA and NS included), None when there is none."""
-        zone_id = await self.find_zone(zone)
-        if zone_id is None:
-            return None
-        return await self._read_records(zone, zone_id)
-
-    async def _read_records(self, zone: dns.name.Name, zone_id: str) -> Held[Route53State]:
-        def items(response: Response) -> list[ET.Element]:
-            return _children(_child(parse_xml(response), "ResourceRecordSets"), "ResourceRecordSet")
-
-        def next_params(response: Response, current: dict[str, str]) -> dict[str, str] | None:
-            # API Reference, ListResourceRecordSets: the next page starts at NextRecordName
-            # and NextRecordType (and NextRecordIdentifier for routing-policy records).
-            root = parse_xml(response)
+    async def list_rrsets(self, zone_id: str) -> list[ET.Element]:
+        """Every ResourceRecordSet element of the hosted zone, page after page (through
+        :meth:`call`, so a page refused with Throttling is waited out like any request)."""
+        path = f"{API}/hostedzone/{zone_id}/rrset"
+        params = {"maxitems": str(RRSET_PAGE)}
+        out: list[ET.Element] = []
+        while True:
+            root = parse_xml(await self.call("GET", path, params=params))
+            out += _children(_child(root, "ResourceRecordSets"), "ResourceRecordSet")
             if (_text(root, "IsTruncated") or "false").lower() != "true":
-                return None
+                return out
+            # API Reference, ListResourceRecordSets: the next page starts at NextRecordName
+            # and NextRecordType (and NextRecordIdentifier among routing-policy records).
             following = {"maxitems": str(RRSET_PAGE)}
             for element, param in (
                 ("NextRecordName", "name"),
@@ -597,18 +594,23 @@ class Route53Target(RecordTarget[Route53State]):
                 value = _text(root, element)
                 if value:
                     following[param] = value
-            if "name" not in following:
+            if "name" not in following or following == params:
                 raise TargetUnavailableError(
-                    self.name, "ListResourceRecordSets: IsTruncated without NextRecordName"
+                    self.name,
+                    f"ListResourceRecordSets {zone_id}: a truncated page that does not say "
+                    "where the next one starts",
                 )
-            return following
+            params = following
 
-        elements = await self.http.pages(
-            f"{API}/hostedzone/{zone_id}/rrset",
-            params={"maxitems": str(RRSET_PAGE)},
-            items=items,
-            next_params=next_params,
-        )
+    async def read(self, zone: dns.name.Name) -> Held[Route53State] | None:
+        """The hosted zone's records (its SOA and NS included), None when there is none."""
+        zone_id = await self.find_zone(zone)
+        if zone_id is None:
+            return None
+        return await self._read_records(zone, zone_id)
+
+    async def _read_records(self, zone: dns.name.Name, zone_id: str) -> Held[Route53State]:
+        elements = await self.list_rrsets(zone_id)
         rrsets: list[RRset] = []
         raw: dict[RRsetKey, Raw] = {}
         special: set[RRsetKey] = set()
@@ -812,11 +814,13 @@ class Route53Target(RecordTarget[Route53State]):
             await self.call("GET", f"{API}/hostedzonecount")
         except TargetRejectedError as exc:
             if "(check the credentials)" in str(exc):
-                raise SyncConfigError(
-                    self.settings.credentials.source
-                    or f"{self.settings.setting}.access-key-id-env",
-                    f"Route 53 refused the credentials: {exc}",
-                ) from None
+                creds = self.settings.credentials
+                whose = (
+                    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the environment"
+                    if creds.from_environment
+                    else "the credentials"
+                )
+                raise SyncConfigError(creds.setting, f"Route 53 refused {whose}: {exc}") from None
             raise
 
     async def close(self) -> None:
