@@ -491,6 +491,7 @@ class Route53Faults(FaultProxy):
         super().__post_init__()
         self.refusals: list[Fault] = []
         self.bodies: list[tuple[str, str, bytes]] = []
+        self.pending = 0  # GetChange answers PENDING this many times before moto's answer
 
     def refuse(self, code: str, count: int = 1, method: str | None = None, after: int = 0) -> None:
         with self._lock:
@@ -527,6 +528,15 @@ class Route53Faults(FaultProxy):
             )
             return web.Response(status=400, body=xml.encode(), content_type="text/xml")
         self.bodies.append((request.method, request.path, body))
+        if request.method == "GET" and "/change/" in request.path and self.pending > 0:
+            self.pending -= 1
+            self.log.append((request.method, request.path, 200))
+            xml = (
+                f'<?xml version="1.0"?><GetChangeResponse xmlns="{route53.XMLNS}"><ChangeInfo>'
+                f"<Id>{request.path.rpartition('/')[2]}</Id><Status>PENDING</Status>"
+                "<SubmittedAt>2026-12-07T00:00:00Z</SubmittedAt></ChangeInfo></GetChangeResponse>"
+            )
+            return web.Response(body=xml.encode(), content_type="text/xml")
         return await super()._handle(request)
 
 
@@ -640,6 +650,87 @@ def test_throttling_and_prior_request_not_complete_are_waited_out(moto: str, cod
         finally:
             await target.close()
             proxy.stop()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("timeout", [30, 3])
+def test_the_last_change_is_followed_until_insync(moto: str, timeout: int) -> None:
+    # GetChange says PENDING three times: polled every 2 s (injected sleep and clock) until
+    # INSYNC, or until propagation-timeout, after which the push stands with a warning.
+    origin = dns.name.from_text(f"insync{timeout}.example.test.")
+
+    async def run() -> tuple[list[float], int]:
+        proxy = Route53Faults(moto)
+        proxy.start()
+        sleeps = Sleeps()
+        now = [0.0]
+
+        async def sleep(seconds: float) -> None:
+            now[0] += seconds
+            await sleeps(seconds)
+
+        settings = parse_settings(
+            "r53", {**SECTION, "endpoint": proxy.url, "propagation-timeout": timeout}, ctx()
+        )
+        target = Route53Target(
+            settings, sleep=sleep, clock=lambda: now[0], account=Account(sleep=sleep)
+        )
+        try:
+            proxy.pending = 3
+            await push(target, zone(origin, "a 300 IN A 192.0.2.1\n"))
+            polls = [p for m, p, _ in proxy.log if m == "GET" and "/change/" in p]
+            return sleeps.waits, len(polls)
+        finally:
+            await target.close()
+            proxy.stop()
+
+    waits, polls = asyncio.run(run())
+    if timeout == 30:
+        assert polls == 4 and waits.count(route53.POLL_INTERVAL) == 3
+    else:
+        assert polls == 3 and waits.count(route53.POLL_INTERVAL) == 2
+
+
+def test_alias_records_are_left_alone_and_never_overwritten(moto: str) -> None:
+    origin = dns.name.from_text("alias.example.test.")
+
+    async def run() -> None:
+        target = make_target(moto)
+        try:
+            await push(target, zone(origin, "a 300 IN A 192.0.2.1\n"))
+            held = await target.read(origin)
+            assert held is not None
+            alias = (
+                f'<?xml version="1.0"?><ChangeResourceRecordSetsRequest xmlns="{route53.XMLNS}">'
+                "<ChangeBatch><Changes><Change><Action>CREATE</Action><ResourceRecordSet>"
+                "<Name>www.alias.example.test.</Name><Type>A</Type><AliasTarget>"
+                f"<HostedZoneId>{held.state.zone_id}</HostedZoneId>"
+                "<DNSName>a.alias.example.test.</DNSName><EvaluateTargetHealth>false"
+                "</EvaluateTargetHealth></AliasTarget></ResourceRecordSet></Change></Changes>"
+                "</ChangeBatch></ChangeResourceRecordSetsRequest>"
+            )
+            await target.call(
+                "POST",
+                f"{route53.API}/hostedzone/{held.state.zone_id}/rrset/",
+                data=alias.encode(),
+            )
+            held = await target.read(origin)
+            assert held is not None
+            www = (dns.name.from_text("www", origin), dns.rdatatype.A)
+            assert www in held.state.special and www not in held.data.rrsets
+            clash = zone(origin, "a 300 IN A 192.0.2.1\nwww 300 IN A 192.0.2.80\n")
+            plan = plan_for(target, clash, held)
+            with pytest.raises(
+                TargetRejectedError, match=r"www\.alias\.example\.test\. A is an alias"
+            ):
+                await target.apply(plan, held.state)
+            # A push that leaves it out leaves it there.
+            await push(target, zone(origin, "a 300 IN A 192.0.2.2\n"))
+            held = await target.read(origin)
+            assert held is not None and www in held.state.special
+        finally:
+            await target.close()
 
     asyncio.run(run())
 

@@ -727,7 +727,6 @@ class Route53Target(RecordTarget[Route53State]):
                     f"the account has no hosted zone {zone}: create it, or set "
                     f"create = true in [{self.settings.setting}]",
                 )
-            # Should the answer be lost, the engine reads again and finds the zone.
             zone_id = await self.create_zone(zone)
             held = Route53State(zone_id, ZoneData(zone, {}), {})
         else:
@@ -766,8 +765,8 @@ class Route53Target(RecordTarget[Route53State]):
         return Held(data, Route53State(zone_id, data, raw, state.special))
 
     async def create_zone(self, zone: dns.name.Name) -> str:
-        """CreateHostedZone; its id. CallerReference makes a resent request not create a
-        second zone (API Reference, CreateHostedZone)."""
+        """CreateHostedZone (a POST: never resent); its id. Should its answer be lost, the
+        engine's next read finds the zone, so a zone is never created twice."""
         body = (
             f'<?xml version="1.0" encoding="UTF-8"?><CreateHostedZoneRequest xmlns="{XMLNS}">'
             f"<Name>{escape(name_text(zone))}</Name>"
