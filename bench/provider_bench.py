@@ -179,12 +179,32 @@ timeout = "120s"
 """
 
 
+@contextmanager
+def _desec(work: Path) -> Iterator[str]:
+    from tests.emulators.desec import Clock, DesecEmulator
+
+    # deSEC's documented throttles, in real time: the push waits them out as it would there.
+    with DesecEmulator([TOKEN], clock=Clock(real=True)) as emu:
+        yield f"http://127.0.0.1:{emu.port}"
+
+
+def _desec_target(url: str) -> str:
+    return f"""
+[target.t]
+type = "desec"
+endpoint = "{url}/api/v1"
+api-token-env = "{TOKEN_ENV}"
+timeout = "120s"
+"""
+
+
 BACKENDS: dict[str, Backend] = {
     "pdns": Backend("pdns", _pdns, _pdns_target, _pdns_octodns, "pdns_server 4.7, gsqlite3"),
     "hetzner": Backend("hetzner", _hetzner, _hetzner_target, None, "emulator"),
     "cloudflare": Backend(
         "cloudflare", _cloudflare, _cloudflare_target, None, "emulator, Free plan batches"
     ),
+    "desec": Backend("desec", _desec, _desec_target, None, "emulator"),
 }
 
 

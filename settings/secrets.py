@@ -86,9 +86,9 @@ class TsigKey:
         return base64.b64encode(self.secret).decode("ascii")
 
 
-# Settings whose inline form is a secret (``[key.NAME] secret``, a provider's ``api-key`` or
-# ``api-token``, AWS credentials): a file holding one is refused when it is loaded, by every
-# command, if others can read it.
+# Settings whose inline form is a secret (``[key.NAME] secret``, a provider's ``api-key``,
+# ``api-token`` or ``token``, AWS credentials): a file holding one is refused when it is
+# loaded, by every command, if others can read it.
 CREDENTIALS = (
     "secret",
     "api-key",

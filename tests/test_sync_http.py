@@ -103,16 +103,25 @@ def test_a_long_retry_after_goes_to_the_engine_and_holds_the_account() -> None:
     account = Account(clock=clock, sleep=clock.sleep)
 
     async def scenario() -> TargetRateLimitedError:
-        script: list[Reply] = [(429, {"Retry-After": "120"}, {"error": "come back later"})]
+        script: list[Reply] = [
+            (429, {"Retry-After": "120"}, {"error": "come back later"}),
+            (200, {}, {}),
+        ]
         async with server(script) as (url, seen):
             http = client(url, clock, account)
             with pytest.raises(TargetRateLimitedError) as caught:
                 await http.request("GET", "zones")
-            assert len(seen) == 1 and clock.slept == []
-            # Another client of the same account waits for the hold before it sends.
-            other = client(url, clock, account, retries=0)
-            with pytest.raises(TargetRateLimitedError):
+            # Another client of the same account sends nothing while the hold lasts: the
+            # engine gets the wait, no request task sleeps through it.
+            other = client(url, clock, account)
+            clock.now += 20
+            with pytest.raises(TargetRateLimitedError, match="spent for 100 s more") as held:
                 await other.request("GET", "zones")
+            assert held.value.retry_after == 100.0
+            assert len(seen) == 1 and clock.slept == []
+            clock.now += 100 - MAX_WAIT  # a short hold left: waited out by the request
+            await other.request("GET", "zones")
+            assert clock.slept == [MAX_WAIT] and len(seen) == 2
             await http.close()
             await other.close()
             return caught.value
@@ -120,7 +129,6 @@ def test_a_long_retry_after_goes_to_the_engine_and_holds_the_account() -> None:
     error = run(scenario)
     assert error.retry_after == 120.0 > MAX_WAIT
     assert "come back later" in str(error)
-    assert clock.slept == [120.0]  # the second client waited out the first one's hold
 
 
 def test_an_exhausted_ratelimit_header_holds_the_next_request() -> None:
@@ -128,20 +136,23 @@ def test_an_exhausted_ratelimit_header_holds_the_next_request() -> None:
 
     async def scenario() -> None:
         script: list[Reply] = [
-            (200, {"RateLimit-Remaining": "0", "RateLimit-Reset": "7"}, {}),
+            (200, {"RateLimit-Remaining": "0", "RateLimit-Reset": "3"}, {}),
             (200, {"X-RateLimit-Remaining": "5", "X-RateLimit-Reset": "9"}, {}),
+            # The draft's structured field, in lower case as HTTP/2 peers send names.
+            (200, {"ratelimit": '"default";r=0;t=4'}, {}),
+            (200, {"ratelimit": '"default";r=3;t=4'}, {}),
             (200, {}, {}),
         ]
         async with server(script) as (url, _):
             http = client(url, clock)
             await http.request("GET", "a")
             assert clock.slept == []
-            await http.request("GET", "b")
-            await http.request("GET", "c")
+            for path in "bcde":
+                await http.request("GET", path)
             await http.close()
 
     run(scenario)
-    assert clock.slept == [7.0]  # remaining 5 holds nothing
+    assert clock.slept == [3.0, 4.0]  # remaining 5 and r=3 hold nothing
 
 
 def test_the_shared_budget_spaces_requests_of_every_client_of_an_account() -> None:

@@ -26,6 +26,7 @@ BUILTIN: dict[str, str] = {
     "powerdns-secondary": "sync.providers.powerdns:powerdns_secondary_from_config",
     "rfc2136": "sync.providers.rfc2136:rfc2136_from_config",
     "cloudflare": "sync.providers.cloudflare:cloudflare_from_config",
+    "desec": "sync.providers.desec:desec_from_config",
     "hetzner": "sync.providers.hetzner:hetzner_from_config",
     "route53": "sync.providers.route53:route53_from_config",
 }

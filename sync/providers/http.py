@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from multidict import CIMultiDict
+
 from sync.errors import (
     TargetError,
     TargetRateLimitedError,
@@ -51,6 +53,8 @@ _SECRET_PARAM = re.compile(r"(?i)(key|token|secret|password|signature|credential
 # The longest wait a request sits out itself; a longer one goes to the engine at once (as
 # TargetRateLimitedError with the wait), which holds the target and works on other targets.
 MAX_WAIT = 5.0
+_STRUCTURED_R = re.compile(r";\s*r=(\d+)")
+_STRUCTURED_T = re.compile(r";\s*t=(\d+)")
 BACKOFF_BASE = 0.5
 REDACTED = "***"
 MIN_SECRET = 4
@@ -90,6 +94,13 @@ def _reset_seconds(headers: Mapping[str, str], now: float | None = None) -> floa
     retry = parse_retry_after(headers.get("Retry-After"), now)
     if retry is not None:
         return retry
+    # The IETF draft's structured field, as Cloudflare sends it: `"default";r=0;t=30`.
+    structured = headers.get("RateLimit")
+    if structured is not None:
+        r = _STRUCTURED_R.search(structured)
+        t = _STRUCTURED_T.search(structured)
+        if r is not None and t is not None and int(r.group(1)) == 0:
+            return float(t.group(1))
     for prefix in ("RateLimit", "X-RateLimit"):
         remaining = headers.get(f"{prefix}-Remaining")
         reset = headers.get(f"{prefix}-Reset")
@@ -291,6 +302,14 @@ class HttpClient:
         attempt = 0
         while True:
             attempt += 1
+            held = self.account.hold_until - self.account.clock()
+            if held > MAX_WAIT:  # a long hold is the engine's to wait, not a request's
+                raise TargetRateLimitedError(
+                    self.target,
+                    f"{method} {path or '/'}: the account's request budget is spent for "
+                    f"{held:.0f} s more",
+                    retry_after=held,
+                )
             try:
                 response = await self._send(method, url, path, body, send_headers)
             except TargetUnavailableError:
@@ -336,7 +355,9 @@ class HttpClient:
         try:
             async with session.request(method, url, data=body, headers=headers) as resp:
                 raw = await resp.read()
-                response = Response(resp.status, dict(resp.headers), raw, method, path, self.target)
+                # Header names are case-insensitive (RFC 9110 §5.1): kept so.
+                received = CIMultiDict(resp.headers)
+                response = Response(resp.status, received, raw, method, path, self.target)
         except TimeoutError:
             raise TargetUnavailableError(
                 self.target,
