@@ -120,7 +120,7 @@ DEFAULT_PROPAGATION = 120.0  # seconds to wait for INSYNC (Route 53 says within 
 POLL_INTERVAL = 2.0
 RETRIES = 6
 BACKOFF_BASE = 0.5
-BACKOFF_MAX = 8.0
+BACKOFF_MAX = 4.0  # within the HTTP client's MAX_WAIT: a longer hold is the engine's to wait
 # Key and digest material unbroken, as Route 53 shows it.
 _STYLE = dns.rdata.RdataStyle(base64_chunk_size=0, hex_chunk_size=0)
 _ESCAPE = re.compile(r"\\(\d{3}|.)", re.DOTALL)
