@@ -311,21 +311,56 @@ def test_credentials_from_the_standard_aws_environment() -> None:
         parse_settings("r53", section, ctx({}))
 
 
-def test_the_registry_builds_a_route53_target() -> None:
+def test_the_registry_builds_a_route53_target(moto: str) -> None:
+    # The product path: the registry's factory, the account shared by every target of one
+    # access key and paced at Route 53's documented rate.
     from sync.providers import build_target
 
-    target = build_target("r53", SECTION, ctx())
-    assert isinstance(target, Route53Target)
+    origin = dns.name.from_text("registry.example.test.")
+    target = build_target("r53", {**SECTION, "endpoint": moto}, ctx())
+    other = build_target("r53b", {**SECTION, "endpoint": moto}, ctx())
+    assert isinstance(target, Route53Target) and isinstance(other, Route53Target)
+    assert target.http.account is other.http.account
+    assert target.http.account.budget == BUDGET
+
+    async def run() -> None:
+        try:
+            desired = zone(origin, "a 300 IN A 192.0.2.1\n")
+            await push(target, desired)
+            held = await other.read(origin)
+            assert held is not None
+            assert ours(held.data, other) == dict(other.normalize(desired).data.rrsets)
+        finally:
+            await target.close()
+            await other.close()
+
+    asyncio.run(run())
 
 
-def test_signed_zones_are_refused_by_the_engine() -> None:
+class NoPrimary:
+    """A primary never asked: routing a zone needs none."""
+
+    async def serial(self, zone: dns.name.Name) -> int:
+        raise AssertionError("not asked")
+
+    async def fetch(self, zone: dns.name.Name, have: ZoneData | None) -> Any:
+        raise AssertionError("not asked")
+
+
+def test_signed_zones_are_refused_by_the_engine(tmp_path: Path) -> None:
     from sync.engine import SyncEngine, TargetSpec
+    from sync.state import SyncState
 
     signed = zone(ORIGIN, "@ 300 IN DNSKEY 257 3 13 " + "A" * 88 + "\n")
-    engine = SyncEngine.__new__(SyncEngine)  # route() needs only the targets
-    engine.targets = {"r53": TargetSpec(make_target("http://127.0.0.1:9"))}
-    with pytest.raises(CapabilityError, match="self-signing"):
-        engine.route("r53", signed)
+    state = SyncState(tmp_path / "state.db")
+    try:
+        spec = TargetSpec(make_target("http://127.0.0.1:9"))
+        engine = SyncEngine(state, NoPrimary(), [ORIGIN], {"r53": spec})
+        with pytest.raises(CapabilityError, match="signed and the target's DNSSEC mode is"):
+            engine.route("r53", signed)
+        assert engine.route("r53", zone(ORIGIN, "a 300 IN A 192.0.2.1\n")) is spec.target
+    finally:
+        state.close()
 
 
 # -- against moto --------------------------------------------------------------------------------
