@@ -31,7 +31,7 @@ from sync.errors import (
 from sync.model import RRset, ZoneData
 from sync.plan import Action, Plan, compute_plan
 from sync.providers import route53
-from sync.providers.base import DnssecMode, Held
+from sync.providers.base import DnssecMode, Held, RecordTarget
 from sync.providers.capabilities import served
 from sync.providers.http import Account, Response
 from sync.providers.route53 import (
@@ -40,7 +40,6 @@ from sync.providers.route53 import (
     MAX_RECORDS,
     MAX_VALUE_CHARS,
     Item,
-    Route53State,
     Route53Target,
     batches,
     from_route53,
@@ -101,9 +100,9 @@ def make_target(
 
 
 def plan_for(
-    target: Route53Target,
+    target: RecordTarget[Any],
     desired: ZoneData,
-    held: Held[Route53State] | None,
+    held: Held[Any] | None,
     owned: frozenset[Any] = frozenset(),
 ) -> Plan:
     """The plan the engine makes: desired and current in the provider's terms, its own
@@ -132,7 +131,7 @@ def plan_for(
 
 
 async def push(
-    target: Route53Target, desired: ZoneData, owned: frozenset[Any] = frozenset()
+    target: RecordTarget[Any], desired: ZoneData, owned: frozenset[Any] = frozenset()
 ) -> Plan:
     """Read, plan and apply once; the plan applied."""
     held = await target.read(desired.origin)
@@ -142,7 +141,7 @@ async def push(
     return plan
 
 
-def ours(data: ZoneData | None, target: Route53Target) -> dict[Any, RRset]:
+def ours(data: ZoneData | None, target: RecordTarget[Any]) -> dict[Any, RRset]:
     """The RRsets of ``data`` that are not the provider's own apex SOA and NS."""
     assert data is not None
     return {
@@ -886,6 +885,74 @@ def test_requests_are_signed_with_sigv4_for_route53() -> None:
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
     expected = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
     assert auth.endswith(f"Signature={expected}")
+
+
+@pytest.mark.external  # pdns_server
+def test_route53_to_the_internal_zone_to_cloudflare_and_pdns(moto: str, tmp_path: Path) -> None:
+    # The migration path: a zone read from Route 53 (moto) becomes the internal zone, which
+    # is pushed to the Cloudflare emulator and a real pdns; all three then hold the same
+    # RRsets, each in its own terms (normalize).
+    from sync.providers.cloudflare import cloudflare_from_config
+    from sync.providers.powerdns import powerdns_from_config
+    from tests.emulators.cloudflare import CloudflareEmulator
+    from tests.pdns import PdnsServer
+
+    origin = dns.name.from_text("crossing.example.test.")
+    desired = zone(origin, RICH)
+    token, account = "cf-token-route53-crossing-0123", "0123456789abcdef0123456789abcdef"
+
+    async def run(cf_url: str, pdns: PdnsServer) -> None:
+        r53 = make_target(moto)
+        env = {"CF": token, "PDNS": pdns.api_key}
+        cf = cloudflare_from_config(
+            "cf",
+            {"endpoint": cf_url, "api-token-env": "CF", "account-id": account},
+            ctx(env),
+        )
+        pd = powerdns_from_config(
+            "pdns",
+            {"url": pdns.api_url, "api-key-env": "PDNS", "signed-zones": "refuse"},
+            ctx(env),
+        )
+        targets: list[RecordTarget[Any]] = [cf, pd]
+        try:
+            await push(r53, desired)
+            held = await r53.read(origin)
+            assert held is not None
+            # The internal zone: what Route 53 serves, with our SOA and NS at the apex.
+            apex = [desired.rrsets[(origin, t)] for t in (dns.rdatatype.SOA, dns.rdatatype.NS)]
+            internal = ZoneData.build(origin, [*ours(held.data, r53).values(), *apex])
+            assert ours(internal, r53) == dict(r53.normalize(desired).data.rrsets)
+            holds = {"route53": ours(held.data, r53)}
+            for target in targets:
+                await push(target, internal)
+                back = await target.read(origin)
+                assert back is not None
+                mine = ours(back.data, target)
+                want = target.normalize(internal).data
+                assert {k: r for k, r in mine.items() if k in want.rrsets} == {
+                    k: r
+                    for k, r in want.rrsets.items()
+                    if not target.capabilities.provider_owned(k, origin)
+                }, target.name
+                holds[target.name] = mine
+            # Every RRset two of them hold, they hold alike.
+            common = set.intersection(*(set(h) for h in holds.values()))
+            assert len(common) >= 20, sorted(map(str, common))
+            for key in common:
+                versions = {name: h[key] for name, h in holds.items()}
+                first = versions["route53"]
+                assert all(r.same_data(first) for r in versions.values()), versions
+        finally:
+            for t in (r53, *targets):
+                await t.close()
+
+    emulator = CloudflareEmulator({token: account}).start()
+    try:
+        with PdnsServer(tmp_path / "pdns") as pdns:
+            asyncio.run(run(emulator.url, pdns))
+    finally:
+        emulator.stop()
 
 
 # -- the provider contract -----------------------------------------------------------------------
