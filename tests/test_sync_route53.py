@@ -372,7 +372,7 @@ def test_create_from_empty_round_trip_change_delete_noop(moto: str) -> None:
     async def run() -> None:
         target = make_target(moto)
         try:
-            await target.open()  # GetHostedZoneCount: reachable, credentials taken
+            await target.open()  # reachable, credentials taken
             assert await target.read(origin) is None
             assert await target.nameservers(origin) == []
             plan = await push(target, desired)
@@ -690,8 +690,8 @@ def test_throttling_and_prior_request_not_complete_are_waited_out(moto: str, cod
 
 @pytest.mark.parametrize("timeout", [30, 3])
 def test_the_last_change_is_followed_until_insync(moto: str, timeout: int) -> None:
-    # GetChange says PENDING three times: polled every 2 s (injected sleep and clock) until
-    # INSYNC, or until propagation-timeout, after which the push stands with a warning.
+    # GetChange says PENDING three times: polled after growing waits (injected sleep and
+    # clock) until INSYNC, or until propagation-timeout, after which the push stands.
     origin = dns.name.from_text(f"insync{timeout}.example.test.")
 
     async def run() -> tuple[list[float], int]:
@@ -720,10 +720,10 @@ def test_the_last_change_is_followed_until_insync(moto: str, timeout: int) -> No
             proxy.stop()
 
     waits, polls = asyncio.run(run())
-    if timeout == 30:
-        assert polls == 4 and waits.count(route53.POLL_INTERVAL) == 3
-    else:
-        assert polls == 3 and waits.count(route53.POLL_INTERVAL) == 2
+    if timeout == 30:  # polled after 2, 3 and 4.5 s: INSYNC at the fourth
+        assert polls == 4 and waits == [2.0, 3.0, 4.5]
+    else:  # still PENDING past 3 s: the third poll is the last
+        assert polls == 3 and waits == [2.0, 3.0]
 
 
 def test_alias_records_are_left_alone_and_never_overwritten(moto: str) -> None:

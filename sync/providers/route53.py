@@ -117,7 +117,9 @@ CAPABILITIES = Capabilities(
 RETRY_CODES = frozenset({"Throttling", "ThrottlingException", "PriorRequestNotComplete"})
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_PROPAGATION = 120.0  # seconds to wait for INSYNC (Route 53 says within 60 s)
-POLL_INTERVAL = 2.0
+POLL_INTERVAL = 2.0  # the first GetChange poll's wait, growing by half each time to 10 s:
+POLL_GROWTH = 1.5  # a change takes about a minute to be INSYNC, and the polls share the
+POLL_MAX = 10.0  # account's five requests a second with every other zone's push
 RETRIES = 6
 BACKOFF_BASE = 0.5
 BACKOFF_MAX = 4.0  # within the HTTP client's MAX_WAIT: a longer hold is the engine's to wait
@@ -789,6 +791,7 @@ class Route53Target(RecordTarget[Route53State]):
             return
         deadline = self.clock() + timeout
         path = f"{API}/change/{change_id.rpartition('/')[2]}"
+        interval = POLL_INTERVAL
         while True:
             response = await self.call("GET", path)
             status = _text(_child(parse_xml(response), "ChangeInfo"), "Status")
@@ -803,14 +806,17 @@ class Route53Target(RecordTarget[Route53State]):
                     timeout,
                 )
                 return
-            await self.sleep(POLL_INTERVAL)
+            await self.sleep(interval)
+            interval = min(POLL_MAX, interval * POLL_GROWTH)
 
     # -- the rest ----------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Check the endpoint answers and takes the credentials (GetHostedZoneCount)."""
+        """Check the endpoint answers and takes the credentials, with a request the target
+        makes anyway (ListHostedZonesByName): a policy granting only what the target needs
+        passes."""
         try:
-            await self.call("GET", f"{API}/hostedzonecount")
+            await self.call("GET", f"{API}/hostedzonesbyname", params={"maxitems": "1"})
         except TargetRejectedError as exc:
             if "(check the credentials)" in str(exc):
                 creds = self.settings.credentials
