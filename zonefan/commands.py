@@ -17,7 +17,7 @@ import dns.name
 import dns.rdatatype
 
 from nameserver.changeset import Changeset
-from nameserver.editor import Plan, change_size
+from nameserver.editor import Author, Plan, change_size
 from nameserver.errors import (
     JournalError,
     NameserverError,
@@ -51,9 +51,10 @@ from nameserver.server import (
     serve,
 )
 from nameserver.store import Store
+from nameserver.validate import Locator, nowhere
 from nameserver.wirename import key_of
 from nameserver.zonefile import read_zone_file, write_zone_file
-from settings import Address, Network
+from settings import TSIG_ALGORITHMS, Address, Network, parse_address
 from zonefan.common import (
     author_of,
     author_options,
@@ -275,8 +276,58 @@ def zone_group() -> None:
 
 
 @zone_group.command("import")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("source", metavar="FILE|ZONE")
 @click.option("--origin", default=None, help="Zone name, if the file has no $ORIGIN.")
+@click.option(
+    "--from-target",
+    metavar="NAME",
+    default=None,
+    help="Read ZONE from this target of the sync config (--config) through its provider's "
+    "API, instead of a FILE.",
+)
+@click.option(
+    "--axfr",
+    metavar="SERVER",
+    default=None,
+    help="Transfer ZONE by AXFR from this server (ADDR[:PORT], e.g. the primary the zone "
+    "leaves), instead of a FILE.",
+)
+@click.option(
+    "--config",
+    "sync_config",
+    envvar="ZONEFAN_SYNC_CONFIG",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="sync.toml",
+    show_default=True,
+    metavar="SYNC.TOML",
+    help="With --from-target: the sync sidecar's config. Env: ZONEFAN_SYNC_CONFIG.",
+)
+@click.option(
+    "--key",
+    "key_name",
+    metavar="NAME",
+    default=None,
+    help="With --axfr: the TSIG key, a [key.NAME] of the config or the key NAME whose "
+    "secret --key-secret-env or --key-file gives.",
+)
+@click.option(
+    "--key-secret-env",
+    metavar="VAR",
+    default=None,
+    help="With --key: the environment variable holding the key's base64 secret.",
+)
+@click.option(
+    "--key-file",
+    metavar="PATH",
+    default=None,
+    help="With --key: a file only its owner can read holding the key's base64 secret.",
+)
+@click.option(
+    "--key-algorithm",
+    type=click.Choice(sorted(TSIG_ALGORITHMS)),
+    default=None,
+    help="With --key-secret-env or --key-file: the key's algorithm (default hmac-sha256).",
+)
 @click.option(
     "--serial-policy",
     type=click.Choice([p.value for p in SerialPolicy]),
@@ -292,8 +343,15 @@ def zone_group() -> None:
 @click.pass_context
 def zone_import(
     ctx: click.Context,
-    file: str,
+    source: str,
     origin: str | None,
+    from_target: str | None,
+    axfr: str | None,
+    sync_config: Path,
+    key_name: str | None,
+    key_secret_env: str | None,
+    key_file: str | None,
+    key_algorithm: str | None,
     serial_policy: str | None,
     strip_dnssec: bool,
     dry_run: bool,
@@ -301,72 +359,162 @@ def zone_import(
     message: str,
     as_json: bool,
 ) -> None:
-    """Create a zone from a BIND-syntax FILE, or replace the zone's contents with it."""
+    """Create a zone from a BIND-syntax FILE, or replace the zone's contents with it.
+
+    With --from-target NAME or --axfr SERVER the argument is the ZONE to take over from
+    where it is served now: a provider of the sync config, or a running primary (see README
+    "Moving a zone onto zonefan")."""
+    policy = SerialPolicy(serial_policy) if serial_policy else None
+    if from_target is None and axfr is None:
+        if key_name or key_secret_env or key_file or key_algorithm:
+            raise click.UsageError("--key and its options go with --axfr")
+        _import_file(ctx, source, origin, policy, strip_dnssec, dry_run, author, message, as_json)
+        return
+    if from_target is not None and axfr is not None:
+        raise click.UsageError("give one of --from-target and --axfr")
+    if origin is not None:
+        raise click.UsageError("--origin is for a FILE; with --from-target or --axfr give the ZONE")
+    from zonefan import migrate  # the sync package, loaded only for these two
+
+    zone = zone_name(source)
+    with Progress(f"import {zone}") as progress:
+        if from_target is not None:
+            if key_name or key_secret_env or key_file or key_algorithm:
+                raise click.UsageError("--key and its options go with --axfr")
+            progress.phase(f"reading target {from_target}")
+            first = policy or SerialPolicy.INCREMENT
+            keys = config_keys(ctx)
+            fetched = migrate.from_target(sync_config, from_target, zone, first, keys)
+            why = f"import from target {from_target}"
+        else:
+            assert axfr is not None
+            try:
+                server = parse_address(axfr)
+            except ValueError as e:
+                raise click.BadParameter(str(e), param_hint="--axfr") from None
+            key = migrate.tsig_key(
+                key_name, key_algorithm, key_secret_env, key_file, config_keys(ctx)
+            )
+            progress.phase(f"transferring from {server}")
+            fetched = migrate.by_axfr(server, zone, key)
+            why = f"import by AXFR from {server}"
+        if not as_json:
+            for note in fetched.notes:
+                click.echo(f"note: {note}", err=True)
+        _import_records(
+            ctx,
+            progress,
+            zone,
+            migrate.records_of(fetched.data),
+            fetched.label,
+            policy,
+            strip_dnssec or fetched.strip_dnssec,
+            dry_run,
+            author_of(author, message or why),
+            as_json,
+        )
+
+
+def _import_file(
+    ctx: click.Context,
+    file: str,
+    origin: str | None,
+    policy: SerialPolicy | None,
+    strip_dnssec: bool,
+    dry_run: bool,
+    author: str | None,
+    message: str,
+    as_json: bool,
+) -> None:
     with Progress(f"import {Path(file).name}") as progress:
         progress.phase("reading")
         try:
             parsed = read_zone_file(file, zone_name(origin) if origin else None, progress.count)
         except NameserverError as e:
             raise click.ClickException(str(e)) from e
-        progress.phase(f"checking {len(parsed.records):,} records")
         where: dict[tuple[bytes, int | None], str] = {}
         for (owner, rdtype, _rdata), loc in parsed.where.items():
             where.setdefault((key_of(owner), rdtype), loc)
             where.setdefault((key_of(owner), None), loc)
-        policy = SerialPolicy(serial_policy) if serial_policy else None
-        who = author_of(author, message or f"import {Path(file).name}")
+        _import_records(
+            ctx,
+            progress,
+            parsed.origin,
+            parsed.records,
+            file,
+            policy,
+            strip_dnssec,
+            dry_run,
+            author_of(author, message or f"import {Path(file).name}"),
+            as_json,
+            lambda key, rdtype: where.get((key, rdtype)) or where.get((key, None)),
+        )
 
-        def plan_in(store: Store) -> Plan:
+
+def _import_records(
+    ctx: click.Context,
+    progress: Progress,
+    origin: dns.name.Name,
+    records: Sequence[Record],
+    label: str,
+    policy: SerialPolicy | None,
+    strip_dnssec: bool,
+    dry_run: bool,
+    who: Author,
+    as_json: bool,
+    locate: Locator = nowhere,
+) -> None:
+    """The one import path: ``records`` (from a file, a provider or a transfer, named by
+    ``label`` in messages) validated against the store's zone and stored as one changeset,
+    or with ``dry_run`` only shown."""
+    progress.phase(f"checking {len(records):,} records")
+
+    def plan_in(store: Store) -> Plan:
+        try:
+            return editor_for(ctx, store).plan_import(
+                origin, records, who, policy, strip_dnssec, locate
+            )
+        except SignedZoneDataError as e:
+            raise click.ClickException(f"{label} holds {e.summary}; {e.advice}") from e
+
+    if Path(ctx.obj).exists():
+        with open_store(ctx, create=False, read_only=dry_run) as store:
+            plan = plan_in(store)
+    else:
+        # No store yet: plan against an empty one, so a refused import or a dry run
+        # leaves no store file behind.
+        with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp, "plan.db")) as empty:
             try:
-                return editor_for(ctx, store).plan_import(
-                    parsed.origin,
-                    parsed.records,
-                    who,
-                    policy,
-                    strip_dnssec,
-                    lambda key, rdtype: where.get((key, rdtype)) or where.get((key, None)),
-                )
-            except SignedZoneDataError as e:
-                raise click.ClickException(f"{file} holds {e.summary}; {e.advice}") from e
-
-        if Path(ctx.obj).exists():
-            with open_store(ctx, create=False, read_only=dry_run) as store:
-                plan = plan_in(store)
-        else:
-            # No store yet: plan against an empty one, so a refused import or a dry run
-            # leaves no store file behind.
-            with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp, "plan.db")) as empty:
-                try:
-                    plan = plan_in(empty)
-                except NameserverError as e:
-                    raise click.ClickException(str(e)) from e
-        cs = plan.changeset
-        if plan.dropped_dnssec and not as_json:
-            click.echo(
-                f"--strip-dnssec: dropped {plan.dropped_dnssec} DNSSEC records of {file}; "
-                "the signer makes its own",
-                err=True,
-            )
-        if dry_run:
-            _print_changeset(cs, as_json, header="plan (nothing stored)")
-            return
-        if cs.serial_before is not None and change_size(cs).is_empty:
-            _say(
-                as_json,
-                {"zone": str(cs.zone), "changed": False, "serial": cs.serial_before},
-                f"zone {cs.zone}: no change (serial {cs.serial_before})",
-            )
-            return
-        progress.phase("storing")
-        with open_store(ctx, create=True) as store:
-            editor = editor_for(ctx, store, progress.signing)
-            done = editor.create_or_replace(plan, policy or SerialPolicy.INCREMENT)
-            if policy is not None and done.serial_before is not None:
-                store.set_serial_policy(parsed.origin, policy)
-            if done.serial_before is None:
-                sync_catalog_zone(ctx, editor, f"zone {parsed.origin} created", quiet=as_json)
-        progress.finish(f"zone {done.zone} serial {done.serial_after}")
-        _report(done, as_json)
+                plan = plan_in(empty)
+            except NameserverError as e:
+                raise click.ClickException(str(e)) from e
+    cs = plan.changeset
+    if plan.dropped_dnssec and not as_json:
+        click.echo(
+            f"{'--strip-dnssec: ' if strip_dnssec else ''}dropped {plan.dropped_dnssec} "
+            f"DNSSEC records of {label}; the signer makes its own",
+            err=True,
+        )
+    if dry_run:
+        _print_changeset(cs, as_json, header="plan (nothing stored)")
+        return
+    if cs.serial_before is not None and change_size(cs).is_empty:
+        _say(
+            as_json,
+            {"zone": str(cs.zone), "changed": False, "serial": cs.serial_before},
+            f"zone {cs.zone}: no change (serial {cs.serial_before})",
+        )
+        return
+    progress.phase("storing")
+    with open_store(ctx, create=True) as store:
+        editor = editor_for(ctx, store, progress.signing)
+        done = editor.create_or_replace(plan, policy or SerialPolicy.INCREMENT)
+        if policy is not None and done.serial_before is not None:
+            store.set_serial_policy(origin, policy)
+        if done.serial_before is None:
+            sync_catalog_zone(ctx, editor, f"zone {origin} created", quiet=as_json)
+    progress.finish(f"zone {done.zone} serial {done.serial_after}")
+    _report(done, as_json)
 
 
 @zone_group.command("export")
