@@ -955,6 +955,60 @@ def test_route53_to_the_internal_zone_to_cloudflare_and_pdns(moto: str, tmp_path
         emulator.stop()
 
 
+def test_zone_import_from_route53(moto: str, tmp_path: Path) -> None:
+    # Migration in: `zonefan zone import --from-target` reads the hosted zone through this
+    # target (the product path: config file, credentials from the environment) into the
+    # store; what the store exports is what Route 53 serves, with Route 53's own NS.
+    import subprocess
+    import sys
+
+    from tests.servers import _clean_env
+
+    origin = dns.name.from_text("import.example.test.")
+    desired = zone(origin, RICH)
+
+    async def seed() -> list[dns.name.Name]:
+        target = make_target(moto)
+        try:
+            await push(target, desired)
+            return await target.nameservers(origin)
+        finally:
+            await target.close()
+
+    servers = asyncio.run(seed())
+    config = tmp_path / "sync.toml"
+    config.write_text(
+        f'state = "{tmp_path / "sync.db"}"\n[primary]\naddress = "127.0.0.1:53"\n'
+        f'zones = ["{origin}"]\n\n[target.r53]\ntype = "route53"\nendpoint = "{moto}"\n',
+        encoding="utf-8",
+    )
+    env = {**_clean_env(), "AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET}
+
+    def zonefan(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "zonefan.cli", "--db", str(tmp_path / "z.db"), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env=env,
+            check=False,
+        )
+
+    done = zonefan("zone", "import", "--from-target", "r53", str(origin), "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert SECRET not in done.stderr + done.stdout
+    exported = zonefan("zone", "export", str(origin))
+    assert exported.returncode == 0, exported.stderr
+    got = ZoneData.from_text(exported.stdout, origin)
+    ns = got.apex_ns()
+    assert ns is not None and sorted(getattr(r, "target") for r in ns.rdatas) == servers  # noqa: B009
+    assert got.get(origin, dns.rdatatype.SOA) is not None
+    apex = {(origin, dns.rdatatype.SOA), (origin, dns.rdatatype.NS)}
+    want = {k: r for k, r in desired.rrsets.items() if k not in apex}
+    assert {k: r for k, r in got.rrsets.items() if k not in apex} == want
+
+
 # -- the provider contract -----------------------------------------------------------------------
 
 
