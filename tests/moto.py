@@ -87,8 +87,9 @@ def moto_server(
     start_timeout: float = START_TIMEOUT, env: Mapping[str, str] | None = None
 ) -> Iterator[str]:
     """A fresh moto server; yields its base URL (``http://127.0.0.1:PORT``). ``env`` adds
-    moto settings: ``INITIAL_NO_AUTH_ACTION_COUNT=N`` makes it check the signature and the
-    IAM policy of every request after the first N (moto's IAM-based access control)."""
+    moto's own settings (environment variables such as ``MOTO_ALLOW_NONEXISTENT_REGION``).
+    Its IAM access control (``INITIAL_NO_AUTH_ACTION_COUNT``) is no check of Route 53
+    signatures: moto 5.2 refuses botocore's own with SignatureDoesNotMatch."""
     require_moto()
     with tempfile.TemporaryDirectory(prefix="moto-") as workdir:
         log_path = Path(workdir) / "moto.log"
