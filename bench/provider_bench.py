@@ -198,7 +198,29 @@ timeout = "120s"
 """
 
 
+@contextmanager
+def _route53(work: Path) -> Iterator[str]:
+    from tests.moto import moto_server
+
+    os.environ[TOKEN_ENV + "_AWS_ID"] = "AKIAZONEFANBENCH0001"
+    with moto_server() as url:
+        yield url
+
+
+def _route53_target(url: str) -> str:
+    return f"""
+[target.t]
+type = "route53"
+endpoint = "{url}"
+access-key-id-env = "{TOKEN_ENV}_AWS_ID"
+secret-access-key-env = "{TOKEN_ENV}"
+create = true
+timeout = "120s"
+"""
+
+
 BACKENDS: dict[str, Backend] = {
+    "route53": Backend("route53", _route53, _route53_target, None, "moto 5.2 standalone"),
     "pdns": Backend("pdns", _pdns, _pdns_target, _pdns_octodns, "pdns_server 4.7, gsqlite3"),
     "hetzner": Backend("hetzner", _hetzner, _hetzner_target, None, "emulator"),
     "cloudflare": Backend(

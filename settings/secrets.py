@@ -87,9 +87,16 @@ class TsigKey:
 
 
 # Settings whose inline form is a secret (``[key.NAME] secret``, a provider's ``api-key``,
-# ``api-token`` or ``token``): a file holding one is refused when it is loaded, by every
-# command, if others can read it.
-CREDENTIALS = ("secret", "api-key", "api-token")
+# ``api-token`` or ``token``, AWS credentials): a file holding one is refused when it is
+# loaded, by every command, if others can read it.
+CREDENTIALS = (
+    "secret",
+    "api-key",
+    "api-token",
+    "access-key-id",
+    "secret-access-key",
+    "session-token",
+)
 INLINE_SECRET_PROBLEM = "an inline secret needs a private config file"
 
 

@@ -29,6 +29,7 @@ BUILTIN: dict[str, str] = {
     "desec": "sync.providers.desec:desec_from_config",
     "hetzner": "sync.providers.hetzner:hetzner_from_config",
     "octodns": "sync.providers.octodns:octodns_from_config",
+    "route53": "sync.providers.route53:route53_from_config",
 }
 
 
