@@ -18,9 +18,11 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,8 +43,14 @@ from sync.model import RRset, ZoneData
 from sync.plan import Action, Safety
 from sync.providers import build_target
 from sync.providers.capabilities import DnssecMode, Owner
-from sync.providers.octodns import OctoDnsTarget, octodns_from_config, target_error
-from sync.providers.testkit.contract import CHECKS, Contract, contract_zone, run_check
+from sync.providers.octodns import OctoDnsTarget, contained, octodns_from_config, target_error
+from sync.providers.testkit.contract import (
+    CHECKS,
+    Contract,
+    contract_zone,
+    rich_zone,
+    run_check,
+)
 from sync.settings import TargetContext
 from sync.state import SyncState
 from tests.pdns import PdnsServer
@@ -182,6 +190,11 @@ def test_push_change_delete_served_by_pdns(pdns: PdnsServer) -> None:
             again = await engine.plan("octo", origin)
             assert again is not None
             assert again.empty, again.lines()
+            assert await target.nameservers(origin) == [
+                dns.name.from_text("ns1.example.net."),
+                dns.name.from_text("ns2.example.org."),
+            ]
+            assert await target.nameservers(dns.name.from_text("absent.octodns.test.")) == []
             return lines + again.lines()
 
     lines = asyncio.run(scenario())
@@ -320,6 +333,46 @@ def test_capabilities_come_from_the_provider_class(pdns: PdnsServer) -> None:
     # octodns-powerdns's SUPPORTS, less what dnspython cannot parse (ALIAS, its LUA)
     assert held >= {"A", "AAAA", "CAA", "CNAME", "DS", "MX", "NS", "PTR", "SRV", "TLSA", "TXT"}
     assert not held & {"SOA", "SPF", "HINFO", "DNSKEY", "RRSIG"}
+
+
+def test_normalize_neither_waits_for_a_provider_call_nor_warns(pdns: PdnsServer) -> None:
+    """normalize runs in the engine's event loop: while another thread holds octoDNS for a
+    provider call (seconds, for a large apply) it goes on, and it emits no warning of its
+    own. (Were it to wait, this test would hang until its timeout.)"""
+    target = pdns_target(pdns)
+    origin = dns.name.from_text("normalize.octodns.test.")
+    data = with_rrsets(rich_zone(origin, 1), rr(origin, "bs", "TXT", '"back\\\\slash"'))
+    holding, release = threading.Event(), threading.Event()
+    result: dict[str, Any] = {}
+
+    def provider_call() -> None:
+        with contained():
+            holding.set()
+            release.wait()
+
+    def normalize() -> None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result["normalized"] = target.normalize(data)
+        result["warnings"] = [str(w.message) for w in caught]
+
+    holder = threading.Thread(target=provider_call)
+    holder.start()
+    try:
+        assert holding.wait(60)
+        worker = threading.Thread(target=normalize, daemon=True)
+        worker.start()
+        worker.join(60)  # returns as soon as normalize does
+        assert not worker.is_alive(), "normalize waited for the provider call"
+    finally:
+        release.set()
+        holder.join()
+    normalized = result["normalized"]
+    assert result["warnings"] == []
+    skipped = {(n.relativize(origin).to_text(), t) for n, t in normalized.unsupported}
+    assert skipped == {("quoted", dns.rdatatype.TXT), ("bs", dns.rdatatype.TXT)}
+    long_txt = normalized.data.rrsets[(name("long", origin), dns.rdatatype.TXT)]
+    assert long_txt.texts() == data.rrsets[(name("long", origin), dns.rdatatype.TXT)].texts()
 
 
 # -- octodns-route53 against moto ---------------------------------------------------------

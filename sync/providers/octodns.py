@@ -39,10 +39,13 @@ octodns.record.base.Record, octodns.record.rr.Rrset):
   octoDNS both know), ``SUPPORTS_ROOT_NS`` (whose apex NS it is). octoDNS has no SOA: the
   provider makes its own. No octoDNS provider can carry our signatures, so a signed zone is
   refused for these targets (DNSSEC mode none).
-- octoDNS is not documented as thread-safe and keeps process-wide registries: its calls run
-  one at a time in the process. Its log records and warnings never reach the user's
-  terminal: they are re-logged at debug level under ``zonefan.sync.octodns.library`` with
-  the credentials redacted.
+- octoDNS is not documented as thread-safe and keeps process-wide registries: provider
+  calls (construction, populate, plan, apply) run one at a time in the process, in worker
+  threads. Converting RRsets to its records and back (normalize) runs in the engine's
+  event loop without waiting for them: it touches no provider, warns of nothing and logs
+  only through octoDNS's own loggers. Those and every logger made during a provider call
+  never reach the user's terminal, nor do its warnings: they are re-logged at debug level
+  under ``zonefan.sync.octodns.library`` with the credentials redacted.
 """
 
 from __future__ import annotations
@@ -129,6 +132,8 @@ THROTTLED = frozenset(
     }
 )
 _FIELDS = frozenset({"class", "settings"})
+OUR_PACKAGES = frozenset({"zonefan", "sync", "nameserver", "signer", "settings"})
+_WARM_UP = dns.name.from_text("invalid.")  # a zone name no provider is asked about
 HELD_CACHE = 200_000  # RRsets whose octoDNS form a target remembers (then starts again)
 
 
@@ -163,9 +168,14 @@ _CALLS = threading.RLock()
 _ADOPTED: set[str] = set()
 
 
+def _ours(name: str) -> bool:
+    """A logger of zonefan's own (a module imported meanwhile by another thread)."""
+    return name.split(".", maxsplit=1)[0] in OUR_PACKAGES
+
+
 def _adopt(name: str) -> None:
     """Route logger ``name`` (and its children) into the relay instead of the terminal."""
-    if name in _ADOPTED or name.startswith("zonefan"):
+    if name in _ADOPTED or _ours(name):
         return
     logger = logging.getLogger(name)
     logger.propagate = False
@@ -182,7 +192,7 @@ def _adopting(base: type[logging.Logger]) -> type[logging.Logger]:
     class Adopted(base):  # type: ignore[misc,valid-type]
         def __init__(self, name: str, level: int = logging.NOTSET) -> None:
             super().__init__(name, level)
-            if not name.startswith("zonefan"):
+            if not _ours(name):
                 self.propagate = False
                 self.addHandler(_RELAY)
                 _ADOPTED.add(name)
@@ -612,6 +622,8 @@ class OctoDnsTarget(RecordTarget[OctoDnsState]):
         super().__init__(settings.name, capabilities_of(provider))
         self.settings = settings
         self.cls = cls
+        with contained():  # octoDNS configures its validators on first use, with a warning
+            to_record(Zone("invalid.", []), RRset.from_text("@", "A", 1, ["192.0.2.1"], _WARM_UP))
         self._settings_key = f"target.{settings.name}.settings"
         self._model: Any = None  # the octoDNS zone a normalize converts into
         self._unheld: list[tuple[RRsetKey, str]] = []  # what that normalize cannot hand over
@@ -631,12 +643,15 @@ class OctoDnsTarget(RecordTarget[OctoDnsState]):
         """``data`` as octoDNS holds it; an RRset octoDNS cannot hold faithfully is listed
         with the unsupported ones (skipped, or the plan refused when the target is
         strict) rather than failing the zone."""
-        with contained():  # one lock and one warnings context for the whole zone
-            self._model, self._unheld = Zone(data.origin.to_text(), []), []
-            try:
-                result = super().normalize(data)
-            finally:
-                self._model, unheld, self._unheld = None, self._unheld, []
+        # In the event loop, not waiting for a provider call in a worker thread (see the
+        # module's docstring): octoDNS's record conversions log through its own loggers.
+        for name in LIBRARY_LOGGERS:
+            _adopt(name)
+        self._model, self._unheld = Zone(data.origin.to_text(), []), []
+        try:
+            result = super().normalize(data)
+        finally:
+            self._model, unheld, self._unheld = None, self._unheld, []
         if not unheld:
             return result
         for key, reason in unheld:
@@ -669,13 +684,12 @@ class OctoDnsTarget(RecordTarget[OctoDnsState]):
         problem = unheld_text(rrset)
         if problem is not None:
             return problem
-        with contained():
-            model = self._model if self._model is not None else Zone(rrset.name.to_text(), [])
-            try:
-                record = to_record(model, rrset)
-                held = from_record(record, rrset.name)
-            except ValueError as exc:
-                return str(exc)
+        model = self._model if self._model is not None else Zone(rrset.name.to_text(), [])
+        try:
+            record = to_record(model, rrset)
+            held = from_record(record, rrset.name)
+        except ValueError as exc:
+            return str(exc)
         held = rrset if held.same_data(rrset) else held
         if self._model is not None:
             # octoDNS treats records as immutable (BaseProvider._process_desired_zone: "must
