@@ -31,6 +31,7 @@ import dns.flags
 import dns.name
 import dns.rdatatype
 import pytest
+from octodns_powerdns import PowerDnsProvider  # type: ignore[import-untyped]
 
 from sync.engine import EngineSettings, SyncEngine, TargetSpec
 from sync.errors import (
@@ -325,6 +326,24 @@ def test_a_signed_zone_is_refused_and_nothing_is_written(pdns: PdnsServer) -> No
     assert status == 404
 
 
+class PowerDnsWithoutRootNs(PowerDnsProvider):  # type: ignore[misc]
+    """octodns-powerdns declaring what many cloud plugins do: no root NS records."""
+
+    SUPPORTS_ROOT_NS = False
+
+
+def test_who_writes_the_apex_ns_comes_from_the_class(pdns: PdnsServer) -> None:
+    section = pdns_section(pdns.api_url)
+    section["class"] = f"{__name__}.PowerDnsWithoutRootNs"
+    assert build(section, {KEY_ENV: pdns.api_key}).capabilities.apex_ns is Owner.PROVIDER
+    with pytest.raises(SyncConfigError) as refused:
+        build({**section, "apex-ns": "ours"}, {KEY_ENV: pdns.api_key})
+    assert refused.value.setting == "target.x.apex-ns"
+    assert "SUPPORTS_ROOT_NS is false" in str(refused.value)
+    provider_ns = build({**pdns_section(pdns.api_url), "apex-ns": "provider"})
+    assert provider_ns.capabilities.apex_ns is Owner.PROVIDER
+
+
 def test_capabilities_come_from_the_provider_class(pdns: PdnsServer) -> None:
     caps = pdns_target(pdns).capabilities
     assert caps.apex_soa is Owner.PROVIDER and caps.apex_ns is Owner.OURS
@@ -555,6 +574,43 @@ def test_octodns_route53_push_and_one_change(aws: str, root_log: Capture) -> Non
     logged = "\n".join(root_log.lines)
     assert AWS_KEY_ID not in logged and AWS_SECRET not in logged
     assert "***" in logged, "no log record carried the redacted key id: the check proved nothing"
+
+
+def test_octodns_route53_apex_ns_left_to_the_provider(aws: str) -> None:
+    """``apex-ns = "provider"``: Route 53's own delegation set stays, never planned."""
+    origin = dns.name.from_text("own-ns.octodns.test.")
+    data = contract_zone(origin, 1, hosts=2)
+    section = {
+        "type": "octodns",
+        "class": R53_CLASS,
+        "apex-ns": "provider",
+        "settings": {"access_key_id-env": "AWS_KEY", "secret_access_key-env": "AWS_SECRET"},
+    }
+    ctx = TargetContext({}, None, {"AWS_KEY": AWS_KEY_ID, "AWS_SECRET": AWS_SECRET})
+    target = octodns_from_config("r53", section, ctx)
+    assert target.capabilities.apex_ns is Owner.PROVIDER
+
+    async def scenario() -> tuple[list[str], str, bool]:
+        with engine_for(target, data) as (engine, _):
+            await engine.refresh_zone(origin)
+            plan = await engine.plan("octo", origin)
+            assert plan is not None
+            pushed = await engine.push("octo", origin)
+            again = await engine.plan("octo", origin)
+            assert again is not None
+            return plan.lines(), pushed.detail, again.empty
+
+    lines, detail, empty = asyncio.run(scenario())
+    assert "! @ NS is the provider's own: left to it" in lines, lines
+    assert detail == f"{len(data) - 2} to create, 0 to update, 0 to delete", detail
+    assert empty
+    ns = moto_records(aws, "own-ns.octodns.test.")[("own-ns.octodns.test.", "NS")][1]
+    assert ns and all("awsdns" in n for n in ns), ns
+    section["class"] = "octodns_bind.Rfc2136Provider"
+    section["apex-ns"] = "sometimes"
+    with pytest.raises(SyncConfigError) as refused:
+        octodns_from_config("r53", section, ctx)
+    assert refused.value.setting == "target.r53.apex-ns"
 
 
 # -- octodns-bind's RFC 2136 provider against knotd -----------------------------------------

@@ -13,6 +13,10 @@ hands it its settings, as an octoDNS config would::
     token-env = "GANDI_TOKEN"        # a credential: KEY-env or KEY-file, handed over as a value
     sandbox = false
 
+``apex-ns`` (optional) says whose the zone's apex NS set is there: ``"ours"`` (pushed, the
+default where the provider can write it: ``SUPPORTS_ROOT_NS``) or ``"provider"`` (a cloud's
+own delegation set, left as it is and never planned).
+
 Settings are the provider's constructor arguments, spelled as its documentation spells them
 (``api_key``) or with dashes (``api-key``). A credential (a name with ``secret``, ``token``,
 ``password`` or ending in ``key``) is refused inline: it is given as ``NAME-env`` (an
@@ -131,7 +135,7 @@ THROTTLED = frozenset(
         "SlowDown",
     }
 )
-_FIELDS = frozenset({"class", "settings"})
+_FIELDS = frozenset({"class", "settings", "apex-ns"})
 OUR_PACKAGES = frozenset({"zonefan", "sync", "nameserver", "signer", "settings"})
 _WARM_UP = dns.name.from_text("invalid.")  # a zone name no provider is asked about
 HELD_CACHE = 200_000  # RRsets whose octoDNS form a target remembers (then starts again)
@@ -234,6 +238,7 @@ class OctoDnsSettings:
     name: str
     class_path: str
     kwargs: Mapping[str, Any] = field(repr=False)
+    apex_ns: Owner | None = None  # None: ours when the provider supports a root NS
     keys: Mapping[str, str] = field(default_factory=dict)  # argument -> setting, for errors
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
@@ -278,6 +283,13 @@ def parse_settings(name: str, section: Mapping[str, Any], ctx: TargetContext) ->
             f"{where}.settings",
             f"expected a table of the provider's settings ([{where}.settings]), got {table!r}",
         )
+    apex_ns = section.get("apex-ns")
+    if apex_ns is not None and apex_ns not in ("ours", "provider"):
+        raise SyncConfigError(
+            f"{where}.apex-ns",
+            f'expected "ours" (the zone\'s apex NS is pushed) or "provider" (the provider\'s '
+            f"own NS set is left as it is), got {apex_ns!r}",
+        )
     kwargs: dict[str, Any] = {}
     keys: dict[str, str] = {}
     secrets: list[str] = []
@@ -318,6 +330,7 @@ def parse_settings(name: str, section: Mapping[str, Any], ctx: TargetContext) ->
         name,
         class_path.strip(),
         kwargs,
+        None if apex_ns is None else Owner(apex_ns),
         keys,
         tuple(s for s in secrets if len(s) >= MIN_SECRET),
     )
@@ -420,9 +433,10 @@ def _redact(text: str, secrets: Sequence[str]) -> str:
 # -- the model: our RRsets as octoDNS records and back --------------------------------------
 
 
-def capabilities_of(provider: Any) -> Capabilities:
+def capabilities_of(provider: Any, apex_ns: Owner | None = None) -> Capabilities:
     """What the provider declares: the types in its ``SUPPORTS`` that octoDNS registers and
-    dnspython parses, and who writes the apex NS (``SUPPORTS_ROOT_NS``)."""
+    dnspython parses, and who writes the apex NS (``SUPPORTS_ROOT_NS``; ``apex_ns`` when
+    the target's ``apex-ns`` says)."""
     with contained():
         supports = set(getattr(provider, "SUPPORTS", ()))
         registered = set(Record.registered_types())
@@ -439,7 +453,7 @@ def capabilities_of(provider: Any) -> Capabilities:
         dnssec=DnssecMode.NONE,
         record_types=frozenset(types),
         apex_soa=Owner.PROVIDER,  # octoDNS has no SOA type: the provider keeps its own
-        apex_ns=Owner.OURS if root_ns else Owner.PROVIDER,
+        apex_ns=Owner.PROVIDER if not root_ns else apex_ns or Owner.OURS,
         txt=Quoting.JOINED,  # octoDNS keeps one string per TXT value, split again on write
         atomic=False,
     )
@@ -619,7 +633,7 @@ class OctoDnsTarget(RecordTarget[OctoDnsState]):
     provider's state forever."""
 
     def __init__(self, settings: OctoDnsSettings, cls: type[Any], provider: Any) -> None:
-        super().__init__(settings.name, capabilities_of(provider))
+        super().__init__(settings.name, capabilities_of(provider, settings.apex_ns))
         self.settings = settings
         self.cls = cls
         with contained():  # octoDNS configures its validators on first use, with a warning
@@ -860,7 +874,14 @@ def octodns_from_config(name: str, section: Mapping[str, Any], ctx: TargetContex
         )
     settings = parse_settings(name, section, ctx)
     cls = load_class(settings)
-    return OctoDnsTarget(settings, cls, build_provider(settings, cls))
+    target = OctoDnsTarget(settings, cls, build_provider(settings, cls))
+    if settings.apex_ns is Owner.OURS and target.capabilities.apex_ns is Owner.PROVIDER:
+        raise SyncConfigError(
+            f"target.{name}.apex-ns",
+            f"{settings.class_path} cannot write a zone's apex NS (its SUPPORTS_ROOT_NS is "
+            'false): leave apex-ns out, or set it to "provider"',
+        )
+    return target
 
 
 __all__ = [
