@@ -32,6 +32,7 @@ import dns.name
 import dns.rdatatype
 import pytest
 from octodns_powerdns import PowerDnsProvider  # type: ignore[import-untyped]
+from octodns_route53 import Route53Provider  # type: ignore[import-untyped]
 
 from sync.engine import EngineSettings, SyncEngine, TargetSpec
 from sync.errors import (
@@ -574,6 +575,46 @@ def test_octodns_route53_push_and_one_change(aws: str, root_log: Capture) -> Non
     logged = "\n".join(root_log.lines)
     assert AWS_KEY_ID not in logged and AWS_SECRET not in logged
     assert "***" in logged, "no log record carried the redacted key id: the check proved nothing"
+
+
+class Route53AtEndpoint(Route53Provider):  # type: ignore[misc]
+    """octodns-route53 with its boto3 client at ``endpoint_url``: the provider has no such
+    setting (botocore's AWS_ENDPOINT_URL_ROUTE_53 is one per process), and the contract
+    kit puts its fault proxy between each target and moto."""
+
+    def __init__(self, id: str, endpoint_url: str, **settings: Any) -> None:
+        self._endpoint_url = endpoint_url
+        super().__init__(id, **settings)
+
+    def client(self, *args: Any, **kwargs: Any) -> Any:
+        return super().client(*args, endpoint_url=self._endpoint_url, **kwargs)
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_octodns_route53_meets_the_contract(aws: str, check: str) -> None:
+    ctx = TargetContext({}, None, {"AWS_KEY": AWS_KEY_ID, "AWS_SECRET": AWS_SECRET})
+
+    def make_target(endpoint: str) -> OctoDnsTarget:
+        section = {
+            "type": "octodns",
+            "class": f"{__name__}.Route53AtEndpoint",
+            "settings": {
+                "endpoint_url": endpoint,
+                "access_key_id-env": "AWS_KEY",
+                "secret_access_key-env": "AWS_SECRET",
+                "client_max_attempts": 0,  # retries: faults reach the engine, not botocore
+            },
+        }
+        return octodns_from_config("r53", section, ctx)
+
+    contract = Contract(
+        make_target=make_target,
+        upstream=aws,
+        zone=dns.name.from_text("contract.octodns.test."),
+        secrets=(AWS_KEY_ID, AWS_SECRET),
+        hosts=120,
+    )
+    asyncio.run(run_check(contract, check))
 
 
 def test_octodns_route53_apex_ns_left_to_the_provider(aws: str) -> None:
