@@ -497,12 +497,19 @@ def from_record(record: Any, origin: dns.name.Name) -> RRset:
         raise ValueError(f"{record.fqdn} {record._type}: {exc}") from None
 
 
-def zone_data(zone: Any, origin: dns.name.Name) -> tuple[ZoneData, tuple[str, ...]]:
-    """The records of an octoDNS zone as ours, and those zonefan cannot express (left to
-    the provider, never planned)."""
+def zone_data(
+    zone: Any, origin: dns.name.Name, known: Mapping[int, RRset] | None = None
+) -> tuple[ZoneData, tuple[str, ...]]:
+    """The records of an octoDNS zone as ours (``known``: our RRset of records we made, by
+    their identity), and those zonefan cannot express (left to the provider, never
+    planned)."""
     rrsets: list[RRset] = []
     skipped: list[str] = []
     for record in zone.records:
+        mine = None if known is None else known.get(id(record))
+        if mine is not None:
+            rrsets.append(mine)
+            continue
         try:
             rrsets.append(from_record(record, origin))
         except ValueError as exc:
@@ -765,19 +772,24 @@ class OctoDnsTarget(RecordTarget[OctoDnsState]):
         show up here."""
         return await asyncio.to_thread(self._preview, plan)
 
-    def _planned(self, plan: Plan) -> tuple[Any, Any, _LeaveOthersAlone]:
+    def _planned(self, plan: Plan) -> tuple[Any, Any, _LeaveOthersAlone, dict[int, RRset]]:
         """The provider instance and its octoDNS plan (None: nothing to do) for ``plan``,
-        our desired zone with the records of others kept; refused when octoDNS would delete
-        a record our plan does not. Called inside :func:`contained`."""
+        our desired zone with the records of others kept, and our RRset of each record we
+        put in it (by the record's identity); refused when octoDNS would delete a record
+        our plan does not. Called inside :func:`contained`."""
         assert plan.desired is not None, "the engine plans with the desired zone"
         origin = plan.zone
         desired = Zone(origin.to_text(), [])
+        ours: dict[int, RRset] = {}
         for rrset in plan.desired:
             record = self._records.get((desired.name, rrset))
             try:
-                desired.add_record(record if record is not None else to_record(desired, rrset))
+                if record is None:
+                    record = to_record(desired, rrset)
+                desired.add_record(record)
             except ValueError as exc:
                 raise TargetRejectedError(self.name, str(exc)) from None
+            ours[id(record)] = rrset
         hostname = desired.hostname_from_fqdn
         deleting = {
             (hostname(c.name.to_text()).lower(), dns.rdatatype.to_text(c.rdtype))
@@ -802,12 +814,12 @@ class OctoDnsTarget(RecordTarget[OctoDnsState]):
                 f"octoDNS's plan for {origin} deletes {', '.join(sorted(foreign)[:5])}, "
                 "which zonefan does not manage there: refused, nothing applied",
             )
-        return provider, octo_plan, keep
+        return provider, octo_plan, keep, ours
 
     def _preview(self, plan: Plan) -> Plan:
         origin = plan.zone
         with contained():
-            _, octo_plan, _ = self._planned(plan)
+            _, octo_plan, _, _ = self._planned(plan)
             changes: list[Change] = []
             action = {Create: Action.CREATE, Update: Action.UPDATE, Delete: Action.DELETE}
             for change in [] if octo_plan is None else octo_plan.changes:
@@ -825,15 +837,15 @@ class OctoDnsTarget(RecordTarget[OctoDnsState]):
         origin = plan.zone
         started = time.monotonic()
         with contained():
-            provider, octo_plan, keep = self._planned(plan)
+            provider, octo_plan, keep, ours = self._planned(plan)
             if octo_plan is None:
                 log.debug("%s: octoDNS plans nothing for %s", self.name, origin)
                 return None
-            ours = {
+            changed = {
                 (c.name.to_text().lower(), dns.rdatatype.to_text(c.rdtype)) for c in plan.changes
             }
             for change in octo_plan.changes:
-                if (change.record.fqdn.lower(), change.record._type) not in ours:
+                if (change.record.fqdn.lower(), change.record._type) not in changed:
                     log.debug("%s: octoDNS's plan for %s adds: %s", self.name, origin, change)
             try:
                 provider.apply(octo_plan)
@@ -844,7 +856,9 @@ class OctoDnsTarget(RecordTarget[OctoDnsState]):
                 kind.__name__: sum(isinstance(c, kind) for c in octo_plan.changes)
                 for kind in (Create, Update, Delete)
             }
-            data, skipped = zone_data(after, origin)
+            # What the provider holds now: our RRsets where octoDNS kept our very records (the
+            # usual case; no 10k conversions back), the others converted.
+            data, skipped = zone_data(after, origin, ours)
         log.debug(
             "%s: applied to %s: %s, %d left alone (%.3f s)",
             self.name,
