@@ -32,7 +32,11 @@ octodns.record.base.Record, octodns.record.rr.Rrset):
   cannot express (``ALIAS``, ``PowerDnsProvider/LUA``, ...) stay at the provider, untouched.
 - Representation: each RRset we push goes through ``Record.from_rrset()`` and back, so the
   plan compares what octoDNS will hold (TXT character-strings joined, as octoDNS keeps them)
-  and a push with nothing to do is empty.
+  and a push with nothing to do is empty. An RRset octoDNS cannot carry intact (its
+  validation refuses it; TXT or SPF with ``"`` or ``\\``, see :func:`unheld_text`) is listed
+  in the plan as not supported, like a type the provider lacks.
+- Plan: ``sync plan`` shows the provider's own octoDNS plan (:meth:`OctoDnsTarget.preview`),
+  mapped back to RRset changes.
 - Apply: the provider's own ``plan(desired)`` then ``apply(plan)``, as ``octodns-sync`` runs
   them, in a worker thread. The desired zone is ours; a processor adds to it every record
   the provider holds that zonefan neither manages nor deletes, against the provider's own
