@@ -1,10 +1,10 @@
 """moto's standalone server (``moto[server]``) for the tests of the AWS targets: an
 implementation of the Route 53 API that nobody here wrote.
 
-:func:`moto_server` starts ``python -m moto.server`` as a subprocess on 127.0.0.1 with an
-ephemeral port, waits until it answers, yields its base URL and stops it by its PID
-(SIGTERM, then SIGKILL) in ``finally``. Every server is a fresh, empty account. Missing
-moto skips the test, and fails it under CI.
+:func:`moto_server` starts moto's server as a subprocess on 127.0.0.1 with an
+ephemeral port (one correction, see ``MOTO_MAIN``), waits until it answers, yields its
+base URL and stops it by its PID (SIGTERM, then SIGKILL) in ``finally``. Every server
+is a fresh, empty account. Missing moto skips the test, and fails it under CI.
 """
 
 from __future__ import annotations
@@ -29,6 +29,25 @@ from tests.tools import free_port, in_ci
 START_TIMEOUT = 30.0  # moto imports every service's backend on its first start
 STOP_TIMEOUT = 5.0
 PORT_ATTEMPTS = 3  # a free port can be taken by someone else before moto binds it
+# moto 5.2's ListHealthChecks answers without IsTruncated and MaxItems, which the Route 53
+# API reference ("ListHealthChecks", Response Elements) marks required and octodns-route53
+# reads on every apply: the server runs with them added, and nothing else of moto changed.
+MOTO_MAIN = """
+import sys
+from moto.route53.responses import Route53
+
+listed = Route53.list_health_checks
+
+def list_health_checks(self):
+    result = listed(self)
+    result.result.setdefault("IsTruncated", False)
+    result.result.setdefault("MaxItems", "100")
+    return result
+
+Route53.list_health_checks = list_health_checks
+from moto.server import main
+main(sys.argv[1:])
+"""
 
 
 def require_moto() -> None:
@@ -99,7 +118,7 @@ def moto_server(
             url = f"http://127.0.0.1:{port}"
             with log_path.open("ab") as log:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                    [sys.executable, "-c", MOTO_MAIN, "-H", "127.0.0.1", "-p", str(port)],
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,

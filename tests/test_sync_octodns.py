@@ -13,15 +13,11 @@ import contextlib
 import logging
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
 import threading
-import time
-import urllib.error
-import urllib.request
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,8 +51,9 @@ from sync.providers.testkit.contract import (
 )
 from sync.settings import TargetContext
 from sync.state import SyncState
+from tests.moto import moto_server
 from tests.pdns import PdnsServer
-from tests.tools import PROJECT_ROOT, free_port, in_ci
+from tests.tools import PROJECT_ROOT, free_port
 
 pytestmark = [pytest.mark.external, pytest.mark.timeout(300)]
 
@@ -397,66 +394,12 @@ def test_normalize_neither_waits_for_a_provider_call_nor_warns(pdns: PdnsServer)
 
 # -- octodns-route53 against moto ---------------------------------------------------------
 
-# moto 5.2's ListHealthChecks answers without IsTruncated and MaxItems, which the Route 53
-# API reference ("ListHealthChecks", Response Elements) marks required and octodns-route53
-# reads on every apply; the server below adds them, and changes nothing else of moto.
-MOTO_MAIN = textwrap.dedent(
-    """
-    import sys
-    from moto.route53.responses import Route53
-
-    listed = Route53.list_health_checks
-
-    def list_health_checks(self):
-        result = listed(self)
-        result.result.setdefault("IsTruncated", False)
-        result.result.setdefault("MaxItems", "100")
-        return result
-
-    Route53.list_health_checks = list_health_checks
-    from moto.server import main
-    main(sys.argv[1:])
-    """
-)
-
 
 @pytest.fixture(scope="module")
 def moto() -> Iterator[str]:
-    """moto's standalone server on an ephemeral 127.0.0.1 port; its base URL."""
-    try:
-        import moto as _  # noqa: F401
-    except ImportError:
-        if in_ci():
-            pytest.fail("moto[server] is not installed")
-        pytest.skip("moto[server] is not installed: pip install -e '.[test]'")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", MOTO_MAIN, "-H", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, "moto's server exited at start"
-            assert time.monotonic() < deadline, "moto's server did not answer in 60 s"
-            try:
-                with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):
-                    break
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.1)
+    """moto's standalone server (tests/moto.py); its base URL."""
+    with moto_server() as url:
         yield url
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 @pytest.fixture
