@@ -20,6 +20,7 @@ Writes the table to ``bench/work/providers/results.md``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -207,6 +208,16 @@ def _route53(work: Path) -> Iterator[str]:
         yield url
 
 
+def _route53_octodns(url: str) -> str:
+    # octodns-route53 takes no endpoint: botocore's AWS_ENDPOINT_URL_ROUTE_53 (set for the
+    # octoDNS run, see bench_backend) points it at the proxy in front of moto.
+    return f"""
+    class: octodns_route53.Route53Provider
+    access_key_id: env/{TOKEN_ENV}_AWS_ID
+    secret_access_key: env/{TOKEN_ENV}
+"""
+
+
 def _route53_target(url: str) -> str:
     return f"""
 [target.t]
@@ -220,7 +231,9 @@ timeout = "120s"
 
 
 BACKENDS: dict[str, Backend] = {
-    "route53": Backend("route53", _route53, _route53_target, None, "moto 5.2 standalone"),
+    "route53": Backend(
+        "route53", _route53, _route53_target, _route53_octodns, "moto 5.2 standalone"
+    ),
     "pdns": Backend("pdns", _pdns, _pdns_target, _pdns_octodns, "pdns_server 4.7, gsqlite3"),
     "hetzner": Backend("hetzner", _hetzner, _hetzner_target, None, "emulator"),
     "cloudflare": Backend(
@@ -278,6 +291,7 @@ def bench_backend(
             config = sync_config(work / "sync.toml", primary, backend.target(proxy.url))
             apply = [sys.executable, "-m", "zonefan.cli", "sync", "apply", ORIGIN]
             out["zonefan push"] = measure([*apply, "--config", str(config)], env, work, proxy)
+            verify(config, env, work, exact=True)
             before = _serial(primary)
             send_update(primary, f"change-{backend.name}", "198.51.100.1")
             deadline = time.monotonic() + 10
@@ -286,6 +300,7 @@ def bench_backend(
                     raise RuntimeError("the primary's serial did not move after the UPDATE")
                 time.sleep(0.01)
             out["zonefan change"] = measure([*apply, "--config", str(config)], env, work, proxy)
+            verify(config, env, work, exact=True)
         finally:
             proxy.stop()
     if backend.octodns is not None:
@@ -297,11 +312,42 @@ def bench_backend(
             proxy = FaultProxy(url).start()
             try:
                 config = octodns_config(octo, backend.octodns(proxy.url))
+                env["AWS_ENDPOINT_URL_ROUTE_53"] = proxy.url
+                env["AWS_DEFAULT_REGION"] = "us-east-1"
                 command = [octodns_sync(), "--config-file", str(config), "--doit"]
                 out["octoDNS push"] = measure(command, env, octo, proxy)
+                # Read back by zonefan's own target: nothing of the zone missing there.
+                check = sync_config(octo / "check.toml", primary, backend.target(proxy.url))
+                verify(check, env, octo, exact=False)
             finally:
                 proxy.stop()
     return out
+
+
+def verify(config: Path, env: dict[str, str], cwd: Path, exact: bool) -> None:
+    """``zonefan sync plan`` finds the back end holding the zone: nothing to do (``exact``),
+    or nothing to create but this bench's changes (another tool's push: the provider's SOA
+    serial and the like may differ)."""
+    command = [sys.executable, "-m", "zonefan.cli", "sync", "plan", ORIGIN]
+    done = subprocess.run(
+        [*command, "--config", str(config), "--json"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"sync plan exited {done.returncode}: {done.stderr[-2000:]}")
+    entry = json.loads(done.stdout)[0]
+    summary = entry["summary"]
+    # The primary has gained this bench's one-record changes since octoDNS's YAML was made.
+    creates = [line for line in entry["lines"] if line.startswith("+ ")]
+    ok = summary == "no changes" if exact else all(line.startswith("+ change-") for line in creates)
+    if not ok:
+        lines = "; ".join(entry["lines"][:5])
+        raise RuntimeError(f"the back end does not hold the zone: {summary}: {lines}")
 
 
 def _serial(primary: ZonefanServer) -> int:
