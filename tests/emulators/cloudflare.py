@@ -55,6 +55,8 @@ import dns.rdataclass
 import dns.rdatatype
 from aiohttp import web
 
+from sync.providers.testkit.serve import AppThread
+
 TTL_AUTOMATIC = 1  # "Setting to 1 means 'automatic'" (DNS Records: ttl)
 TTL_MIN = 60  # "Value must be between 60 and 86400" (30 for Enterprise zones)
 TTL_MAX = 86400
@@ -231,14 +233,10 @@ class CloudflareEmulator:
         self.requests: list[tuple[str, str, int]] = []  # (method, path with query, status)
         self.committed: list[Any] = []  # the result of every committed write, in order
         self.fail_after_commit = 0  # the next N writes are applied, then answered 500
-        self.port = 0
         self._budgets: dict[str, Budget] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._runner: web.AppRunner | None = None
+        self._server = AppThread(self._handle, "cloudflare emulator")
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -246,32 +244,16 @@ class CloudflareEmulator:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/client/v4"
 
+    @property
+    def port(self) -> int:
+        return self._server.port
+
     def start(self) -> CloudflareEmulator:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("cloudflare emulator did not start")
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        server = site._server
-        assert server is not None
-        sockets = getattr(server, "sockets", None) or []
-        self.port = int(sockets[0].getsockname()[1])
-        self._ready.set()
-        self._loop.run_forever()
+        self._server.stop()
 
     # -- test helpers (no HTTP) ------------------------------------------------------------
 

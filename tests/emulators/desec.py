@@ -34,6 +34,8 @@ import dns.rdataclass
 import dns.rdatatype
 from aiohttp import web
 
+from sync.providers.testkit.serve import AppThread
+
 API = "/api/v1"
 PAGE_SIZE = 500  # "Up to 500 items are returned at a time" (Retrieving all RRsets: Pagination)
 # Domain object: "minimum_ttl ... set automatically by the server" (Domain Field Reference);
@@ -199,11 +201,7 @@ class DesecEmulator:
         self.lock = threading.RLock()
         self._history: dict[tuple[str, str], list[float]] = {}
         self._seq = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._runner: web.AppRunner | None = None
-        self.port = 0
+        self._server = AppThread(self._handle, "deSEC emulator")
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -211,40 +209,22 @@ class DesecEmulator:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{API}"
 
+    @property
+    def port(self) -> int:
+        return self._server.port
+
     def start(self) -> DesecEmulator:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("deSEC emulator did not start")
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        if not self._thread.is_alive():
-            return
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        self._server.stop()
 
     def __enter__(self) -> DesecEmulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        server = site._server
-        assert server is not None
-        sockets = getattr(server, "sockets", None) or []
-        self.port = int(sockets[0].getsockname()[1])
-        self._ready.set()
-        self._loop.run_forever()
 
     # -- test helpers ----------------------------------------------------------------------
 

@@ -17,7 +17,6 @@ wait for actions is exercised without any sleep here.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import re
@@ -33,6 +32,8 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 from aiohttp import web
+
+from sync.providers.testkit.serve import AppThread
 
 # "Zone RRSets": the types an RRSet may have.
 RRSET_TYPES = frozenset(
@@ -191,10 +192,7 @@ class HetznerEmulator:
         self._action_ids = itertools.count(1)
         self.actions: dict[int, Action] = {}
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._runner: web.AppRunner | None = None
+        self._server = AppThread(self._handle, "Hetzner emulator", self.port)
         self._tokens = float(self.rate_limit)
         self._refilled = self.clock()
         self._seen = 0
@@ -207,38 +205,18 @@ class HetznerEmulator:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> HetznerEmulator:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("Hetzner emulator did not start")
+        self._server.start()
+        self.port = self._server.port
         return self
 
     def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+        self._server.stop()
 
     def __enter__(self) -> HetznerEmulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        self._loop.run_until_complete(site.start())
-        server = site._server
-        assert server is not None
-        sockets = getattr(server, "sockets", None) or []
-        self.port = int(sockets[0].getsockname()[1])
-        self._ready.set()
-        self._loop.run_forever()
 
     # -- test helpers ----------------------------------------------------------------------
 
