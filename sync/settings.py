@@ -9,6 +9,7 @@ database or the logs.
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
     "parse_names",
     "parse_rate",
     "parse_timeout",
+    "parse_url",
     "read_secret",
     "require_secret",
     "sync_error",
@@ -184,3 +186,28 @@ def parse_timeout(section: Mapping[str, Any], setting: str, default: float) -> f
     if timeout <= 0:
         raise SyncConfigError(f"{setting}.timeout", "must be more than 0 seconds")
     return timeout
+
+
+def parse_url(value: Any, setting: str, example: str, path: bool = True) -> str:
+    """An API's base URL (``http`` or ``https``, a host, no query, fragment or user: the
+    credential goes in its own setting; no path unless ``path``), without a trailing
+    slash. ``example`` ends the error message, e.g. ``"https://api.example.com/v1"``."""
+    wanted = f"expected the API's base URL, like {example}"
+    if value is None:
+        raise SyncConfigError(setting, f"required: {wanted}")
+    if not isinstance(value, str):
+        raise SyncConfigError(setting, f"{wanted}, got {value!r}")
+    parsed = urllib.parse.urlsplit(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise SyncConfigError(setting, f"{wanted}, got {value!r}")
+    try:
+        parsed.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise SyncConfigError(setting, f"bad port in {value!r}") from None
+    if parsed.query or parsed.fragment or parsed.username or parsed.password:
+        raise SyncConfigError(
+            setting, f"{wanted} (no query, fragment or user in it), got {value!r}"
+        )
+    if not path and parsed.path.strip("/"):
+        raise SyncConfigError(setting, f"{wanted} (a host, no path), got {value!r}")
+    return value.rstrip("/")

@@ -279,8 +279,8 @@ def test_values_too_large_are_refused_before_anything_is_sent() -> None:
     ("change", "key", "words"),
     [
         ({"zone-id": "Z1"}, "target.r53.zone-id", "unknown setting"),
-        ({"endpoint": "ftp://x"}, "target.r53.endpoint", "expected a URL"),
-        ({"endpoint": "http://127.0.0.1:5000/api"}, "target.r53.endpoint", "base URL"),
+        ({"endpoint": "ftp://x"}, "target.r53.endpoint", "expected the API's base URL"),
+        ({"endpoint": "http://127.0.0.1:5000/api"}, "target.r53.endpoint", "no path"),
         ({"create": "yes"}, "target.r53.create", "true or false"),
         ({"timeout": 0}, "target.r53.timeout", "more than 0"),
         ({"propagation-timeout": -1}, "target.r53.propagation-timeout", "0 or more"),

@@ -33,7 +33,6 @@ import base64
 import dataclasses
 import logging
 import socket
-import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +60,7 @@ from sync.settings import (
     check_fields,
     parse_count,
     parse_timeout,
+    parse_url,
     require_secret,
 )
 
@@ -456,7 +456,9 @@ def parse_settings(name: str, section: Mapping[str, Any], ctx: TargetContext) ->
     setting = f"target.{name}"
     check_fields(section, setting, FIELDS, secrets=("api-token",))
     token = require_secret(section, setting, "api-token", ctx)
-    endpoint = _parse_endpoint(section.get("endpoint", DEFAULT_ENDPOINT), f"{setting}.endpoint")
+    endpoint = parse_url(
+        section.get("endpoint", DEFAULT_ENDPOINT), f"{setting}.endpoint", DEFAULT_ENDPOINT
+    )
     account = section.get("account-id")
     if account is not None and (
         not isinstance(account, str) or not account or not account.isalnum() or len(account) > 32
@@ -484,22 +486,6 @@ def parse_settings(name: str, section: Mapping[str, Any], ctx: TargetContext) ->
         timeout=parse_timeout(section, setting, DEFAULT_TIMEOUT),
         zones=tuple(dns.name.from_text(z) for z in zones if isinstance(z, str)),
     )
-
-
-def _parse_endpoint(value: Any, setting: str) -> str:
-    example = f"like {DEFAULT_ENDPOINT}"
-    if not isinstance(value, str):
-        raise SyncConfigError(setting, f"expected the API's base URL {example}, got {value!r}")
-    parsed = urllib.parse.urlsplit(value)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise SyncConfigError(setting, f"expected the API's base URL {example}, got {value!r}")
-    try:
-        parsed.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        raise SyncConfigError(setting, f"bad port in {value!r}") from None
-    if parsed.query or parsed.fragment:
-        raise SyncConfigError(setting, f"the URL takes no query or fragment: {value!r}")
-    return value.rstrip("/")
 
 
 # -- the target ------------------------------------------------------------------------------

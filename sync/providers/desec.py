@@ -53,6 +53,7 @@ from sync.settings import (
     check_fields,
     parse_count,
     parse_timeout,
+    parse_url,
     require_secret,
 )
 
@@ -501,12 +502,9 @@ def desec_from_config(name: str, section: Mapping[str, Any], ctx: TargetContext)
             "api-token-file",
         )
     token = require_secret(section, setting, "api-token", ctx)
-    endpoint = section.get("endpoint", DEFAULT_ENDPOINT)
-    parsed = urllib.parse.urlsplit(endpoint) if isinstance(endpoint, str) else None
-    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise SyncConfigError(
-            f"{setting}.endpoint", f"expected a URL like {DEFAULT_ENDPOINT}, got {endpoint!r}"
-        )
+    endpoint = parse_url(
+        section.get("endpoint", DEFAULT_ENDPOINT), f"{setting}.endpoint", DEFAULT_ENDPOINT
+    )
     return DesecTarget(
         name,
         token,

@@ -46,7 +46,7 @@ from sync.plan import Action, Change, Plan
 from sync.providers.base import Held, RecordTarget
 from sync.providers.capabilities import Capabilities, DnssecMode, Owner, Quoting, RateBudget
 from sync.providers.http import Account, HttpClient, Response
-from sync.settings import TargetContext, check_fields, parse_timeout, require_secret
+from sync.settings import TargetContext, check_fields, parse_timeout, parse_url, require_secret
 
 DEFAULT_ENDPOINT = "https://api.hetzner.cloud/v1"
 DEFAULT_TIMEOUT = 30.0
@@ -451,22 +451,12 @@ def parse_settings(name: str, section: Mapping[str, Any], ctx: TargetContext) ->
             "(api-token-file) holding the Hetzner Cloud project's API token",
         )
     token = require_secret(section, setting, "api-token", ctx)
-    endpoint = _parse_endpoint(section.get("endpoint", DEFAULT_ENDPOINT), f"{setting}.endpoint")
+    endpoint = parse_url(
+        section.get("endpoint", DEFAULT_ENDPOINT), f"{setting}.endpoint", DEFAULT_ENDPOINT
+    )
     timeout = parse_timeout(section, setting, DEFAULT_TIMEOUT)
     field_name = "api-token-file" if "api-token-file" in section else "api-token-env"
     return HetznerSettings(name, endpoint, token, timeout, field_name)
-
-
-def _parse_endpoint(value: Any, setting: str) -> str:
-    example = f"expected the API's base URL like {DEFAULT_ENDPOINT}"
-    if not isinstance(value, str):
-        raise SyncConfigError(setting, f"{example}, got {value!r}")
-    parsed = urllib.parse.urlsplit(value)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise SyncConfigError(setting, f"{example}, got {value!r}")
-    if parsed.query or parsed.fragment or parsed.username or parsed.password:
-        raise SyncConfigError(setting, f"{example} (no query, fragment or user), got {value!r}")
-    return value.rstrip("/")
 
 
 def hetzner_from_config(name: str, section: Mapping[str, Any], ctx: TargetContext) -> HetznerTarget:

@@ -59,6 +59,7 @@ from sync.settings import (
     parse_names,
     parse_rate,
     parse_timeout,
+    parse_url,
     require_secret,
 )
 
@@ -294,7 +295,7 @@ def parse_settings(
     """Validate a target table; every error names ``target.NAME.field``."""
     setting = f"target.{name}"
     check_fields(section, setting, allowed, secrets=("api-key",))
-    url = _parse_url(section.get("url"), f"{setting}.url")
+    url = parse_url(section.get("url"), f"{setting}.url", "http://127.0.0.1:8081")
     api_key = require_secret(section, setting, "api-key", ctx)
     server_id = section.get("server-id", "localhost")
     if not isinstance(server_id, str) or not server_id or "/" in server_id:
@@ -329,25 +330,6 @@ def parse_settings(
         dns=dns_address,
         api_key_field="api-key-file" if "api-key-file" in section else "api-key-env",
     )
-
-
-def _parse_url(value: Any, setting: str) -> str:
-    if value is None:
-        raise SyncConfigError(
-            setting, 'required: the API\'s base URL, like "http://127.0.0.1:8081"'
-        )
-    if not isinstance(value, str):
-        raise SyncConfigError(setting, f"expected a URL like http://127.0.0.1:8081, got {value!r}")
-    parsed = urllib.parse.urlsplit(value)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise SyncConfigError(setting, f"expected a URL like http://127.0.0.1:8081, got {value!r}")
-    try:
-        parsed.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        raise SyncConfigError(setting, f"bad port in {value!r}") from None
-    if parsed.query or parsed.fragment:
-        raise SyncConfigError(setting, f"the URL takes no query or fragment: {value!r}")
-    return value.rstrip("/")
 
 
 def _parse_nameservers(value: Any, setting: str) -> tuple[dns.name.Name, ...] | None:

@@ -25,7 +25,6 @@ import logging
 import random
 import re
 import time
-import urllib.parse
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -62,6 +61,7 @@ from sync.settings import (
     check_fields,
     parse_duration,
     parse_timeout,
+    parse_url,
     read_secret,
 )
 
@@ -356,7 +356,12 @@ def parse_settings(name: str, section: Mapping[str, Any], ctx: TargetContext) ->
     """Validate a ``[target.NAME]`` table; every error names ``target.NAME.key``."""
     setting = f"target.{name}"
     check_fields(section, setting, FIELDS, SECRETS)
-    endpoint = _parse_endpoint(section.get("endpoint", DEFAULT_ENDPOINT), f"{setting}.endpoint")
+    endpoint = parse_url(
+        section.get("endpoint", DEFAULT_ENDPOINT),
+        f"{setting}.endpoint",
+        DEFAULT_ENDPOINT,
+        path=False,  # the API's paths start at the host: /2013-04-01/...
+    )
     create = section.get("create", False)
     if not isinstance(create, bool):
         raise SyncConfigError(
@@ -414,22 +419,6 @@ def _credentials(section: Mapping[str, Any], setting: str, ctx: TargetContext) -
         if f"access-key-id{s}" in section
     )
     return Credentials(key_id, secret, token, source)
-
-
-def _parse_endpoint(value: Any, setting: str) -> str:
-    example = f"like {DEFAULT_ENDPOINT} (the default) or http://127.0.0.1:5000"
-    if not isinstance(value, str):
-        raise SyncConfigError(setting, f"expected a URL {example}, got {value!r}")
-    parsed = urllib.parse.urlsplit(value)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise SyncConfigError(setting, f"expected a URL {example}, got {value!r}")
-    try:
-        parsed.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        raise SyncConfigError(setting, f"bad port in {value!r}") from None
-    if parsed.query or parsed.fragment or parsed.path.strip("/"):
-        raise SyncConfigError(setting, f"expected the API's base URL {example}, got {value!r}")
-    return value.rstrip("/")
 
 
 def sigv4_signer(
