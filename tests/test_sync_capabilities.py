@@ -21,7 +21,7 @@ from sync.providers.capabilities import (
     normalize,
     served,
 )
-from sync.providers.testkit.memory import MemoryTarget
+from sync.providers.testkit.memory import MemoryTarget, StaticSource
 from sync.state import SyncState
 
 ORIGIN = dns.name.from_text("example.test.")
@@ -54,27 +54,8 @@ def zone(serial: int, hosts: int = 12, ttl: int = 300) -> ZoneData:
     return ZoneData.from_text("\n".join(lines) + "\n", ORIGIN)
 
 
-class Source:
-    def __init__(self, data: ZoneData) -> None:
-        self.current = data
-
-    async def serial(self, zone: dns.name.Name) -> int:
-        return self.current.serial
-
-    async def fetch(self, zone: dns.name.Name, have: ZoneData | None) -> Source:
-        return self
-
-    @property
-    def data(self) -> ZoneData:
-        return self.current
-
-    @property
-    def method(self) -> str:
-        return "axfr"
-
-
 def engine(
-    tmp_path: Path, target: MemoryTarget, source: Source, strict: bool = False
+    tmp_path: Path, target: MemoryTarget, source: StaticSource, strict: bool = False
 ) -> SyncEngine:
     specs = {target.name: TargetSpec(target=target, strict=strict)}
     return SyncEngine(
@@ -113,7 +94,7 @@ def test_served_without_an_soa_in_the_api() -> None:
 
 async def test_the_engine_plans_in_the_providers_terms(tmp_path: Path) -> None:
     target = MemoryTarget("cloud", capabilities=CLOUD)
-    source = Source(zone(1))
+    source = StaticSource(zone(1))
     eng = engine(tmp_path, target, source)
     await eng.refresh_zone(ORIGIN)
     plan = await eng.plan("cloud", ORIGIN)
@@ -143,7 +124,7 @@ async def test_the_engine_plans_in_the_providers_terms(tmp_path: Path) -> None:
 
 async def test_safety_holds_for_a_provider_without_an_soa(tmp_path: Path) -> None:
     target = MemoryTarget("cloud", capabilities=CLOUD)
-    source = Source(zone(1, hosts=30))
+    source = StaticSource(zone(1, hosts=30))
     eng = engine(tmp_path, target, source)
     await eng.refresh_zone(ORIGIN)
     await eng.push("cloud", ORIGIN)
@@ -157,7 +138,7 @@ async def test_safety_holds_for_a_provider_without_an_soa(tmp_path: Path) -> Non
 
 async def test_a_strict_target_refuses_what_it_cannot_hold(tmp_path: Path) -> None:
     target = MemoryTarget("cloud", capabilities=CLOUD)
-    eng = engine(tmp_path, target, Source(zone(1)), strict=True)
+    eng = engine(tmp_path, target, StaticSource(zone(1)), strict=True)
     await eng.refresh_zone(ORIGIN)
     with pytest.raises(CapabilityError, match=r"cannot hold 1 RRset\(s\) of the zone \(@ CAA\)"):
         await eng.push("cloud", ORIGIN)
@@ -183,7 +164,7 @@ async def test_the_providers_representation_makes_a_noop_push_empty(tmp_path: Pa
         ORIGIN,
     )
     target = Joins("joins", capabilities=Capabilities(DnssecMode.NONE))
-    eng = engine(tmp_path, target, Source(data))
+    eng = engine(tmp_path, target, StaticSource(data))
     await eng.refresh_zone(ORIGIN)
     await eng.push("joins", ORIGIN)
     assert target.data is not None

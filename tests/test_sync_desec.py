@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from sync.providers.desec import (
 )
 from sync.providers.http import Account
 from sync.providers.testkit.contract import CHECKS, Contract, run_check
+from sync.providers.testkit.memory import StaticSource
 from sync.settings import TargetContext
 from sync.state import SyncState
 from tests.emulators.desec import DesecEmulator, iter_pages
@@ -86,29 +86,12 @@ def zone_data(serial: int, hosts: int = 5, ttl: int = 3600, extra: str = "") -> 
     return ZoneData.from_text("\n".join(text) + "\n" + extra, ZONE)
 
 
-class Source:
-    def __init__(self, data: ZoneData) -> None:
-        self.current = data
-
-    async def serial(self, zone: dns.name.Name) -> int:
-        return self.current.serial
-
-    async def fetch(self, zone: dns.name.Name, have: ZoneData | None) -> Fetched:
-        return Fetched(self.current, "AXFR")
-
-
-@dataclass(frozen=True)
-class Fetched:
-    data: ZoneData
-    method: str
-
-
 class Sidecar:
     """An engine pushing ZONE to one deSEC target."""
 
     def __init__(self, target: DesecTarget, tmp: Path, data: ZoneData) -> None:
         self.target = target
-        self.source = Source(data)
+        self.source = StaticSource(data)
         self.state = SyncState(tmp / "state.db")
         self.engine = SyncEngine(
             self.state,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from sync.model import RRset, ZoneData, sort_key
 from sync.plan import Action, Safety, compute_plan
 from sync.providers.base import Capabilities, DnssecMode, SecondaryTarget
 from sync.providers.capabilities import normalize
-from sync.providers.testkit.memory import Fault, MemoryTarget
+from sync.providers.testkit.memory import Fault, MemoryTarget, StaticSource
 from sync.state import SCHEMA_VERSION, SyncState, TargetStatus
 from sync.status import ZoneStatus, target_rows
 
@@ -85,27 +84,8 @@ class MemorySecondary(SecondaryTarget):
         return []
 
 
-@dataclass(frozen=True)
-class Got:
-    data: ZoneData
-    method: str
-
-
-class MemorySource:
-    """The primary, as a zone that tests replace."""
-
-    def __init__(self, data: ZoneData) -> None:
-        self.current = data
-
-    async def serial(self, zone: dns.name.Name) -> int:
-        return self.current.serial
-
-    async def fetch(self, zone: dns.name.Name, have: ZoneData | None) -> Got:
-        return Got(self.current, "axfr")
-
-
 def engine_for(
-    tmp_path: Path, source: MemorySource, *targets: MemoryTarget, **spec: object
+    tmp_path: Path, source: StaticSource, *targets: MemoryTarget, **spec: object
 ) -> SyncEngine:
     state = SyncState(tmp_path / "sync.db")
     specs = {t.name: TargetSpec(target=t, **spec) for t in targets}  # type: ignore[arg-type]
@@ -173,7 +153,7 @@ def test_safety_refuses_mass_deletion_and_apex_ns_unless_forced() -> None:
 
 
 async def test_push_creates_zone_then_plans_nothing(tmp_path: Path) -> None:
-    source = MemorySource(zone(1))
+    source = StaticSource(zone(1))
     target = MemoryTarget("a")
     engine = engine_for(tmp_path, source, target)
     await engine.refresh_zone(ORIGIN)
@@ -188,7 +168,7 @@ async def test_push_creates_zone_then_plans_nothing(tmp_path: Path) -> None:
 
 
 async def test_failing_target_is_retried_with_backoff_and_retry_after(tmp_path: Path) -> None:
-    source = MemorySource(zone(1))
+    source = StaticSource(zone(1))
     target = MemoryTarget("a")
     target.faults = [
         Fault(TargetUnavailableError("a", "HTTP 500"), 1),
@@ -218,7 +198,7 @@ async def test_a_secondary_is_told_of_its_transfer_only_once_it_serves_the_seria
     """The hook where pdns drops answers cached from before its transfer runs after the new
     serial is seen, whether the provider transferred on our request or before it; never
     for a provider still behind."""
-    source = MemorySource(zone(1))
+    source = StaticSource(zone(1))
     late = MemorySecondary("late", lag=2)
     late.wanted = 1
     early = MemorySecondary("early", lag=0)
@@ -245,7 +225,7 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
 
 
 async def test_slow_target_does_not_delay_the_others(tmp_path: Path) -> None:
-    source = MemorySource(zone(1))
+    source = StaticSource(zone(1))
     slow = MemoryTarget("slow", delay=1.5)
     fast = MemoryTarget("fast")
     engine = engine_for(tmp_path, source, slow, fast)
@@ -265,7 +245,7 @@ async def test_slow_target_does_not_delay_the_others(tmp_path: Path) -> None:
 
 
 async def test_restart_resumes_the_outbox_without_repeating_changes(tmp_path: Path) -> None:
-    source = MemorySource(zone(1))
+    source = StaticSource(zone(1))
     target = MemoryTarget("a")
     target.faults = [Fault(TargetUnavailableError("a", "down"), 1)]
     first = engine_for(tmp_path, source, target)
@@ -294,7 +274,7 @@ async def test_restart_resumes_the_outbox_without_repeating_changes(tmp_path: Pa
 
 async def test_crash_between_apply_and_record_does_not_lose_ownership(tmp_path: Path) -> None:
     """Records written by a push that crashed before recording success are still ours."""
-    source = MemorySource(zone(1, extra={"temp": "x"}))
+    source = StaticSource(zone(1, extra={"temp": "x"}))
     target = MemoryTarget("a")
     engine = engine_for(tmp_path, source, target)
     await engine.refresh_zone(ORIGIN)
@@ -314,7 +294,7 @@ async def test_crash_between_apply_and_record_does_not_lose_ownership(tmp_path: 
 
 
 async def test_foreign_records_survive_and_our_deletions_apply(tmp_path: Path) -> None:
-    source = MemorySource(zone(1, extra={"old": "x"}))
+    source = StaticSource(zone(1, extra={"old": "x"}))
     target = MemoryTarget("a")
     engine = engine_for(tmp_path, source, target)
     await engine.refresh_zone(ORIGIN)
@@ -331,7 +311,7 @@ async def test_foreign_records_survive_and_our_deletions_apply(tmp_path: Path) -
 
 
 async def test_mass_deletion_waits_for_force(tmp_path: Path) -> None:
-    source = MemorySource(zone(1, hosts=20))
+    source = StaticSource(zone(1, hosts=20))
     target = MemoryTarget("a")
     engine = engine_for(tmp_path, source, target)
     await engine.refresh_zone(ORIGIN)
@@ -352,7 +332,7 @@ async def test_mass_deletion_waits_for_force(tmp_path: Path) -> None:
 
 
 async def test_signed_zone_is_refused_for_a_target_without_dnssec(tmp_path: Path) -> None:
-    source = MemorySource(signed(zone(1)))
+    source = StaticSource(signed(zone(1)))
     plain = MemoryTarget("plain", dnssec=DnssecMode.NONE)
     presigned = MemoryTarget("presigned")
     engine = engine_for(tmp_path, source, plain, presigned)
@@ -380,7 +360,7 @@ async def test_a_refusal_is_a_state_judged_again_only_when_the_verdict_may_chang
     def clock() -> float:
         return now[0]
 
-    source = MemorySource(signed(zone(1)))
+    source = StaticSource(signed(zone(1)))
     state = SyncState(tmp_path / "sync.db", clock=clock)
     plain = {"t": TargetSpec(MemoryTarget("t", dnssec=DnssecMode.NONE))}
     engine = SyncEngine(state, source, [ORIGIN], plain, FAST, clock=clock)
@@ -430,7 +410,7 @@ def test_a_refusal_leaves_a_newer_serial_queued_and_a_failure_clears_it(tmp_path
 
 @pytest.mark.parametrize("mode", ["repair", "report"])
 async def test_drift_is_found_and_repaired_or_reported(tmp_path: Path, mode: str) -> None:
-    source = MemorySource(zone(1))
+    source = StaticSource(zone(1))
     target = MemoryTarget("a")
     engine = engine_for(tmp_path, source, target, drift=mode)
     await engine.refresh_zone(ORIGIN)
@@ -530,7 +510,7 @@ def test_a_schema_2_state_file_gains_the_refusal_columns(tmp_path: Path) -> None
 async def test_changes_are_planned_against_the_last_push_not_a_fresh_read(tmp_path: Path) -> None:
     """A one-record change to a large zone costs no read of the target; any failure, drift
     or --force makes the next attempt read it again."""
-    source = MemorySource(zone(1))
+    source = StaticSource(zone(1))
     target = MemoryTarget("a")
     engine = engine_for(tmp_path, source, target)
     await engine.refresh_zone(ORIGIN)

@@ -20,13 +20,13 @@ from sync.engine import EngineSettings, SyncEngine, TargetSpec
 from sync.errors import CapabilityError
 from sync.model import ZoneData
 from sync.providers.rfc2136 import rfc2136_from_config
+from sync.providers.testkit.memory import StaticSource
 from sync.settings import TargetContext
 from sync.state import SyncState
 from tests.pdns import PdnsServer
 from tests.servers import ZonefanServer, _clean_env, run_cli
 from tests.sidecar import API_KEY_ENV, SECRET_ENV
 from tests.test_sync_e2e import KEY, PLAIN, build_store, dig, primary_config, sync_config
-from tests.test_sync_engine import MemorySource
 from tests.test_sync_rfc2136 import KEY as UPDATE_KEY
 from tests.test_sync_rfc2136 import MINIMAL, ORIGIN, signed_zone, target_for, tsig
 from tests.tools import example_store, free_port, require_tool
@@ -204,7 +204,7 @@ async def test_signed_zone_is_refused_where_knot_drops_cname_signatures(tmp_path
         state = SyncState(tmp_path / "sync.db")
         engine = SyncEngine(
             state,
-            MemorySource(desired),
+            StaticSource(desired),
             [ORIGIN],
             {"knot": TargetSpec(target_for(knot))},
             EngineSettings(),
@@ -256,7 +256,7 @@ async def test_signed_zone_to_a_dnssec_none_target_is_refused_once_per_serial(
         }
         target = rfc2136_from_config("knot", section, ctx)
         state = SyncState(tmp_path / "sync.db", clock=clock)
-        source = MemorySource(first_zone)
+        source = StaticSource(first_zone)
         settings = EngineSettings(retry_base=1.0, retry_max=60.0)
         engine = SyncEngine(
             state, source, [ORIGIN], {"knot": TargetSpec(target)}, settings, clock=clock

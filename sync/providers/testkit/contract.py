@@ -48,6 +48,7 @@ from sync.model import RRset, ZoneData
 from sync.plan import Action, Change, Plan, Safety
 from sync.providers.base import RecordTarget
 from sync.providers.testkit.faults import FaultProxy
+from sync.providers.testkit.memory import StaticSource
 from sync.state import SyncState
 
 CHECKS = (
@@ -132,25 +133,6 @@ def rich_zone(origin: dns.name.Name, serial: int) -> ZoneData:
     return ZoneData.from_text("\n".join(text) + "\n", origin)
 
 
-class _Source:
-    """The primary, as a zone the check replaces."""
-
-    def __init__(self, data: ZoneData) -> None:
-        self.current = data
-
-    async def serial(self, zone: dns.name.Name) -> int:
-        return self.current.serial
-
-    async def fetch(self, zone: dns.name.Name, have: ZoneData | None) -> _Fetched:
-        return _Fetched(self.current, "AXFR")
-
-
-@dataclass(frozen=True)
-class _Fetched:
-    data: ZoneData
-    method: str
-
-
 class _Run:
     """One check's engine, proxy and state."""
 
@@ -159,7 +141,7 @@ class _Run:
         self.zone = zone
         self.proxy = FaultProxy(contract.upstream).start()
         self.target = contract.make_target(self.proxy.url)
-        self.source = _Source(contract_zone(zone, 1))
+        self.source = StaticSource(contract_zone(zone, 1))
         self.state = SyncState(work / "state.db")
         self.engine = SyncEngine(
             self.state,

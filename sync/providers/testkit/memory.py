@@ -80,3 +80,24 @@ class MemoryTarget(RecordTarget[int]):
 
     async def nameservers(self, zone: dns.name.Name) -> list[dns.name.Name]:
         return [dns.name.from_text(f"ns.{self.name}.net.")]
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A zone as a source returns it (``sync.engine.Fetched``)."""
+
+    data: ZoneData
+    method: str = "AXFR"
+
+
+class StaticSource:
+    """The primary, as a zone a test replaces (``current``): a ``sync.engine.ZoneFetcher``."""
+
+    def __init__(self, data: ZoneData) -> None:
+        self.current = data
+
+    async def serial(self, zone: dns.name.Name) -> int:
+        return self.current.serial
+
+    async def fetch(self, zone: dns.name.Name, have: ZoneData | None) -> Fetched:
+        return Fetched(self.current)
