@@ -299,7 +299,9 @@ def test_config() -> None:
     assert target.capabilities.batch_size == 7
     assert not target.capabilities.supports(dns.rdatatype.RRSIG)
     assert target.capabilities.supports(dns.rdatatype.DS)
-    with pytest.raises(SyncConfigError, match="allowed: server"):
+    with pytest.raises(
+        SyncConfigError, match=r"target\.p\.bogus: unknown setting\(s\) bogus; allowed: .*server"
+    ):
         rfc2136_from_config("p", {"server": "127.0.0.1", "key": "upd", "bogus": 1}, ctx)
     with pytest.raises(SyncConfigError, match=r"target\.p\.key"):
         rfc2136_from_config("p", {"server": "127.0.0.1", "key": "nope"}, ctx)
