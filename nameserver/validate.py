@@ -23,7 +23,7 @@ from nameserver.wirename import (
 T = dns.rdatatype
 SOA, NS, CNAME, DNAME, DS = int(T.SOA), int(T.NS), int(T.CNAME), int(T.DNAME), int(T.DS)
 ADDRESS_TYPES = frozenset({int(T.A), int(T.AAAA)})
-# Records the signer owns (issue 3 makes them); imported copies would be stale or forged.
+# Records the signer owns (it makes them); imported copies would be stale or forged.
 SIGNER_TYPES = frozenset(
     int(t) for t in (T.RRSIG, T.NSEC, T.NSEC3, T.NSEC3PARAM, T.DNSKEY, T.CDS, T.CDNSKEY)
 )

@@ -1,4 +1,4 @@
-"""zonefan's DNSSEC signer: keys, policy, signing and rollover timing (see issue 3).
+"""zonefan's DNSSEC signer: keys, policy, signing and rollover timing.
 
 Pure DNSSEC: imports neither ``nameserver`` nor ``sync``.
 """
