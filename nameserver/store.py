@@ -1564,11 +1564,24 @@ class Store:
     ) -> list[TransferLogEntry]:
         """Logged transfers, newest first (of one zone when given), at most ``limit``."""
         where, args = ("WHERE zone = ?", [_zone_key(zone)]) if zone is not None else ("", [])
+        return self._transfer_rows(
+            f"{where} ORDER BY id DESC LIMIT ?", (*args, -1 if limit is None else limit)
+        )
+
+    def last_transfers(self, zone: dns.name.Name) -> list[TransferLogEntry]:
+        """The newest logged transfer of ``zone`` by each client, however old, by client."""
+        return self._transfer_rows(
+            "WHERE id IN (SELECT MAX(id) FROM transfers WHERE zone = ? GROUP BY client) "
+            "ORDER BY client",
+            (_zone_key(zone),),
+        )
+
+    def _transfer_rows(self, tail: str, args: tuple[object, ...]) -> list[TransferLogEntry]:
         with self._read() as conn:
             rows = conn.execute(
                 "SELECT id, time, zone, client, key, kind, serial_from, serial_to, messages, "
-                f"rrs, bytes, duration, error FROM transfers {where} ORDER BY id DESC LIMIT ?",
-                (*args, -1 if limit is None else limit),
+                f"rrs, bytes, duration, error FROM transfers {tail}",
+                args,
             ).fetchall()
         return [
             TransferLogEntry(

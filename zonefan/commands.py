@@ -17,6 +17,7 @@ import dns.name
 import dns.rdatatype
 
 from nameserver.changeset import Changeset
+from nameserver.copies import zone_copies
 from nameserver.editor import Author, Plan, change_size
 from nameserver.errors import (
     JournalError,
@@ -618,38 +619,34 @@ def zone_status(ctx: click.Context, zone: str, as_json: bool) -> None:
     the last transfer each secondary made (what an auditor asks: is every copy current?)."""
     origin = zone_name(zone)
     with open_store(ctx, read_only=True) as store:
-        serial = store.serial(origin)
-        notifies = store.notify_status(origin)
-        transfers = store.transfers(origin, limit=1000)
-    last_by_client: dict[str, Any] = {}
-    for t in transfers:  # newest first: keep the first seen per client
-        last_by_client.setdefault(t.client, t)
+        copies = zone_copies(store, origin)
+    serial = copies.serial
     data: dict[str, Any] = {
         "zone": str(origin),
         "serial": serial,
         "notify": [
             {
-                "target": n.target,
-                "serial": n.serial,
-                "attempts": n.attempts,
-                "last_sent": _iso(n.last_sent) if n.last_sent else None,
-                "acked": _iso(n.acked) if n.acked else None,
-                "current": n.serial == serial and n.acked is not None,
-                "error": n.error or None,
+                "target": n.record.target,
+                "serial": n.record.serial,
+                "attempts": n.record.attempts,
+                "last_sent": _iso(n.record.last_sent) if n.record.last_sent else None,
+                "acked": _iso(n.record.acked) if n.record.acked else None,
+                "current": n.current,
+                "error": n.record.error or None,
             }
-            for n in notifies
+            for n in copies.notified
         ],
         "transfers": [
             {
-                "client": t.client,
-                "time": _iso(t.time),
-                "kind": t.kind,
-                "serial": t.serial_to,
-                "current": t.serial_to == serial and not t.error,
-                "key": t.key,
-                "error": t.error,
+                "client": t.entry.client,
+                "time": _iso(t.entry.time),
+                "kind": t.entry.kind,
+                "serial": t.entry.serial_to,
+                "current": t.current,
+                "key": t.entry.key,
+                "error": t.entry.error,
             }
-            for t in last_by_client.values()
+            for t in copies.transferred
         ],
     }
     if as_json:
