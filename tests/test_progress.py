@@ -23,9 +23,9 @@ from nameserver.zonefile import read_zone_text
 from sync.providers.testkit.faults import FaultProxy
 from tests.pdns import PdnsServer
 from tests.servers import ZonefanServer, _clean_env, run_cli, transfer_config
-from tests.sidecar import wait_until
 from tests.test_sync_e2e import KEY
 from tests.tools import require_tool, write_private
+from tests.wait import wait_until
 from zonefan import progress as progress_module
 from zonefan.progress import Progress
 

@@ -45,9 +45,10 @@ from tests.servers import (
     transfer_config,
     trust_anchor,
 )
-from tests.sidecar import API_KEY_ENV, SECRET_ENV, Sidecar, wait_until
+from tests.sidecar import API_KEY_ENV, SECRET_ENV, Sidecar
 from tests.tools import PROJECT_ROOT, free_port, require_tool, write_private
 from tests.update_targets import KnotUpdatePrimary
+from tests.wait import wait_until
 
 pytestmark = pytest.mark.external
 

@@ -50,7 +50,11 @@ def sync_cli(config: Path, env: dict[str, str], *args: str) -> subprocess.Comple
 # setting the error must name; what the message must say)
 Edits = tuple[tuple[str | None, str], ...]
 BAD_CONFIGS: dict[str, tuple[Edits, str, str]] = {
-    "unknown type": ((('type = "powerdns"', 'type = "nosuchprovider"'),), "target.pdns.type", "unknown"),
+    "unknown type": (
+        (('type = "powerdns"', 'type = "nosuchprovider"'),),
+        "target.pdns.type",
+        "unknown",
+    ),
     "missing credential": (
         ((f'api-key-env = "{API_KEY_ENV}"', 'api-key-env = "ZF_NOT_SET"'),),
         "target.pdns.api-key-env",

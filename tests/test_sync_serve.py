@@ -10,9 +10,10 @@ import pytest
 
 from tests.pdns import PdnsServer
 from tests.servers import ZonefanServer, run_cli
-from tests.sidecar import API_KEY_ENV, SECRET_ENV, wait_until
+from tests.sidecar import API_KEY_ENV, SECRET_ENV
 from tests.test_sync_e2e import KEY, PLAIN, build_store, dig, primary_config, sync_config
 from tests.tools import free_port, require_tool, write_private
+from tests.wait import wait_until
 
 pytestmark = pytest.mark.external
 
