@@ -59,6 +59,7 @@ from sync.providers.powerdns import (
 )
 from sync.providers.testkit.contract import read_zone
 from sync.settings import Address, TargetContext, TsigKey
+from tests.clock import FakeClock
 from tests.pdns import PdnsServer
 from tests.servers import ZonefanServer
 from tests.tools import PROJECT_ROOT, example_store, free_port
@@ -922,10 +923,14 @@ def test_rate_limit_spaces_requests() -> None:
     t = powerdns_from_config("p", section, ctx)
     assert t.capabilities.rate_limit == 20.0
 
-    async def scenario() -> float:
-        started = time.monotonic()
+    # The account's bucket on a fake clock: its waits are recorded, not slept.
+    clock = FakeClock(0.0)
+    bucket = t.api.http.account._bucket
+    bucket.clock, bucket.sleep, bucket._last = clock, clock.sleep, clock()
+
+    async def scenario() -> None:
         for _ in range(5):
             await t.api.http.account.ready()
-        return time.monotonic() - started
 
-    assert run(scenario) >= 0.19  # the first goes at once, then one per 50 ms
+    run(scenario)
+    assert clock.waits == [pytest.approx(0.05)] * 4  # the first goes at once, then one per 50 ms
