@@ -15,7 +15,7 @@ import functools
 import json
 import re
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 from unittest import mock
@@ -80,12 +80,6 @@ def example_zone() -> ZoneData:
     """zones/example.test.zone as the sync engine sees it."""
     text = (PROJECT_ROOT / "zones" / "example.test.zone").read_text(encoding="utf-8")
     return ZoneData.from_text(text, ZONE)
-
-
-@pytest.fixture
-def pdns(tmp_path: Path) -> Iterator[PdnsServer]:
-    with PdnsServer(tmp_path / "pdns") as server:
-        yield server
 
 
 def target(server: PdnsServer, **settings: Any) -> PowerDnsTarget:

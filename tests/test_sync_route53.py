@@ -13,7 +13,7 @@ import hmac
 import logging
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,6 @@ from sync.providers.route53 import (
 from sync.providers.testkit.contract import CHECKS, Contract, run_check
 from sync.providers.testkit.faults import Fault, FaultProxy
 from sync.settings import TargetContext
-from tests.moto import moto_server
 
 ORIGIN = dns.name.from_text("example.test.")
 KEY_ID = "AKIAZONEFANTESTKEY01"
@@ -66,12 +65,6 @@ SECTION = {
 
 def ctx(env: Mapping[str, str] = ENV) -> TargetContext:
     return TargetContext(keys={}, primary=None, env=env)
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
 
 
 class Sleeps:
