@@ -23,6 +23,7 @@ from tests.servers.process import (
     make_query,
     query_message,
     start_all,
+    stop_process,
 )
 from tests.servers.secondary import XfrKey, _Controlled, _Secondary, transfer_config
 from tests.servers.unbound import UnboundServer
@@ -55,6 +56,7 @@ __all__ = [
     "rndc_command",
     "run_cli",
     "start_all",
+    "stop_process",
     "transfer_config",
     "trust_anchor",
 ]

@@ -36,6 +36,12 @@ def nsd_server_clause(d: Path, port: int, verbosity: int) -> list[str]:
     ]
 
 
+def _nsd_log(workdir: Path) -> str:
+    """What NSD wrote to its own log file in ``workdir`` (its stderr holds little)."""
+    nsd_log = workdir / "nsd.log"
+    return nsd_log.read_text(encoding="utf-8", errors="replace") if nsd_log.exists() else ""
+
+
 class NsdServer(_Process):
     """NSD in the foreground (``nsd -d``) serving ``zones`` (origin, file) from a private
     configuration: no privilege drop, no chroot, no remote control, and no response rate
@@ -100,11 +106,7 @@ class NsdServer(_Process):
         return [self.nsd, "-d", "-c", str(self.conf)]
 
     def log_text(self) -> str:
-        nsd_log = self.workdir / "nsd.log"
-        text = super().log_text()
-        if nsd_log.exists():
-            text += nsd_log.read_text(encoding="utf-8", errors="replace")
-        return text
+        return super().log_text() + _nsd_log(self.workdir)
 
 
 class NsdSecondary(_Secondary):
@@ -150,8 +152,4 @@ class NsdSecondary(_Secondary):
         self.control("transfer", zone)  # IXFR when possible (force_transfer would AXFR)
 
     def log_text(self) -> str:
-        nsd_log = self.workdir / "nsd.log"
-        text = super().log_text()
-        if nsd_log.exists():
-            text += nsd_log.read_text(encoding="utf-8", errors="replace")
-        return text
+        return super().log_text() + _nsd_log(self.workdir)

@@ -142,16 +142,8 @@ class _Process:
     def stop(self) -> None:
         """SIGTERM the server's PID, then SIGKILL it if it has not exited in time."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=STOP_TIMEOUT)
+        if proc is not None:
+            stop_process(proc)
 
     @property
     def pid(self) -> int:
@@ -202,6 +194,20 @@ class _Process:
             if rrset.rdtype == dns.rdatatype.SOA:
                 return int(rrset[0].serial)
         return None
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM ``proc`` by its PID, then SIGKILL it if it has not exited in time."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=STOP_TIMEOUT)
 
 
 def start_all(*servers: _Process) -> None:
