@@ -507,8 +507,17 @@ class SyncEngine:
             upcoming = [i.next_attempt for i in self.state.pending(name)]
             wait = min(upcoming) - self.clock() if upcoming else self.settings.refresh_interval
             if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout=wait)
+                await self._wait_or_wake(wake, wait)
+
+    async def _wait_or_wake(self, wake: asyncio.Event, seconds: float) -> None:
+        """``seconds`` of the engine's time (its ``sleep``), or less if ``wake`` is set."""
+        sleeping = asyncio.ensure_future(self.sleep(seconds))
+        woken = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait({sleeping, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            woken.cancel()
 
     async def poller(self) -> None:
         """Ask the primary for each zone's serial every refresh interval (the fallback for a

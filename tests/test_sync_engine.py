@@ -260,6 +260,46 @@ async def test_a_secondary_is_told_of_its_transfer_only_once_it_serves_the_seria
     assert 300 <= stuck.calls.count("serial") - 1 <= 302
 
 
+class TimedTarget(MemoryTarget):
+    """Notes the engine's time of each attempt (each read of the target)."""
+
+    def __init__(self, name: str, clock: FakeClock) -> None:
+        super().__init__(name)
+        self.clock = clock
+        self.tried_at: list[float] = []
+
+    async def read(self, zone: dns.name.Name) -> Held[int] | None:
+        self.tried_at.append(self.clock())
+        return await super().read(zone)
+
+
+async def test_the_worker_retries_each_failure_when_it_falls_due(tmp_path: Path) -> None:
+    """The worker waits on the engine's clock: each retry when the backoff set it, not
+    before even when woken early (as another zone's new serial wakes it), and not later."""
+    clock = FakeClock(0.0, manual=True)
+    target = TimedTarget("a", clock)
+    target.faults = [Fault(TargetUnavailableError("a", "HTTP 503"), 2)]
+    engine = engine_for(tmp_path, StaticSource(zone(1)), target, clock=clock)
+    await engine.refresh_zone(ORIGIN)
+    first, second = (backoff(n, FAST, None, lambda: 0.5) for n in (0, 1))
+    worker = asyncio.create_task(engine.worker("a"))
+    try:
+        await until(lambda: clock.waits == [first], "the worker waits out the first failure")
+        engine._wake["a"].set()  # woken before the retry is due: it looks, and waits again
+        await until(lambda: len(clock.waits) == 2, "the worker waits again")
+        assert clock.waits == [first, first] and target.tried_at == [0.0]
+        clock.advance(first)
+        await until(lambda: len(target.tried_at) == 2, "the second attempt")
+        await until(lambda: len(clock.waits) == 3, "the worker waits out the second failure")
+        assert clock.waits[2] == second
+        clock.advance(second)
+        await until(lambda: target.data is not None, "the third attempt pushed the zone")
+    finally:
+        worker.cancel()  # as run() ends its workers
+        await asyncio.gather(worker, return_exceptions=True)
+    assert target.tried_at == [0.0, first, first + second]
+
+
 def test_backoff_grows_is_capped_and_jittered() -> None:
     settings = EngineSettings(retry_base=1, retry_max=60)
     assert backoff(0, settings, None, lambda: 0.0) == 0.5
