@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 from nameserver.store import Store
 from tests.servers import ZonefanServer, query_message
 from tests.tools import PROJECT_ROOT, example_store, require_tool, write_private
+from tests.wait import wait_until
 
 EXAMPLE = PROJECT_ROOT / "zones" / "example.test.zone"
 ZONE = "example.test."
@@ -73,10 +73,11 @@ def _has(server: ZonefanServer, name: str, rdtype: str) -> bool:
 
 
 def _served_soon(server: ZonefanServer, name: str, rdtype: str, present: bool) -> None:
-    deadline = time.monotonic() + 5
-    while _has(server, name, rdtype) != present:
-        assert time.monotonic() < deadline, f"{name} {rdtype} present={present} not served"
-        time.sleep(0.02)
+    wait_until(
+        lambda: _has(server, name, rdtype) == present,
+        interval=0.02,
+        what=f"{name} {rdtype} served with present={present}",
+    )
 
 
 def test_acme_add_then_delete_with_nsupdate(server: ZonefanServer) -> None:

@@ -12,15 +12,19 @@ DEADLINE = 10.0  # seconds: a failure, never a measurement
 
 
 def wait_until(
-    check: Callable[[], object], timeout: float = DEADLINE, interval: float = 0.05
+    check: Callable[[], object],
+    timeout: float = DEADLINE,
+    interval: float = 0.05,
+    what: str | None = None,
 ) -> float:
-    """Poll ``check()`` until truthy; the seconds it took. Raises AssertionError on timeout."""
+    """Poll ``check()`` until truthy; the seconds it took. Raises AssertionError on timeout,
+    naming ``what`` did not happen."""
     start = time.monotonic()
     while True:
         if check():
             return time.monotonic() - start
         if time.monotonic() - start > timeout:
-            raise AssertionError(f"not true within {timeout} s: {check}")
+            raise AssertionError(f"not true within {timeout} s: {what or check}")
         time.sleep(interval)
 
 
