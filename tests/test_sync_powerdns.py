@@ -63,6 +63,7 @@ from tests.clock import FakeClock
 from tests.pdns import PdnsServer
 from tests.servers import ZonefanServer
 from tests.tools import PROJECT_ROOT, example_store, free_port
+from tests.wait import until
 
 pytestmark = [pytest.mark.external, pytest.mark.timeout(120)]
 
@@ -279,13 +280,24 @@ def test_no_answer_cached_while_a_change_commits_outlives_the_push(pdns: PdnsSer
     t = target(pdns)
     asking: dict[str, str] = {}
     done = False
+    # The scenario's phase, and per asker the phase its last finished query began in.
+    phase = [0]
+    finished = [0] * 4
 
-    async def ask_steadily() -> None:
+    async def ask_steadily(k: int) -> None:
         while not done:
+            began = phase[0]
             query = dns.message.make_query(asking["name"], "A", flags=0)
             with contextlib.suppress(dns.exception.DNSException, OSError):
                 await dns.asyncquery.udp(query, pdns.host, port=pdns.port, timeout=1)
+            finished[k] = began
             await asyncio.sleep(0.001)  # leave the loop to the push
+
+    async def everyone_asked(what: str) -> None:
+        """A new phase, then wait until every asker has finished a query begun in it (one
+        at a time each: whatever it asked before has been answered by then)."""
+        phase[0] += 1
+        await until(lambda: min(finished) >= phase[0], what)
 
     async def scenario() -> list[str]:
         nonlocal done
@@ -297,12 +309,12 @@ def test_no_answer_cached_while_a_change_commits_outlives_the_push(pdns: PdnsSer
             current = base
             for i in range(RACE_ROUNDS):
                 name = asking["name"] = f"chg{i}.example.test."
-                askers = askers or [asyncio.create_task(ask_steadily()) for _ in range(4)]
-                await asyncio.sleep(0.005)  # a few NXDOMAINs cached first
+                askers = askers or [asyncio.create_task(ask_steadily(k)) for k in range(4)]
+                await everyone_asked(f"{name} asked (NXDOMAIN) before the change")
                 changed = with_rrsets(current, rr(f"chg{i}", 300, "A", "198.51.100.1"))
                 plan = compute_plan(changed, current, target=t.name, owned=set(changed.rrsets))
                 await t.apply(plan, None)
-                await asyncio.sleep(0.01)  # queries that raced the commit have ended
+                await everyone_asked(f"{name}: the queries that raced the commit have ended")
                 if pdns.query(name, "A", flags=0).rcode() != dns.rcode.NOERROR:
                     stale.append(name)
                 current = changed
