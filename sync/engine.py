@@ -131,8 +131,9 @@ class SyncEngine:
         rng: Callable[[], float] = random.random,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        # ``clock`` and ``sleep`` together are the engine's time: a test injects both and
-        # moves time without waiting (a Retry-After hold, a secondary's transfer wait).
+        # ``clock`` and ``sleep`` together are the engine's time (a Retry-After hold, a
+        # secondary's transfer wait, a worker's wait for its next due item): a test injects
+        # both and moves time without waiting.
         self.state = state
         self.source = source
         self.zones = list(zones)
