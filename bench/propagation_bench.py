@@ -5,7 +5,7 @@
 Uses a copy of change_bench.py's signed store (100k names, ECDSA P-256 CSK, NSEC), starts
 ``zonefan serve`` with a TSIG key, an update policy and the three secondaries as
 ``[[secondary]]`` entries with ``notify``, then NSD, Knot and BIND as TSIG secondaries
-(the classes of tests/servers.py, on free ports). Each round sends one TSIG-signed UPDATE
+(the classes of tests/servers/, on free ports). Each round sends one TSIG-signed UPDATE
 (a new TXT record) with dnspython and times, per secondary, until its SOA serial is the
 new one: UPDATE -> validate, sign, journal, commit -> the server serves it -> NOTIFY ->
 the secondary's SOA query and IXFR. Prints median and maximum per secondary and for all

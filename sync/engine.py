@@ -24,7 +24,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -129,7 +129,11 @@ class SyncEngine:
         settings: EngineSettings | None = None,
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        # ``clock`` and ``sleep`` together are the engine's time (a Retry-After hold, a
+        # secondary's transfer wait, a worker's wait for its next due item): a test injects
+        # both and moves time without waiting.
         self.state = state
         self.source = source
         self.zones = list(zones)
@@ -137,6 +141,7 @@ class SyncEngine:
         self.settings = settings or EngineSettings()
         self.clock = clock
         self.rng = rng
+        self.sleep = sleep
         self._data: dict[dns.name.Name, ZoneData] = {}
         self._wake = {name: asyncio.Event() for name in targets}
         self._refresh_locks = {zone: asyncio.Lock() for zone in self.zones}
@@ -348,14 +353,14 @@ class SyncEngine:
     async def _wait_serial(
         self, target: SecondaryTarget, zone: dns.name.Name, want: int
     ) -> int | None:
-        deadline = time.monotonic() + self.settings.secondary_wait
+        deadline = self.clock() + self.settings.secondary_wait
         serial: int | None = None
         delay = 0.05
-        while time.monotonic() < deadline:
+        while self.clock() < deadline:
             serial = await target.serial(zone)
             if serial == want:
                 return serial
-            await asyncio.sleep(delay)
+            await self.sleep(delay)
             delay = min(delay * 2, 0.1)  # a transfer takes a fraction of a second
         return serial
 
@@ -400,7 +405,7 @@ class SyncEngine:
         """Wait out a provider's Retry-After, whichever request of ours received it."""
         wait = self._hold.get(name, 0.0) - self.clock()
         if wait > 0:
-            await asyncio.sleep(wait)
+            await self.sleep(wait)
 
     # -- drift ------------------------------------------------------------------------------
 
@@ -503,8 +508,17 @@ class SyncEngine:
             upcoming = [i.next_attempt for i in self.state.pending(name)]
             wait = min(upcoming) - self.clock() if upcoming else self.settings.refresh_interval
             if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout=wait)
+                await self._wait_or_wake(wake, wait)
+
+    async def _wait_or_wake(self, wake: asyncio.Event, seconds: float) -> None:
+        """``seconds`` of the engine's time (its ``sleep``), or less if ``wake`` is set."""
+        sleeping = asyncio.ensure_future(self.sleep(seconds))
+        woken = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait({sleeping, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            woken.cancel()
 
     async def poller(self) -> None:
         """Ask the primary for each zone's serial every refresh interval (the fallback for a

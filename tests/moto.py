@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers.process import stop_process
 from tests.tools import free_port, in_ci
 
 START_TIMEOUT = 30.0  # moto imports every service's backend on its first start
-STOP_TIMEOUT = 5.0
 PORT_ATTEMPTS = 3  # a free port can be taken by someone else before moto binds it
 # moto 5.2's ListHealthChecks answers without IsTruncated and MaxItems, which the Route 53
 # API reference ("ListHealthChecks", Response Elements) marks required and octodns-route53
@@ -74,19 +73,6 @@ def _environment(extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=STOP_TIMEOUT)
-
-
 def _ready(url: str, proc: subprocess.Popen[bytes], deadline: float) -> bool:
     """Poll moto's own health endpoint until it answers; False if it exits first."""
     while time.monotonic() < deadline:
@@ -131,7 +117,7 @@ def moto_server(
                     return
                 output = log_path.read_text(encoding="utf-8", errors="replace")
             finally:
-                _stop(proc)
+                stop_process(proc)
             if "in use" not in output.lower():
                 break
         raise RuntimeError(

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.servers import STOP_TIMEOUT, _clean_env
@@ -80,15 +79,3 @@ class Sidecar:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def wait_until(check: object, timeout: float, interval: float = 0.05) -> float:
-    """Poll ``check()`` until truthy; the seconds it took. Raises AssertionError on timeout."""
-    assert callable(check)
-    start = time.monotonic()
-    while True:
-        if check():
-            return time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"not true within {timeout} s: {check}")
-        time.sleep(interval)

@@ -32,6 +32,7 @@ import pytest
 
 from tests.servers import QUERY_TIMEOUT, NsdServer, ZonefanServer
 from tests.tools import PROJECT_ROOT, example_store, require_tool, write_private
+from tests.wait import wait_until
 
 pytestmark = [pytest.mark.external, pytest.mark.timeout(120)]
 
@@ -130,10 +131,10 @@ def served_txt(server: ZonefanServer, owner: str) -> bool:
 
 
 def wait_served(server: ZonefanServer, owner: str, present: bool = True) -> None:
-    deadline = time.monotonic() + 10
-    while served_txt(server, owner) != present:
-        assert time.monotonic() < deadline, f"{owner} TXT present={present} never served"
-        time.sleep(0.05)
+    wait_until(
+        lambda: served_txt(server, owner) == present,
+        what=f"{owner} TXT served with present={present}",
+    )
 
 
 def barrier(server: ZonefanServer, owner: str) -> None:

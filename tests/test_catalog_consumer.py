@@ -4,7 +4,6 @@ of the catalog, then a transfer of the new member), and drops it when it is dele
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from nameserver.catalog import member_id
 from nameserver.store import Store
 from tests.servers import KnotSecondary, XfrKey, ZonefanServer, make_query, run_cli, transfer_config
 from tests.tools import PROJECT_ROOT, free_port, require_tool, write_private
+from tests.wait import wait_until
 
 EXAMPLE = PROJECT_ROOT / "zones" / "example.test.zone"
 CATALOG = "catalog.zonefan.test."
@@ -79,18 +79,15 @@ def _served(server: KnotSecondary, zone: str) -> bool:
     return response.rcode() == dns.rcode.NOERROR and bool(response.answer)
 
 
-def _until(condition: object, what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not (callable(condition) and condition()):
-        assert time.monotonic() < deadline, f"timed out: {what}"
-        time.sleep(0.05)
-
-
 def test_knot_provisions_and_drops_zones_from_our_catalog(
     consumer: tuple[ZonefanServer, KnotCatalogConsumer, Path],
 ) -> None:
     primary, knot, config = consumer
-    _until(lambda: _served(knot, "first.test."), "first.test. provisioned from the catalog")
+    wait_until(
+        lambda: _served(knot, "first.test."),
+        DEADLINE,
+        what="first.test. provisioned from the catalog",
+    )
     second = primary.workdir / "second.test.zone"
     second.write_text(EXAMPLE.read_text().replace("example.test.", "second.test."))
     primary.cli("--config", str(config), "zone", "import", str(second))
@@ -101,8 +98,14 @@ def test_knot_provisions_and_drops_zones_from_our_catalog(
             if r.rdtype == 12
         ]
     assert member_id(dns.name.from_text("second.test.")) in members
-    _until(lambda: _served(knot, "second.test."), "second.test. provisioned by itself")
+    wait_until(
+        lambda: _served(knot, "second.test."), DEADLINE, what="second.test. provisioned by itself"
+    )
     answer = knot.ask(make_query("www.second.test.", "A", flags=0))
     assert answer.rcode() == dns.rcode.NOERROR
     primary.cli("--config", str(config), "zone", "delete", "second.test.", "--yes")
-    _until(lambda: not _served(knot, "second.test."), "second.test. dropped with the catalog")
+    wait_until(
+        lambda: not _served(knot, "second.test."),
+        DEADLINE,
+        what="second.test. dropped with the catalog",
+    )

@@ -51,6 +51,7 @@ from signer.policy import (
     policy_to_mapping,
 )
 from signer.timing import DsExpect, DsWatch, KeyTiming, Role, start_rollover
+from tests.clock import FakeClock
 from tests.servers import NsdServer, run_cli
 from tests.tools import (
     PROJECT_ROOT,
@@ -137,16 +138,6 @@ def test_direct_construction_checks_parent_servers() -> None:
 # --- a signed zone on a fake clock --------------------------------------------------------
 
 
-class FakeClock:
-    """The manager's clock: moved by the test, never by waiting."""
-
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return float(self.now)
-
-
 @dataclass
 class Zone:
     store: Store
@@ -215,7 +206,7 @@ def _rolled(zone: Zone, parent: ParentFactory) -> tuple[str, str]:
     report = zone.manager.check_parent_ds(ORIGIN, servers=[parent(zone.ds(old))], timeout=TIMEOUT)
     assert report.recorded == ((old, "seen"),)
     zone.manager.save_timings(
-        ORIGIN, start_rollover(zone.manager.timings(ORIGIN), Role.CSK, Policy(), zone.clock.now)
+        ORIGIN, start_rollover(zone.manager.timings(ORIGIN), Role.CSK, Policy(), int(zone.clock()))
     )
     watch = zone.run_until_watch(lambda w: any(x.key_id != old for x in w))
     (new,) = set(zone.keys()) - {old}

@@ -27,6 +27,7 @@ from nameserver.versions import ZoneVersions
 from nameserver.zonefile import read_zone_file
 from signer.policy import Policy
 from signer.timing import Role, start_rollover
+from tests.clock import FakeClock
 from tests.servers import ZonefanServer, query_message
 from tests.tools import scheduler_running, wait_for_runs
 
@@ -34,14 +35,6 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "zones" / "example.test.zone"
 ORIGIN = dns.name.from_text("example.test.")
 DAY = 86400
 RRSIG_TYPE = int(dns.rdatatype.RRSIG)
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _sign(db: Path, clock: Callable[[], float], policies: dict[str, Policy] | None = None) -> None:
@@ -182,24 +175,27 @@ def test_zone_versions_follow_commits_by_others(signed: tuple[Path, FakeClock]) 
 
 
 @pytest.fixture
-def stale_server(tmp_path: Path) -> Iterator[tuple[ZonefanServer, Path]]:
-    # Signed 8 days ago: the 24-day signatures (the example zone's EXPIRE is 14 days) have
-    # 16 days left less jitter, past the 16-day refresh.
+def stale_server(tmp_path: Path) -> Iterator[tuple[ZonefanServer, int]]:
+    """The server, and the latest expiration of the signatures it starts with.
+
+    Signed 8 days ago: the 24-day signatures (the example zone's EXPIRE is 14 days) have
+    16 days left less jitter, past the 16-day refresh."""
     db = tmp_path / "z.db"
     _sign(db, lambda: time.time() - 8 * DAY)
+    stale_until = max(_expirations(db))
     with ZonefanServer(tmp_path, db, probe_name="example.test.").start() as server:
-        yield server, db
+        yield server, stale_until
 
 
-def test_serve_refreshes_expiring_signatures(stale_server: tuple[ZonefanServer, Path]) -> None:
-    server, _db = stale_server
+def test_serve_refreshes_expiring_signatures(stale_server: tuple[ZonefanServer, int]) -> None:
+    server, stale_until = stale_server
     deadline = time.monotonic() + 30
     while True:
         query = dns.message.make_query("web.example.test.", "A", want_dnssec=True)
         response = query_message(server.host, server.port, query)
         sigs = [rd for rrset in response.answer if rrset.rdtype == RRSIG_TYPE for rd in rrset]
         assert sigs, response
-        if min(int(s.expiration) for s in sigs) > time.time() + 13 * DAY:
+        if min(int(s.expiration) for s in sigs) > stale_until:  # every one of them new
             break
         assert time.monotonic() < deadline, f"not refreshed:\n{response}\n{server.log_text()}"
         time.sleep(0.1)

@@ -26,6 +26,7 @@ import pytest
 from nameserver.notify import Notifier, NotifyTarget, notify_message
 from tests.servers import NsdServer
 from tests.tools import free_port, require_tool
+from tests.wait import until
 
 ORIGIN = dns.name.from_text("example.test.")
 KEY_NAME = dns.name.from_text("notify-key.")
@@ -74,13 +75,6 @@ async def _listen(secondary: Secondary) -> tuple[asyncio.DatagramTransport, int]
     return transport, int(transport.get_extra_info("sockname")[1])
 
 
-async def _until(condition: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not callable(condition) or not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
-
-
 def test_notify_message_form() -> None:
     message = notify_message(ORIGIN, _soa(7), 3600, KEY)
     wire = message.to_wire()
@@ -102,7 +96,7 @@ def test_lost_notifies_are_resent_with_backoff_until_acked() -> None:
         try:
             notifier.serial_changed(ORIGIN, _soa(42), 3600)
             status = notifier.status()[(ORIGIN, target)]
-            await _until(lambda: status.acked is not None)
+            await until(lambda: status.acked is not None, "the NOTIFY was acknowledged")
             assert status.attempts == 4 and status.serial == 42 and status.error == ""
             times = [t for t, _ in secondary.received]
             gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -124,7 +118,7 @@ def test_a_secondary_without_our_key_never_acks() -> None:
         notifier = Notifier(lambda _o: [target], first_retry=0.02, timeout=0.05)
         try:
             notifier.serial_changed(ORIGIN, _soa(1), 3600)
-            await _until(lambda: secondary.refused >= 2)
+            await until(lambda: secondary.refused >= 2, "two NOTIFYs refused")
             status = notifier.status()[(ORIGIN, target)]
             assert status.acked is None and "no answer" in status.error
         finally:
@@ -142,10 +136,10 @@ def test_a_newer_serial_replaces_the_older_sender() -> None:
         notifier = Notifier(lambda _o: [target], first_retry=0.02, timeout=0.05)
         try:
             notifier.serial_changed(ORIGIN, _soa(1), 3600)
-            await _until(lambda: len(secondary.received) >= 2)
+            await until(lambda: len(secondary.received) >= 2, "two NOTIFYs received")
             notifier.serial_changed(ORIGIN, _soa(2), 3600)
             seen = len(secondary.received)
-            await _until(lambda: len(secondary.received) >= seen + 2)
+            await until(lambda: len(secondary.received) >= seen + 2, "two more NOTIFYs received")
             later = [m.answer[0][0].serial for _, m in secondary.received[seen:]]
             assert set(later) == {2}, "the old serial is no longer sent"
             assert notifier.status()[(ORIGIN, target)].serial == 2
@@ -197,7 +191,10 @@ def test_nsd_acknowledges_our_signed_notify(nsd_secondary: NsdServer) -> None:
         try:
             notifier.serial_changed(ORIGIN, _soa(2), 3600)
             status = notifier.status()[(ORIGIN, target)]
-            await _until(lambda: status.acked is not None or status.attempts > 3)
+            await until(
+                lambda: status.acked is not None or status.attempts > 3,
+                "acknowledged or given up on",
+            )
             assert status.acked is not None, status
         finally:
             await notifier.close()
@@ -214,7 +211,7 @@ def test_nsd_ignores_a_notify_with_an_unknown_key(nsd_secondary: NsdServer) -> N
         try:
             notifier.serial_changed(ORIGIN, _soa(2), 3600)
             status = notifier.status()[(ORIGIN, target)]
-            await _until(lambda: status.attempts >= 2)
+            await until(lambda: status.attempts >= 2, "a second attempt")
             assert status.acked is None and status.error, status
         finally:
             await notifier.close()

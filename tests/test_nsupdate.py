@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import base64
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdatatype
 import pytest
 
+from nameserver.store import Store
 from tests.servers import ZonefanServer, query_message
 from tests.tools import PROJECT_ROOT, example_store, require_tool, write_private
+from tests.wait import wait_until
 
 EXAMPLE = PROJECT_ROOT / "zones" / "example.test.zone"
 ZONE = "example.test."
@@ -71,10 +73,11 @@ def _has(server: ZonefanServer, name: str, rdtype: str) -> bool:
 
 
 def _served_soon(server: ZonefanServer, name: str, rdtype: str, present: bool) -> None:
-    deadline = time.monotonic() + 5
-    while _has(server, name, rdtype) != present:
-        assert time.monotonic() < deadline, f"{name} {rdtype} present={present} not served"
-        time.sleep(0.02)
+    wait_until(
+        lambda: _has(server, name, rdtype) == present,
+        interval=0.02,
+        what=f"{name} {rdtype} served with present={present}",
+    )
 
 
 def test_acme_add_then_delete_with_nsupdate(server: ZonefanServer) -> None:
@@ -119,8 +122,18 @@ def test_refused_updates_change_nothing(
         key_arg = f"acme-key:{SECRET}"
     out = nsupdate(server, commands, key_arg)
     assert expected in out, out
-    time.sleep(0.1)  # a change would be served within the follower's 10 ms poll
-    assert _serial(server) == before
+    # A granted UPDATE after it, once served, is the one change since: UPDATEs commit one
+    # at a time, in order, so a change the refused one made would be in the journal first.
+    barrier = "_acme-challenge.barrier.example.test."
+    out = nsupdate(server, f'update add {barrier} 60 TXT "after"')
+    assert "REFUSED" not in out and "NOTAUTH" not in out, out
+    _served_soon(server, barrier, "TXT", True)
+    with Store(server.db) as store:
+        since = store.changesets_between(dns.name.from_text(ZONE), before)
+    assert len(since) == 1, [(c.author, c.message) for c in since]
+    (only,) = since
+    assert {r.name.to_text() for r in only.added if r.rdtype == dns.rdatatype.TXT} == {barrier}
+    assert only.author == "update:acme-key."
 
 
 def test_tsig_failures_are_logged_by_their_tsig_names(server: ZonefanServer) -> None:

@@ -38,6 +38,7 @@ from nameserver.store import Store
 from nameserver.versions import ZoneVersions
 from nameserver.zonefile import read_zone_file
 from signer.policy import format_duration
+from tests.clock import FakeClock
 from tests.servers import (
     CLI_TIMEOUT,
     UnboundServer,
@@ -351,20 +352,12 @@ def test_raising_expire_by_import_adapts_the_lifetimes(tmp_path: Path) -> None:
     _verify(db, tmp_path)
 
 
-class _Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_maintenance_follows_a_change_of_the_lifetimes(tmp_path: Path) -> None:
     """Signed with EXPIRE 14d (refresh 16d), then EXPIRE 21d (refresh 23d): the fresh
     signatures need no re-signing yet, but need it days before the old schedule said.
     `zonefan serve`'s scheduler notices the new lifetimes at its next rescan."""
     db = tmp_path / "z.db"
-    clock = _Clock(1_800_000_000.0)
+    clock = FakeClock(1_800_000_000.0)
     origin = dns.name.from_text(ZONE)
     zone_file = tmp_path / "zone.txt"
     zone_file.write_text(_zone_text(14 * DAY))

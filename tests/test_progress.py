@@ -21,21 +21,14 @@ from nameserver.serial import SerialPolicy
 from nameserver.store import Store
 from nameserver.zonefile import read_zone_text
 from sync.providers.testkit.faults import FaultProxy
+from tests.clock import FakeClock
 from tests.pdns import PdnsServer
 from tests.servers import ZonefanServer, _clean_env, run_cli, transfer_config
-from tests.sidecar import wait_until
 from tests.test_sync_e2e import KEY
 from tests.tools import require_tool, write_private
+from tests.wait import wait_until
 from zonefan import progress as progress_module
 from zonefan.progress import Progress
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Terminal(io.StringIO):
@@ -44,7 +37,7 @@ class Terminal(io.StringIO):
 
 
 def test_nothing_within_the_first_second_nor_off_a_terminal() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     shown = Terminal()
     with Progress("import z", shown, clock, tick=None) as progress:
         progress.phase("reading")
@@ -63,7 +56,7 @@ def test_nothing_within_the_first_second_nor_off_a_terminal() -> None:
 
 
 def test_a_long_step_is_drawn_and_ends_with_the_time_taken() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     out = Terminal()
     with Progress("sign z.", out, clock, tick=None) as progress:
         progress.phase("preparing")

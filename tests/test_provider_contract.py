@@ -5,7 +5,6 @@ failing for a target that breaks the contract (so a green run means something)."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +24,10 @@ KEY_ENV = "PDNS_CONTRACT_KEY"
 BASE = dns.name.from_text("contract.test.")
 
 
-@pytest.fixture(scope="module")
-def pdns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PdnsServer]:
-    with PdnsServer(tmp_path_factory.mktemp("pdns")) as server:
-        yield server
+@pytest.fixture
+def pdns(module_pdns: PdnsServer) -> PdnsServer:
+    """The tests of this module share one pdns_server (each uses zones of its own)."""
+    return module_pdns
 
 
 def pdns_target(

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.sidecar import wait_until
 from tests.tools import PROJECT_ROOT, free_port, in_ci, require_tool
+from tests.wait import wait_until
 
 pytestmark = pytest.mark.external
 

@@ -28,6 +28,7 @@ from nameserver.rrl import (
 )
 from nameserver.server import UdpHandler
 from nameserver.zones import ZoneRegistry
+from tests.clock import FakeClock
 from tests.packets import udp_exchange
 from tests.servers import run_cli
 from tests.tools import write_private
@@ -38,23 +39,13 @@ NEIGHBOUR = ("192.0.2.200", 53)  # the same /24 as the attacker
 OTHER = ("198.51.100.7", 53)
 
 
-class Clock:
-    """Seconds that move only when a test says so."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Setup:
     """A registry, a responder over it and a rate limiter on a fake clock."""
 
     def __init__(self, settings: RrlSettings, zones: ZoneRegistry | None = None) -> None:
         self.zones = zones if zones is not None else registry()
         self.responder = Responder(self.zones)
-        self.clock = Clock()
+        self.clock = FakeClock(1000.0)
         self.rrl = RateLimiter(settings, self.zones, clock=self.clock)
 
     def ask(self, name: str, rdtype: str = "A", addr: tuple[str, int] = ATTACKER) -> bytes | None:
@@ -307,7 +298,7 @@ def test_settings_that_cannot_work_are_refused() -> None:
 def test_the_udp_handler_sends_what_the_limiter_lets_through() -> None:
     zones = registry()
     responder = Responder(zones)
-    clock = Clock()
+    clock = FakeClock(1000.0)
     handler = UdpHandler(
         responder, rrl=RateLimiter(RrlSettings(ratelimit=3, slip=2), zones, clock=clock)
     )

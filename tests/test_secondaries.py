@@ -37,6 +37,7 @@ from tests.servers import (
     trust_anchor,
 )
 from tests.tools import PROJECT_ROOT, require_tool, write_private
+from tests.wait import wait_until
 
 pytestmark = [pytest.mark.external, pytest.mark.timeout(300)]
 
@@ -217,13 +218,11 @@ def _log_after(
 
 
 def _wait_primary(primary: ZonefanServer, zone: str, serial: int) -> None:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        answer = primary.query(zone, "SOA").answer
-        if answer and answer[0][0].serial == serial:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"zonefan does not serve {zone} serial {serial}")
+    wait_until(
+        lambda: primary.serial(zone) == serial,
+        interval=0.02,
+        what=f"zonefan serves {zone} serial {serial}",
+    )
 
 
 def test_secondary_behind_the_compacted_journal_gets_the_full_zone(

@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -575,16 +574,12 @@ def test_identity_key_types_without_names() -> None:
         assert rdata.to_wire() == rdata.to_digestable()
 
 
-def test_load_speed_200k_records(store: Store) -> None:
-    records = (soa(1), *random_records(200_000))
-    started = time.perf_counter()
+def test_a_zone_of_many_chunks_round_trips(store: Store) -> None:
+    """Written and read back across several of the store's chunks, every record intact.
+    (How fast: bench/query_bench.py times `zonefan zone import` of 100k names and the
+    server's load of the store to its first answer, the product path.)"""
+    records = (soa(1), *random_records(3 * store_module._CHUNK + 1))
     store.create_zone(Changeset(ZONE, None, 1, (), records, "a", "bulk", 0.0), SerialPolicy.DATE)
-    stored = time.perf_counter() - started
-    started = time.perf_counter()
     loaded = store.records(ZONE)
-    took = time.perf_counter() - started
-    print(f"\nstored {len(records)} records in {stored:.2f} s, loaded in {took:.2f} s")
-    assert len(loaded) == len(records)
-    assert loaded[1].to_text() == records[1].to_text()
+    assert texts(loaded) == texts(records)
     assert loaded[-1] == records[-1]
-    assert took < 10, f"loading 200k records took {took:.1f} s"

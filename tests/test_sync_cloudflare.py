@@ -36,7 +36,8 @@ from sync.providers.http import Account
 from sync.providers.testkit.contract import CHECKS, Contract, run_check
 from sync.providers.testkit.faults import FaultProxy
 from sync.settings import TargetContext
-from tests.emulators.cloudflare import CloudflareEmulator, FakeClock
+from tests.clock import FakeClock
+from tests.emulators.cloudflare import CloudflareEmulator
 
 TOKEN = "cf-token-" + "Zq8x" * 8  # distinctive: any appearance in a log is a leak
 ACCOUNT = "0123456789abcdef0123456789abcdef"
@@ -462,7 +463,7 @@ def test_rate_budget_is_waited_out_on_the_fake_clock(emulator: CloudflareEmulato
     push; the `Ratelimit: ...;r=0;t=S` header of the answer that spends it holds the account
     for S s (on the fake clock), so no request is refused with a 429, and the push completes
     with every record once."""
-    clock = FakeClock()
+    clock = FakeClock(1_000_000.0)
     emulator.clock = clock
     emulator.rate_requests, emulator.rate_per = 12, 4.0
     start = clock()
@@ -490,7 +491,7 @@ def test_rate_budget_is_waited_out_on_the_fake_clock(emulator: CloudflareEmulato
 def test_a_long_retry_after_goes_to_the_engine(emulator: CloudflareEmulator) -> None:
     """Past the client's own short waits, the 429 is the engine's: TargetRateLimitedError
     with the API's Retry-After, so the engine holds the target instead of a task."""
-    clock = FakeClock()
+    clock = FakeClock(1_000_000.0)
     emulator.clock = clock
     emulator.rate_requests = 3  # per the documented 300 s
 
@@ -904,7 +905,7 @@ def test_emulator_pages_and_limits(emulator: CloudflareEmulator) -> None:
 
 
 def test_emulator_rate_limit_answers_429_with_retry_after(emulator: CloudflareEmulator) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_000_000.0)
     emulator.clock, emulator.rate_requests = clock, 2
     answers = [asyncio.run(_call(emulator, "GET", "/zones")) for _ in range(3)]
     assert [a[0] for a in answers] == [200, 200, 429]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,14 @@ from sync.errors import (
     TargetUnavailableError,
 )
 from sync.model import RRset, ZoneData, sort_key
-from sync.plan import Action, Safety, compute_plan
-from sync.providers.base import Capabilities, DnssecMode, SecondaryTarget
+from sync.plan import Action, Plan, Safety, compute_plan
+from sync.providers.base import Capabilities, DnssecMode, Held, SecondaryTarget
 from sync.providers.capabilities import normalize
 from sync.providers.testkit.memory import Fault, MemoryTarget, StaticSource
 from sync.state import SCHEMA_VERSION, SyncState, TargetStatus
 from sync.status import ZoneStatus, target_rows
+from tests.clock import FakeClock
+from tests.wait import until
 
 ORIGIN = dns.name.from_text("example.test.")
 FAST = EngineSettings(retry_base=0.05, retry_max=0.2, refresh_interval=0.2, drift_interval=0.2)
@@ -85,11 +86,35 @@ class MemorySecondary(SecondaryTarget):
 
 
 def engine_for(
-    tmp_path: Path, source: StaticSource, *targets: MemoryTarget, **spec: object
+    tmp_path: Path,
+    source: StaticSource,
+    *targets: MemoryTarget,
+    clock: FakeClock | None = None,
+    **spec: object,
 ) -> SyncEngine:
-    state = SyncState(tmp_path / "sync.db")
+    """An engine whose time (its own and its state's) is ``clock`` (a fresh fake clock by
+    default) and whose jitter is fixed at the middle of its range."""
+    clock = clock or FakeClock()
+    state = SyncState(tmp_path / "sync.db", clock=clock)
     specs = {t.name: TargetSpec(target=t, **spec) for t in targets}  # type: ignore[arg-type]
-    return SyncEngine(state, source, [ORIGIN], specs, FAST)
+    return SyncEngine(
+        state, source, [ORIGIN], specs, FAST, clock=clock, rng=lambda: 0.5, sleep=clock.sleep
+    )
+
+
+class GatedTarget(MemoryTarget):
+    """A target whose applies wait until the test opens ``gate``; ``entered`` is set when
+    an apply has begun."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
+
+    async def apply(self, plan: Plan, state: int | None) -> Held[int] | None:
+        self.entered.set()
+        await self.gate.wait()
+        return await super().apply(plan, state)
 
 
 def as_dict(target: MemoryTarget) -> dict[tuple[dns.name.Name, dns.rdatatype.RdataType], RRset]:
@@ -168,26 +193,33 @@ async def test_push_creates_zone_then_plans_nothing(tmp_path: Path) -> None:
 
 
 async def test_failing_target_is_retried_with_backoff_and_retry_after(tmp_path: Path) -> None:
+    """A failure is rescheduled by the backoff; a 429's Retry-After outlasts the backoff,
+    in the outbox and as a hold that the next request to the target waits out."""
+    clock = FakeClock()
     source = StaticSource(zone(1))
     target = MemoryTarget("a")
     target.faults = [
         Fault(TargetUnavailableError("a", "HTTP 500"), 1),
-        Fault(TargetRateLimitedError("a", "HTTP 429", retry_after=0.3), 1),
+        Fault(TargetRateLimitedError("a", "HTTP 429", retry_after=30.0), 1),
     ]
-    engine = engine_for(tmp_path, source, target)
+    engine = engine_for(tmp_path, source, target, clock=clock)
     await engine.refresh_zone(ORIGIN)
     (first,) = await engine.drain()
     assert not first.ok and "HTTP 500" in first.detail
     (item,) = engine.state.pending("a")
     assert item.attempts == 1
-    await asyncio.sleep(max(0.0, item.next_attempt - time.time()))
+    assert item.next_attempt == clock() + backoff(0, FAST, None, lambda: 0.5)
+    clock.advance(item.next_attempt - clock())  # the worker's wait, without waiting
     (second,) = await engine.drain()
     assert not second.ok and "429" in second.detail
     (item,) = engine.state.pending("a")
-    assert item.next_attempt - time.time() >= 0.25  # Retry-After honoured over the backoff
-    await asyncio.sleep(max(0.0, item.next_attempt - time.time()))
+    assert backoff(1, FAST, None, lambda: 0.5) < 30.0
+    assert item.next_attempt == clock() + 30.0  # Retry-After honoured over the backoff
+    assert clock.waits == []
+    # Tried at once (as `sync apply` does): the push first waits out the hold.
     (third,) = await engine.drain()
     assert third.ok
+    assert clock.waits == [30.0]
     assert engine.state.pending() == []
     assert set(target.writes.values()) == {1}  # every RRset written exactly once
 
@@ -204,16 +236,68 @@ async def test_a_secondary_is_told_of_its_transfer_only_once_it_serves_the_seria
     early = MemorySecondary("early", lag=0)
     early.wanted = 1
     stuck = MemorySecondary("stuck", lag=10**6)
-    state = SyncState(tmp_path / "sync.db")
+    clock = FakeClock()
+    state = SyncState(tmp_path / "sync.db", clock=clock)
     specs = {t.name: TargetSpec(target=t) for t in (late, early, stuck)}
-    settings_ = EngineSettings(retry_base=0.05, retry_max=0.2, secondary_wait=0.3)
-    engine = SyncEngine(state, source, [ORIGIN], specs, settings_)
+    settings_ = EngineSettings(retry_base=0.05, retry_max=0.2, secondary_wait=30.0)
+    engine = SyncEngine(state, source, [ORIGIN], specs, settings_, clock=clock, sleep=clock.sleep)
     await engine.refresh_zone(ORIGIN)
-    outcomes = {o.target: o.ok for o in await engine.drain()}
-    assert outcomes == {"late": True, "early": True, "stuck": False}
+    started = clock()
+    outcomes = {o.target: o for o in await engine.drain()}
+    assert {name: o.ok for name, o in outcomes.items()} == {
+        "late": True,
+        "early": True,
+        "stuck": False,
+    }
     assert late.calls == ["provision", "serial", "refresh", "serial", "serial", "transferred"]
     assert early.calls == ["provision", "serial", "transferred"]
     assert "transferred" not in stuck.calls and "refresh" in stuck.calls
+    # The stuck one was asked every 0.1 s (at most) of the engine's clock until the
+    # secondary wait had passed, and given up on then (the late one's wait shares the clock).
+    assert "30 s after a refresh request" in outcomes["stuck"].detail
+    waited = clock() - started
+    assert settings_.secondary_wait <= waited <= settings_.secondary_wait + 0.1 + 0.05
+    assert 300 <= stuck.calls.count("serial") - 1 <= 302
+
+
+class TimedTarget(MemoryTarget):
+    """Notes the engine's time of each attempt (each read of the target)."""
+
+    def __init__(self, name: str, clock: FakeClock) -> None:
+        super().__init__(name)
+        self.clock = clock
+        self.tried_at: list[float] = []
+
+    async def read(self, zone: dns.name.Name) -> Held[int] | None:
+        self.tried_at.append(self.clock())
+        return await super().read(zone)
+
+
+async def test_the_worker_retries_each_failure_when_it_falls_due(tmp_path: Path) -> None:
+    """The worker waits on the engine's clock: each retry when the backoff set it, not
+    before even when woken early (as another zone's new serial wakes it), and not later."""
+    clock = FakeClock(0.0, manual=True)
+    target = TimedTarget("a", clock)
+    target.faults = [Fault(TargetUnavailableError("a", "HTTP 503"), 2)]
+    engine = engine_for(tmp_path, StaticSource(zone(1)), target, clock=clock)
+    await engine.refresh_zone(ORIGIN)
+    first, second = (backoff(n, FAST, None, lambda: 0.5) for n in (0, 1))
+    worker = asyncio.create_task(engine.worker("a"))
+    try:
+        await until(lambda: clock.waits == [first], "the worker waits out the first failure")
+        engine._wake["a"].set()  # woken before the retry is due: it looks, and waits again
+        await until(lambda: len(clock.waits) == 2, "the worker waits again")
+        assert clock.waits == [first, first] and target.tried_at == [0.0]
+        clock.advance(first)
+        await until(lambda: len(target.tried_at) == 2, "the second attempt")
+        await until(lambda: len(clock.waits) == 3, "the worker waits out the second failure")
+        assert clock.waits[2] == second
+        clock.advance(second)
+        await until(lambda: target.data is not None, "the third attempt pushed the zone")
+    finally:
+        worker.cancel()  # as run() ends its workers
+        await asyncio.gather(worker, return_exceptions=True)
+    assert target.tried_at == [0.0, first, first + second]
 
 
 def test_backoff_grows_is_capped_and_jittered() -> None:
@@ -225,20 +309,21 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
 
 
 async def test_slow_target_does_not_delay_the_others(tmp_path: Path) -> None:
+    """The fast target converges while the slow one (first in the config) is held in the
+    middle of its push, for as long as the test likes."""
     source = StaticSource(zone(1))
-    slow = MemoryTarget("slow", delay=1.5)
+    slow = GatedTarget("slow")
     fast = MemoryTarget("fast")
     engine = engine_for(tmp_path, source, slow, fast)
     await engine.refresh_zone(ORIGIN)
-    start = time.monotonic()
     run = asyncio.create_task(engine.run())
     try:
-        while not fast.applied_at and time.monotonic() - start < 5:
-            await asyncio.sleep(0.01)
-        assert fast.applied_at and fast.applied_at[0] - start < 0.5
-        while not slow.applied_at and time.monotonic() - start < 5:
-            await asyncio.sleep(0.01)
-        assert slow.applied_at[0] - start >= 1.5
+        await until(slow.entered.is_set, "the slow target's push began")
+        await until(lambda: fast.data is not None, "the fast target was pushed while slow hung")
+        assert slow.data is None and not slow.gate.is_set()
+        slow.gate.set()
+        await until(lambda: slow.data is not None, "the slow target's push completed")
+        assert as_dict(slow) == as_dict(fast) == dict(zone(1).rrsets)
     finally:
         engine.stop()
         await run
@@ -355,11 +440,7 @@ async def test_a_refusal_is_a_state_judged_again_only_when_the_verdict_may_chang
     """Refused once, then not on any timer (the clock is moved far past retry-max: nothing
     is queued, so no worker or drain can try it); tried again on a new serial and at a
     start, which here brings a config that can carry the zone."""
-    now = [1_000_000.0]
-
-    def clock() -> float:
-        return now[0]
-
+    clock = FakeClock()
     source = StaticSource(signed(zone(1)))
     state = SyncState(tmp_path / "sync.db", clock=clock)
     plain = {"t": TargetSpec(MemoryTarget("t", dnssec=DnssecMode.NONE))}
@@ -372,7 +453,7 @@ async def test_a_refusal_is_a_state_judged_again_only_when_the_verdict_may_chang
     (first,) = await engine.drain()
     assert (first.ok, first.refused, first.serial) == (False, "capability", 1)
     assert "DNSSEC mode is 'none'" in first.detail
-    now[0] += 1000 * FAST.retry_max
+    clock.advance(1000 * FAST.retry_max)
     assert state.pending() == []
     assert await engine.drain() == []
     assert refusals() == [1]
@@ -433,7 +514,7 @@ def test_state_coalesces_pending_serials(tmp_path: Path) -> None:
     state.enqueue("a", ORIGIN, 2)
     (item,) = state.pending()
     assert (item.serial, item.attempts) == (2, 1)
-    assert item.next_attempt <= time.time()  # a new serial is due at once
+    assert item.next_attempt <= state.clock()  # a new serial is due at once
     state.close()
     reopened = SyncState(tmp_path / "s.db")
     assert [i.serial for i in reopened.pending()] == [2]

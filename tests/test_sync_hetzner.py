@@ -39,19 +39,10 @@ from sync.providers.http import Account, Response
 from sync.providers.testkit.contract import CHECKS, Contract, run_check
 from sync.settings import TargetContext
 from sync.state import SyncState
+from tests.clock import FakeClock
 from tests.emulators.hetzner import ASSIGNED_NAMESERVERS, HetznerEmulator, check_records
 
 TOKEN = "hz-secret-token-7f3a9c"
-
-
-class Clock:
-    """The emulator's clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -214,7 +205,7 @@ async def test_emulator_paginates_and_refuses_pages_above_the_maximum(
 
 
 async def test_emulator_rate_limit_answers_429_with_the_documented_headers() -> None:
-    clock = Clock()
+    clock = FakeClock()
     with HetznerEmulator(token=TOKEN, rate_limit=3, rate_window=3.0, clock=clock) as emu:
         for remaining in (2, 1, 0):
             status, _, headers = await call(emu, "GET", "/zones")
@@ -336,10 +327,10 @@ class FakeTime:
     """Injected time for the target's waits: sleeping moves this clock (and the emulator's,
     when it follows one), never the test's."""
 
-    def __init__(self, follow: Clock | None = None) -> None:
+    def __init__(self, follow: FakeClock | None = None) -> None:
         self.now = 0.0
         self.slept: list[float] = []
-        self.follow = follow or Clock()
+        self.follow = follow or FakeClock()
 
     def clock(self) -> float:
         return self.now
@@ -524,7 +515,7 @@ async def test_a_429_storm_during_a_large_push_converges_and_applies_nothing_twi
     spent by another client of the project before every 15th request: the target's account
     waits out each RateLimit-Reset (injected time, so none passes in the test) and every
     RRSet is written exactly once."""
-    clock = Clock()
+    clock = FakeClock()
     fake = FakeTime(follow=clock)  # the emulator's clock moves with the target's sleeps
     with HetznerEmulator(
         token=TOKEN, rate_limit=20, rate_window=2.0, clock=clock, drained_every=15

@@ -16,24 +16,10 @@ from aiohttp import web
 from sync.errors import TargetRateLimitedError, TargetRejectedError, TargetUnavailableError
 from sync.providers.capabilities import RateBudget
 from sync.providers.http import MAX_WAIT, Account, HttpClient, Response
+from tests.clock import FakeClock
 
 SECRET = "s3cr3t-token-value"
 Reply = tuple[int, dict[str, str], Any]
-
-
-class Clock:
-    """Fake time; sleeping advances it and is recorded."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(round(seconds, 3))
-        self.now += seconds
 
 
 @asynccontextmanager
@@ -59,7 +45,7 @@ async def server(script: list[Reply]) -> AsyncIterator[tuple[str, list[web.Reque
         await runner.cleanup()
 
 
-def client(url: str, clock: Clock, account: Account | None = None, **kw: Any) -> HttpClient:
+def client(url: str, clock: FakeClock, account: Account | None = None, **kw: Any) -> HttpClient:
     return HttpClient(
         "t",
         url,
@@ -77,7 +63,7 @@ def run(scenario: Callable[[], Any]) -> Any:
 
 
 def test_429_is_waited_out_on_the_account_and_retried() -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
 
     async def scenario() -> tuple[Response, int]:
         script: list[Reply] = [
@@ -95,11 +81,11 @@ def test_429_is_waited_out_on_the_account_and_retried() -> None:
 
     response, count = run(scenario)
     assert response.json() == {"ok": 1} and count == 3
-    assert clock.slept == [2.0, 3.0]
+    assert clock.waits == [2.0, 3.0]
 
 
 def test_a_long_retry_after_goes_to_the_engine_and_holds_the_account() -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
     account = Account(clock=clock, sleep=clock.sleep)
 
     async def scenario() -> TargetRateLimitedError:
@@ -118,10 +104,10 @@ def test_a_long_retry_after_goes_to_the_engine_and_holds_the_account() -> None:
             with pytest.raises(TargetRateLimitedError, match="spent for 100 s more") as held:
                 await other.request("GET", "zones")
             assert held.value.retry_after == 100.0
-            assert len(seen) == 1 and clock.slept == []
+            assert len(seen) == 1 and clock.waits == []
             clock.now += 100 - MAX_WAIT  # a short hold left: waited out by the request
             await other.request("GET", "zones")
-            assert clock.slept == [MAX_WAIT] and len(seen) == 2
+            assert clock.waits == [MAX_WAIT] and len(seen) == 2
             await http.close()
             await other.close()
             return caught.value
@@ -132,7 +118,7 @@ def test_a_long_retry_after_goes_to_the_engine_and_holds_the_account() -> None:
 
 
 def test_an_exhausted_ratelimit_header_holds_the_next_request() -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
 
     async def scenario() -> None:
         script: list[Reply] = [
@@ -146,17 +132,17 @@ def test_an_exhausted_ratelimit_header_holds_the_next_request() -> None:
         async with server(script) as (url, _):
             http = client(url, clock)
             await http.request("GET", "a")
-            assert clock.slept == []
+            assert clock.waits == []
             for path in "bcde":
                 await http.request("GET", path)
             await http.close()
 
     run(scenario)
-    assert clock.slept == [3.0, 4.0]  # remaining 5 and r=3 hold nothing
+    assert clock.waits == [3.0, 4.0]  # remaining 5 and r=3 hold nothing
 
 
 def test_the_shared_budget_spaces_requests_of_every_client_of_an_account() -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
     account = Account(RateBudget(2, 10.0), clock=clock, sleep=clock.sleep)
     assert Account.shared("p", "cred", None) is Account.shared("p", "cred", None)
     assert Account.shared("p", "cred", None) is not Account.shared("p", "other", None)
@@ -171,11 +157,11 @@ def test_the_shared_budget_spaces_requests_of_every_client_of_an_account() -> No
 
     run(scenario)
     # A burst of 2, then one request per 5 s.
-    assert clock.slept == [5.0, 5.0]
+    assert clock.waits == [5.0, 5.0]
 
 
 def test_5xx_is_retried_for_idempotent_methods_only() -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
 
     async def scenario() -> tuple[int, int]:
         script: list[Reply] = [(502, {}, {"error": "bad gateway"})] * 2 + [(200, {}, {})]
@@ -193,13 +179,13 @@ def test_5xx_is_retried_for_idempotent_methods_only() -> None:
         return put, post
 
     assert run(scenario) == (3, 1)  # a POST may have been applied: never sent twice
-    assert clock.slept == [0.375, 0.75]  # equal jitter: half fixed, half rng (0.5)
+    assert clock.waits == [0.375, 0.75]  # equal jitter: half fixed, half rng (0.5)
 
 
 def test_errors_carry_the_providers_message_and_never_the_credential(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
 
     def error_text(response: Response) -> str:
         body = response.json()
@@ -231,7 +217,7 @@ def test_errors_carry_the_providers_message_and_never_the_credential(
 
 
 def test_a_listing_that_never_ends_is_an_error() -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
 
     async def scenario() -> list[Any]:
         async with server([(200, {}, {"items": [1, 2], "next": "again"})]) as (url, seen):

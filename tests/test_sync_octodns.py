@@ -51,7 +51,6 @@ from sync.providers.testkit.contract import (
 )
 from sync.settings import TargetContext
 from sync.state import SyncState
-from tests.moto import moto_server
 from tests.pdns import PdnsServer
 from tests.tools import PROJECT_ROOT, free_port
 
@@ -65,10 +64,10 @@ AWS_KEY_ID = "AKIAOCTODNSBRIDGE7Q"
 AWS_SECRET = "octodns-bridge-secret-9f8e7d6c5b4a"
 
 
-@pytest.fixture(scope="module")
-def pdns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PdnsServer]:
-    with PdnsServer(tmp_path_factory.mktemp("pdns")) as server:
-        yield server
+@pytest.fixture
+def pdns(module_pdns: PdnsServer) -> PdnsServer:
+    """The tests of this module share one pdns_server (each uses zones of its own)."""
+    return module_pdns
 
 
 def pdns_section(endpoint: str, **settings: Any) -> dict[str, Any]:
@@ -393,13 +392,6 @@ def test_normalize_neither_waits_for_a_provider_call_nor_warns(pdns: PdnsServer)
 
 
 # -- octodns-route53 against moto ---------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[str]:
-    """moto's standalone server (tests/moto.py); its base URL."""
-    with moto_server() as url:
-        yield url
 
 
 @pytest.fixture

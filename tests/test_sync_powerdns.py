@@ -15,7 +15,7 @@ import functools
 import json
 import re
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 from unittest import mock
@@ -59,9 +59,11 @@ from sync.providers.powerdns import (
 )
 from sync.providers.testkit.contract import read_zone
 from sync.settings import Address, TargetContext, TsigKey
+from tests.clock import FakeClock
 from tests.pdns import PdnsServer
 from tests.servers import ZonefanServer
 from tests.tools import PROJECT_ROOT, example_store, free_port
+from tests.wait import until
 
 pytestmark = [pytest.mark.external, pytest.mark.timeout(120)]
 
@@ -79,12 +81,6 @@ def example_zone() -> ZoneData:
     """zones/example.test.zone as the sync engine sees it."""
     text = (PROJECT_ROOT / "zones" / "example.test.zone").read_text(encoding="utf-8")
     return ZoneData.from_text(text, ZONE)
-
-
-@pytest.fixture
-def pdns(tmp_path: Path) -> Iterator[PdnsServer]:
-    with PdnsServer(tmp_path / "pdns") as server:
-        yield server
 
 
 def target(server: PdnsServer, **settings: Any) -> PowerDnsTarget:
@@ -284,13 +280,24 @@ def test_no_answer_cached_while_a_change_commits_outlives_the_push(pdns: PdnsSer
     t = target(pdns)
     asking: dict[str, str] = {}
     done = False
+    # The scenario's phase, and per asker the phase its last finished query began in.
+    phase = [0]
+    finished = [0] * 4
 
-    async def ask_steadily() -> None:
+    async def ask_steadily(k: int) -> None:
         while not done:
+            began = phase[0]
             query = dns.message.make_query(asking["name"], "A", flags=0)
             with contextlib.suppress(dns.exception.DNSException, OSError):
                 await dns.asyncquery.udp(query, pdns.host, port=pdns.port, timeout=1)
+            finished[k] = began
             await asyncio.sleep(0.001)  # leave the loop to the push
+
+    async def everyone_asked(what: str) -> None:
+        """A new phase, then wait until every asker has finished a query begun in it (one
+        at a time each: whatever it asked before has been answered by then)."""
+        phase[0] += 1
+        await until(lambda: min(finished) >= phase[0], what)
 
     async def scenario() -> list[str]:
         nonlocal done
@@ -302,12 +309,12 @@ def test_no_answer_cached_while_a_change_commits_outlives_the_push(pdns: PdnsSer
             current = base
             for i in range(RACE_ROUNDS):
                 name = asking["name"] = f"chg{i}.example.test."
-                askers = askers or [asyncio.create_task(ask_steadily()) for _ in range(4)]
-                await asyncio.sleep(0.005)  # a few NXDOMAINs cached first
+                askers = askers or [asyncio.create_task(ask_steadily(k)) for k in range(4)]
+                await everyone_asked(f"{name} asked (NXDOMAIN) before the change")
                 changed = with_rrsets(current, rr(f"chg{i}", 300, "A", "198.51.100.1"))
                 plan = compute_plan(changed, current, target=t.name, owned=set(changed.rrsets))
                 await t.apply(plan, None)
-                await asyncio.sleep(0.01)  # queries that raced the commit have ended
+                await everyone_asked(f"{name}: the queries that raced the commit have ended")
                 if pdns.query(name, "A", flags=0).rcode() != dns.rcode.NOERROR:
                     stale.append(name)
                 current = changed
@@ -922,10 +929,14 @@ def test_rate_limit_spaces_requests() -> None:
     t = powerdns_from_config("p", section, ctx)
     assert t.capabilities.rate_limit == 20.0
 
-    async def scenario() -> float:
-        started = time.monotonic()
+    # The account's bucket on a fake clock: its waits are recorded, not slept.
+    clock = FakeClock(0.0)
+    bucket = t.api.http.account._bucket
+    bucket.clock, bucket.sleep, bucket._last = clock, clock.sleep, clock()
+
+    async def scenario() -> None:
         for _ in range(5):
             await t.api.http.account.ready()
-        return time.monotonic() - started
 
-    assert run(scenario) >= 0.19  # the first goes at once, then one per 50 ms
+    run(scenario)
+    assert clock.waits == [pytest.approx(0.05)] * 4  # the first goes at once, then one per 50 ms

@@ -13,7 +13,7 @@ import hmac
 import logging
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from sync.providers.route53 import (
 from sync.providers.testkit.contract import CHECKS, Contract, run_check
 from sync.providers.testkit.faults import Fault, FaultProxy
 from sync.settings import TargetContext
-from tests.moto import moto_server
+from tests.clock import FakeClock
 
 ORIGIN = dns.name.from_text("example.test.")
 KEY_ID = "AKIAZONEFANTESTKEY01"
@@ -68,32 +68,15 @@ def ctx(env: Mapping[str, str] = ENV) -> TargetContext:
     return TargetContext(keys={}, primary=None, env=env)
 
 
-@pytest.fixture(scope="module")
-def moto() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
-class Sleeps:
-    """An injected sleep: records each wait and yields to the loop without waiting."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        await asyncio.sleep(0)
-
-
 def make_target(
     endpoint: str,
-    sleeps: Sleeps | None = None,
+    clock: FakeClock | None = None,
     budget: bool = False,
     **extra: Any,
 ) -> Route53Target:
     """A target at ``endpoint`` with its own account (no test waits on another's budget);
     ``budget`` paces it at Route 53's documented rate on the real clock."""
-    sleep = sleeps if sleeps is not None else Sleeps()
+    sleep = (clock or FakeClock()).sleep
     settings = parse_settings("r53", {**SECTION, "endpoint": endpoint, **extra}, ctx())
     account = Account(BUDGET if budget else None, sleep=sleep)
     return Route53Target(settings, sleep=sleep, account=account, rng=lambda: 0.5)
@@ -666,8 +649,8 @@ def test_throttling_and_prior_request_not_complete_are_waited_out(moto: str, cod
     async def run() -> None:
         proxy = Route53Faults(moto)
         proxy.start()
-        sleeps = Sleeps()
-        target = make_target(proxy.url, sleeps)
+        clock = FakeClock()
+        target = make_target(proxy.url, clock)
         try:
             # Every kind of request refused three times over, the change batch included.
             inject = proxy.inject if code == "429" else proxy.refuse
@@ -680,7 +663,7 @@ def test_throttling_and_prior_request_not_complete_are_waited_out(moto: str, cod
             assert held is not None
             assert ours(held.data, target) == dict(target.normalize(desired).data.rrsets)
             # Each refusal was waited out (on the injected sleep), none of them sent at once.
-            assert len([w for w in sleeps.waits if w > 0]) >= 6
+            assert len([w for w in clock.waits if w > 0]) >= 6
         finally:
             await target.close()
             proxy.stop()
@@ -697,24 +680,18 @@ def test_the_last_change_is_followed_until_insync(moto: str, timeout: int) -> No
     async def run() -> tuple[list[float], int]:
         proxy = Route53Faults(moto)
         proxy.start()
-        sleeps = Sleeps()
-        now = [0.0]
-
-        async def sleep(seconds: float) -> None:
-            now[0] += seconds
-            await sleeps(seconds)
-
+        clock = FakeClock(0.0)
         settings = parse_settings(
             "r53", {**SECTION, "endpoint": proxy.url, "propagation-timeout": timeout}, ctx()
         )
         target = Route53Target(
-            settings, sleep=sleep, clock=lambda: now[0], account=Account(sleep=sleep)
+            settings, sleep=clock.sleep, clock=clock, account=Account(sleep=clock.sleep)
         )
         try:
             proxy.pending = 3
             await push(target, zone(origin, "a 300 IN A 192.0.2.1\n"))
             polls = [p for m, p, _ in proxy.log if m == "GET" and "/change/" in p]
-            return sleeps.waits, len(polls)
+            return clock.waits, len(polls)
         finally:
             await target.close()
             proxy.stop()

@@ -10,60 +10,59 @@ import pytest
 
 from tests.pdns import PdnsServer
 from tests.servers import ZonefanServer, run_cli
-from tests.sidecar import API_KEY_ENV, SECRET_ENV, wait_until
+from tests.sidecar import API_KEY_ENV, SECRET_ENV
 from tests.test_sync_e2e import KEY, PLAIN, build_store, dig, primary_config, sync_config
-from tests.tools import free_port, require_tool, write_private
+from tests.tools import free_port, write_private
+from tests.wait import wait_until
 
 pytestmark = pytest.mark.external
 
 
 def test_serve_with_sync_pushes_changes_to_the_provider(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pdns: PdnsServer
 ) -> None:
-    require_tool("pdns_server")
     db = build_store(tmp_path)
     sidecar_port = free_port()
-    with PdnsServer(tmp_path / "pdns") as pdns:
-        monkeypatch.setenv(SECRET_ENV, KEY.secret)
-        monkeypatch.setenv(API_KEY_ENV, pdns.api_key)
-        primary = ZonefanServer(
-            tmp_path / "primary",
-            db=db,
-            probe_name=PLAIN,
-            config=primary_config(tmp_path, sidecar_port),
+    monkeypatch.setenv(SECRET_ENV, KEY.secret)
+    monkeypatch.setenv(API_KEY_ENV, pdns.api_key)
+    primary = ZonefanServer(
+        tmp_path / "primary",
+        db=db,
+        probe_name=PLAIN,
+        config=primary_config(tmp_path, sidecar_port),
+    )
+    primary.fixed_port = free_port()
+    primary.port = primary.fixed_port
+    sync = sync_config(tmp_path, primary, pdns.api_url, pdns, None, sidecar_port)
+    primary.extra_args = ["--sync", str(sync)]
+    with primary:
+        wait_until(lambda: dig(pdns.dns_port, f"mail1.{PLAIN}", "A") == ["192.0.2.25"], 20)
+        primary.cli("record", "add", PLAIN, "one-process", "300", "A", "192.0.2.250")
+        took = wait_until(
+            lambda: dig(pdns.dns_port, f"one-process.{PLAIN}", "A") == ["192.0.2.250"], 10
         )
-        primary.fixed_port = free_port()
-        primary.port = primary.fixed_port
-        sync = sync_config(tmp_path, primary, pdns.api_url, pdns, None, sidecar_port)
-        primary.extra_args = ["--sync", str(sync)]
-        with primary:
-            wait_until(lambda: dig(pdns.dns_port, f"mail1.{PLAIN}", "A") == ["192.0.2.25"], 20)
-            primary.cli("record", "add", PLAIN, "one-process", "300", "A", "192.0.2.250")
-            took = wait_until(
-                lambda: dig(pdns.dns_port, f"one-process.{PLAIN}", "A") == ["192.0.2.250"], 10
-            )
-            assert took < 5, f"served by pdns {took:.2f} s after the change"
-            assert primary.proc is not None
-            primary.proc.send_signal(signal.SIGTERM)
-            assert primary.proc.wait(10) == 0, primary.log_text()[-3000:]
-        assert "stopping:" not in primary.log_text()
+        assert took < 5, f"served by pdns {took:.2f} s after the change"
+        assert primary.proc is not None
+        primary.proc.send_signal(signal.SIGTERM)
+        assert primary.proc.wait(10) == 0, primary.log_text()[-3000:]
+    assert "stopping:" not in primary.log_text()
 
 
-def test_serve_with_sync_wires_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_with_sync_wires_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pdns: PdnsServer
+) -> None:
     """No [[secondary]] entry, no NOTIFY address, no key repeated in sync.toml, no primary
     address: the change still reaches the provider by NOTIFY, not by the SOA poll (an
     hour here)."""
-    require_tool("pdns_server")
     db = build_store(tmp_path)
     config = write_private(
         tmp_path / "zonefan.toml",
         f'[key.{KEY.name}]\nalgorithm = "{KEY.algorithm}"\nsecret = "{KEY.secret}"\n',
     )
-    with PdnsServer(tmp_path / "pdns") as pdns:
-        monkeypatch.setenv(API_KEY_ENV, pdns.api_key)
-        sync = tmp_path / "sync.toml"
-        sync.write_text(
-            f"""state = "sync.db"
+    monkeypatch.setenv(API_KEY_ENV, pdns.api_key)
+    sync = tmp_path / "sync.toml"
+    sync.write_text(
+        f"""state = "sync.db"
 refresh-interval = "1h"
 
 [primary]
@@ -76,17 +75,15 @@ url = "{pdns.api_url}"
 api-key-env = "{API_KEY_ENV}"
 dns = "127.0.0.1:{pdns.dns_port}"
 """,
-            encoding="utf-8",
-        )
-        primary = ZonefanServer(tmp_path / "primary", db=db, probe_name=PLAIN, config=config)
-        primary.extra_args = ["--sync", str(sync)]
-        with primary:
-            wait_until(lambda: dig(pdns.dns_port, f"mail1.{PLAIN}", "A") == ["192.0.2.25"], 20)
-            primary.cli("record", "add", PLAIN, "wired", "300", "A", "192.0.2.251")
-            took = wait_until(
-                lambda: dig(pdns.dns_port, f"wired.{PLAIN}", "A") == ["192.0.2.251"], 10
-            )
-            assert took < 5, f"served by pdns {took:.2f} s after the change"
+        encoding="utf-8",
+    )
+    primary = ZonefanServer(tmp_path / "primary", db=db, probe_name=PLAIN, config=config)
+    primary.extra_args = ["--sync", str(sync)]
+    with primary:
+        wait_until(lambda: dig(pdns.dns_port, f"mail1.{PLAIN}", "A") == ["192.0.2.25"], 20)
+        primary.cli("record", "add", PLAIN, "wired", "300", "A", "192.0.2.251")
+        took = wait_until(lambda: dig(pdns.dns_port, f"wired.{PLAIN}", "A") == ["192.0.2.251"], 10)
+        assert took < 5, f"served by pdns {took:.2f} s after the change"
 
 
 def test_serve_with_sync_refuses_a_primary_it_is_not(tmp_path: Path) -> None:

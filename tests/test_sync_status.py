@@ -21,7 +21,7 @@ import pytest
 from sync.providers.testkit.faults import FaultProxy
 from tests.pdns import PdnsServer
 from tests.servers import ZonefanServer
-from tests.sidecar import API_KEY_ENV, SECRET_ENV, wait_until
+from tests.sidecar import API_KEY_ENV, SECRET_ENV
 from tests.test_sync_e2e import (
     KEY,
     PLAIN,
@@ -32,6 +32,7 @@ from tests.test_sync_e2e import (
 )
 from tests.test_sync_refusals import primary_and_pdns, sync_cli
 from tests.tools import free_port
+from tests.wait import wait_until
 
 pytestmark = pytest.mark.external
 

@@ -28,6 +28,7 @@ from nameserver.responder import Responder
 from nameserver.server import TcpConnections, TcpHandler, TcpLimits
 from nameserver.xfr import TransferService
 from settings import parse_network
+from tests.clock import FakeClock
 from tests.tools import example_store
 from tests.zonedata import registry
 
@@ -464,18 +465,10 @@ def test_refused_transfers_pipelined_are_each_answered(transfers: TransferServic
 # -- the rate-limited log ---------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_log_lines_are_limited_per_reason_with_a_summary(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     logger = logging.getLogger("zonefan.test.lograte")
     limiter = LogLimiter(logger, lines=3, interval=60.0, clock=clock)
     with caplog.at_level(logging.INFO, logger=logger.name):
@@ -497,7 +490,7 @@ def test_log_lines_are_limited_per_reason_with_a_summary(
 
 
 def test_log_flush_writes_what_was_suppressed(caplog: pytest.LogCaptureFixture) -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     logger = logging.getLogger("zonefan.test.lograte")
     limiter = LogLimiter(logger, lines=1, interval=10.0, clock=clock)
     with caplog.at_level(logging.INFO, logger=logger.name):

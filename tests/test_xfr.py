@@ -38,6 +38,7 @@ from nameserver.zones import ZoneRegistry
 from settings import SettingsError, Source, Table
 from tests.servers import ZonefanServer, run_cli
 from tests.tools import PROJECT_ROOT, example_store, require_tool
+from tests.wait import wait_until
 
 pytestmark = [pytest.mark.external, pytest.mark.timeout(300)]
 
@@ -306,13 +307,7 @@ def test_ixfr_after_a_change_is_exactly_the_changeset(server: ZonefanServer) -> 
 
 
 def _wait_served(server: ZonefanServer, serial: int) -> None:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        answer = server.query(ZONE, "SOA").answer
-        if answer and answer[0][0].serial == serial:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"serial {serial} not served")
+    wait_until(lambda: server.serial(ZONE) == serial, interval=0.02, what=f"serial {serial} served")
 
 
 def test_ixfr_up_to_date_is_one_soa(server: ZonefanServer) -> None:

@@ -160,12 +160,6 @@ def push(server: PdnsServer, desired: ZoneData) -> ZoneData:
     return asyncio.run(scenario())
 
 
-@pytest.fixture
-def pdns(tmp_path: Path) -> Iterator[PdnsServer]:
-    with PdnsServer(tmp_path / "pdns") as server:
-        yield server
-
-
 def test_from_target_pdns_round_trip(pdns: PdnsServer, tmp_path: Path) -> None:
     """A zone at pdns comes in whole: a dry run shows every record and stores nothing; the
     import is one changeset with the author and message given; the export equals what pdns

@@ -33,7 +33,6 @@ marked "emulator" where they are produced.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import copy
@@ -152,27 +151,6 @@ class ApiError(Exception):
 def _invalid(message: str, *details: str) -> ApiError:
     # 1004 "DNS Validation Error" is what the DNS Records endpoints answer for a bad body.
     return ApiError(400, 1004, message, list(details))
-
-
-class FakeClock:
-    """A clock the test moves: the emulator's rate window and the client's waits share it."""
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self.now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self.now += max(0.0, seconds)
-
-    async def sleep(self, seconds: float) -> None:
-        """For the client under test: waiting moves the clock instead of the wall clock."""
-        self.advance(seconds)
-        await asyncio.sleep(0)
 
 
 @dataclass

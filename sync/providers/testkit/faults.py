@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -31,13 +32,15 @@ class Fault:
 @dataclass
 class FaultProxy:
     """Forwards every request to ``upstream`` (``http://127.0.0.1:PORT``) unless a fault is
-    queued. ``log`` records (method, path, status) for every request seen."""
+    queued. ``log`` records (method, path, status) for every request seen, ``arrived`` the
+    time (``time.monotonic``) each of those requests arrived, in the same order."""
 
     upstream: str
     hang_seconds: float = 30.0
     port: int = 0
     faults: list[Fault] = field(default_factory=list)
     log: list[tuple[str, str, int]] = field(default_factory=list)
+    arrived: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -83,14 +86,20 @@ class FaultProxy:
                 self.faults.pop(0)
             return fault
 
+    def _record(self, request: web.Request, status: int, arrived: float) -> None:
+        with self._lock:
+            self.log.append((request.method, request.path, status))
+            self.arrived.append(arrived)
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        arrived = time.monotonic()
         fault = self._next_fault(request.method)
         body = await request.read()
         if fault is not None and fault.kind == "slow":  # a provider taking its time
             await asyncio.sleep(self.hang_seconds)
             fault = None
         if fault is not None:
-            self.log.append((request.method, request.path, -1 if fault.kind == "down" else 0))
+            self._record(request, -1 if fault.kind == "down" else 0, arrived)
             if fault.kind == "down":
                 assert request.transport is not None
                 request.transport.close()
@@ -117,7 +126,7 @@ class FaultProxy:
             ) as upstream,
         ):
             payload = await upstream.read()
-            self.log.append((request.method, request.path, upstream.status))
+            self._record(request, upstream.status, arrived)
             keep = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
             return web.Response(body=payload, status=upstream.status, headers=keep)
 

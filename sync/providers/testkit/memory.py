@@ -3,8 +3,6 @@ check that its contract can be met."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import dataclass
 
 import dns.name
@@ -31,15 +29,12 @@ class MemoryTarget(RecordTarget[int]):
         self,
         name: str,
         dnssec: DnssecMode = DnssecMode.PRESIGNED,
-        delay: float = 0.0,
         capabilities: Capabilities | None = None,
     ) -> None:
         super().__init__(name, capabilities or Capabilities(dnssec=dnssec, batch_size=5))
         self.data: dict[RRsetKey, RRset] | None = None
-        self.delay = delay
         self.faults: list[Fault] = []
         self.writes: dict[RRsetKey, int] = {}
-        self.applied_at: list[float] = []
         self.reads = 0
         self.version = 0
 
@@ -59,7 +54,6 @@ class MemoryTarget(RecordTarget[int]):
         return Held(ZoneData(zone, dict(self.data)), self.version)
 
     async def apply(self, plan: Plan, state: int | None) -> Held[int] | None:
-        await asyncio.sleep(self.delay)
         self._maybe_fail()
         if self.data is not None and state is not None and state != self.version:
             raise AssertionError(f"apply planned against version {state}, not {self.version}")
@@ -72,7 +66,6 @@ class MemoryTarget(RecordTarget[int]):
                 assert change.new is not None
                 self.data[change.key] = change.new
                 self.writes[change.key] = self.writes.get(change.key, 0) + 1
-        self.applied_at.append(time.monotonic())
         self.version += 1
         if plan.desired is None:
             return None
