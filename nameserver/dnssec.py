@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import dns.name
@@ -22,7 +23,9 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
+from dns.rdtypes.ANY.RRSIG import RRSIG
 
+from nameserver.changeset import Changeset
 from nameserver.dscheck import (
     DEFAULT_TIMEOUT,
     DsCheckResult,
@@ -424,12 +427,11 @@ class DnssecManager:
             before=snapshot,
             dnssec=state if commit_state else None,
         )
-        after = snapshot.patched(cs.removed, cs.added) if cs else snapshot
         return MaintenanceResult(
             cs.serial_after if cs else None,
             actions,
             plan,
-            _earliest(plan.next_event, _next_refresh(after, policy, now)),
+            _earliest(plan.next_event, _next_refresh(snapshot, cs, policy, now)),
             chosen,
         )
 
@@ -839,18 +841,46 @@ def _max_ttl(zone: ZoneSnapshot) -> int:
     return zone.max_ttl()
 
 
-def _next_refresh(zone: ZoneSnapshot, policy: Policy, now: int) -> int | None:
-    """When the first signature of the zone comes up for refresh."""
-    earliest: int | None = None
+def _next_refresh(
+    zone: ZoneSnapshot, change: Changeset | None, policy: Policy, now: int
+) -> int | None:
+    """When the first signature of ``zone`` with ``change`` applied comes up for refresh.
+
+    Worked out from the zone before the change and the change, without patching one
+    into the other: a full pass adds a signature to every RRset, and a patched copy of
+    the whole zone costs more time and memory than signing it. The signatures the change
+    removes are taken out by their expiration times (a multiset: only the earliest of
+    what is left matters)."""
+    removed = Counter(_expirations(change.removed if change else ()))
+    expirations: set[int] = set()
     for node in zone.nodes.values():
         for key, rs in node.rrsets.items():
             if not is_sig_key(key):
                 continue
             for wire in rs.rdatas:
-                absolute = now + seconds_left(wire, now)
-                if earliest is None or absolute < earliest:
-                    earliest = absolute
-    return None if earliest is None else earliest - policy.rrsig_refresh
+                expiration = int.from_bytes(wire[8:12], "big")
+                if removed[expiration] > 0:
+                    removed[expiration] -= 1
+                else:
+                    expirations.add(expiration)
+    expirations.update(_expirations(change.added if change else ()))
+    if not expirations:
+        return None
+    # RFC 4034 §3.1.5: serial arithmetic, so the earliest is the one with fewest seconds left.
+    return now + min(_seconds_to(e, now) for e in expirations) - policy.rrsig_refresh
+
+
+def _expirations(records: Iterable[Record]) -> Iterator[int]:
+    """The expiration times of the RRSIGs among ``records``."""
+    for r in records:
+        if isinstance(r.rdata, RRSIG):
+            yield int(r.rdata.expiration)
+
+
+def _seconds_to(expiration: int, now: int) -> int:
+    """Seconds from ``now`` to an RRSIG expiration (negative once past), as
+    :func:`nameserver.signing.seconds_left` reads it from an RRSIG's wire form."""
+    return seconds_left(bytes(8) + expiration.to_bytes(4, "big"), now)
 
 
 def _earliest(*times: int | None) -> int | None:

@@ -10,14 +10,17 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import dns.name
 import pytest
+from dns.rdtypes.ANY.RRSIG import RRSIG as RRSIGRdata
 
 from nameserver.dnssec import DnssecManager
 from nameserver.editor import Author
 from nameserver.records import Record
+from nameserver.signing import seconds_left
 from nameserver.store import Store
 from nameserver.validate import SIGNER_TYPES
 from nameserver.zonefile import write_zone_file
@@ -182,3 +185,43 @@ def test_resign_keeps_the_zone_signed_when_it_fails(
     with Store(db) as store:
         assert (store.dnssec(ORIGIN), store.serial(ORIGIN), store.records(ORIGIN)) == before
     _assert_signed(db, tmp_path)
+
+
+def _rrsigs(store: Store) -> list[Record]:
+    return [r for r in store.records(ORIGIN) if isinstance(r.rdata, RRSIGRdata)]
+
+
+def _earliest_refresh(db: Path, refresh: int, now: int) -> int:
+    """From the store itself: the earliest RRSIG expiration, less the refresh margin."""
+    with Store(db) as store:
+        expirations = [int(r.rdata.expiration) for r in _rrsigs(store)]  # type: ignore[attr-defined]
+    assert expirations
+    left = min(seconds_left(bytes(8) + e.to_bytes(4, "big"), now) for e in expirations)
+    return now + left - refresh
+
+
+def test_next_due_is_the_stored_zones_earliest_refresh(unsigned: tuple[Path, int]) -> None:
+    """`next_due` is worked out from the zone before the pass and the pass's changeset
+    (not from a patched copy): it must equal what the committed zone says, after the
+    first signing and after a maintenance run that re-made some signatures and kept
+    others (jittered expirations, the clock moved into the refresh window of some)."""
+    db, _ = unsigned
+    now = [float(time.time())]
+    with Store(db) as store:
+        manager = DnssecManager(store, Path(f"{db}.keys"), clock=lambda: now[0])
+        first = manager.enable(ORIGIN, AUTHOR)
+        lifetimes = manager.lifetimes(ORIGIN)
+    assert lifetimes is not None
+    refresh = lifetimes[1]
+    due = _earliest_refresh(db, refresh, int(now[0]))
+    assert first.next_due == min(due, first.plan.next_event or due)
+    now[0] = due + 1  # into the refresh window of the earliest signatures only
+    with Store(db) as store:
+        before = {r.rdata.to_text() for r in _rrsigs(store)}
+        manager = DnssecManager(store, Path(f"{db}.keys"), clock=lambda: now[0])
+        again = manager.maintain(ORIGIN, AUTHOR)
+        after = {r.rdata.to_text() for r in _rrsigs(store)}
+    assert again.serial is not None
+    assert before & after and after - before, "some signatures kept, some re-made"
+    due = _earliest_refresh(db, refresh, int(now[0]))
+    assert again.next_due == min(due, again.plan.next_event or due)
