@@ -177,6 +177,13 @@ def _store_files(db: Path) -> list[Path]:
 Made = tuple[Path, Callable[[], Run]] | None
 
 
+def _fresh_dir(path: Path) -> Path:
+    """An empty directory only its owner can read (private keys go there)."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, mode=0o700)
+    return path
+
+
 def _stamp(posix: int) -> str:
     return datetime.datetime.fromtimestamp(posix, datetime.UTC).strftime("%Y%m%d%H%M%S")
 
@@ -187,9 +194,7 @@ def bind_setup(
     keygen = tool("dnssec-keygen")
     if keygen is None or tool(BIND) is None:
         return None
-    keydir = workdir / "bind-keys"
-    shutil.rmtree(keydir, ignore_errors=True)
-    keydir.mkdir(parents=True, mode=0o700)
+    keydir = _fresh_dir(workdir / "bind-keys")
     _quiet([keygen, "-q", "-K", str(keydir), "-a", "ECDSAP256SHA256", "-f", "KSK", ORIGIN], keydir)
     out = workdir / "bind.signed"
     command = [str(tool(BIND)), "-S", "-K", str(keydir), "-z", "-P", "-N", "keep", "-O", "full"]
@@ -207,9 +212,7 @@ def ldns_setup(
     keygen = tool("ldns-keygen")
     if keygen is None or tool(LDNS) is None:
         return None
-    keydir = workdir / "ldns-keys"
-    shutil.rmtree(keydir, ignore_errors=True)
-    keydir.mkdir(parents=True, mode=0o700)
+    keydir = _fresh_dir(workdir / "ldns-keys")
     base = _quiet([keygen, "-a", "ECDSAP256SHA256", "-k", ORIGIN], keydir).strip()
     out = workdir / "ldns.signed"
     command = [str(tool(LDNS)), "-o", ORIGIN, "-f", str(out)]

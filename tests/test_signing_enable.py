@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dns.name
@@ -81,26 +82,25 @@ def _fail(*_: object, **__: object) -> None:
     raise Injected
 
 
-def test_error_while_signing_changes_nothing(
-    unsigned: tuple[Path, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    db, serial = unsigned
+def _fail_while_signing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("nameserver.dnssec.reconcile", _fail)
-    with pytest.raises(Injected):
-        _enable(db)
-    _assert_unsigned(db, serial)
-    monkeypatch.undo()
-    _enable(db)
-    _assert_signed(db, tmp_path)
 
 
-def test_error_inside_the_commit_changes_nothing(
-    unsigned: tuple[Path, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The setting is written last in the commit, after the records and the key rows:
-    an error there must take those back too."""
-    db, serial = unsigned
+def _fail_inside_the_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The setting is written last in the commit, after the records and the key rows:
+    # an error there must take those back too.
     monkeypatch.setattr(Store, "_put_dnssec", staticmethod(_fail))
+
+
+@pytest.mark.parametrize("inject", [_fail_while_signing, _fail_inside_the_commit])
+def test_an_error_part_way_changes_nothing(
+    unsigned: tuple[Path, int],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    inject: Callable[[pytest.MonkeyPatch], None],
+) -> None:
+    db, serial = unsigned
+    inject(monkeypatch)
     with pytest.raises(Injected):
         _enable(db)
     _assert_unsigned(db, serial)
