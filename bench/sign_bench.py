@@ -1,67 +1,58 @@
-"""Whole-zone signing speed of zonefan against dnssec-signzone (BIND) and ldns-signzone.
+"""Whole-zone signing as a user runs it: `zonefan zone sign` on a store, against
+dnssec-signzone (BIND), ldns-signzone and Knot's kzonesign, in the same run.
 
-    python bench/sign_bench.py [--names 100000] [--workers 2] [--rounds 3] [--nsec3] [--verify]
+    python bench/sign_bench.py [--names 100000] [--workers 2] [--rounds 1] [--nsec3] [--verify]
 
 Steps: generate a deterministic zone in ``bench/work/sign/`` (query_bench.py's 100k-name
-zone plus delegations with DS and glue); make one ECDSA P-256 CSK per signer (zonefan
-in memory, BIND and ldns with their own key generators, untimed); then per round, in
-alternating order, sign the zone with each: zonefan in this process (read the file,
-``sign_zone`` with ``workers``, write the signed file; each phase timed), and the two
-peers as subprocesses with matching options (same algorithm, a CSK, NSEC or NSEC3 with
-0 iterations and an empty salt, BIND with ``-n <workers>``, no post-sign verification).
-Prints a table with wall times, RRSIGs/s and zonefan's ratio to each peer (medians),
-and the same as a markdown section (saved as ``bench/work/sign/results.md``).
+zone plus delegations with DS and glue); import it once into a store with `zonefan zone
+import` (untimed); make one ECDSA P-256 CSK for each peer with its own tools (untimed).
+Then per round, in alternating order, each signer as a subprocess:
+
+- zonefan full: a copy of the unsigned store, `zonefan zone sign` (keys generated, the
+  whole zone signed, committed in one transaction): what an operator runs;
+- zonefan incremental: `zonefan record add` of one name to that signed store (load,
+  validate, re-sign the name and its NSEC neighbours, commit);
+- dnssec-signzone ``-z -n <workers>``, ldns-signzone (one thread), kzonesign with
+  ``signing-threads: <workers>``: same algorithm, a CSK, NSEC (or NSEC3 with 0 iterations
+  and no salt), no post-sign verification.
+
+Each subprocess is reaped with ``os.wait4``: its rusage gives CPU time (user + system,
+its own and its waited-for children's) and peak RSS (the largest of the process and
+those children, not their sum). Prints a markdown section with wall, CPU and peak RSS,
+and zonefan's ratios to each peer (medians), saved as ``bench/work/sign/results.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import dataclasses
 import datetime
-import inspect
 import os
 import platform
-import re
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = BENCH_DIR.parent
 DEFAULT_WORKDIR = BENCH_DIR / "work" / "sign"
 sys.path[:0] = [str(PROJECT_ROOT), str(BENCH_DIR)]
 
-import dns.name  # noqa: E402
-import dns.rdata  # noqa: E402
-import dns.rdataclass  # noqa: E402
-import dns.rdatatype  # noqa: E402
 import query_bench  # noqa: E402
-from dns.rdtypes.ANY.NSEC import NSEC  # noqa: E402
-from dns.rdtypes.ANY.NSEC3 import NSEC3  # noqa: E402
-from dns.rdtypes.ANY.RRSIG import RRSIG  # noqa: E402
-from dns.rdtypes.IN.A import A  # noqa: E402
-from dns.rdtypes.IN.AAAA import AAAA  # noqa: E402
-from dns.rdtypes.rrsigbase import posixtime_to_sigtime  # noqa: E402
-
-import signer.zone  # noqa: E402
-from signer import keys  # noqa: E402
-from signer.batch import available_cores  # noqa: E402
 
 ORIGIN = query_bench.ORIGIN
 DELEGATION_EVERY = 1000  # one extra delegation per this many host names
 SIGN_TIMEOUT = 1800.0
-Record = tuple[dns.name.Name, int, dns.rdata.Rdata]
 
-ZONEFAN = "zonefan"
+ZONEFAN = "zonefan zone sign"
+ZONEFAN_INC = "zonefan record add (incremental)"
 BIND = "dnssec-signzone"
 LDNS = "ldns-signzone"
+KNOT = "kzonesign"
 
 
 # -- the zone ------------------------------------------------------------------------------
@@ -85,201 +76,16 @@ def write_zone(path: Path, names: int) -> int:
     return count
 
 
-_FAST_TYPES: dict[str, Callable[..., dns.rdata.Rdata]] = {"A": A, "AAAA": AAAA}
-
-
-def _rdata(rdtype: str, text: str, origin: dns.name.Name) -> dns.rdata.Rdata:
-    """Rdata from text: A/AAAA straight through their constructors (which check the
-    address), everything else through dnspython's tokenizer."""
-    fast = _FAST_TYPES.get(rdtype)
-    if fast is not None:
-        return fast(dns.rdataclass.IN, dns.rdatatype.from_text(rdtype), text.strip())
-    return dns.rdata.from_text(dns.rdataclass.IN, rdtype, text, origin=origin, relativize=False)
-
-
-def read_zone(path: Path, origin: dns.name.Name) -> list[Record]:
-    """The records of a file written by :func:`write_zone` (one RR per line, ``$ORIGIN``
-    and ``$TTL``, owner always given): a line splitter plus dnspython's rdata parser."""
-    records: list[Record] = []
-    names: dict[str, dns.name.Name] = {"@": origin}
-    default_ttl = 3600
-    for line in path.read_text(encoding="ascii").splitlines():
-        if line.startswith("$TTL"):
-            default_ttl = int(line.split()[1])
-        if not line or line.startswith(("$", ";")):
-            continue
-        owner, rest = line.split(None, 1)
-        ttl = default_ttl
-        if rest[0].isdigit():
-            ttl_text, rest = rest.split(None, 1)
-            ttl = int(ttl_text)
-        _, rdtype, rdata_text = rest.split(None, 2)  # class IN, type, rdata
-        name = names.get(owner)
-        if name is None:
-            name = names[owner] = dns.name.from_text(owner, origin)
-        records.append((name, ttl, _rdata(rdtype, rdata_text, origin)))
-    return records
-
-
-class ZoneWriter:
-    """Master-file lines with absolute names.  RRSIG, NSEC and NSEC3, two thirds of a
-    signed zone, are formatted here (dnspython's ``to_text`` spends ~40 and ~70 us on
-    RRSIG and NSEC, mostly on two strftime calls and on decoding the type bitmap); the
-    text is dnspython's except that the base64 signature is not split into chunks."""
-
-    _SIMPLE = re.compile(rb"[A-Za-z0-9_*-]+\Z")
-
-    def __init__(self) -> None:
-        # Keyed by id(): hashing a Name lowercases every label, each time.  The records
-        # written keep every Name alive, so an id is not reused meanwhile.
-        self._names: dict[int, str] = {}
-        self._types: dict[int, str] = {}
-        self._times: dict[int, str] = {}
-        self._bitmaps: dict[object, str] = {}
-        self._nsec3: dict[object, tuple[str, str]] = {}
-
-    def name(self, name: dns.name.Name) -> str:
-        text = self._names.get(id(name))
-        if text is None:
-            # Absolute names end in the empty root label, so the join ends in ".".
-            simple = len(name) > 1 and all(self._SIMPLE.match(la) for la in name.labels[:-1])
-            text = b".".join(name.labels).decode() if simple else name.to_text()
-            self._names[id(name)] = text
-        return text
-
-    def type(self, rdtype: int) -> str:
-        text = self._types.get(rdtype)
-        if text is None:
-            text = self._types[rdtype] = dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype))
-        return text
-
-    def _sigtime(self, value: int) -> str:
-        text = self._times.get(value)
-        if text is None:
-            text = self._times[value] = posixtime_to_sigtime(value)  # type: ignore[no-untyped-call]
-        return text
-
-    def rdata(self, rdata: dns.rdata.Rdata) -> str:
-        if isinstance(rdata, RRSIG):
-            return (
-                f"{self.type(rdata.type_covered)} {rdata.algorithm} {rdata.labels} "
-                f"{rdata.original_ttl} {self._sigtime(rdata.expiration)} "
-                f"{self._sigtime(rdata.inception)} {rdata.key_tag} {self.name(rdata.signer)} "
-                + base64.b64encode(rdata.signature).decode()
-            )
-        if isinstance(rdata, NSEC):
-            bitmap = self._bitmaps.get(rdata.windows)
-            if bitmap is None:
-                bitmap = self._bitmaps[rdata.windows] = rdata.to_text().partition(" ")[2]
-            return f"{self.name(rdata.next)} {bitmap}"
-        if isinstance(rdata, NSEC3):
-            # "alg flags iterations salt" and the bitmap repeat; the next hash does not.
-            key = (rdata.algorithm, rdata.flags, rdata.iterations, rdata.salt, rdata.windows)
-            parts = self._nsec3.get(key)
-            if parts is None:
-                fields = rdata.to_text().split(" ", 5)
-                parts = self._nsec3[key] = (" ".join(fields[:4]), " ".join(fields[5:]))
-            next_hash = base64.b32hexencode(rdata.next).decode().lower()
-            return f"{parts[0]} {next_hash} {parts[1]}".rstrip()
-        return rdata.to_text()
-
-    def lines(self, records: Sequence[Record]) -> Iterator[str]:
-        for name, ttl, rdata in records:
-            rdtype = self.type(rdata.rdtype)
-            yield f"{self.name(name)} {ttl} IN {rdtype} {self.rdata(rdata)}\n"
-
-
-# -- zonefan -------------------------------------------------------------------------------
-
-
-def nsec3_supported() -> bool:
-    """True when signer.nsec3.Nsec3Params exists and sign_zone takes ``denial=``."""
-    try:
-        from signer import nsec3
-    except ImportError:
-        return False
-    return (
-        hasattr(nsec3, "Nsec3Params")
-        and "denial" in inspect.signature(signer.zone.sign_zone).parameters
-    )
-
-
-class PhaseTimer:
-    """Wraps functions sign_zone calls (by patching signer.zone) to time them."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._saved: list[tuple[str, Any]] = []
-
-    def wrap(self, attribute: str, phase: str) -> None:
-        original = getattr(signer.zone, attribute, None)
-        if original is None:
-            return
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
-
-        self._saved.append((attribute, original))
-        setattr(signer.zone, attribute, timed)
-
-    def restore(self) -> None:
-        for attribute, original in reversed(self._saved):
-            setattr(signer.zone, attribute, original)
-        self._saved.clear()
+# -- running a signer ----------------------------------------------------------------------
 
 
 @dataclasses.dataclass
 class Run:
-    """One signer's run: wall seconds, CPU seconds, RRSIGs made, optional phase split."""
+    """One subprocess: wall seconds, CPU seconds (user + system), peak RSS in MiB."""
 
     wall: float
     cpu: float
-    rrsigs: int
-    phases: dict[str, float] = dataclasses.field(default_factory=dict)
-
-
-def run_zonefan(
-    zone_file: Path, out: Path, key: keys.KeyPair, times: tuple[int, int], args: argparse.Namespace
-) -> Run:
-    """Read, sign and write with zonefan in this process; phases timed separately."""
-    origin = dns.name.from_text(ORIGIN)
-    extra: dict[str, Any] = {}
-    if args.nsec3:
-        from signer.nsec3 import Nsec3Params
-
-        extra["denial"] = Nsec3Params(iterations=0, salt=b"")
-    timer = PhaseTimer()
-    timer.wrap("sign_requests", "signing (sign_requests)")
-    timer.wrap("nsec_chain", "chain")
-    timer.wrap("nsec3_chain", "chain")
-    cpu0 = _cpu()
-    start = time.perf_counter()
-    records = read_zone(zone_file, origin)
-    parsed = time.perf_counter()
-    try:
-        signed = signer.zone.sign_zone(
-            origin, records, [key], *times, workers=args.workers, **extra
-        )
-    finally:
-        timer.restore()
-    done = time.perf_counter()
-    with out.open("w", encoding="ascii") as handle:
-        handle.writelines(ZoneWriter().lines(signed))
-    end = time.perf_counter()
-    phases = {"parse (file to records)": parsed - start, **timer.seconds}
-    inside = sum(timer.seconds.values())
-    phases["grouping, RRSIG objects, sorting"] = done - parsed - inside
-    phases["output (records to file)"] = end - done
-    phases["sign_zone total"] = done - parsed
-    rrsigs = sum(1 for _, _, r in signed if r.rdtype == dns.rdatatype.RRSIG)
-    return Run(end - start, _cpu() - cpu0, rrsigs, phases)
-
-
-# -- peers ---------------------------------------------------------------------------------
+    rss: float
 
 
 def tool(name: str) -> str | None:
@@ -290,84 +96,179 @@ def tool(name: str) -> str | None:
     return None
 
 
-def _cpu() -> float:
-    """CPU seconds of this process and its waited-for children so far."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+def measure(command: Sequence[str], cwd: Path, log: Path, env: dict[str, str] | None = None) -> Run:
+    """Run ``command`` to its end and reap it with wait4 for its rusage."""
+    with log.open("w", encoding="utf-8") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        text = log.read_text(encoding="utf-8", errors="replace")
+        raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}):\n{text}")
+    # ru_maxrss is in KiB on Linux.
+    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
-def _run(command: list[str], cwd: Path) -> str:
+def _quiet(command: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, timeout=SIGN_TIMEOUT, check=False
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=SIGN_TIMEOUT, check=False
     )
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
     return result.stdout
 
 
-def bind_keys(keydir: Path) -> None:
-    """One ECDSA P-256 KSK (used as a CSK with -z) in ``keydir`` for -S smart signing."""
-    keygen = tool("dnssec-keygen")
-    if keygen is None:
-        raise SystemExit("dnssec-keygen is not installed (Debian: apt-get install bind9-dnsutils)")
-    shutil.rmtree(keydir, ignore_errors=True)
-    keydir.mkdir(parents=True, mode=0o700)
-    _run([keygen, "-q", "-K", str(keydir), "-a", "ECDSAP256SHA256", "-f", "KSK", ORIGIN], keydir)
+# -- zonefan -------------------------------------------------------------------------------
 
 
-def ldns_key(keydir: Path) -> str:
-    """Base name of one ECDSA P-256 KSK made by ldns-keygen in ``keydir``."""
-    keygen = tool("ldns-keygen")
-    if keygen is None:
-        raise SystemExit("ldns-keygen is not installed (Debian: apt-get install ldnsutils)")
-    shutil.rmtree(keydir, ignore_errors=True)
-    keydir.mkdir(parents=True, mode=0o700)
-    return _run([keygen, "-a", "ECDSAP256SHA256", "-k", ORIGIN], keydir).strip()
+class Zonefan:
+    """`zonefan` as installed beside this interpreter, on stores in ``workdir``."""
+
+    def __init__(self, workdir: Path, zone_file: Path, args: argparse.Namespace) -> None:
+        self.workdir = workdir
+        self.args = args
+        self.cli = str(Path(sys.executable).with_name("zonefan"))
+        self.unsigned = workdir / "unsigned.db"
+        self.db = workdir / "zonefan.db"
+        self.changes = 0
+        for path in _store_files(self.unsigned):
+            path.unlink(missing_ok=True)
+        _quiet([self.cli, "zone", "import", str(zone_file)], workdir, self.env(self.unsigned))
+
+    def env(self, db: Path) -> dict[str, str]:
+        # cwd is the work directory: no zonefan.toml of the developer's is read.
+        return {**os.environ, "ZONEFAN_DB": str(db), "ZONEFAN_AUTHOR": "bench"}
+
+    def full(self) -> Run:
+        """A fresh copy of the unsigned store (untimed), then `zone sign`."""
+        for path in _store_files(self.db):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(f"{self.db}.keys", ignore_errors=True)
+        for src, dst in zip(_store_files(self.unsigned), _store_files(self.db), strict=True):
+            if src.exists():
+                shutil.copy(src, dst)
+        command = [self.cli, "zone", "sign", ORIGIN, "--nsec3" if self.args.nsec3 else "--nsec"]
+        return measure(command, self.workdir, self.workdir / "zonefan.log", self.env(self.db))
+
+    def incremental(self) -> Run:
+        """One name added to the store :meth:`full` signed."""
+        self.changes += 1
+        name = f"bench-added-{self.changes}"
+        command = [self.cli, "record", "add", ORIGIN, name, "300", "A", "192.0.2.99"]
+        return measure(command, self.workdir, self.workdir / "zonefan-inc.log", self.env(self.db))
+
+    def export(self, out: Path) -> Path:
+        out.write_text(
+            _quiet([self.cli, "zone", "export", ORIGIN], self.workdir, self.env(self.db))
+        )
+        return out
+
+
+def _store_files(db: Path) -> list[Path]:
+    return [db, Path(f"{db}-wal"), Path(f"{db}-shm")]
+
+
+# -- peers ---------------------------------------------------------------------------------
+
+
+#: A peer ready to run: its output file and one timed run.
+Made = tuple[Path, Callable[[], Run]] | None
+
+
+def _fresh_dir(path: Path) -> Path:
+    """An empty directory only its owner can read (private keys go there)."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, mode=0o700)
+    return path
 
 
 def _stamp(posix: int) -> str:
     return datetime.datetime.fromtimestamp(posix, datetime.UTC).strftime("%Y%m%d%H%M%S")
 
 
-def bind_command(
-    zone_file: Path, out: Path, keydir: Path, times: tuple[int, int], args: argparse.Namespace
-) -> list[str]:
+def bind_setup(
+    workdir: Path, zone_file: Path, times: tuple[int, int], args: argparse.Namespace
+) -> Made:
+    keygen = tool("dnssec-keygen")
+    if keygen is None or tool(BIND) is None:
+        return None
+    keydir = _fresh_dir(workdir / "bind-keys")
+    _quiet([keygen, "-q", "-K", str(keydir), "-a", "ECDSAP256SHA256", "-f", "KSK", ORIGIN], keydir)
+    out = workdir / "bind.signed"
     command = [str(tool(BIND)), "-S", "-K", str(keydir), "-z", "-P", "-N", "keep", "-O", "full"]
     command += ["-n", str(args.workers), "-o", ORIGIN, "-f", str(out)]
     command += ["-s", _stamp(times[0]), "-e", _stamp(times[1])]
     if args.nsec3:
         command += ["-3", "-", "-H", "0"]
-    return [*command, str(zone_file)]
+    command.append(str(zone_file))
+    return out, lambda: measure(command, workdir, workdir / "bind.log")
 
 
-def ldns_command(
-    zone_file: Path, out: Path, key: str, times: tuple[int, int], args: argparse.Namespace
-) -> list[str]:
+def ldns_setup(
+    workdir: Path, zone_file: Path, times: tuple[int, int], args: argparse.Namespace
+) -> Made:
+    keygen = tool("ldns-keygen")
+    if keygen is None or tool(LDNS) is None:
+        return None
+    keydir = _fresh_dir(workdir / "ldns-keys")
+    base = _quiet([keygen, "-a", "ECDSAP256SHA256", "-k", ORIGIN], keydir).strip()
+    out = workdir / "ldns.signed"
     command = [str(tool(LDNS)), "-o", ORIGIN, "-f", str(out)]
     command += ["-i", _stamp(times[0]), "-e", _stamp(times[1])]
     if args.nsec3:
         command += ["-n", "-t", "0"]
-    return [*command, str(zone_file), key]
+    command += [str(zone_file), base]
+    return out, lambda: measure(command, keydir, workdir / "ldns.log")
 
 
-def run_peer(command: list[str], out: Path, cwd: Path) -> Run:
-    cpu0 = _cpu()
-    start = time.perf_counter()
-    _run(command, cwd)
-    wall = time.perf_counter() - start
-    return Run(wall, _cpu() - cpu0, count_rrsigs(out))
+def _knot_conf(d: Path, zone_file: Path, args: argparse.Namespace) -> Path:
+    nsec3 = "on\n    nsec3-iterations: 0\n    nsec3-salt-length: 0" if args.nsec3 else "off"
+    conf = d / "knot.conf"
+    conf.write_text(
+        f"""server:
+    rundir: "{d}"
+database:
+    storage: "{d}"
+policy:
+  - id: csk
+    algorithm: ecdsap256sha256
+    single-type-signing: on
+    signing-threads: {args.workers}
+    nsec3: {nsec3}
+zone:
+  - domain: {ORIGIN}
+    storage: "{d}"
+    file: "{zone_file}"
+    dnssec-signing: on
+    dnssec-policy: csk
+""",
+        encoding="utf-8",
+    )
+    return conf
 
 
-def count_rrsigs(path: Path) -> int:
-    """RRSIG lines of a signed master file (one RR per line, as all three write them)."""
-    count = 0
-    with path.open(encoding="ascii") as handle:
-        for line in handle:
-            fields = line.split(None, 5)
-            if "RRSIG" in fields[2:5] and not line.startswith(";"):
-                count += 1
-    return count
+def knot_setup(
+    workdir: Path, zone_file: Path, times: tuple[int, int], args: argparse.Namespace
+) -> Made:
+    """kzonesign with its key made by a first, untimed run on a two-record zone."""
+    if tool(KNOT) is None:
+        return None
+    d = workdir / "knot"
+    shutil.rmtree(d, ignore_errors=True)
+    (d / "out").mkdir(parents=True)
+    seed = d / "seed.zone"
+    seed.write_text(
+        f"$ORIGIN {ORIGIN}\n@ 3600 IN SOA ns1 hostmaster 1 7200 3600 1209600 300\n"
+        "@ 3600 IN NS ns1\nns1 3600 IN A 192.0.2.1\n",
+        encoding="ascii",
+    )
+    _quiet([str(tool(KNOT)), "-c", str(_knot_conf(d, seed, args)), "-o", str(d), ORIGIN], d)
+    conf = _knot_conf(d, zone_file, args)
+    command = [str(tool(KNOT)), "-c", str(conf), "-o", str(d / "out"), ORIGIN]
+    out = d / "out" / f"{ORIGIN}zone"
+    return out, lambda: measure(command, d, workdir / "knot.log")
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -375,46 +276,25 @@ def count_rrsigs(path: Path) -> int:
 
 @dataclasses.dataclass
 class Signer:
-    """A signer under test: how to run it once, and its runs so far."""
+    """A signer under test: how to run it once, its output file, and its runs so far."""
 
     name: str
     run_once: Callable[[], Run]
+    output: Path | None
     runs: list[Run] = dataclasses.field(default_factory=list)
 
     def median(self, field: str) -> float:
         return float(statistics.median(getattr(run, field) for run in self.runs))
 
-    def median_phases(self) -> dict[str, float]:
-        phases = self.runs[0].phases
-        return {p: statistics.median(run.phases.get(p, 0.0) for run in self.runs) for p in phases}
 
-
-def make_signers(workdir: Path, zone_file: Path, args: argparse.Namespace) -> list[Signer]:
-    """zonefan and each installed peer, with keys made and options matched."""
-    now = int(time.time())
-    times = (now - 3600, now + 30 * 86400)
-    key = keys.generate(keys.ECDSAP256SHA256, keys.KSK_FLAGS)
-    signers = [
-        Signer(
-            ZONEFAN,
-            lambda: run_zonefan(zone_file, workdir / "zonefan.signed", key, times, args),
-        )
-    ]
-    if tool(BIND) is not None:
-        bind_keys(workdir / "bind-keys")
-        out = workdir / "bind.signed"
-        command = bind_command(zone_file, out, workdir / "bind-keys", times, args)
-        signers.append(Signer(BIND, lambda: run_peer(command, out, workdir)))
-    else:
-        print(f"{BIND} is not installed: skipped")
-    if tool(LDNS) is not None:
-        base = ldns_key(workdir / "ldns-keys")
-        out_l = workdir / "ldns.signed"
-        command_l = ldns_command(zone_file, out_l, base, times, args)
-        signers.append(Signer(LDNS, lambda: run_peer(command_l, out_l, workdir / "ldns-keys")))
-    else:
-        print(f"{LDNS} is not installed: skipped")
-    return signers
+def count_rrsigs(path: Path) -> int:
+    """RRSIG records of a signed master file (one RR per line, as all four write them)."""
+    count = 0
+    with path.open(encoding="ascii") as handle:
+        for line in handle:
+            if not line.startswith(";") and "RRSIG" in line.split(None, 5)[2:5]:
+                count += 1
+    return count
 
 
 def verify(path: Path) -> str:
@@ -429,24 +309,43 @@ def verify(path: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.nsec3 and not nsec3_supported():
-        print("NSEC3: signer.nsec3.Nsec3Params / sign_zone(denial=) not available; skipped")
-        return 0
     workdir: Path = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
     zone_file = workdir / "bench.test.zone"
     rrs = write_zone(zone_file, args.names)
-    signers = make_signers(workdir, zone_file, args)
+    zonefan = Zonefan(workdir, zone_file, args)
+    now = int(time.time())
+    times = (now - 3600, now + 30 * 86400)
+    signers = [Signer(ZONEFAN, zonefan.full, workdir / "zonefan.signed")]
+    for name, setup in ((BIND, bind_setup), (LDNS, ldns_setup), (KNOT, knot_setup)):
+        made = setup(workdir, zone_file, times, args)
+        if made is None:
+            print(f"{name} is not installed: skipped")
+            continue
+        signers.append(Signer(name, made[1], made[0]))
+    incremental = Signer(ZONEFAN_INC, zonefan.incremental, None)
     for round_no in range(args.rounds):
         order = signers if round_no % 2 == 0 else signers[::-1]
         for s in order:
             s.runs.append(s.run_once())
-            print(f"round {round_no + 1}: {s.name}: {s.runs[-1].wall:.2f} s", flush=True)
-    notes = [f"zonefan output: {verify(workdir / 'zonefan.signed')}"] if args.verify else []
-    text = render(signers, args, rrs, notes)
+            print(f"round {round_no + 1}: {s.name}: {_describe(s.runs[-1])}", flush=True)
+            if s.name == ZONEFAN:
+                incremental.runs.append(incremental.run_once())
+                print(f"round {round_no + 1}: {ZONEFAN_INC}: {_describe(incremental.runs[-1])}")
+    notes = []
+    assert signers[0].output is not None
+    zonefan.export(signers[0].output)
+    rrsigs = {s.name: count_rrsigs(s.output) for s in signers if s.output is not None}
+    if args.verify:
+        notes += [f"{s.name} output: {verify(s.output)}" for s in signers if s.output]
+    text = render(signers, incremental, rrsigs, args, rrs, notes)
     print(text)
     (workdir / "results.md").write_text(text + "\n", encoding="utf-8")
     return 0
+
+
+def _describe(r: Run) -> str:
+    return f"{r.wall:.2f} s wall, {r.cpu:.2f} s CPU, {r.rss:.0f} MiB peak RSS"
 
 
 # -- output --------------------------------------------------------------------------------
@@ -454,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _versions() -> str:
     parts = [f"Python {platform.python_version()}"]
-    for name, flag in ((BIND, "-V"), (LDNS, "-v")):
+    for name, flag in ((BIND, "-V"), (LDNS, "-v"), (KNOT, "-V")):
         path = tool(name)
         if path is not None:
             result = subprocess.run([path, flag], capture_output=True, text=True, check=False)
@@ -462,53 +361,55 @@ def _versions() -> str:
     return "; ".join(parts)
 
 
-def render(signers: Sequence[Signer], args: argparse.Namespace, rrs: int, notes: list[str]) -> str:
+def render(
+    signers: Sequence[Signer],
+    incremental: Signer,
+    rrsigs: dict[str, int],
+    args: argparse.Namespace,
+    rrs: int,
+    notes: list[str],
+) -> str:
     denial = "NSEC3 (0 iterations, no salt)" if args.nsec3 else "NSEC"
     zonefan = signers[0]
     lines = [
-        f"## Zone signing, zonefan vs dnssec-signzone and ldns-signzone "
-        f"({datetime.date.today().isoformat()})",
+        f"## Zone signing on the product path: `zonefan zone sign` vs dnssec-signzone, "
+        f"ldns-signzone and kzonesign ({datetime.date.today().isoformat()})",
         "",
         f"Command: `python bench/sign_bench.py {' '.join(args.argv)}`.",
-        f"Machine: {available_cores()} cores usable, load average before the run "
-        f"{args.load_before}. {_versions()}.",
+        f"Machine: {os.cpu_count()} cores, load average before the run {args.load_before}. "
+        f"{_versions()}.",
         f"Zone: {args.names} host names, {rrs} RRs; ECDSA P-256 CSK, {denial}; "
-        f"zonefan workers={args.workers}, dnssec-signzone -n {args.workers}. "
-        f"Median of {args.rounds} rounds.",
+        f"dnssec-signzone -n {args.workers}, kzonesign signing-threads {args.workers}, "
+        f"ldns-signzone one thread, zonefan as `zone sign` runs it. "
+        f"Median of {args.rounds} round(s). CPU and peak RSS from each process's rusage "
+        "(wait4).",
         "",
-        "| signer | wall time | RRSIGs | RRSIGs/s | CPU time | zonefan / this |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| signer | wall | CPU | peak RSS | RRSIGs | zonefan CPU / this | zonefan RSS / this |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for s in signers:
-        wall, rrsigs = s.median("wall"), int(s.median("rrsigs"))
-        ratio = zonefan.median("wall") / wall
+    zf_cpu, zf_rss = zonefan.median("cpu"), zonefan.median("rss")
+    for s in [*signers, incremental]:
+        cpu, rss = s.median("cpu"), s.median("rss")
+        full = s is not incremental
         lines.append(
-            f"| {s.name} | {wall:.2f} s | {rrsigs:,} | {rrsigs / wall:,.0f} | "
-            f"{s.median('cpu'):.2f} s | {ratio:.2f} |"
+            f"| {s.name} | {s.median('wall'):.2f} s | {cpu:.2f} s | {rss:.0f} MiB | "
+            + (f"{rrsigs[s.name]:,} | " if s.name in rrsigs else " | ")
+            + (f"{zf_cpu / cpu:.2f} | {zf_rss / rss:.2f} |" if full else " | |")
         )
-    lines += ["", "zonefan's phases (median seconds):", ""]
-    lines += ["| phase | seconds |", "|---|---:|"]
-    lines += [f"| {p} | {v:.2f} |" for p, v in zonefan.median_phases().items()]
-    sign_only = zonefan.median_phases()["sign_zone total"]
     lines.append("")
-    for s in signers[1:]:
-        lines.append(
-            f"- sign_zone alone (records in memory, no parse/output) / {s.name} wall: "
-            f"{sign_only / s.median('wall'):.2f}"
-        )
     lines += [f"- {n}" for n in notes]
-    for s in signers:
-        lines.append(f"- {s.name} rounds: " + ", ".join(f"{r.wall:.2f}" for r in s.runs) + " s")
+    for s in [*signers, incremental]:
+        lines.append(f"- {s.name} rounds: " + "; ".join(_describe(r) for r in s.runs))
     return "\n".join(lines)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--names", type=int, default=100_000, help="host names in the zone")
-    parser.add_argument("--workers", type=int, default=2, help="processes / threads to sign with")
+    parser.add_argument("--workers", type=int, default=2, help="threads for BIND and Knot")
     parser.add_argument("--rounds", type=int, default=1, help="runs per signer; medians shown")
     parser.add_argument("--nsec3", action="store_true", help="NSEC3 (0 iterations, no salt)")
-    parser.add_argument("--verify", action="store_true", help="ldns-verify-zone zonefan's output")
+    parser.add_argument("--verify", action="store_true", help="ldns-verify-zone every output")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import dns.name
@@ -22,7 +23,9 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
+from dns.rdtypes.ANY.RRSIG import RRSIG
 
+from nameserver.changeset import Changeset
 from nameserver.dscheck import (
     DEFAULT_TIMEOUT,
     DsCheckResult,
@@ -172,6 +175,36 @@ class ParentDsReport:
     skipped: str = ""
 
 
+@dataclasses.dataclass(frozen=True)
+class _Inputs:
+    """What one signing pass signs with, given rather than read from the store in the
+    middle of it: the zone's DNSSEC setting, its key states, each key's file in the key
+    directory (by key id) and the key rows to commit with the signatures."""
+
+    state: ZoneDnssec | None
+    keys: tuple[KeyTiming, ...]
+    files: Mapping[str, str]
+    rows: Sequence[StoredKey] = ()
+
+
+class _Resign:
+    """The editor's :class:`nameserver.editor.ChangeSigner` for one maintenance or
+    `zone sign` pass: it signs with the pass's :class:`_Inputs`, not the stored ones."""
+
+    def __init__(self, manager: DnssecManager, inputs: _Inputs) -> None:
+        self.manager = manager
+        self.inputs = inputs
+
+    def signs(self, origin: dns.name.Name) -> bool:
+        return self.inputs.state is not None and self.inputs.state.signed
+
+    def delta(
+        self, old: ZoneSnapshot, new: ZoneSnapshot, changed: Sequence[Record], full: bool
+    ) -> tuple[SignerDelta, Sequence[StoredKey]]:
+        delta = self.manager._sign_delta(old, new, changed, full, self.inputs)
+        return delta, self.inputs.rows
+
+
 class DnssecManager:
     """Signs the zones of one store; the editor calls :meth:`signs` and :meth:`delta`.
 
@@ -202,10 +235,6 @@ class DnssecManager:
         self.versions = versions  # warm snapshots for a long-lived manager (``serve``)
         self.progress = progress  # told how far each signing pass is (a CLI's display)
         self._pairs: dict[str, KeyPair] = {}
-        # Keys made by maintain() and not stored yet: id -> (file name, key pair).
-        self._generated: dict[str, tuple[str, KeyPair]] = {}
-        # Key states advanced by maintain(), handed to delta() for the same commit.
-        self._advanced: dict[dns.name.Name, tuple[KeyTiming, ...]] = {}
         # (serial, SOA EXPIRE, largest data TTL) per zone, for policy() without a snapshot.
         self._zone_times: dict[dns.name.Name, tuple[int, tuple[int, int] | None]] = {}
 
@@ -219,31 +248,42 @@ class DnssecManager:
     def delta(
         self, old: ZoneSnapshot, new: ZoneSnapshot, changed: Sequence[Record], full: bool
     ) -> tuple[SignerDelta, Sequence[StoredKey]]:
-        """The signer records for a change (``full``: every name, for maintenance)."""
+        """The signer records for a change (``full``: every name, for maintenance), with
+        the zone's DNSSEC setting and keys as stored."""
         origin = new.origin_name
         state = self.store.dnssec(origin)
+        stored = self.store.keys(origin)
+        keys = tuple(_timing(k) for k in stored)
+        files = {k.id: k.file for k in stored}
+        delta = self._sign_delta(old, new, changed, full, _Inputs(state, keys, files))
+        return delta, ()
+
+    def _sign_delta(
+        self,
+        old: ZoneSnapshot,
+        new: ZoneSnapshot,
+        changed: Sequence[Record],
+        full: bool,
+        inputs: _Inputs,
+    ) -> SignerDelta:
+        """The signer records ``new`` needs, signed with the setting and key states of
+        ``inputs`` (which may not be stored yet: they are committed with the records)."""
+        origin = new.origin_name
+        state = inputs.state
         policy = _usable(self._zone_policy(origin, state, new))
         if policy.rrsig_refresh > self._zone_policy(origin, state, old).policy.rrsig_refresh:
             # The change raised what signatures must cover (SOA EXPIRE, a TTL): every
             # name is looked at, and the signatures now too close to expiry are re-made
             # in this same changeset, before a secondary serves the new EXPIRE.
             full = True
-        now = int(self.clock())
-        timings = self._advanced.pop(origin, None)
-        stored = self.store.keys(origin)
-        keys = timings if timings is not None else tuple(_timing(k) for k in stored)
-        if not keys:
+        if not inputs.keys:
             raise DnssecError(
                 f"zone {origin} is signed but has no keys; run `zonefan zone sign {origin}`"
             )
-        files = {k.id: k.file for k in stored}
-        files.update((i, name) for i, (name, _) in self._generated.items())
-        params = self._params(policy, keys, files, now)
+        params = self._params(policy, inputs.keys, inputs.files, int(self.clock()))
         nsec3 = params.nsec3 is not None
         names = every_name(new) if full else touched_names(old, new, changed, nsec3)
-        delta = reconcile(new, old, names, params, full=full)
-        changed_keys = [] if timings is None else _changed_rows(stored, timings, self._generated)
-        return delta, changed_keys
+        return reconcile(new, old, names, params, full=full)
 
     # -- operations ----------------------------------------------------------------------
 
@@ -328,7 +368,9 @@ class DnssecManager:
         denial: Denial | None = None,
     ) -> MaintenanceResult:
         """Sign ``origin`` (keys from its policy when it has none) or re-sign it fully,
-        switching its denial method when ``denial`` is given. One changeset."""
+        switching its denial method when ``denial`` is given. One changeset: the zone's
+        DNSSEC setting is committed in the transaction that commits its signatures, so
+        a failure or a crash leaves it as it was, unsigned and unmarked or signed."""
         state = self.store.dnssec(origin)
         new_state = ZoneDnssec(
             policy_name or (state.policy if state else DEFAULT_POLICY),
@@ -337,45 +379,59 @@ class DnssecManager:
         )
         if state is None or not state.signed:
             self._check_pregenerated(origin, new_state)
-        before = state
-        self.store.set_dnssec(origin, new_state)
-        try:
-            return self.maintain(origin, author, force=True)
-        except BaseException:
-            # Nothing was signed: put the zone's DNSSEC setting back as it was.
-            self.store.set_dnssec(origin, before or ZoneDnssec(DEFAULT_POLICY, None, False))
-            raise
+        return self._resign(origin, author, new_state, force=True, commit_state=True)
 
     def maintain(
         self, origin: dns.name.Name, author: Author, force: bool = False
     ) -> MaintenanceResult:
         """Apply the key events due now and refresh expiring signatures, in one changeset
         (none when nothing is due and ``force`` is off)."""
+        state = self.store.dnssec(origin)
+        return self._resign(origin, author, state, force=force, commit_state=False)
+
+    def _resign(
+        self,
+        origin: dns.name.Name,
+        author: Author,
+        state: ZoneDnssec | None,
+        *,
+        force: bool,
+        commit_state: bool,
+    ) -> MaintenanceResult:
+        """One full pass with ``state``: the key events due now (new keys generated and
+        saved, their rows and the advanced key states committed with the signatures),
+        and ``state`` itself in that same commit when ``commit_state``."""
         now = int(self.clock())
         snapshot = self._snapshot(origin)
-        chosen = self._zone_policy(origin, self.store.dnssec(origin), snapshot)
+        chosen = self._zone_policy(origin, state, snapshot)
         policy = _usable(chosen)
         stored = self.store.keys(origin)
+        generated: dict[str, tuple[str, KeyPair]] = {}
         keys, actions, plan = advance(
             tuple(_timing(k) for k in stored),
             policy,
             now,
             _max_ttl(snapshot),
-            lambda action: self._generate(origin, action),
+            lambda action: self._generate(origin, action, generated),
         )
-        self._advanced[origin] = keys
-        try:
-            due = force or bool(actions)
-            cs = self.editor().resign(origin, author, force=due, before=snapshot)
-        finally:
-            self._advanced.pop(origin, None)
-            self._generated.clear()
-        after = snapshot.patched(cs.removed, cs.added) if cs else snapshot
+        files = {k.id: k.file for k in stored}
+        files.update((key_id, name) for key_id, (name, _) in generated.items())
+        inputs = _Inputs(state, keys, files, _changed_rows(stored, keys, generated))
+        signer = _Resign(self, inputs)
+        editor = ZoneEditor(self.store, self.clock, signer=signer, versions=self.versions)
+        due = force or bool(actions)
+        cs = editor.resign(
+            origin,
+            author,
+            force=due,
+            before=snapshot,
+            dnssec=state if commit_state else None,
+        )
         return MaintenanceResult(
             cs.serial_after if cs else None,
             actions,
             plan,
-            _earliest(plan.next_event, _next_refresh(after, policy, now)),
+            _earliest(plan.next_event, _next_refresh(snapshot, cs, policy, now)),
             chosen,
         )
 
@@ -546,13 +602,10 @@ class DnssecManager:
                     f"with `zonefan keys retire {origin} {key.key_tag}`"
                 )
         action = Action(ActionKind.GENERATE, None, role, chosen, None, "operator request")
-        try:
-            key_id, key_tag = self._generate(origin, action)
-            new_keys = add_key(keys, action, key_id, key_tag, now)
-            rows = _changed_rows(self.store.keys(origin), new_keys, self._generated)
-            self.store.put_keys(origin, rows)
-        finally:
-            self._generated.clear()
+        generated: dict[str, tuple[str, KeyPair]] = {}
+        key_id, key_tag = self._generate(origin, action, generated)
+        new_keys = add_key(keys, action, key_id, key_tag, now)
+        self.store.put_keys(origin, _changed_rows(self.store.keys(origin), new_keys, generated))
         state = self.store.dnssec(origin)
         name = state.policy if state else DEFAULT_POLICY
         misfit = _pregenerated_misfit(origin, [*pending, new_keys[-1]], policy, name)
@@ -625,8 +678,14 @@ class DnssecManager:
 
         return pair
 
-    def _generate(self, origin: dns.name.Name, action: Action) -> tuple[str, int]:
-        """Make and save a key for a GENERATE action; returns (key id, key tag)."""
+    def _generate(
+        self,
+        origin: dns.name.Name,
+        action: Action,
+        generated: dict[str, tuple[str, KeyPair]],
+    ) -> tuple[str, int]:
+        """Make and save a key for a GENERATE action and note it in ``generated`` (key id
+        -> file name and key pair, until its row is stored); returns (key id, key tag)."""
         for _ in range(_MAX_KEY_TRIES):
             pair = generate(action.algorithm, action.role.flags)
             name = key_file_name(pair, origin)
@@ -638,7 +697,7 @@ class DnssecManager:
                 raise DnssecError(f"cannot store a new key for {origin}: {e}") from e
             key_id = name.removesuffix(".pem")
             self._pairs[key_id] = pair
-            self._generated[key_id] = (name, pair)
+            generated[key_id] = (name, pair)
             return key_id, pair.key_tag()
         raise DnssecError(f"could not draw a key with an unused key tag for {origin}")
 
@@ -782,18 +841,46 @@ def _max_ttl(zone: ZoneSnapshot) -> int:
     return zone.max_ttl()
 
 
-def _next_refresh(zone: ZoneSnapshot, policy: Policy, now: int) -> int | None:
-    """When the first signature of the zone comes up for refresh."""
-    earliest: int | None = None
+def _next_refresh(
+    zone: ZoneSnapshot, change: Changeset | None, policy: Policy, now: int
+) -> int | None:
+    """When the first signature of ``zone`` with ``change`` applied comes up for refresh.
+
+    Worked out from the zone before the change and the change, without patching one
+    into the other: a full pass adds a signature to every RRset, and a patched copy of
+    the whole zone costs more time and memory than signing it. The signatures the change
+    removes are taken out by their expiration times (a multiset: only the earliest of
+    what is left matters)."""
+    removed = Counter(_expirations(change.removed if change else ()))
+    expirations: set[int] = set()
     for node in zone.nodes.values():
         for key, rs in node.rrsets.items():
             if not is_sig_key(key):
                 continue
             for wire in rs.rdatas:
-                absolute = now + seconds_left(wire, now)
-                if earliest is None or absolute < earliest:
-                    earliest = absolute
-    return None if earliest is None else earliest - policy.rrsig_refresh
+                expiration = int.from_bytes(wire[8:12], "big")
+                if removed[expiration] > 0:
+                    removed[expiration] -= 1
+                else:
+                    expirations.add(expiration)
+    expirations.update(_expirations(change.added if change else ()))
+    if not expirations:
+        return None
+    # RFC 4034 §3.1.5: serial arithmetic, so the earliest is the one with fewest seconds left.
+    return now + min(_seconds_to(e, now) for e in expirations) - policy.rrsig_refresh
+
+
+def _expirations(records: Iterable[Record]) -> Iterator[int]:
+    """The expiration times of the RRSIGs among ``records``."""
+    for r in records:
+        if isinstance(r.rdata, RRSIG):
+            yield int(r.rdata.expiration)
+
+
+def _seconds_to(expiration: int, now: int) -> int:
+    """Seconds from ``now`` to an RRSIG expiration (negative once past), as
+    :func:`nameserver.signing.seconds_left` reads it from an RRSIG's wire form."""
+    return seconds_left(bytes(8) + expiration.to_bytes(4, "big"), now)
 
 
 def _earliest(*times: int | None) -> int | None:

@@ -23,7 +23,7 @@ from nameserver.records import Record, dedupe, type_text
 from nameserver.serial import Clock, SerialPolicy, next_serial, serial_gt
 from nameserver.signing import SignerDelta
 from nameserver.snapshot import ZoneSnapshot, record_row
-from nameserver.store import Store, StoredKey
+from nameserver.store import Store, StoredKey, ZoneDnssec
 from nameserver.validate import (
     SIGNER_TYPES,
     Locator,
@@ -294,11 +294,13 @@ class ZoneEditor:
         plain: Changeset,
         signed: Changeset,
         keys: Sequence[StoredKey] = (),
+        dnssec: ZoneDnssec | None = None,
     ) -> Changeset:
-        """Commit ``signed`` (``plain`` plus the signer's records). ``data_changed`` is the
+        """Commit ``signed`` (``plain`` plus the signer's records, with ``keys`` and the
+        zone's ``dnssec`` setting in the same transaction). ``data_changed`` is the
         zone with ``plain`` applied: the version kept warm is it plus the signer's part,
         so indexes built on it while signing carry over to the next change."""
-        committed = self.store.commit(signed, keys)
+        committed = self.store.commit(signed, keys, dnssec)
         if self.versions is not None:
             signer_part = replace(
                 committed,
@@ -340,12 +342,14 @@ class ZoneEditor:
         *,
         force: bool = False,
         before: ZoneSnapshot | None = None,
+        dnssec: ZoneDnssec | None = None,
     ) -> Changeset | None:
         """Bring the zone's DNSSEC records up to date (expiring signatures, key events, a
         new denial method) in one changeset with a new serial; None when nothing was due
         and ``force`` is off. ``force`` re-checks every name and always commits.
         ``before``: the zone as the caller already loaded it (the store refuses the commit
-        if it moved since)."""
+        if it moved since). ``dnssec``: the zone's DNSSEC setting to commit with the
+        signatures (turning signing on is one transaction with its first signatures)."""
         if self.signer is None or not self.signer.signs(origin):
             raise ZoneValidationError(
                 str(origin), [Problem("the zone is not signed; sign it with `zonefan zone sign`")]
@@ -359,7 +363,7 @@ class ZoneEditor:
         signed, keys = self._signed(origin, old, new, cs, full=True)
         if not force and not keys and _only_soa_signatures(signed, cs):
             return None
-        return self._commit(new, cs, signed, keys)
+        return self._commit(new, cs, signed, keys, dnssec)
 
     def _plan_edit(
         self,

@@ -18,10 +18,15 @@ import hashlib
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TypeVar
 
 import dns.name
+import dns.rdataclass
 import dns.rdatatype
+import dns.wire
+from dns.rdtypes.ANY.NSEC import NSEC as NsecRdata
+from dns.rdtypes.ANY.NSEC import Bitmap as NsecBitmap
 
 from nameserver.ordered import OrderedOwners
 from nameserver.progress import Progress
@@ -186,6 +191,7 @@ class _Pass:
         self.delta = SignerDelta()
         self.requests: list[tuple[bytes, RRsetData, KeyPair]] = []
         self._names: dict[bytes, dns.name.Name] = {}
+        self._bitmaps: dict[bytes, NsecBitmap] = {}
         self.apex_sets = _apex_sets(params, new)
 
     # ---- phases
@@ -452,15 +458,28 @@ class _Pass:
         return name
 
     def _remove(self, owner: bytes, rrset: RRsetData) -> None:
-        name = self._name(owner)
-        self.delta.removed.extend(
-            Record(name, rrset.ttl, decode_rdata(rrset.rdtype, w)) for w in rrset.rdatas
-        )
+        self.delta.removed.extend(self._records(owner, rrset))
 
     def _add(self, owner: bytes, rrset: RRsetData) -> None:
+        self.delta.added.extend(self._records(owner, rrset))
+
+    def _records(self, owner: bytes, rrset: RRsetData) -> Iterator[Record]:
         name = self._name(owner)
-        self.delta.added.extend(
-            Record(name, rrset.ttl, decode_rdata(rrset.rdtype, w)) for w in rrset.rdatas
+        decode = self._nsec if rrset.rdtype == NSEC else partial(decode_rdata, rrset.rdtype)
+        return (Record(name, rrset.ttl, decode(w)) for w in rrset.rdatas)
+
+    def _nsec(self, wire: bytes) -> dns.rdata.Rdata:
+        """An NSEC rdata from its wire form (every name of a zone has one, so a full pass
+        makes as many): the next name comes from this pass's name cache, and each
+        distinct type bitmap (a zone has few) is parsed and checked by dnspython once."""
+        end = _name_end(wire)
+        bitmap = self._bitmaps.get(wire[end:])
+        if bitmap is None:
+            parser = dns.wire.Parser(wire[end:])
+            windows = NsecBitmap.from_wire_parser(parser).windows
+            bitmap = self._bitmaps[wire[end:]] = NsecBitmap(windows)
+        return NsecRdata(  # type: ignore[no-untyped-call]
+            dns.rdataclass.IN, dns.rdatatype.NSEC, self._name(wire[:end]), bitmap
         )
 
     def _sign(self) -> None:
@@ -592,6 +611,14 @@ def seconds_left(rrsig_wire: bytes, now: int) -> int:
     expiration = int.from_bytes(rrsig_wire[8:12], "big")
     delta = (expiration - now) % _UINT32
     return delta - _UINT32 if delta >= 1 << 31 else delta
+
+
+def _name_end(wire: bytes) -> int:
+    """Where the uncompressed domain name at the start of ``wire`` ends."""
+    at = 0
+    while wire[at]:
+        at += wire[at] + 1
+    return at + 1
 
 
 def _label_count(key: bytes) -> int:

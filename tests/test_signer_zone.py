@@ -1,4 +1,5 @@
-"""Tests of the whole-zone signer (signer.rrsig, signer.nsec, signer.zone).
+"""Tests of signer.rrsig and signer.nsec, and of the tests' whole-zone oracle
+(tests/signing_oracle.py) that nameserver/signing.py is compared with.
 
 Signed zones are checked by independent verifiers: BIND's ``dnssec-verify`` and
 ``ldns-verify-zone`` as subprocesses, and dnspython's ``dns.dnssec`` as a second
@@ -32,7 +33,7 @@ from signer.errors import SignerError
 from signer.keys import KeyPair
 from signer.nsec import NsecError, canonical_key, nsec_chain, type_bitmap
 from signer.rrsig import InvalidRRsetError, canonical_rdata, label_count, sign_rrset
-from signer.zone import SignedInputError, ZoneDataError, sign_zone
+from tests.signing_oracle import SignedInputError, ZoneDataError, sign_zone
 from tests.tools import require_tool, shared_file
 
 Record = tuple[dns.name.Name, int, dns.rdata.Rdata]

@@ -16,6 +16,7 @@ import dns.rdataset
 import dns.rdatatype
 import dns.rrset
 import pytest
+from dns.rdtypes.ANY.NSEC import NSEC as NsecRdata
 from dns.rdtypes.ANY.RRSIG import RRSIG as RRSIGRdata
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,11 +29,11 @@ from nameserver.signing import (
     reconcile,
     touched_names,
 )
-from nameserver.snapshot import ZoneSnapshot
+from nameserver.snapshot import ZoneSnapshot, decode_rdata
 from nameserver.zonefile import write_zone_file
 from signer.keys import ZSK_FLAGS, generate
 from signer.nsec3 import Nsec3Params
-from signer.zone import sign_zone
+from tests.signing_oracle import sign_zone
 from tests.tools import require_tool
 from tests.zonedata import BASE, ORIGIN, records
 
@@ -283,7 +284,8 @@ def test_cds_delete_form() -> None:
 
 @pytest.mark.parametrize("denial", ["nsec", "nsec3"])
 def test_chain_equals_the_whole_zone_signers(denial: str) -> None:
-    """Two implementations, one answer: the chain kept here equals signer.sign_zone's."""
+    """Two implementations, one answer: the chain kept here equals the oracle's
+    (tests/signing_oracle.py)."""
     zone = _zone()
     nsec3 = DENIALS[denial]
     no_cds = KeySet((CSK,), (CSK,), (CSK,))  # sign_zone makes no CDS/CDNSKEY
@@ -300,3 +302,23 @@ def test_chain_equals_the_whole_zone_signers(denial: str) -> None:
     mine = {r.to_text() for r in ours.records() if r.rdtype in chain_types}
     other = {Record(n, t, rd).to_text() for n, t, rd in theirs if int(rd.rdtype) in chain_types}
     assert mine == other and len(mine) > 10
+
+
+def test_nsec_records_equal_dnspythons_decoding_of_their_wire() -> None:
+    """The pass builds NSEC rdata from its wire with cached names and bitmaps: each one
+    must be the object dnspython's own parser makes of that wire (same type, equal, same
+    text and wire, the next name's case kept), in what it adds and what it removes."""
+    zone = _zone()
+    signed = _sign_full(zone, _params())
+    switch = reconcile(signed, signed, every_name(signed), _params(NSEC3), full=True)
+    nsec = int(dns.rdatatype.NSEC)
+    made = [r.rdata for r in signed.records() if r.rdtype == nsec]
+    made += [r.rdata for r in switch.removed if r.rdtype == nsec]
+    assert len(made) > 20
+    for rdata in made:
+        wire = rdata.to_wire()
+        assert wire is not None
+        theirs = decode_rdata(nsec, wire)
+        assert isinstance(rdata, NsecRdata) and isinstance(theirs, NsecRdata)
+        assert type(rdata) is type(theirs) and rdata == theirs
+        assert rdata.to_text() == theirs.to_text() and rdata.next.labels == theirs.next.labels
