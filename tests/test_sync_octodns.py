@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import logging
 import os
 import re
 import subprocess
@@ -45,6 +44,8 @@ from sync.providers.octodns import OctoDnsTarget, contained, octodns_from_config
 from sync.providers.testkit.contract import (
     CHECKS,
     Contract,
+    LogCapture,
+    capture_logs,
     contract_zone,
     rich_zone,
     run_check,
@@ -438,32 +439,13 @@ def moto_records(endpoint: str, zone: str) -> dict[tuple[str, str], tuple[int, l
     return held
 
 
-class Capture(logging.Handler):
-    """Every record that reaches the root logger (where a terminal's handler sits)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(f"{record.name} {record.levelname} {record.getMessage()}")
-
-
 @pytest.fixture
-def root_log() -> Iterator[Capture]:
-    capture = Capture()
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(capture)
-    root.setLevel(logging.DEBUG)
-    try:
+def root_log() -> Iterator[LogCapture]:
+    with capture_logs() as capture:
         yield capture
-    finally:
-        root.removeHandler(capture)
-        root.setLevel(level)
 
 
-def test_octodns_route53_push_and_one_change(aws: str, root_log: Capture) -> None:
+def test_octodns_route53_push_and_one_change(aws: str, root_log: LogCapture) -> None:
     origin = dns.name.from_text("r53.octodns.test.")
     v1 = with_rrsets(
         contract_zone(origin, 1, hosts=4),

@@ -35,7 +35,7 @@ import itertools
 import logging
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,6 @@ class Contract:
     prepare: Callable[[dns.name.Name], Awaitable[None]] | None = None
     hosts: int = 250
     fault_method: str | None = None  # the method faults hit (None: any request)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 async def read_zone(target: RecordTarget[Any], zone: dns.name.Name) -> ZoneData | None:
@@ -351,7 +350,9 @@ async def _rate_limit_storm_converges(run: _Run) -> None:
     await run.assert_holds(big)
 
 
-class _Capture(logging.Handler):
+class LogCapture(logging.Handler):
+    """Every record that reaches the root logger (where a terminal's handler sits), formatted."""
+
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.lines: list[str] = []
@@ -361,8 +362,9 @@ class _Capture(logging.Handler):
 
 
 @contextlib.contextmanager
-def _capture_logs() -> Iterator[_Capture]:
-    handler = _Capture()
+def capture_logs() -> Iterator[LogCapture]:
+    """Every log record, at debug level, while the block runs."""
+    handler = LogCapture()
     root = logging.getLogger()
     level = root.level
     root.addHandler(handler)
@@ -377,7 +379,7 @@ def _capture_logs() -> Iterator[_Capture]:
 async def _credentials_never_logged(run: _Run) -> None:
     secrets = [s for s in run.contract.secrets if s]
     assert secrets, "the contract names no credential to look for"
-    with _capture_logs() as logs:
+    with capture_logs() as logs:
         run.proxy.inject("500", count=1, after=1)
         run.proxy.inject("429", count=1, retry_after=0)
         errors = await run.converge(contract_zone(run.zone, 1, hosts=40))
