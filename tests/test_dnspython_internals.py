@@ -17,7 +17,7 @@ from dns.rdtypes.ANY.RRSIG import RRSIG
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nameserver import store as store_module
+from nameserver.store import store as store_module
 from signer import rrsig as rrsig_module
 
 # Labels that print without escapes (the store's fast name path takes only those).

@@ -60,7 +60,7 @@ def test_the_check_sees_a_crossing(tmp_path: Path) -> None:
     """A lazy import inside a function is found: the check above can fail."""
     module = tmp_path / "m.py"
     module.write_text(
-        "import dns.name\n\ndef f() -> None:\n    from nameserver.store import Store\n",
+        "import dns.name\n\ndef f() -> None:\n    from nameserver.store.store import Store\n",
         encoding="utf-8",
     )
     assert imported(module) == {"dns", "nameserver"}

@@ -19,8 +19,6 @@ import dns.rdataclass
 import dns.rdatatype
 import pytest
 
-from nameserver import store as store_module
-from nameserver.changeset import Changeset
 from nameserver.errors import (
     ConflictError,
     JournalError,
@@ -29,9 +27,11 @@ from nameserver.errors import (
     UnknownZoneError,
     ZoneExistsError,
 )
-from nameserver.records import Record, parse_record
-from nameserver.serial import SerialPolicy
-from nameserver.store import Store
+from nameserver.store import store as store_module
+from nameserver.store.store import Store
+from nameserver.zone.changeset import Changeset
+from nameserver.zone.records import Record, parse_record
+from nameserver.zone.serial import SerialPolicy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ZONE = dns.name.from_text("Example.COM.")
@@ -415,9 +415,9 @@ CHILD = textwrap.dedent(
     import sys, time
     import dns.name, dns.rdataclass, dns.rdatatype
     from dns.rdtypes.IN.A import A
-    from nameserver.changeset import Changeset
-    from nameserver.records import Record
-    from nameserver.store import Store
+    from nameserver.zone.changeset import Changeset
+    from nameserver.zone.records import Record
+    from nameserver.store.store import Store
     from tests.test_store import ZONE, soa
 
     TOTAL = int(sys.argv[2])

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import dns.name
 
-from nameserver.copies import zone_copies
-from nameserver.store import NotifyRecord, Store, TransferLogEntry
+from nameserver.store.copies import zone_copies
+from nameserver.store.store import NotifyRecord, Store, TransferLogEntry
 from tests.tools import example_store
 
 ZONE = dns.name.from_text("example.test.")
