@@ -25,7 +25,8 @@ from nameserver.serve.lograte import LogLimiter, flush_all
 from nameserver.serve.responder import Responder
 from nameserver.serve.rrl import RateLimiter, RrlSettings
 from nameserver.store.loader import StoreFollower
-from nameserver.store.store import NotifyRecord, Store
+from nameserver.store.logs import NotifyRecord
+from nameserver.store.store import Store
 from nameserver.store.storethread import StoreThread
 from nameserver.transfer.acl import TransferAcl
 from nameserver.transfer.notify import Notifier, NotifyStatus, NotifyTarget

@@ -20,7 +20,8 @@ import pytest
 
 from nameserver.dnssec.manager import DnssecManager
 from nameserver.edit.editor import Author
-from nameserver.store.store import Store, TransferLogEntry
+from nameserver.store.logs import TransferLogEntry
+from nameserver.store.store import Store
 from nameserver.zone.serial import SerialPolicy
 from nameserver.zone.zonefile import read_zone_file
 from tests.servers import (

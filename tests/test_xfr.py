@@ -29,7 +29,9 @@ import dns.tsigkeyring
 import dns.zone
 import pytest
 
-from nameserver.store.store import SCHEMA_VERSION, NotifyRecord, Store, TransferLogEntry
+from nameserver.store.logs import NotifyRecord, TransferLogEntry
+from nameserver.store.schema import SCHEMA_VERSION
+from nameserver.store.store import Store
 from nameserver.transfer.acl import TransferAcl, parse_secondaries
 from nameserver.transfer.tsig import parse_keys, tsig_offset
 from nameserver.transfer.xfr import TransferService

@@ -44,7 +44,8 @@ from nameserver.dnssec.signing import (
 from nameserver.edit.editor import Author, SignerDelta, ZoneEditor
 from nameserver.errors import NameserverError
 from nameserver.progress import Progress
-from nameserver.store.store import Store, StoredKey, ZoneDnssec
+from nameserver.store.keys import StoredKey, ZoneDnssec
+from nameserver.store.store import Store
 from nameserver.store.versions import ZoneVersions
 from nameserver.zone.changeset import Changeset
 from nameserver.zone.records import Record

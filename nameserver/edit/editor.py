@@ -18,7 +18,8 @@ import dns.rdatatype
 import dns.rdtypes.ANY.SOA
 
 from nameserver.errors import Problem, SignedZoneDataError, ZoneValidationError
-from nameserver.store.store import Store, StoredKey, ZoneDnssec
+from nameserver.store.keys import StoredKey, ZoneDnssec
+from nameserver.store.store import Store
 from nameserver.store.versions import ZoneVersions
 from nameserver.zone.changeset import Changeset
 from nameserver.zone.records import Record, dedupe, type_text

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import dns.name
 
-from nameserver.store.store import NotifyRecord, Store, TransferLogEntry
+from nameserver.store.logs import NotifyRecord, TransferLogEntry
+from nameserver.store.store import Store
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ from nameserver.errors import JournalError
 from nameserver.serve.lograte import LogLimiter
 from nameserver.serve.query import Query, parse_query
 from nameserver.serve.response import render, udp_limit
-from nameserver.store.store import TransferLogEntry
+from nameserver.store.logs import TransferLogEntry
 from nameserver.store.storethread import StoreThread
 from nameserver.transfer.acl import TransferAcl
 from nameserver.transfer.tsig import (
