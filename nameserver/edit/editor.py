@@ -20,7 +20,7 @@ import dns.rdtypes.ANY.SOA
 from nameserver.errors import Problem, SignedZoneDataError, ZoneValidationError
 from nameserver.store.keys import StoredKey, ZoneDnssec
 from nameserver.store.store import Store
-from nameserver.store.versions import ZoneVersions
+from nameserver.store.versions import ZoneVersions, current_snapshot
 from nameserver.zone.changeset import Changeset
 from nameserver.zone.records import Record, dedupe, type_text
 from nameserver.zone.serial import Clock, SerialPolicy, next_serial, serial_gt
@@ -297,9 +297,7 @@ class ZoneEditor:
     # -- plumbing -------------------------------------------------------------------------
 
     def _snapshot(self, origin: dns.name.Name) -> ZoneSnapshot:
-        if self.versions is not None:
-            return self.versions.current(origin)
-        return ZoneSnapshot.from_rows(origin, self.store.rows(origin))
+        return current_snapshot(self.store, origin, self.versions)
 
     def _commit(
         self,

@@ -82,3 +82,13 @@ class ZoneVersions:
             before, cs = pending
             self._latest[origin] = before.patched(cs.removed, cs.added)
         return self._latest.get(origin)
+
+
+def current_snapshot(
+    store: Store, origin: dns.name.Name, versions: ZoneVersions | None
+) -> ZoneSnapshot:
+    """The zone as stored now: from ``versions`` when a long-lived caller keeps them warm,
+    else loaded whole from its rows (a one-shot command)."""
+    if versions is not None:
+        return versions.current(origin)
+    return ZoneSnapshot.from_rows(origin, store.rows(origin))
