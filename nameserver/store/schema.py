@@ -35,6 +35,7 @@ from nameserver.errors import StoreError, StoreMissingError, UnknownZoneError
 from nameserver.store.codec import _zone_key
 from settings.files import create_data_file
 
+# 2: DNSSEC tables (dnssec_zones, dnssec_keys); 3: transfer log; 4: NOTIFY status
 SCHEMA_VERSION = 4
 APPLICATION_ID = 0x7A6F6E66  # "zonf": marks the SQLite file as a zonefan store
 BUSY_TIMEOUT_S = 10.0
