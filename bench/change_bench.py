@@ -49,13 +49,13 @@ import dns.update  # noqa: E402
 import query_bench  # noqa: E402
 from query_bench import HOST, ORIGIN, Server, free_port, tool, zonefan_command  # noqa: E402
 
-from nameserver.dnssec import DnssecManager  # noqa: E402
-from nameserver.editor import Author, ZoneEditor  # noqa: E402
-from nameserver.records import Record  # noqa: E402
-from nameserver.serial import SerialPolicy  # noqa: E402
-from nameserver.store import Store  # noqa: E402
-from nameserver.versions import ZoneVersions  # noqa: E402
-from nameserver.zonefile import read_zone_file  # noqa: E402
+from nameserver.dnssec.manager import DnssecManager  # noqa: E402
+from nameserver.edit.editor import Author, ZoneEditor  # noqa: E402
+from nameserver.store.store import Store  # noqa: E402
+from nameserver.store.versions import ZoneVersions  # noqa: E402
+from nameserver.zone.records import Record  # noqa: E402
+from nameserver.zone.serial import SerialPolicy  # noqa: E402
+from nameserver.zone.zonefile import read_zone_file  # noqa: E402
 
 WORKDIR = BENCH_DIR / "work" / "change"
 ANSWER_TIMEOUT = 10.0  # seconds a change may take to be served before the run fails

@@ -44,15 +44,15 @@ sys.path.insert(0, _project_dir(sys.argv[1:]))
 import dns.name  # noqa: E402
 import dns.rdatatype  # noqa: E402
 
-from nameserver.answer import resolve  # noqa: E402
-from nameserver.query import parse_query  # noqa: E402
-from nameserver.responder import Responder  # noqa: E402
-from nameserver.response import render, udp_limit  # noqa: E402
+from nameserver.serve.answer import resolve  # noqa: E402
+from nameserver.serve.query import parse_query  # noqa: E402
+from nameserver.serve.responder import Responder  # noqa: E402
+from nameserver.serve.response import render, udp_limit  # noqa: E402
 from nameserver.server import UdpHandler  # noqa: E402
-from nameserver.snapshot import ZoneSnapshot  # noqa: E402
-from nameserver.store import Store  # noqa: E402
-from nameserver.wirename import lower  # noqa: E402
-from nameserver.zones import ZoneRegistry  # noqa: E402
+from nameserver.store.store import Store  # noqa: E402
+from nameserver.zone.snapshot import ZoneSnapshot  # noqa: E402
+from nameserver.zone.wirename import lower  # noqa: E402
+from nameserver.zone.zones import ZoneRegistry  # noqa: E402
 
 ADDR = ("127.0.0.1", 40000)
 

@@ -108,6 +108,10 @@ class JournalError(NameserverError):
     """The journal does not reach the asked version (it was compacted or never existed)."""
 
 
+class DnssecError(NameserverError):
+    """A DNSSEC operation that cannot be done as asked (the message says why)."""
+
+
 class UpdatePolicyError(NameserverError):
     """An update-policy rule cannot be parsed; names the zone, the rule and the field."""
 

@@ -18,23 +18,24 @@ from typing import Any, cast
 import dns.name
 import dns.rdatatype
 
-from nameserver.acl import TransferAcl
+from nameserver.dnssec.maintenance import MaintenanceScheduler, ManagerFactory
+from nameserver.edit.updatepolicy import UpdatePolicy
 from nameserver.errors import NameserverError
-from nameserver.loader import StoreFollower
-from nameserver.lograte import LogLimiter, flush_all
-from nameserver.maintenance import MaintenanceScheduler, ManagerFactory
-from nameserver.notify import Notifier, NotifyStatus, NotifyTarget
-from nameserver.responder import Responder
-from nameserver.rrl import RateLimiter, RrlSettings
-from nameserver.snapshot import ZoneSnapshot, decode_rdata
-from nameserver.store import NotifyRecord, Store
-from nameserver.storethread import StoreThread
-from nameserver.tsig import Keyring, tsig_offset
-from nameserver.update_service import UpdateService, is_update
-from nameserver.updatepolicy import UpdatePolicy
-from nameserver.wirename import key_of
-from nameserver.xfr import TransferService, transfer_qtype
-from nameserver.zones import ZoneRegistry
+from nameserver.serve.lograte import LogLimiter, flush_all
+from nameserver.serve.responder import Responder
+from nameserver.serve.rrl import RateLimiter, RrlSettings
+from nameserver.store.loader import StoreFollower
+from nameserver.store.logs import NotifyRecord
+from nameserver.store.store import Store
+from nameserver.store.storethread import StoreThread
+from nameserver.transfer.acl import TransferAcl
+from nameserver.transfer.notify import Notifier, NotifyStatus, NotifyTarget
+from nameserver.transfer.tsig import Keyring, tsig_offset
+from nameserver.transfer.update_service import UpdateService, is_update
+from nameserver.transfer.xfr import TransferService, transfer_qtype
+from nameserver.zone.snapshot import ZoneSnapshot, decode_rdata
+from nameserver.zone.wirename import key_of
+from nameserver.zone.zones import ZoneRegistry
 from settings import Address
 
 log = logging.getLogger(__name__)

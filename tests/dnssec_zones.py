@@ -19,11 +19,11 @@ from pathlib import Path
 import dns.name
 import dns.zone
 
-from nameserver.changeset import Changeset
-from nameserver.records import Record
-from nameserver.serial import SerialPolicy
-from nameserver.snapshot import ZoneSnapshot
-from nameserver.store import Store
+from nameserver.store.store import Store
+from nameserver.zone.changeset import Changeset
+from nameserver.zone.records import Record
+from nameserver.zone.serial import SerialPolicy
+from nameserver.zone.snapshot import ZoneSnapshot
 from tests.tools import require_tool
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -1,6 +1,6 @@
 """The tests' oracle: a second, deliberately simple whole-zone signer, written from the
 RFCs (4033-4035, 5155, 6840, 9077) apart from the product's. zonefan signs only through
-``nameserver/signing.py`` (``reconcile``: `zonefan zone sign`, every change, maintenance);
+``nameserver/dnssec/signing.py`` (``reconcile``: `zonefan zone sign`, every change, maintenance);
 tests compare what it makes with what this makes (the NSEC/NSEC3 chain of the same
 zone), and both with BIND's and ldns's verifiers. Not product code, and no benchmark
 measures it.

@@ -8,10 +8,10 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 
-from nameserver.records import parse_record
-from nameserver.responder import Responder
-from nameserver.snapshot import ZoneSnapshot
-from nameserver.zones import ZoneRegistry
+from nameserver.serve.responder import Responder
+from nameserver.zone.records import parse_record
+from nameserver.zone.snapshot import ZoneSnapshot
+from nameserver.zone.zones import ZoneRegistry
 from tests.zonedata import BASE, ORIGIN, registry, snapshot
 
 RESPONDER = Responder(registry())

@@ -8,12 +8,12 @@ import dns.name
 import dns.rdatatype
 import pytest
 
-from nameserver.catalog import catalog_records, member_id, sync_catalog
-from nameserver.dnssec import DnssecManager
-from nameserver.editor import Author, ZoneEditor
-from nameserver.serial import SerialPolicy
-from nameserver.store import Store
-from nameserver.zonefile import read_zone_file
+from nameserver.dnssec.manager import DnssecManager
+from nameserver.edit.catalog import catalog_records, member_id, sync_catalog
+from nameserver.edit.editor import Author, ZoneEditor
+from nameserver.store.store import Store
+from nameserver.zone.serial import SerialPolicy
+from nameserver.zone.zonefile import read_zone_file
 from tests.tools import PROJECT_ROOT
 
 CATALOG = dns.name.from_text("catalog.zonefan.test.")

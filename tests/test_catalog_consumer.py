@@ -11,8 +11,8 @@ import dns.name
 import dns.rcode
 import pytest
 
-from nameserver.catalog import member_id
-from nameserver.store import Store
+from nameserver.edit.catalog import member_id
+from nameserver.store.store import Store
 from tests.servers import KnotSecondary, XfrKey, ZonefanServer, make_query, run_cli, transfer_config
 from tests.tools import PROJECT_ROOT, free_port, require_tool, write_private
 from tests.wait import wait_until

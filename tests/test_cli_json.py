@@ -10,7 +10,7 @@ import click
 import dns.name
 import pytest
 
-from nameserver.store import Store
+from nameserver.store.store import Store
 from tests.servers import run_cli
 from tests.tools import PROJECT_ROOT, example_store, write_private
 from zonefan.cli import LAZY_COMMANDS, main

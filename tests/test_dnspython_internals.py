@@ -17,7 +17,7 @@ from dns.rdtypes.ANY.RRSIG import RRSIG
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nameserver import store as store_module
+from nameserver.store import codec
 from signer import rrsig as rrsig_module
 
 # Labels that print without escapes (the store's fast name path takes only those).
@@ -29,7 +29,7 @@ plain_label = st.text(
 
 
 def test_store_builds_names_through_their_slots() -> None:
-    assert store_module._NAME_FROM_TEXT is store_module._name_fast, (
+    assert codec._NAME_FROM_TEXT is codec._name_fast, (
         "dnspython's Name changed: the store fell back to dns.name.from_text (slow loads)"
     )
 
@@ -37,7 +37,7 @@ def test_store_builds_names_through_their_slots() -> None:
 @given(st.lists(plain_label, min_size=1, max_size=6))
 def test_store_names_equal_dnspythons(labels: list[str]) -> None:
     text = ".".join(labels) + "."
-    fast, slow = store_module._name_fast(text), dns.name.from_text(text)
+    fast, slow = codec._name_fast(text), dns.name.from_text(text)
     assert fast.labels == slow.labels
     assert fast == slow and hash(fast) == hash(slow)
     assert fast.to_text() == slow.to_text() and fast.to_wire() == slow.to_wire()

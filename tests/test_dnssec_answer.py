@@ -22,10 +22,10 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from nameserver.records import parse_record
-from nameserver.responder import Responder
-from nameserver.snapshot import ZoneSnapshot
-from nameserver.zones import ZoneRegistry
+from nameserver.serve.responder import Responder
+from nameserver.zone.records import parse_record
+from nameserver.zone.snapshot import ZoneSnapshot
+from nameserver.zone.zones import ZoneRegistry
 from tests import dnssec_zones
 from tests.dnssec_zones import NSEC, NSEC3, NSEC3_OPTOUT, NSEC3_OPTOUT_BIND, Variant
 

@@ -23,8 +23,7 @@ import dns.resolver
 import pytest
 from dns.dnssectypes import DSDigest
 
-from nameserver.dnssec import DnssecManager
-from nameserver.dscheck import (
+from nameserver.dnssec.dscheck import (
     DsCheckError,
     ParentKey,
     ParentServer,
@@ -33,13 +32,14 @@ from nameserver.dscheck import (
     check_parent_ds,
     discover_parent_servers,
 )
-from nameserver.editor import Author
+from nameserver.dnssec.maintenance import MaintenanceScheduler
+from nameserver.dnssec.manager import DnssecManager
+from nameserver.edit.editor import Author
 from nameserver.errors import NameserverError
-from nameserver.maintenance import MaintenanceScheduler
-from nameserver.serial import SerialPolicy
-from nameserver.store import Store
-from nameserver.versions import ZoneVersions
-from nameserver.zonefile import read_zone_file
+from nameserver.store.store import Store
+from nameserver.store.versions import ZoneVersions
+from nameserver.zone.serial import SerialPolicy
+from nameserver.zone.zonefile import read_zone_file
 from signer.errors import SignerError
 from signer.policy import (
     DAY,

@@ -9,12 +9,12 @@ from pathlib import Path
 import dns.name
 import pytest
 
-from nameserver.editor import Author, ZoneEditor
+from nameserver.edit.editor import Author, ZoneEditor
 from nameserver.errors import ConflictError, ZoneValidationError
-from nameserver.records import parse_record
-from nameserver.serial import SerialPolicy
-from nameserver.snapshot import ZoneSnapshot
-from nameserver.store import Store
+from nameserver.store.store import Store
+from nameserver.zone.records import parse_record
+from nameserver.zone.serial import SerialPolicy
+from nameserver.zone.snapshot import ZoneSnapshot
 from tests.zonedata import BASE, ORIGIN, records
 
 WHO = Author("tester", "test change")

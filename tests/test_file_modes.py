@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from nameserver.store import Store
+from nameserver.store.store import Store
 from settings import SettingsError, load_toml
 from settings.files import DATA_FILE_MODE, create_data_file
 from settings.secrets import private_mode_problem

@@ -16,11 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nameserver.query import parse_query, skip_name
-from nameserver.responder import Responder
+from nameserver.serve.query import parse_query, skip_name
+from nameserver.serve.responder import Responder
 from nameserver.server import UdpHandler
-from nameserver.tsig import TsigKey, tsig_offset
-from nameserver.xfr import TransferService
+from nameserver.transfer.tsig import TsigKey, tsig_offset
+from nameserver.transfer.xfr import TransferService
 from tests.packets import (
     FORMERR,
     KEY,

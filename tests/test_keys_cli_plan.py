@@ -26,11 +26,11 @@ from typing import Any
 
 import pytest
 
-from nameserver.dnssec import DnssecManager
-from nameserver.editor import Author
-from nameserver.serial import SerialPolicy
-from nameserver.store import Store
-from nameserver.zonefile import read_zone_text
+from nameserver.dnssec.manager import DnssecManager
+from nameserver.edit.editor import Author
+from nameserver.store.store import Store
+from nameserver.zone.serial import SerialPolicy
+from nameserver.zone.zonefile import read_zone_text
 from signer.policy import DAY, HOUR, KeyStyle, Policy
 from signer.timing import mark_ds_seen
 from tests.servers import run_cli

@@ -36,8 +36,8 @@ import pytest
 from click.testing import CliRunner
 from dns.dnssectypes import DSDigest
 
-from nameserver.store import Store
-from nameserver.zonefile import write_zone_file
+from nameserver.store.store import Store
+from nameserver.zone.zonefile import write_zone_file
 from signer.policy import Denial, KeyStyle
 from signer.timing import start_algorithm_rollover
 from tests.test_rollover_unbound import (

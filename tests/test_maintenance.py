@@ -16,15 +16,15 @@ import dns.rdatatype
 import pytest
 from dns.rdtypes.ANY.RRSIG import RRSIG
 
-from nameserver.dnssec import DnssecManager
-from nameserver.editor import Author
-from nameserver.maintenance import MaintenanceScheduler, MaintenanceTiming
-from nameserver.records import Record
-from nameserver.serial import SerialPolicy
-from nameserver.snapshot import ZoneSnapshot
-from nameserver.store import Store
-from nameserver.versions import ZoneVersions
-from nameserver.zonefile import read_zone_file
+from nameserver.dnssec.maintenance import MaintenanceScheduler, MaintenanceTiming
+from nameserver.dnssec.manager import DnssecManager
+from nameserver.edit.editor import Author
+from nameserver.store.store import Store
+from nameserver.store.versions import ZoneVersions
+from nameserver.zone.records import Record
+from nameserver.zone.serial import SerialPolicy
+from nameserver.zone.snapshot import ZoneSnapshot
+from nameserver.zone.zonefile import read_zone_file
 from signer.policy import Policy
 from signer.timing import Role, start_rollover
 from tests.clock import FakeClock

@@ -23,7 +23,7 @@ import dns.tsig
 import dns.tsigkeyring
 import pytest
 
-from nameserver.notify import Notifier, NotifyTarget, notify_message
+from nameserver.transfer.notify import Notifier, NotifyTarget, notify_message
 from tests.servers import NsdServer
 from tests.tools import free_port, require_tool
 from tests.wait import until

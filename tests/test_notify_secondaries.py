@@ -13,7 +13,7 @@ from pathlib import Path
 import dns.name
 import pytest
 
-from nameserver.store import Store
+from nameserver.store.store import Store
 from tests.servers import ZonefanServer, _Secondary, run_cli, transfer_config
 from tests.test_secondaries import KEY, PLAIN, SECONDARIES, TOOLS, ZONES, _store
 from tests.tools import free_port, require_tool, write_private

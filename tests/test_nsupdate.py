@@ -16,7 +16,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from nameserver.store import Store
+from nameserver.store.store import Store
 from tests.servers import ZonefanServer, query_message
 from tests.tools import PROJECT_ROOT, example_store, require_tool, write_private
 from tests.wait import wait_until

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nameserver import ordered
-from nameserver.ordered import OrderedOwners
-from nameserver.wirename import canonical_key, key_of
+from nameserver.zone import ordered
+from nameserver.zone.ordered import OrderedOwners
+from nameserver.zone.wirename import canonical_key, key_of
 
 ORIGIN = dns.name.from_text("z.test.")
 labels = st.text(alphabet="ab-9", min_size=1, max_size=3)

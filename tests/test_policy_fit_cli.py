@@ -30,13 +30,13 @@ import dns.zone
 import pytest
 from dns.rdtypes.ANY.RRSIG import RRSIG
 
-from nameserver.dnssec import DnssecManager
-from nameserver.editor import Author
-from nameserver.maintenance import MaintenanceScheduler, MaintenanceTiming
-from nameserver.serial import SerialPolicy
-from nameserver.store import Store
-from nameserver.versions import ZoneVersions
-from nameserver.zonefile import read_zone_file
+from nameserver.dnssec.maintenance import MaintenanceScheduler, MaintenanceTiming
+from nameserver.dnssec.manager import DnssecManager
+from nameserver.edit.editor import Author
+from nameserver.store.store import Store
+from nameserver.store.versions import ZoneVersions
+from nameserver.zone.serial import SerialPolicy
+from nameserver.zone.zonefile import read_zone_file
 from signer.policy import format_duration
 from tests.clock import FakeClock
 from tests.servers import (

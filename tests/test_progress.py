@@ -15,11 +15,11 @@ from pathlib import Path
 import dns.name
 import pytest
 
-from nameserver.dnssec import DnssecManager
-from nameserver.editor import Author
-from nameserver.serial import SerialPolicy
-from nameserver.store import Store
-from nameserver.zonefile import read_zone_text
+from nameserver.dnssec.manager import DnssecManager
+from nameserver.edit.editor import Author
+from nameserver.store.store import Store
+from nameserver.zone.serial import SerialPolicy
+from nameserver.zone.zonefile import read_zone_text
 from sync.providers.testkit.faults import FaultProxy
 from tests.clock import FakeClock
 from tests.pdns import PdnsServer

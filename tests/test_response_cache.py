@@ -23,10 +23,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import nameserver.responder as responder_module
-from nameserver.cache import ResponseCache, Shared
-from nameserver.records import parse_record
-from nameserver.responder import (
+import nameserver.serve.responder as responder_module
+from nameserver.serve.cache import ResponseCache, Shared
+from nameserver.serve.responder import (
     ALIASES,
     CACHE_CEILING,
     CACHE_FLOOR,
@@ -34,9 +33,10 @@ from nameserver.responder import (
     Responder,
     zone_wire_size,
 )
-from nameserver.snapshot import ZoneSnapshot
-from nameserver.wirename import label_starts, to_text
-from nameserver.zones import ZoneRegistry
+from nameserver.zone.records import parse_record
+from nameserver.zone.snapshot import ZoneSnapshot
+from nameserver.zone.wirename import label_starts, to_text
+from nameserver.zone.zones import ZoneRegistry
 from tests import dnssec_zones
 from tests.zonedata import BASE, registry, snapshot
 
@@ -266,7 +266,7 @@ def _never(*args: object) -> None:
 
 @contextmanager
 def _general_only() -> Iterator[None]:
-    """Answer every query through nameserver.answer and nameserver.response alone."""
+    """Answer every query through nameserver.serve.answer and nameserver.serve.response alone."""
     with mock.patch.object(responder_module, "quick_answer", _never):
         yield
 

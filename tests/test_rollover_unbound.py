@@ -1,6 +1,6 @@
 """Whole key rollovers on a fake clock, checked by a real unbound at every step.
 
-A small zone is signed by :class:`~nameserver.dnssec.DnssecManager` whose clock is a
+A small zone is signed by :class:`~nameserver.dnssec.manager.DnssecManager` whose clock is a
 variable of the test.  The test plays the timeline: it moves the clock to the next moment
 something is due (``maintain()``'s ``next_due``: a key event or a signature refresh, or a
 change at the parent), runs ``maintain()``, and acts as the parent: the DS of a key joins
@@ -54,11 +54,11 @@ import dns.rdatatype
 import pytest
 from dns.dnssectypes import DSDigest
 
-from nameserver.dnssec import DnssecManager, MaintenanceResult
-from nameserver.editor import Author
-from nameserver.serial import SerialPolicy
-from nameserver.store import Store
-from nameserver.zonefile import read_zone_text
+from nameserver.dnssec.manager import DnssecManager, MaintenanceResult
+from nameserver.edit.editor import Author
+from nameserver.store.store import Store
+from nameserver.zone.serial import SerialPolicy
+from nameserver.zone.zonefile import read_zone_text
 from signer.keys import DS_SHA256
 from signer.policy import Denial, DsCheck, KeyStyle, Policy, policy_to_mapping
 from signer.timing import (

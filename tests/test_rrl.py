@@ -14,8 +14,8 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from nameserver.responder import Responder
-from nameserver.rrl import (
+from nameserver.serve.responder import Responder
+from nameserver.serve.rrl import (
     KIND_MEMO_ENTRIES,
     KIND_MEMO_SLOTS,
     SOURCE_MEMO_ENTRIES,
@@ -27,7 +27,7 @@ from nameserver.rrl import (
     truncated,
 )
 from nameserver.server import UdpHandler
-from nameserver.zones import ZoneRegistry
+from nameserver.zone.zones import ZoneRegistry
 from tests.clock import FakeClock
 from tests.packets import udp_exchange
 from tests.servers import run_cli
@@ -251,7 +251,7 @@ def test_the_log_gets_a_line_a_minute_however_hard_the_flood(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     s = Setup(RrlSettings(ratelimit=10, slip=2))
-    with caplog.at_level("INFO", logger="nameserver.rrl"):
+    with caplog.at_level("INFO", logger="nameserver.serve.rrl"):
         for _ in range(150):  # 150 s at 200 queries a second
             s.flood(["nope.example.test."] * 200)
             s.clock.now += 1

@@ -18,11 +18,12 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from nameserver.dnssec import DnssecManager
-from nameserver.editor import Author
-from nameserver.serial import SerialPolicy
-from nameserver.store import Store, TransferLogEntry
-from nameserver.zonefile import read_zone_file
+from nameserver.dnssec.manager import DnssecManager
+from nameserver.edit.editor import Author
+from nameserver.store.logs import TransferLogEntry
+from nameserver.store.store import Store
+from nameserver.zone.serial import SerialPolicy
+from nameserver.zone.zonefile import read_zone_file
 from tests.servers import (
     BindSecondary,
     KnotSecondary,

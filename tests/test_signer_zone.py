@@ -1,5 +1,5 @@
 """Tests of signer.rrsig and signer.nsec, and of the tests' whole-zone oracle
-(tests/signing_oracle.py) that nameserver/signing.py is compared with.
+(tests/signing_oracle.py) that nameserver/dnssec/signing.py is compared with.
 
 Signed zones are checked by independent verifiers: BIND's ``dnssec-verify`` and
 ``ldns-verify-zone`` as subprocesses, and dnspython's ``dns.dnssec`` as a second

@@ -1,4 +1,4 @@
-"""Keeping a signed zone right (nameserver/signing.py): a full pass signs a zone that
+"""Keeping a signed zone right (nameserver/dnssec/signing.py): a full pass signs a zone that
 BIND's dnssec-verify and ldns-verify-zone accept; an incremental pass after any data change
 leaves the zone exactly as a full pass wants it, with every signature verifying; expiring
 signatures and key changes are re-made, nothing else is."""
@@ -21,16 +21,16 @@ from dns.rdtypes.ANY.RRSIG import RRSIG as RRSIGRdata
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nameserver.records import Record, parse_record
-from nameserver.signing import (
+from nameserver.dnssec.signing import (
     KeySet,
     SigningParams,
     every_name,
     reconcile,
     touched_names,
 )
-from nameserver.snapshot import ZoneSnapshot, decode_rdata
-from nameserver.zonefile import write_zone_file
+from nameserver.zone.records import Record, parse_record
+from nameserver.zone.snapshot import ZoneSnapshot, decode_rdata
+from nameserver.zone.zonefile import write_zone_file
 from signer.keys import ZSK_FLAGS, generate
 from signer.nsec3 import Nsec3Params
 from tests.signing_oracle import sign_zone

@@ -18,13 +18,13 @@ import dns.name
 import pytest
 from dns.rdtypes.ANY.RRSIG import RRSIG as RRSIGRdata
 
-from nameserver.dnssec import DnssecManager
-from nameserver.editor import Author
-from nameserver.records import Record
-from nameserver.signing import seconds_left
-from nameserver.store import Store
-from nameserver.validate import SIGNER_TYPES
-from nameserver.zonefile import write_zone_file
+from nameserver.dnssec.manager import DnssecManager
+from nameserver.dnssec.signing import seconds_left
+from nameserver.edit.editor import Author
+from nameserver.store.store import Store
+from nameserver.zone.records import Record
+from nameserver.zone.validate import SIGNER_TYPES
+from nameserver.zone.zonefile import write_zone_file
 from signer.policy import Denial
 from tests.tools import PROJECT_ROOT, example_store, require_tool
 
@@ -83,7 +83,7 @@ def _fail(*_: object, **__: object) -> None:
 
 
 def _fail_while_signing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("nameserver.dnssec.reconcile", _fail)
+    monkeypatch.setattr("nameserver.dnssec.manager.reconcile", _fail)
 
 
 def _fail_inside_the_commit(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,9 +116,9 @@ _CHILD = textwrap.dedent(
     import os, signal, sys
     from pathlib import Path
     import dns.name
-    from nameserver.dnssec import DnssecManager
-    from nameserver.editor import Author
-    from nameserver.store import Store
+    from nameserver.dnssec.manager import DnssecManager
+    from nameserver.edit.editor import Author
+    from nameserver.store.store import Store
 
     db, where = sys.argv[1], sys.argv[2]
 

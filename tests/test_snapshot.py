@@ -6,9 +6,9 @@ import dns.name
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nameserver.records import Record, parse_record
-from nameserver.snapshot import ZoneSnapshot
-from nameserver.wirename import key_of
+from nameserver.zone.records import Record, parse_record
+from nameserver.zone.snapshot import ZoneSnapshot
+from nameserver.zone.wirename import key_of
 from tests.zonedata import ORIGIN, records
 
 LABELS = ["a", "b", "c", "*"]

@@ -19,8 +19,6 @@ import dns.rdataclass
 import dns.rdatatype
 import pytest
 
-from nameserver import store as store_module
-from nameserver.changeset import Changeset
 from nameserver.errors import (
     ConflictError,
     JournalError,
@@ -29,9 +27,11 @@ from nameserver.errors import (
     UnknownZoneError,
     ZoneExistsError,
 )
-from nameserver.records import Record, parse_record
-from nameserver.serial import SerialPolicy
-from nameserver.store import Store
+from nameserver.store import codec, commit, schema
+from nameserver.store.store import Store
+from nameserver.zone.changeset import Changeset
+from nameserver.zone.records import Record, parse_record
+from nameserver.zone.serial import SerialPolicy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ZONE = dns.name.from_text("Example.COM.")
@@ -375,8 +375,8 @@ def test_store_uses_wal_and_records_its_schema(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
-        assert conn.execute("PRAGMA application_id").fetchone()[0] == store_module.APPLICATION_ID
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == schema.APPLICATION_ID
     finally:
         conn.close()
 
@@ -401,7 +401,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "zones.db"
     Store(path).close()
     conn = sqlite3.connect(path)
-    conn.execute(f"PRAGMA user_version = {store_module.SCHEMA_VERSION + 1}")
+    conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION + 1}")
     conn.commit()
     conn.close()
     with pytest.raises(StoreError, match=r"newer than this zonefan .* upgrade"):
@@ -415,9 +415,9 @@ CHILD = textwrap.dedent(
     import sys, time
     import dns.name, dns.rdataclass, dns.rdatatype
     from dns.rdtypes.IN.A import A
-    from nameserver.changeset import Changeset
-    from nameserver.records import Record
-    from nameserver.store import Store
+    from nameserver.zone.changeset import Changeset
+    from nameserver.zone.records import Record
+    from nameserver.store.store import Store
     from tests.test_store import ZONE, soa
 
     TOTAL = int(sys.argv[2])
@@ -531,7 +531,7 @@ def random_records(count: int, seed: int = 1) -> Iterator[Record]:
 
 
 def test_fast_decoders_agree_with_dnspython() -> None:
-    assert set(store_module._FAST_DECODERS) == {
+    assert set(codec._FAST_DECODERS) == {
         dns.rdatatype.A,
         dns.rdatatype.AAAA,
         dns.rdatatype.DS,
@@ -544,9 +544,9 @@ def test_fast_decoders_agree_with_dnspython() -> None:
         samples.append(b"".join(groups))
     for wire in samples:
         slow = dns.rdata.from_wire(IN, dns.rdatatype.AAAA, wire, 0, 16)
-        fast = store_module._FAST_DECODERS[dns.rdatatype.AAAA](wire)
+        fast = codec._FAST_DECODERS[dns.rdatatype.AAAA](wire)
         assert (fast.to_text(), fast) == (slow.to_text(), slow)
-    decoder = store_module._Decoder()
+    decoder = codec._Decoder()
     for record in random_records(400, seed=3):
         wire = record.rdata.to_wire() or b""
         again = decoder.record(record.name.to_text(), record.rdtype, record.ttl, wire)
@@ -570,7 +570,7 @@ def test_identity_key_types_without_names() -> None:
     }
     for rtype, text in samples.items():
         rdata = parse_record("x", 1, rtype, text, origin).rdata
-        assert int(rdata.rdtype) in store_module._NAMELESS_TYPES
+        assert int(rdata.rdtype) in codec._NAMELESS_TYPES
         assert rdata.to_wire() == rdata.to_digestable()
 
 
@@ -578,7 +578,7 @@ def test_a_zone_of_many_chunks_round_trips(store: Store) -> None:
     """Written and read back across several of the store's chunks, every record intact.
     (How fast: bench/query_bench.py times `zonefan zone import` of 100k names and the
     server's load of the store to its first answer, the product path.)"""
-    records = (soa(1), *random_records(3 * store_module._CHUNK + 1))
+    records = (soa(1), *random_records(3 * commit._CHUNK + 1))
     store.create_zone(Changeset(ZONE, None, 1, (), records, "a", "bulk", 0.0), SerialPolicy.DATE)
     loaded = store.records(ZONE)
     assert texts(loaded) == texts(records)

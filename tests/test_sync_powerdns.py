@@ -31,7 +31,7 @@ import dns.rrset
 import pytest
 from aiohttp import web
 
-from nameserver.store import Store
+from nameserver.store.store import Store
 from sync.errors import (
     SyncConfigError,
     TargetRateLimitedError,

@@ -1,5 +1,5 @@
 """The TCP connection limits of the server (nameserver.server.TcpHandler and TcpConnections)
-and the rate-limited log (nameserver.lograte), on injected time.
+and the rate-limited log (nameserver.serve.lograte), on injected time.
 
 The handlers run on a real asyncio loop whose clock the test sets (``ClockLoop``): a timer
 fires when the test moves the clock past it, never because the machine was slow. Their
@@ -22,11 +22,11 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from nameserver.acl import Secondary, TransferAcl
-from nameserver.lograte import LogLimiter
-from nameserver.responder import Responder
+from nameserver.serve.lograte import LogLimiter
+from nameserver.serve.responder import Responder
 from nameserver.server import TcpConnections, TcpHandler, TcpLimits
-from nameserver.xfr import TransferService
+from nameserver.transfer.acl import Secondary, TransferAcl
+from nameserver.transfer.xfr import TransferService
 from settings import parse_network
 from tests.clock import FakeClock
 from tests.tools import example_store

@@ -17,9 +17,11 @@ import dns.tsig
 import dns.update
 import pytest
 
-from nameserver.dnssec import DnssecManager
-from nameserver.store import Store
-from nameserver.tsig import (
+from nameserver.dnssec.manager import DnssecManager
+from nameserver.edit.updatepolicy import UpdatePolicy
+from nameserver.store.store import Store
+from nameserver.store.versions import ZoneVersions
+from nameserver.transfer.tsig import (
     BADTIME,
     NOERROR,
     ReplayGuard,
@@ -28,9 +30,7 @@ from nameserver.tsig import (
     tsig_failure,
     verify,
 )
-from nameserver.update_service import UpdateService
-from nameserver.updatepolicy import UpdatePolicy
-from nameserver.versions import ZoneVersions
+from nameserver.transfer.update_service import UpdateService
 from settings import SettingsError, Source, Table, parse_tsig_keys
 from tests.tools import example_store
 

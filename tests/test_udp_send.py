@@ -10,7 +10,7 @@ from typing import cast
 import dns.message
 import uvloop
 
-from nameserver.responder import Responder
+from nameserver.serve.responder import Responder
 from nameserver.server import MAX_PENDING_UDP_ANSWERS, UdpHandler
 from tests.packets import UdpCapture, udp_exchange
 from tests.zonedata import registry

@@ -21,13 +21,13 @@ import pytest
 from dns.rdtypes.ANY.NSEC3PARAM import NSEC3PARAM
 from dns.rdtypes.ANY.RRSIG import RRSIG
 
-from nameserver.changeset import Changeset
-from nameserver.dnssec import DnssecManager
-from nameserver.editor import Author
-from nameserver.records import Record
-from nameserver.serial import SerialPolicy
-from nameserver.store import Store
-from nameserver.zonefile import read_zone_file
+from nameserver.dnssec.manager import DnssecManager
+from nameserver.edit.editor import Author
+from nameserver.store.store import Store
+from nameserver.zone.changeset import Changeset
+from nameserver.zone.records import Record
+from nameserver.zone.serial import SerialPolicy
+from nameserver.zone.zonefile import read_zone_file
 from signer.policy import Denial, Policy
 from tests.servers import UnboundServer, ZonefanServer, query_message, trust_anchor
 from tests.tools import PROJECT_ROOT, require_tool

@@ -27,17 +27,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nameserver.dnssec import DnssecManager
-from nameserver.editor import Author, ZoneEditor
+from nameserver.dnssec.manager import DnssecManager
+from nameserver.edit.editor import Author, ZoneEditor
+from nameserver.edit.update import UpdateDecision, process_update
+from nameserver.edit.updatepolicy import UpdatePolicy, parse_rule, policies_from_config
 from nameserver.errors import NameserverError, UpdatePolicyError, ZoneValidationError
-from nameserver.records import Record, identity_key, parse_record
-from nameserver.serial import SerialPolicy, serial_gt
-from nameserver.snapshot import ZoneSnapshot
-from nameserver.store import Store
-from nameserver.update import UpdateDecision, process_update
-from nameserver.updatepolicy import UpdatePolicy, parse_rule, policies_from_config
-from nameserver.validate import SIGNER_TYPES
-from nameserver.zonefile import read_zone_file
+from nameserver.store.store import Store
+from nameserver.zone.records import Record, identity_key, parse_record
+from nameserver.zone.serial import SerialPolicy, serial_gt
+from nameserver.zone.snapshot import ZoneSnapshot
+from nameserver.zone.validate import SIGNER_TYPES
+from nameserver.zone.zonefile import read_zone_file
 from signer.policy import Denial
 from tests.tools import PROJECT_ROOT, require_tool
 

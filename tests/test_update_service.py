@@ -15,12 +15,12 @@ import dns.tsig
 import dns.update
 import pytest
 
-from nameserver.dnssec import DnssecManager
-from nameserver.store import Store
-from nameserver.tsig import TsigKey
-from nameserver.update_service import UpdateService
-from nameserver.updatepolicy import UpdatePolicy
-from nameserver.versions import ZoneVersions
+from nameserver.dnssec.manager import DnssecManager
+from nameserver.edit.updatepolicy import UpdatePolicy
+from nameserver.store.store import Store
+from nameserver.store.versions import ZoneVersions
+from nameserver.transfer.tsig import TsigKey
+from nameserver.transfer.update_service import UpdateService
 from tests.tools import PROJECT_ROOT, example_store
 
 EXAMPLE = PROJECT_ROOT / "zones" / "example.test.zone"

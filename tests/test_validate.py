@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from nameserver.errors import Problem
-from nameserver.snapshot import ZoneSnapshot
-from nameserver.validate import check_change, check_records, check_zone
-from nameserver.wirename import key_of
+from nameserver.zone.snapshot import ZoneSnapshot
+from nameserver.zone.validate import check_change, check_records, check_zone
+from nameserver.zone.wirename import key_of
 from tests.zonedata import BASE, ORIGIN, records
 
 Row = tuple[str, int, str, str]

@@ -29,12 +29,14 @@ import dns.tsigkeyring
 import dns.zone
 import pytest
 
-from nameserver.acl import TransferAcl, parse_secondaries
-from nameserver.records import Record
-from nameserver.store import SCHEMA_VERSION, NotifyRecord, Store, TransferLogEntry
-from nameserver.tsig import parse_keys, tsig_offset
-from nameserver.xfr import TransferService
-from nameserver.zones import ZoneRegistry
+from nameserver.store.logs import NotifyRecord, TransferLogEntry
+from nameserver.store.schema import SCHEMA_VERSION
+from nameserver.store.store import Store
+from nameserver.transfer.acl import TransferAcl, parse_secondaries
+from nameserver.transfer.tsig import parse_keys, tsig_offset
+from nameserver.transfer.xfr import TransferService
+from nameserver.zone.records import Record
+from nameserver.zone.zones import ZoneRegistry
 from settings import SettingsError, Source, Table
 from tests.servers import ZonefanServer, run_cli
 from tests.tools import PROJECT_ROOT, example_store, require_tool

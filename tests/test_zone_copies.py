@@ -8,8 +8,9 @@ from pathlib import Path
 
 import dns.name
 
-from nameserver.copies import zone_copies
-from nameserver.store import NotifyRecord, Store, TransferLogEntry
+from nameserver.store.copies import zone_copies
+from nameserver.store.logs import NotifyRecord, TransferLogEntry
+from nameserver.store.store import Store
 from tests.tools import example_store
 
 ZONE = dns.name.from_text("example.test.")

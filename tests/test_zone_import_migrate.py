@@ -25,7 +25,7 @@ import dns.rdatatype
 import pytest
 from click.testing import CliRunner
 
-from nameserver.serial import SerialPolicy
+from nameserver.zone.serial import SerialPolicy
 from sync.model import RRset, ZoneData
 from sync.plan import compute_plan
 from sync.providers import BUILTIN

@@ -13,8 +13,8 @@ import dns.tokenizer
 import pytest
 
 from nameserver.errors import ZoneFileError
-from nameserver.records import Record, parse_record
-from nameserver.zonefile import (
+from nameserver.zone.records import Record, parse_record
+from nameserver.zone.zonefile import (
     MAX_INCLUDE_DEPTH,
     ParsedZone,
     _SourceTokenizer,

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from nameserver.dnssec import DnssecManager
-from nameserver.editor import Author
-from nameserver.maintenance import MaintenanceScheduler
-from nameserver.serial import SerialPolicy
-from nameserver.store import Store
-from nameserver.zonefile import read_zone_file
+from nameserver.dnssec.maintenance import MaintenanceScheduler
+from nameserver.dnssec.manager import DnssecManager
+from nameserver.edit.editor import Author
+from nameserver.store.store import Store
+from nameserver.zone.serial import SerialPolicy
+from nameserver.zone.zonefile import read_zone_file
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_TESTDATA = PROJECT_ROOT.parent / "shared" / "testdata"

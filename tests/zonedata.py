@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dns.name
 
-from nameserver.records import Record, parse_record
-from nameserver.snapshot import ZoneSnapshot
-from nameserver.zones import ZoneRegistry
+from nameserver.zone.records import Record, parse_record
+from nameserver.zone.snapshot import ZoneSnapshot
+from nameserver.zone.zones import ZoneRegistry
 
 ORIGIN = dns.name.from_text("example.test.")
 

@@ -16,32 +16,20 @@ import click
 import dns.name
 import dns.rdatatype
 
-from nameserver.changeset import Changeset
-from nameserver.copies import zone_copies
-from nameserver.editor import Author, Plan, change_size
+from nameserver.edit.editor import Author, Plan, change_size
 from nameserver.errors import (
     JournalError,
     NameserverError,
     RecordSyntaxError,
     SignedZoneDataError,
 )
-from nameserver.records import (
-    Record,
-    canonical_key,
-    parse_name,
-    parse_rdata,
-    parse_rdtype,
-    parse_ttl,
-    type_text,
-)
-from nameserver.rrl import (
+from nameserver.serve.rrl import (
     DEFAULT_IPV4_PREFIX,
     DEFAULT_IPV6_PREFIX,
     DEFAULT_RATELIMIT,
     DEFAULT_SLIP,
     RrlSettings,
 )
-from nameserver.serial import SerialPolicy
 from nameserver.server import (
     TCP_MAX_CONNECTIONS,
     TCP_MAX_PER_CLIENT,
@@ -51,10 +39,22 @@ from nameserver.server import (
     ServerConfig,
     serve,
 )
-from nameserver.store import Store
-from nameserver.validate import Locator, nowhere
-from nameserver.wirename import key_of
-from nameserver.zonefile import read_zone_file, write_zone_file
+from nameserver.store.copies import zone_copies
+from nameserver.store.store import Store
+from nameserver.zone.changeset import Changeset
+from nameserver.zone.records import (
+    Record,
+    canonical_key,
+    parse_name,
+    parse_rdata,
+    parse_rdtype,
+    parse_ttl,
+    type_text,
+)
+from nameserver.zone.serial import SerialPolicy
+from nameserver.zone.validate import Locator, nowhere
+from nameserver.zone.wirename import key_of
+from nameserver.zone.zonefile import read_zone_file, write_zone_file
 from settings import TSIG_ALGORITHMS, Address, Network, parse_address
 from zonefan.common import (
     author_of,

@@ -12,16 +12,16 @@ import click
 import dns.exception
 import dns.name
 
-from nameserver.acl import TransferAcl, parse_secondaries
-from nameserver.catalog import sync_catalog
-from nameserver.dnssec import DnssecManager
-from nameserver.editor import Author, ZoneEditor
+from nameserver.dnssec.manager import DnssecManager
+from nameserver.edit.catalog import sync_catalog
+from nameserver.edit.editor import Author, ZoneEditor
+from nameserver.edit.updatepolicy import UpdatePolicy, policies_from_config
 from nameserver.errors import NameserverError, StoreMissingError
 from nameserver.progress import Progress
-from nameserver.store import Store
-from nameserver.tsig import TsigKey, keyring
-from nameserver.updatepolicy import UpdatePolicy, policies_from_config
-from nameserver.versions import ZoneVersions
+from nameserver.store.store import Store
+from nameserver.store.versions import ZoneVersions
+from nameserver.transfer.acl import TransferAcl, parse_secondaries
+from nameserver.transfer.tsig import TsigKey, keyring
 from settings import SettingsError, parse_name, parse_tsig_keys
 from signer.errors import SignerError
 from signer.policy import PolicySource, policy_from_mapping

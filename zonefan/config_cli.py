@@ -14,11 +14,11 @@ from typing import Any
 
 import click
 
-from nameserver.acl import parse_secondaries
+from nameserver.edit.updatepolicy import policies_from_config
 from nameserver.errors import NameserverError
-from nameserver.store import Store
-from nameserver.tsig import keyring
-from nameserver.updatepolicy import policies_from_config
+from nameserver.store.store import Store
+from nameserver.transfer.acl import parse_secondaries
+from nameserver.transfer.tsig import keyring
 from settings import Address, SettingsError, Table, TsigKey, format_duration, parse_tsig_keys
 from signer.errors import SignerError
 from signer.policy import policy_from_mapping

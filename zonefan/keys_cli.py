@@ -16,9 +16,10 @@ import dns.rdataclass
 import dns.rdatatype
 from dns.dnssectypes import DSDigest
 
-from nameserver.dnssec import DnssecManager, MaintenanceResult, ParentDsReport
-from nameserver.dscheck import DEFAULT_TIMEOUT, Presence
-from nameserver.store import Store
+from nameserver.dnssec.dscheck import DEFAULT_TIMEOUT, Presence
+from nameserver.dnssec.manager import DnssecManager, MaintenanceResult
+from nameserver.dnssec.parentds import ParentDsReport
+from nameserver.store.store import Store
 from signer.keys import DS_SHA256, DS_SHA384
 from signer.policy import DAY, Denial, DsCheck, Policy, format_duration
 from signer.timing import (

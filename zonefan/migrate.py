@@ -22,8 +22,8 @@ import click
 import dns.name
 import dns.rdatatype
 
-from nameserver.records import Record
-from nameserver.serial import Clock, SerialPolicy, next_serial
+from nameserver.zone.records import Record
+from nameserver.zone.serial import Clock, SerialPolicy, next_serial
 from settings import Address, SettingsError, Source, Table, TsigKey
 from settings.secrets import DEFAULT_TSIG_ALGORITHM, parse_tsig_key
 from sync.config import load_sync_config

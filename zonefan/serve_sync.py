@@ -23,8 +23,8 @@ from typing import Any
 import click
 import dns.name
 
-from nameserver.acl import Secondary, TransferAcl
-from nameserver.notify import NotifyTarget
+from nameserver.transfer.acl import Secondary, TransferAcl
+from nameserver.transfer.notify import NotifyTarget
 from settings import Address, SettingsError, TsigKey
 from sync.config import SyncConfig, load_sync_config
 

@@ -1,0 +1,206 @@
+"""The journal: each zone's changesets, the zone as it was at an older serial, and
+compaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+import dns.name
+
+from nameserver.errors import JournalError
+from nameserver.store.codec import _ADD, _REMOVE, _Decoder, _Encoder, _Key
+from nameserver.store.schema import StoreFile
+from nameserver.zone.changeset import Changeset
+from nameserver.zone.records import Record
+
+
+def _unreached(zone: dns.name.Name, serial: int) -> str:
+    # Said to whoever asked (a diff, a rollback, a transfer): each caller adds what it does.
+    return (
+        f"journal does not reach serial {serial} of zone {zone}: it was compacted or the "
+        f"zone never had that serial (`zonefan zone history {zone}` lists the serials kept)"
+    )
+
+
+class Journal(StoreFile):
+    """Reading and compacting the changesets the commits journaled."""
+
+    def _load_keyed_records(self, conn: sqlite3.Connection, zone_id: int) -> dict[_Key, Record]:
+        rows = conn.execute(
+            "SELECT owner, rtype, ttl, rdata, owner_key, rdata_key FROM records "
+            "WHERE zone_id = ? ORDER BY id",
+            (zone_id,),
+        ).fetchall()
+        record = _Decoder().record
+        return {
+            (okey, rtype, rkey): record(owner, rtype, ttl, wire)
+            for owner, rtype, ttl, wire, okey, rkey in rows
+        }
+
+    def records_at(self, zone: dns.name.Name, serial: int) -> list[Record]:
+        """The zone as it was at ``serial``, by undoing the journal from the current records.
+
+        JournalError when the journal does not reach that serial.
+        """
+        with self._read() as conn:
+            zone_id = self._zone_id(conn, zone)
+            chain = self.changesets_between(zone, serial)
+            current = self._load_keyed_records(conn, zone_id)
+        key_of = _Encoder().key
+        for cs in reversed(chain):
+            for record in cs.added:
+                if current.pop(key_of(record), None) is None:
+                    raise JournalError(
+                        f"journal of zone {zone} is inconsistent: changeset {cs.id} added "
+                        f"{record.to_text()}, which is not in the zone; it cannot be undone"
+                    )
+            for record in cs.removed:
+                current[key_of(record)] = record
+        return list(current.values())
+
+    def changesets(
+        self, zone: dns.name.Name, after_id: int = 0, limit: int | None = None
+    ) -> list[Changeset]:
+        """The zone's changesets with id > ``after_id``, oldest first, at most ``limit``."""
+        with self._read() as conn:
+            zone_id = self._zone_id(conn, zone)
+            return self._load_changesets(conn, zone, zone_id, after_id, limit=limit)
+
+    def changeset(self, zone: dns.name.Name, changeset_id: int) -> Changeset:
+        """One changeset of the zone; JournalError when it is not in the journal."""
+        with self._read() as conn:
+            zone_id = self._zone_id(conn, zone)
+            found = self._load_changesets(
+                conn, zone, zone_id, changeset_id - 1, upto_id=changeset_id
+            )
+        if not found:
+            raise JournalError(
+                f"changeset {changeset_id} of zone {zone} is not in the journal (it was "
+                "compacted or never existed); list the history to see the ids kept"
+            )
+        return found[0]
+
+    def changesets_between(
+        self, zone: dns.name.Name, from_serial: int, to_serial: int | None = None
+    ) -> list[Changeset]:
+        """The chain of changesets leading from ``from_serial`` to ``to_serial`` (default:
+        the current serial), oldest first; empty when the two are equal.
+
+        JournalError("journal does not reach serial N") when the chain is broken/compacted.
+        """
+        with self._read() as conn:
+            zone_id, _display, current, *_ = self._zone_row(conn, zone)
+            target = current if to_serial is None else to_serial
+            if from_serial == target:
+                return []
+            headers = conn.execute(
+                "SELECT id, serial_before, serial_after FROM changesets WHERE zone_id = ? "
+                "ORDER BY id",
+                (zone_id,),
+            ).fetchall()
+            first, last = self._chain(headers, from_serial, target, zone)
+            return self._load_changesets(conn, zone, zone_id, first - 1, upto_id=last)
+
+    @staticmethod
+    def _chain(
+        headers: Sequence[tuple[int, int | None, int]],
+        from_serial: int,
+        to_serial: int,
+        zone: dns.name.Name,
+    ) -> tuple[int, int]:
+        """(first id, last id) of the contiguous run of changesets from one serial to another.
+
+        Commits check serial_before, so the journal is linear: walk back from the newest
+        changeset that ends at ``to_serial`` while each link holds.
+        """
+        end = next((i for i in range(len(headers) - 1, -1, -1) if headers[i][2] == to_serial), -1)
+        if end < 0:
+            raise JournalError(_unreached(zone, to_serial))
+        want: int | None = to_serial
+        i = end
+        while i >= 0 and headers[i][2] == want:
+            want = headers[i][1]
+            if want == from_serial:
+                return headers[i][0], headers[end][0]
+            i -= 1
+        raise JournalError(_unreached(zone, from_serial))
+
+    def _load_changesets(
+        self,
+        conn: sqlite3.Connection,
+        zone: dns.name.Name,
+        zone_id: int,
+        after_id: int,
+        *,
+        upto_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[Changeset]:
+        """Changesets of the zone with after_id < id <= upto_id, with their records."""
+        upper = upto_id if upto_id is not None else 2**63 - 1
+        heads = conn.execute(
+            "SELECT id, serial_before, serial_after, author, message, time FROM changesets "
+            "WHERE zone_id = ? AND id > ? AND id <= ? ORDER BY id LIMIT ?",
+            (zone_id, after_id, upper, -1 if limit is None else limit),
+        ).fetchall()
+        if not heads:
+            return []
+        parts: dict[int, dict[str, list[Record]]] = {h[0]: {_REMOVE: [], _ADD: []} for h in heads}
+        decoder = _Decoder()
+        for cid, part in parts.items():
+            rows = conn.execute(
+                "SELECT op, owner, rtype, ttl, rdata FROM changeset_records "
+                "WHERE changeset_id = ? ORDER BY op, position",
+                (cid,),
+            )
+            for op, owner, rtype, ttl, wire in rows:
+                part[op].append(decoder.record(owner, rtype, ttl, wire))
+        name = self._display_name(conn, zone_id, zone)
+        return [
+            Changeset(
+                zone=name,
+                serial_before=before,
+                serial_after=after,
+                removed=tuple(parts[cid][_REMOVE]),
+                added=tuple(parts[cid][_ADD]),
+                author=author,
+                message=message,
+                time=when,
+                id=cid,
+            )
+            for cid, before, after, author, message, when in heads
+        ]
+
+    @staticmethod
+    def _display_name(
+        conn: sqlite3.Connection, zone_id: int, fallback: dns.name.Name
+    ) -> dns.name.Name:
+        row = conn.execute("SELECT display FROM zones WHERE id = ?", (zone_id,)).fetchone()
+        return dns.name.from_text(row[0]) if row else fallback
+
+    def compact_journal(self, zone: dns.name.Name, keep: int) -> int:
+        """Delete all but the newest ``keep`` changesets of the zone; returns how many went.
+
+        IXFR and records_at() cannot reach serials older than the changesets kept.
+        """
+        if keep < 0:
+            raise JournalError(f"keep must be 0 or more changesets, not {keep}")
+        with self._write() as conn:
+            zone_id = self._zone_id(conn, zone)
+            # The newest changeset to go; it and every older one of the zone are deleted.
+            row = conn.execute(
+                "SELECT id FROM changesets WHERE zone_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+                (zone_id, keep),
+            ).fetchone()
+            if row is None:
+                return 0
+            doomed = "SELECT id FROM changesets WHERE zone_id = ? AND id <= ?"
+            conn.execute(
+                f"DELETE FROM changeset_records WHERE changeset_id IN ({doomed})",
+                (zone_id, row[0]),
+            )
+            cur = conn.execute(
+                "DELETE FROM changesets WHERE zone_id = ? AND id <= ?", (zone_id, row[0])
+            )
+            return int(cur.rowcount)
