@@ -243,22 +243,23 @@ class PoolHealth:
             ups = sorted(
                 c for c, s in state.views.items() if s.up and now - s.at <= self.stale_after
             )
-            why = (
-                f"flap penalty decayed below {self.pool.damping.reuse:g}"
-                if released
-                else state.views[ups[0]].detail
-                if ups
-                else "checks passed"
-            )
-            reason = f"{name} restored: {why} (up for {', '.join(ups)})"
+            if released:
+                why = f"flap penalty decayed below {self.pool.damping.reuse:g}"
+            else:
+                why = state.views[ups[0]].detail if ups else "checks passed"
+            by = f" (up for {', '.join(ups)})" if ups else ""
+            reason = f"{name} restored: {why}{by}"
             log.info("pool %s: %s", self.pool.label, reason)
             return Transition(self.pool.name, member, True, reason, tuple(ups), now)
         detail = state.views[downs[0]].detail if downs else "down"
-        reason = f"{name} withdrawn: {detail} (down for {', '.join(downs)} of {fresh} reporting)"
+        by = f"down for {', '.join(downs)}: {len(downs)} of {fresh} checkers"
+        reason = f"{name} withdrawn: {detail} ({by})"
         if state.flap.suppressed:
+            damping = self.pool.damping
             reason += (
-                f"; flapping, held out until {state.flap.reuse_at() - now:.0f}s from now "
-                "if it stays up"
+                f"; flapping (penalty {state.flap.merit:.0f}, suppress at {damping.suppress:g}): "
+                f"held out until it decays below {damping.reuse:g}, "
+                f"{state.flap.reuse_at() - now:.0f}s if it flaps no more"
             )
         log.warning("pool %s: %s", self.pool.label, reason)
         return Transition(self.pool.name, member, False, reason, tuple(downs), now)

@@ -204,7 +204,7 @@ async def test_remote_reports_enter_through_observe() -> None:
                 run.monitor.observe(CheckerReport(checker, NAME, A, False, run.clock(), "503"))
             changes = await run.round()
         assert changes == 1 and run.heard[0].addresses == {B}
-        assert "503 (down for b, c of 3 reporting)" in run.heard[0].reason
+        assert "503 (down for b, c: 2 of 3 checkers)" in run.heard[0].reason
         now = run.clock()
         with pytest.raises(ReportError, match="ahead"):
             run.monitor.observe(CheckerReport("b", NAME, A, True, now + 60))

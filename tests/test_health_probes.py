@@ -303,3 +303,18 @@ async def test_https_verifies_the_certificate(
     assert (await run_probe(by_host, HOST)).ok
     unverified = check("https", https_port, path="/fail", verify=False)
     assert (await run_probe(unverified, HOST)).detail == f"HTTP 503 from {HOST}:{https_port}/fail"
+
+
+async def test_an_ipv6_member_is_written_in_brackets() -> None:
+    runner = web.AppRunner(backend())
+    await runner.setup()
+    try:
+        try:
+            await web.TCPSite(runner, "::1", 0).start()
+        except OSError as exc:
+            pytest.skip(f"no IPv6 loopback here: {exc}")
+        port = runner.addresses[0][1]
+        result = await run_probe(check("http", port, path="/ok"), "::1")
+        assert result == ProbeResult(True, f"HTTP 200 from [::1]:{port}/ok")
+    finally:
+        await runner.cleanup()

@@ -80,7 +80,7 @@ def test_the_withdrawal_says_which_check_failed_and_which_checkers_saw_it() -> N
     for _ in range(3):
         decision = round_of(health, clock, {A: False, B: True})
     assert decision.changed and decision.addresses == {B}
-    assert decision.reason == f"{A} (r0) withdrawn: refused {A} (down for local of 1 reporting)"
+    assert decision.reason == f"{A} (r0) withdrawn: refused {A} (down for local: 1 of 1 checkers)"
     assert decision.author == "health:www.example.test."
     assert (decision.rdtype, decision.ttl) == (dns.rdatatype.A, 30)
 
@@ -110,7 +110,8 @@ def test_an_hour_of_flapping_with_damping_causes_a_bounded_number_of_transitions
     health = PoolHealth(pool(A, B))
     transitions = flap_for(health, clock, 3600)
     assert [t.published for t in transitions] == [False, True, False, True, False]
-    assert "flapping, held out" in transitions[-1].reason
+    assert "flapping (penalty 2" in transitions[-1].reason
+    assert "held out until it decays below 750" in transitions[-1].reason
     # Once it stops flapping it is back within max-suppress (20m), not before reuse.
     steady: list[Transition] = []
     start = clock()
@@ -202,7 +203,7 @@ def test_two_checkers_of_three_reporting_failure_withdraw() -> None:
     assert decision.addresses == {B}
     [event] = decision.events
     assert isinstance(event, Transition) and event.checkers == ("b", "c")
-    assert "seen by b (down for b, c of 3 reporting)" in event.reason
+    assert "seen by b (down for b, c: 2 of 3 checkers)" in event.reason
 
 
 def test_stale_reports_do_not_count() -> None:
