@@ -5,6 +5,7 @@
 FROM python:3.11-slim-bookworm
 WORKDIR /src
 COPY pyproject.toml README.md constraints.txt ./
+COPY health ./health
 COPY nameserver ./nameserver
 COPY settings ./settings
 COPY signer ./signer

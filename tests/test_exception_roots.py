@@ -10,6 +10,7 @@ import pkgutil
 import pytest
 
 ROOTS = {
+    "health": ("health.errors", "HealthError"),
     "nameserver": ("nameserver.errors", "NameserverError"),
     "settings": ("settings.errors", "SettingsError"),
     "signer": ("signer.errors", "SignerError"),

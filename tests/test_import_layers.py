@@ -22,11 +22,12 @@ import pytest
 
 from tests.tools import PROJECT_ROOT
 
-PACKAGES = ("nameserver", "signer", "sync", "settings", "zonefan")
+PACKAGES = ("nameserver", "signer", "sync", "settings", "health", "zonefan")
 FORBIDDEN: dict[str, frozenset[str]] = {
     "signer": frozenset({"nameserver", "sync", "zonefan"}),
     "sync": frozenset({"nameserver", "zonefan"}),
     "settings": frozenset({"nameserver", "signer", "sync", "zonefan"}),
+    "health": frozenset({"nameserver", "signer", "sync", "zonefan"}),
     "nameserver": frozenset({"sync", "zonefan"}),
     "zonefan": frozenset(),
 }
