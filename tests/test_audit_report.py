@@ -36,6 +36,7 @@ from sync.source import ZoneSource
 from sync.state import SyncState
 from tests.servers import XfrKey, ZonefanServer, transfer_config
 from tests.servers.zonefan_server import run_cli
+from tests.test_file_modes import umask
 from tests.tools import PROJECT_ROOT, write_private
 from tests.wait import wait_until
 from zonefan.audit import (
@@ -178,6 +179,12 @@ def floor_iso(t: float, plus_us: int = 0) -> str:
     return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)).isoformat()
 
 
+def just_after(t: float) -> str:
+    """The first microsecond whose time, read as seconds, is after ``t``: at 1.8e9 s a
+    float is 0.24 µs apart, so the next microsecond may still read as ``t`` itself."""
+    return next(floor_iso(t, k) for k in range(1, 4) if seconds_of(floor_iso(t, k)) > t)
+
+
 def report(ev: Evidence, *args: str, ok: bool = True) -> Result:
     result = CliRunner().invoke(
         main, ["--db", str(ev.db), "audit", "report", "--sync-state", str(ev.state), *args]
@@ -248,13 +255,12 @@ def test_since_and_until_filter_exactly_at_the_boundaries(evidence: Evidence) ->
         )
         return [c["id"] for c in the_zone(data)["changes"]]
 
-    # --since includes a change made at that very time; a microsecond later it does not.
-    # --until excludes a change made at that very time.
+    # At the time of a change (to the microsecond, rounded down: the command line's
+    # precision): --since includes it and --until excludes it. At the first instant after
+    # it that a date names, the other way round.
     assert ids(floor_iso(third["time"]), floor_iso(fifth["time"])) == [raw[2]["id"], raw[3]["id"]]
-    assert ids(floor_iso(third["time"], 1), floor_iso(fifth["time"], 1)) == [
-        raw[3]["id"],
-        raw[4]["id"],
-    ]
+    after = just_after(third["time"]), just_after(fifth["time"])
+    assert ids(*after) == [raw[3]["id"], raw[4]["id"]]
 
 
 def test_key_events_are_the_keys_recorded_times(evidence: Evidence) -> None:
@@ -286,8 +292,11 @@ def test_key_events_are_the_keys_recorded_times(evidence: Evidence) -> None:
     got = the_zone(json_report(evidence))["key_events"]
     assert {(e["key_tag"], e["role"], e["event"], seconds_of(e["time"])) for e in got} == expected
     assert {e["source"] for e in got} == {"observed"}  # the period ends now
-    signing = next(r for r in raw_changes(evidence.db) if r["author"] == "carol")
-    assert all(abs(seconds_of(e["time"]) - signing["time"]) < 2 for e in got)
+    # Recorded (in whole seconds) by `zone sign`: after the change before it, by its commit.
+    raw = raw_changes(evidence.db)
+    signing = next(i for i, r in enumerate(raw) if r["author"] == "carol")
+    low, high = math.floor(raw[signing - 1]["time"]), raw[signing]["time"]
+    assert all(low <= seconds_of(e["time"]) <= high for e in got)
 
 
 def test_key_steps_ahead_are_the_planners_as_keys_timeline_shows_them(
@@ -444,10 +453,12 @@ def test_html_has_the_json_data_escaped_and_nothing_external(evidence: Evidence)
 
 def test_html_written_to_a_file(evidence: Evidence, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
-    report(evidence, "--since", "2000-01-01", "--format", "html", "-o", str(out))
+    with umask(0o022):  # the usual one: it would make a plain file 0644
+        report(evidence, "--since", "2000-01-01", "--format", "html", "-o", str(out))
     html = out.read_text(encoding="utf-8")
     assert "<script" not in html.lower() and escape(HOSTILE_AUTHOR) in html
     assert not list(tmp_path.glob(".report.html.*"))  # no temporary file left
+    assert out.stat().st_mode & 0o777 == 0o640  # zonefan's data files' mode
 
 
 def test_text_summary_and_json_flag(evidence: Evidence) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
@@ -13,6 +12,7 @@ import click
 import dns.name
 
 from nameserver.store.store import Store
+from settings.files import create_data_file
 from signer.timing import ForecastStep
 from sync.config import load_sync_config
 from sync.errors import SyncError
@@ -66,7 +66,6 @@ def audit_group() -> None:
 @click.option("--zone", "zones", multiple=True, metavar="ZONE", help="Only this zone (repeatable).")
 @click.option(
     "--format",
-    "fmt",
     type=click.Choice(sorted(RENDERERS)),
     default="text",
     show_default=True,
@@ -110,7 +109,7 @@ def audit_report(
     since: str,
     until: str | None,
     zones: tuple[str, ...],
-    fmt: str,
+    format: str,
     sync_state: Path | None,
     sync_config: Path | None,
     no_sync: bool,
@@ -122,9 +121,9 @@ def audit_report(
     secondary, and per sync target how long each serial took to converge and every
     failure, from --since to --until. Written only when all of it was read."""
     if as_json:  # the CLI's --json: the same as --format json
-        if fmt == "html":
+        if format == "html":
             raise click.UsageError("--json prints JSON: give it or --format html, not both")
-        fmt = "json"
+        format = "json"
     now = time.time()
     start = parse_when(since, "--since")
     end = now if until is None else parse_when(until, "--until")
@@ -145,7 +144,7 @@ def audit_report(
         report = build_report(
             store, chosen, Period(start, end), now, evidence, rr_limit, key_plan=plan
         )
-    text = RENDERERS[fmt](report)
+    text = RENDERERS[format](report)
     if output is None:
         click.echo(text, nl=False)
     else:
@@ -202,14 +201,13 @@ def _zones(given: tuple[str, ...], stored: list[dns.name.Name]) -> list[dns.name
 
 
 def _write(path: Path, text: str) -> None:
-    """Replace ``path`` at once: a reader never sees half a report."""
-    tmp = None
+    """Replace ``path`` at once, a file of zonefan's data mode (settings.files): a reader
+    never sees half a report, and a failed run leaves the old one."""
+    tmp = path.absolute().parent / f".{path.name}.{os.getpid()}.tmp"
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.absolute().parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
+        create_data_file(tmp)
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None

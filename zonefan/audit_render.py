@@ -19,7 +19,6 @@ th { background: #eee; } td.n { text-align: right; }
 ul { margin: 0; padding-left: 1.2em; } .none { color: #666; font-style: italic; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 0 1em; }
 dt { font-weight: bold; } dd { margin: 0; }
-code { font-size: 12px; }
 """
 
 
