@@ -130,24 +130,41 @@ class SyncState:
     within a process (other processes, e.g. ``sync apply`` beside ``sync run``, are
     serialised by SQLite's locking)."""
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: Path, clock: Callable[[], float] = time.time, *, read_only: bool = False
+    ) -> None:
+        """Open (and create, and migrate) the state at ``path``. ``read_only``: for
+        commands that only look (an audit report): a missing file or one of another
+        schema is a StateError, and nothing is ever written."""
         self.path = path
         self.clock = clock
         try:
-            create_data_file(path)  # 0640 whatever the umask allows: it holds zone data
-            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            if read_only:
+                if not path.is_file():
+                    raise StateError(
+                        f"no sync state at {path.absolute()}: the sidecar (`zonefan sync run` "
+                        "or `serve --sync`) has not run with this state, or the path is wrong"
+                    )
+                uri = f"{path.absolute().as_uri()}?mode=ro"
+                conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            else:
+                create_data_file(path)  # 0640 whatever the umask allows: it holds zone data
+                conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else str(exc)
             raise StateError(
                 f"cannot open the state file {path}: {reason}; create its directory, or set "
                 "`state` in the sync config to a path in a writable one"
             ) from None
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
         self.conn = conn
         # owned() for a large zone costs 10k name parses: kept after the first read with
         # the version read, and read again when another process wrote a newer one.
         self._owned: dict[tuple[str, str], tuple[int, set[RRsetKey]]] = {}
+        if read_only:
+            self._check_readable()
+            return
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
 
     def close(self) -> None:
@@ -162,6 +179,24 @@ class SyncState:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+    def _check_readable(self) -> None:
+        """A read-only state must be ours and of this schema: it cannot be migrated."""
+        try:
+            app = self.conn.execute("PRAGMA application_id").fetchone()[0]
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            raise StateError(f"{self.path} is not a zonefan sync state file ({exc})") from None
+        if app != APPLICATION_ID or version != SCHEMA_VERSION:
+            self.conn.close()
+            what = (
+                "is not a zonefan sync state file"
+                if app != APPLICATION_ID
+                else f"has schema {version}, not {SCHEMA_VERSION}: run `zonefan sync status` "
+                "with this zonefan once to migrate it"
+            )
+            raise StateError(f"{self.path} {what}")
 
     def _migrate(self) -> None:
         app = self.conn.execute("PRAGMA application_id").fetchone()[0]
@@ -385,6 +420,24 @@ class SyncState:
         ).fetchall()
         keys = ("at", "target", "zone", "kind", "serial", "detail")
         return [dict(zip(keys, r, strict=True)) for r in reversed(rows)]
+
+    def events_between(
+        self, since: float | None = None, until: float | None = None
+    ) -> list[dict[str, Any]]:
+        """The events with ``since`` <= at < ``until``, oldest first (the state keeps
+        the newest EVENTS_KEPT, so this is bounded)."""
+        rows = self.conn.execute(
+            "SELECT at, target, zone, kind, serial, detail FROM events WHERE at >= ? AND at < ?"
+            " ORDER BY id",
+            (float("-inf") if since is None else since, float("inf") if until is None else until),
+        ).fetchall()
+        keys = ("at", "target", "zone", "kind", "serial", "detail")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def oldest_event(self) -> float | None:
+        """When the oldest event kept happened (None: none): older ones were pruned."""
+        row = self.conn.execute("SELECT at FROM events ORDER BY id LIMIT 1").fetchone()
+        return None if row is None else float(row[0])
 
     # -- helpers ----------------------------------------------------------------------------
 

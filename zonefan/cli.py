@@ -36,6 +36,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "sync": ("zonefan.sync_cli", "sync_group"),
     "config": ("zonefan.config_cli", "config_group"),
     "healthcheck": ("zonefan.healthcheck", "healthcheck_cmd"),
+    "audit": ("zonefan.audit_cli", "audit_group"),
 }
 
 

@@ -5,7 +5,8 @@ compaction.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import dns.name
 
@@ -14,6 +15,7 @@ from nameserver.store.codec import _ADD, _REMOVE, _Decoder, _Encoder, _Key
 from nameserver.store.schema import StoreFile
 from nameserver.zone.changeset import Changeset
 from nameserver.zone.records import Record
+from nameserver.zone.validate import SIGNER_TYPES
 
 
 def _unreached(zone: dns.name.Name, serial: int) -> str:
@@ -24,8 +26,110 @@ def _unreached(zone: dns.name.Name, serial: int) -> str:
     )
 
 
+@dataclass(frozen=True)
+class ChangesetSummary:
+    """One changeset without the bulk of its records: who, when, why, how many RRs it
+    removed and added (``*_dnssec``: of those, the signer's), and the first of each,
+    the zone's data before the signer's records (:meth:`Journal.changeset_summaries`)."""
+
+    id: int
+    serial_before: int | None
+    serial_after: int
+    author: str
+    message: str
+    time: float
+    removed_count: int
+    added_count: int
+    removed_dnssec: int
+    added_dnssec: int
+    removed: tuple[Record, ...]
+    added: tuple[Record, ...]
+
+
+# The signer's types, as SQL: records of these are listed after the zone's own data.
+_SIGNER_SQL = ", ".join(str(int(t)) for t in sorted(SIGNER_TYPES))
+
+
 class Journal(StoreFile):
     """Reading and compacting the changesets the commits journaled."""
+
+    def changeset_summaries(
+        self,
+        zone: dns.name.Name,
+        since: float | None = None,
+        until: float | None = None,
+        *,
+        sample: int = 20,
+        page: int = 100,
+    ) -> Iterator[ChangesetSummary]:
+        """The zone's changesets with ``since`` <= time < ``until``, oldest first, each
+        with its record counts and at most ``sample`` records of each side.
+
+        Read ``page`` changesets per transaction, so a long journal (a re-signing
+        changeset holds every RRSIG of the zone) is never in memory at once."""
+        low = float("-inf") if since is None else since
+        high = float("inf") if until is None else until
+        after = 0
+        while True:
+            with self._read() as conn:
+                zone_id = self._zone_id(conn, zone)
+                heads = conn.execute(
+                    "SELECT id, serial_before, serial_after, author, message, time "
+                    "FROM changesets WHERE zone_id = ? AND id > ? AND time >= ? AND time < ? "
+                    "ORDER BY id LIMIT ?",
+                    (zone_id, after, low, high, page),
+                ).fetchall()
+                found = [self._summary(conn, head, sample) for head in heads]
+            yield from found
+            if len(heads) < page:
+                return
+            after = heads[-1][0]
+
+    @staticmethod
+    def _summary(
+        conn: sqlite3.Connection, head: tuple[int, int | None, int, str, str, float], sample: int
+    ) -> ChangesetSummary:
+        cid = head[0]
+        counts = {_REMOVE: [0, 0], _ADD: [0, 0]}
+        for op, dnssec, n in conn.execute(
+            f"SELECT op, rtype IN ({_SIGNER_SQL}), count(*) FROM changeset_records "
+            "WHERE changeset_id = ? GROUP BY 1, 2",
+            (cid,),
+        ):
+            counts[op][0] += n
+            if dnssec:
+                counts[op][1] += n
+        decoder = _Decoder()
+        listed: dict[str, tuple[Record, ...]] = {}
+        for op in (_REMOVE, _ADD):
+            rows = conn.execute(
+                "SELECT owner, rtype, ttl, rdata FROM changeset_records "
+                f"WHERE changeset_id = ? AND op = ? ORDER BY rtype IN ({_SIGNER_SQL}), position "
+                "LIMIT ?",
+                (cid, op, sample),
+            )
+            listed[op] = tuple(decoder.record(*row) for row in rows)
+        return ChangesetSummary(
+            *head,
+            removed_count=counts[_REMOVE][0],
+            added_count=counts[_ADD][0],
+            removed_dnssec=counts[_REMOVE][1],
+            added_dnssec=counts[_ADD][1],
+            removed=listed[_REMOVE],
+            added=listed[_ADD],
+        )
+
+    def journal_start(self, zone: dns.name.Name) -> tuple[float, bool] | None:
+        """When the oldest changeset the journal keeps of ``zone`` was made, and whether
+        it is the one that created the zone (False: older ones were compacted away);
+        None when none is kept."""
+        with self._read() as conn:
+            zone_id = self._zone_id(conn, zone)
+            row = conn.execute(
+                "SELECT time, serial_before FROM changesets WHERE zone_id = ? ORDER BY id LIMIT 1",
+                (zone_id,),
+            ).fetchone()
+        return None if row is None else (float(row[0]), row[1] is None)
 
     def _load_keyed_records(self, conn: sqlite3.Connection, zone_id: int) -> dict[_Key, Record]:
         rows = conn.execute(

@@ -115,6 +115,17 @@ class Logs(StoreFile):
             f"{where} ORDER BY id DESC LIMIT ?", (*args, -1 if limit is None else limit)
         )
 
+    def transfers_between(
+        self, zone: dns.name.Name, since: float | None = None, until: float | None = None
+    ) -> list[TransferLogEntry]:
+        """The transfers of ``zone`` logged with ``since`` <= time < ``until``, oldest
+        first."""
+        low = float("-inf") if since is None else since
+        high = float("inf") if until is None else until
+        return self._transfer_rows(
+            "WHERE zone = ? AND time >= ? AND time < ? ORDER BY id", (_zone_key(zone), low, high)
+        )
+
     def last_transfers(self, zone: dns.name.Name) -> list[TransferLogEntry]:
         """The newest logged transfer of ``zone`` by each client, however old, by client."""
         return self._transfer_rows(
