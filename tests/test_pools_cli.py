@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import dns.name
+import dns.rdatatype
 import pytest
 
+from nameserver.store.continuity import HealthEvent
 from nameserver.store.schema import SCHEMA_VERSION
 from nameserver.store.store import Store
 from tests.servers import run_cli
@@ -18,7 +20,7 @@ from tests.tools import example_store, free_port
 
 ZONE = "example.test."
 POOL = "pool.example.test."
-OTHER = "www.example.test."
+OTHER = "app.example.test."
 
 
 def config(tmp_path: Path, pools: str | None = None) -> Path:
@@ -114,3 +116,107 @@ def _json(done: Any) -> Any:
 
 def _name(text: str) -> dns.name.Name:
     return dns.name.from_text(text)
+
+
+def published(db: Path, name: str) -> set[str]:
+    with Store(db, read_only=True) as s:
+        records = [
+            r
+            for r in s.records(_name(ZONE))
+            if r.name == _name(name) and r.rdtype == dns.rdatatype.A
+        ]
+    return {r.rdata.to_text() for r in records}
+
+
+def history(db: Path) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = _json(run_cli(db, "zone", "history", ZONE, "--json"))
+    return entries
+
+
+def test_drain_and_undrain_are_changesets_by_the_user(tmp_path: Path, store: Path) -> None:
+    conf = config(tmp_path)
+    drained = _json(
+        cli(store, conf, "drain", "fra", "-m", "kernel upgrade", "--author", "ops", "--json")
+    )
+    assert drained["drain"]["members"] == [
+        {"pool": POOL, "address": "192.0.2.10"},
+        {"pool": OTHER, "address": "192.0.2.30"},
+    ]
+    # The pools were not in the zone yet: each is published without its fra member.
+    assert published(store, POOL) == {"192.0.2.20"}
+    assert published(store, OTHER) == {"192.0.2.40"}
+    last = history(store)[-2:]
+    assert [(e["author"], e["message"]) for e in last] == [("ops", "kernel upgrade")] * 2
+    assert [c["pool"] for c in drained["changes"]] == [POOL, OTHER]
+
+    status = _json(cli(store, conf, "drain", "status", "--json"))["drains"]
+    assert [(d["region"], d["zone"], d["by"], d["reason"]) for d in status] == [
+        ("fra", None, "ops", "kernel upgrade")
+    ]
+    text = cli(store, conf, "drain", "status").stdout
+    assert "fra in every zone: since " in text and "by ops: kernel upgrade" in text
+    again = cli(store, conf, "drain", "fra", "-m", "twice", check=False)
+    assert again.returncode == 1 and "drained already in every zone" in again.stderr
+
+    undrained = _json(cli(store, conf, "undrain", "fra", "--author", "ops", "--json"))
+    assert [c["published"] for c in undrained["changes"]] == [
+        ["192.0.2.10", "192.0.2.20"],
+        ["192.0.2.30", "192.0.2.40"],
+    ]
+    assert history(store)[-1]["message"] == "undrain fra"
+    assert _json(cli(store, conf, "drain", "status", "--json"))["drains"] == []
+    with Store(store, read_only=True) as s:
+        [ended] = s.drains(active_only=False)
+    assert ended.undrained is not None and ended.undrained_by == "ops"
+
+
+def test_a_drain_that_would_empty_a_pool_is_refused_unless_forced(
+    tmp_path: Path, store: Path
+) -> None:
+    conf = config(tmp_path)
+    cli(store, conf, "drain", "ams", "-m", "ams first")
+    before = history(store)
+    refused = cli(store, conf, "drain", "fra", "-m", "fra too", check=False)
+    assert refused.returncode == 1
+    assert f"would leave pool(s) {POOL} with no member" in refused.stderr
+    assert history(store) == before
+    assert [
+        d["region"] for d in _json(cli(store, conf, "drain", "status", "--json"))["drains"]
+    ] == ["ams"]
+    # Only one zone's pools: the same refusal.
+    refused = cli(store, conf, "drain", "fra", "--zone", ZONE, "-m", "fra", check=False)
+    assert refused.returncode == 1 and POOL in refused.stderr
+
+    cli(store, conf, "drain", "fra", "-m", "everything down for the move", "--force")
+    assert published(store, POOL) == set()  # the RRset is gone: NODATA, never a dead member
+    assert published(store, OTHER) == {"192.0.2.40"}
+    cli(store, conf, "undrain", "ams", "-m", "ams is back")
+    assert published(store, POOL) == {"192.0.2.20"}
+
+
+def test_an_unknown_region_is_named_with_the_known_ones(tmp_path: Path, store: Path) -> None:
+    conf = config(tmp_path)
+    before = history(store)
+    for args in (("drain", "par", "-m", "x"), ("undrain", "par")):
+        done = cli(store, conf, *args, check=False)
+        assert done.returncode == 1
+        assert "region 'par'" in done.stderr and "known regions: ams, fra, hel" in done.stderr
+    done = cli(store, conf, "undrain", "fra", check=False)
+    assert done.returncode == 1 and "region fra is not drained (drained regions: none)" in (
+        done.stderr
+    )
+    done = cli(store, conf, "drain", "fra", check=False)
+    assert done.returncode == 2 and "give the reason with -m" in done.stderr
+    assert history(store) == before
+
+
+def test_undrain_keeps_out_a_member_the_checks_withdrew(tmp_path: Path, store: Path) -> None:
+    conf = config(tmp_path)
+    cli(store, conf, "drain", "ams", "-m", "maintenance")
+    with Store(store) as s:
+        s.record_health(
+            [HealthEvent(1.0, _name(POOL), "withdrawn", "dead", "192.0.2.20", "ams", ("local",))]
+        )
+    cli(store, conf, "undrain", "ams")
+    assert published(store, POOL) == {"192.0.2.10"}
+    assert published(store, OTHER) == {"192.0.2.30", "192.0.2.40"}

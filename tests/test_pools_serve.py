@@ -253,3 +253,35 @@ def test_a_flapping_backend_is_held_out_not_a_changeset_storm(
         assert len(messages) <= 8, messages
         print(f"flapping: {len(messages)} changesets: " + " | ".join(messages))
         stopped_cleanly(server)
+
+
+def test_a_drain_reaches_a_running_server_and_the_checks_keep_to_it(
+    tmp_path: Path, backends: Backends
+) -> None:
+    backends.start(FRA)
+    backends.start(AMS)
+    pool = dns.name.from_text(POOL)
+
+    def seen(kind: str, count: int) -> bool:
+        with Store(server.db, read_only=True) as store:
+            events = [e for e in store.health_events(pool) if e.event == kind]
+        return len(events) == count
+
+    with serving(tmp_path, backends) as server:
+        assert server.config is not None
+        conf = ("--config", str(server.config))
+        wait_until(lambda: addresses(server) == {FRA, AMS}, what="both members published")
+        server.cli(*conf, "drain", "fra", "-m", "maintenance", "--author", "ops")
+        took = wait_until(lambda: addresses(server) == {AMS}, 10, 0.01, "fra drained")
+        print(f"drain: committed -> served without fra in {took:.3f} s")
+        newest = json.loads(server.cli("zone", "history", ZONE, "--json").stdout)[-1]
+        assert (newest["author"], newest["message"]) == ("ops", "maintenance")
+        # The checks go on while fra is drained; what they say does not bring it back.
+        backends.stop(FRA)
+        wait_until(lambda: seen("withdrawn", 1), FAILOVER_DEADLINE, 0.05, "fra seen down")
+        backends.start(FRA)
+        wait_until(lambda: seen("restored", 1), FAILOVER_DEADLINE, 0.05, "fra seen up")
+        assert addresses(server) == {AMS}
+        server.cli(*conf, "undrain", "fra", "-m", "done")
+        wait_until(lambda: addresses(server) == {FRA, AMS}, 10, 0.01, "fra back")
+        stopped_cleanly(server)

@@ -36,6 +36,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "sync": ("zonefan.sync_cli", "sync_group"),
     "config": ("zonefan.config_cli", "config_group"),
     "healthcheck": ("zonefan.healthcheck", "healthcheck_cmd"),
+    "drain": ("zonefan.pools_cli", "drain_cmd"),
+    "undrain": ("zonefan.pools_cli", "undrain_cmd"),
 }
 
 
