@@ -12,11 +12,13 @@ import dns.name
 import dns.rdatatype
 import pytest
 
-from nameserver.store.continuity import HealthEvent
+from health import Check, HealthConfig, Member, Pool
+from nameserver.store.continuity import Drain, HealthEvent
 from nameserver.store.schema import SCHEMA_VERSION
 from nameserver.store.store import Store
 from tests.servers import run_cli
 from tests.tools import example_store, free_port
+from zonefan.pools import PlacedPool, drained_addresses, place_pools, publish
 
 ZONE = "example.test."
 POOL = "pool.example.test."
@@ -220,3 +222,31 @@ def test_undrain_keeps_out_a_member_the_checks_withdrew(tmp_path: Path, store: P
     cli(store, conf, "undrain", "ams")
     assert published(store, POOL) == {"192.0.2.10"}
     assert published(store, OTHER) == {"192.0.2.30", "192.0.2.40"}
+
+
+def _pool(name: str, *members: tuple[str, str]) -> Pool:
+    check = Check("tcp", 8080)
+    return Pool(_name(name), dns.rdatatype.A, 30, tuple(Member(a, r) for a, r in members), check)
+
+
+def test_a_pool_belongs_to_the_longest_zone_it_is_in() -> None:
+    pool = _pool("www.sub.example.test.", ("192.0.2.1", "fra"))
+    zones = [_name("example.test."), _name("sub.example.test."), _name("test.")]
+    [placed] = place_pools(HealthConfig(pools=(pool,)), zones)
+    assert placed.zone == _name("sub.example.test.")
+
+
+def test_publish_keeps_the_configured_order_and_never_answers_with_nothing() -> None:
+    pool = _pool(POOL, ("192.0.2.1", "fra"), ("192.0.2.2", "ams"), ("192.0.2.3", "hel"))
+    everyone = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+    assert publish(pool, {"192.0.2.3", "192.0.2.1"}, set()) == ["192.0.2.1", "192.0.2.3"]
+    assert publish(pool, {"192.0.2.1"}, {"192.0.2.1"}) == ["192.0.2.2", "192.0.2.3"]
+    assert publish(pool, set(), {"192.0.2.2"}) == ["192.0.2.1", "192.0.2.3"]
+    assert publish(pool, everyone, set(everyone)) == []  # only a forced drain of all
+    placed = PlacedPool(pool, _name(ZONE))
+    drains = [
+        Drain(1, "fra", None, 1.0, "ops", "x"),
+        Drain(2, "ams", _name("other.test."), 1.0, "ops", "x"),
+        Drain(3, "hel", None, 1.0, "ops", "x", undrained=2.0),
+    ]
+    assert drained_addresses(placed, drains) == {"192.0.2.1"}

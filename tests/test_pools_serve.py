@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -24,8 +25,8 @@ import pytest
 from aiohttp import web
 
 from nameserver.store.store import Store
-from tests.servers import ZonefanServer
-from tests.tools import example_store, free_port
+from tests.servers import KnotSecondary, XfrKey, ZonefanServer, _Process, transfer_config
+from tests.tools import example_store, free_port, require_tool, write_private
 from tests.wait import wait_until
 
 ZONE = "example.test."
@@ -43,7 +44,11 @@ async def healthz(_: web.Request) -> web.Response:
 
 class Backends:
     """HTTP backends answering /healthz with 200, one per address, in a thread of their own
-    so the test can stop and start each while it polls the server."""
+    so the test can stop and start each while it polls the server.
+
+    A stopped backend's port stays bound by a socket that does not listen: a connection to
+    it is refused, as to a dead server, and no other process on the host can take the port
+    before the backend starts again."""
 
     def __init__(self, port: int) -> None:
         self.port = port
@@ -51,12 +56,17 @@ class Backends:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.runners: dict[str, web.AppRunner] = {}
+        self.held: dict[str, socket.socket] = {}
 
     def _call(self, coro: Any) -> Any:
         future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return future.result(10)
 
     def start(self, address: str) -> None:
+        held = self.held.pop(address, None)
+        if held is not None:
+            held.close()
+
         async def up() -> None:
             app = web.Application()
             app.router.add_get("/healthz", healthz)
@@ -69,10 +79,16 @@ class Backends:
 
     def stop(self, address: str) -> None:
         self._call(self.runners.pop(address).cleanup())
+        held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        held.bind((address, self.port))
+        self.held[address] = held
 
     def close(self) -> None:
         for address in list(self.runners):
             self.stop(address)
+        for held in self.held.values():
+            held.close()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
@@ -88,7 +104,8 @@ def backends() -> Iterator[Backends]:
 
 
 def pool_config(path: Path, port: int, extra: str = "") -> Path:
-    path.write_text(
+    return write_private(
+        path,
         f"""[pool."{POOL}"]
 type = "A"
 ttl = 30
@@ -96,17 +113,15 @@ members = [{{ address = "{FRA}", region = "fra" }}, {{ address = "{AMS}", region
 check = {{ kind = "http", path = "/healthz", port = {port}, interval = "{INTERVAL:g}s", \
 timeout = "0.5s", rise = {RISE}, fall = {FALL} }}
 {extra}""",
-        encoding="utf-8",
     )
-    return path
 
 
-def answer(server: ZonefanServer, name: str = POOL, rdtype: str = "A") -> dns.message.Message:
+def answer(server: _Process, name: str = POOL, rdtype: str = "A") -> dns.message.Message:
     query = dns.message.make_query(name, rdtype, want_dnssec=True)
     return dns.query.udp(query, server.host, port=server.port, timeout=2)
 
 
-def addresses(server: ZonefanServer) -> set[str]:
+def addresses(server: _Process) -> set[str]:
     found = answer(server).get_rrset(
         dns.message.ANSWER, dns.name.from_text(POOL), dns.rdataclass.IN, dns.rdatatype.A
     )
@@ -171,21 +186,24 @@ def test_a_signed_zone_serves_the_new_rrset_signed(tmp_path: Path, backends: Bac
         wait_until(lambda: addresses(server) == {FRA, AMS}, what="both members published")
         backends.stop(AMS)
         wait_until(lambda: addresses(server) == {FRA}, FAILOVER_DEADLINE, 0.02, "ams withdrawn")
-        response = answer(server)
-        name = dns.name.from_text(POOL)
-        rrset = response.find_rrset(dns.message.ANSWER, name, dns.rdataclass.IN, dns.rdatatype.A)
-        sig = response.find_rrset(
-            dns.message.ANSWER, name, dns.rdataclass.IN, dns.rdatatype.RRSIG, dns.rdatatype.A
-        )
-        keys = answer(server, ZONE, "DNSKEY").find_rrset(
-            dns.message.ANSWER,
-            dns.name.from_text(ZONE),
-            dns.rdataclass.IN,
-            dns.rdatatype.DNSKEY,
-        )
-        dns.dnssec.validate(rrset, sig, {dns.name.from_text(ZONE): keys})
-        assert rrset.ttl == 30
+        assert_signed(server, {FRA})
         stopped_cleanly(server)
+
+
+def assert_signed(server: _Process, expected: set[str]) -> None:
+    """The pool's A RRset as ``server`` serves it is ``expected``, with a signature that
+    validates against the zone's DNSKEY RRset as the same server serves it."""
+    response = answer(server)
+    name = dns.name.from_text(POOL)
+    rrset = response.find_rrset(dns.message.ANSWER, name, dns.rdataclass.IN, dns.rdatatype.A)
+    sig = response.find_rrset(
+        dns.message.ANSWER, name, dns.rdataclass.IN, dns.rdatatype.RRSIG, dns.rdatatype.A
+    )
+    keys = answer(server, ZONE, "DNSKEY").find_rrset(
+        dns.message.ANSWER, dns.name.from_text(ZONE), dns.rdataclass.IN, dns.rdatatype.DNSKEY
+    )
+    dns.dnssec.validate(rrset, sig, {dns.name.from_text(ZONE): keys})
+    assert {r.address for r in rrset} == expected and rrset.ttl == 30
 
 
 def test_every_member_down_keeps_them_all_and_is_recorded_once(
@@ -285,3 +303,49 @@ def test_a_drain_reaches_a_running_server_and_the_checks_keep_to_it(
         server.cli(*conf, "undrain", "fra", "-m", "done")
         wait_until(lambda: addresses(server) == {FRA, AMS}, 10, 0.01, "fra back")
         stopped_cleanly(server)
+
+
+KEY = XfrKey("xfr-key", "cG9vbHMtdGVzdC1zZWNyZXQtMDEyMzQ1Njc4OWFiY2Q=")
+
+
+@pytest.mark.external
+def test_a_knot_secondary_serves_the_withdrawal_signed(tmp_path: Path, backends: Backends) -> None:
+    """The withdrawal reaches a secondary the ordinary way: NOTIFY, then IXFR."""
+    for tool in ("knotd", "knotc"):
+        require_tool(tool)
+    backends.start(FRA)
+    backends.start(AMS)
+    db = example_store(tmp_path / "zonefan.db", signed=True)
+    knot_port = free_port()
+    config = pool_config(
+        tmp_path / "zonefan.toml",
+        backends.port,
+        transfer_config(KEY, notify_port=knot_port, zones=[ZONE]),
+    )
+    primary = ZonefanServer(tmp_path / "serve", db=db, probe_name=ZONE, config=config)
+    with primary:
+        knot = KnotSecondary(tmp_path / "knot", [ZONE], primary.port, KEY)
+        knot.fixed_port = knot_port
+        with knot:
+            wait_until(lambda: addresses(knot) == {FRA, AMS}, 20, what="knot has both")
+            backends.stop(FRA)
+            stopped = time.monotonic()
+            wait_until(
+                lambda: addresses(knot) == {AMS}, FAILOVER_DEADLINE + 5, 0.02, "knot: fra out"
+            )
+            print(
+                f"failover via knot: stopped -> knot answers without it in "
+                f"{time.monotonic() - stopped:.2f} s"
+            )
+            assert_signed(knot, {AMS})
+
+            def transfers() -> list[str]:
+                # Logged after the transfer, off the server's event loop: polled.
+                with Store(db, read_only=True) as store:
+                    serial = store.serial(dns.name.from_text(ZONE))
+                    log = store.transfers(dns.name.from_text(ZONE), limit=20)
+                return [e.kind for e in log if e.serial_to == serial]
+
+            wait_until(transfers, what="the transfer of the new serial logged")
+            assert transfers() == ["IXFR"]
+        stopped_cleanly(primary)

@@ -128,7 +128,7 @@ def refuse_pool_rrset(config: Table, owner: dns.name.Name, rdtype: int) -> None:
             )
 
 
-def health_events(placed: PlacedPool, events: Sequence[Event]) -> list[HealthEvent]:
+def stored_events(events: Sequence[Event]) -> list[HealthEvent]:
     """A decision's events as the store keeps them."""
     out = []
     for e in events:
@@ -206,8 +206,8 @@ class PoolRunner:
         now = self.clock()
         for placed in self.placed.values():
             pool = placed.pool
-            addresses = publish(pool, [m.address for m in pool.members], set())
-            addresses = publish(pool, addresses, drained_addresses(placed, drains))
+            everyone = [m.address for m in pool.members]
+            addresses = publish(pool, everyone, drained_addresses(placed, drains))
             why = f"health checks started: {len(addresses)} of {len(pool.members)} members"
             editor.store.record_health([HealthEvent(now, pool.name, "started", why)])
             try:
@@ -224,7 +224,7 @@ class PoolRunner:
         """One decision: its events stored, then the RRset it and the drains make."""
         placed = self.placed[decision.pool]
         editor = self.editor()
-        events = health_events(placed, decision.events)
+        events = stored_events(decision.events)
         if events:
             editor.store.record_health(events)  # kept even if the commit below fails
         drained = drained_addresses(placed, editor.store.drains())
