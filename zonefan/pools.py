@@ -26,7 +26,7 @@ import dns.name
 import dns.rdataclass
 import dns.rdatatype
 
-from health import HealthConfig, Pool, PoolDecision, parse_health
+from health import HealthConfig, HealthMonitor, Pool, PoolDecision, parse_health
 from health.pool import Degraded, Event, Recovered, Transition
 from nameserver.dnssec.manager import DnssecManager
 from nameserver.edit.editor import Author, ZoneEditor
@@ -174,8 +174,6 @@ class PoolRunner:
 
     async def run(self) -> None:
         """Publish every member not drained, then check until cancelled."""
-        from health import HealthMonitor
-
         try:
             await self._thread.run(self.reconcile)
             monitor = HealthMonitor(self.health, self.on_change, clock=self.clock)
