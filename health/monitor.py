@@ -42,7 +42,8 @@ def uniform_jitter(interval: float) -> float:
 
 class HealthMonitor:
     """Probes every pool of ``config`` and calls ``on_change`` with a pool's decision when
-    the addresses it publishes change (and again next round if ``on_change`` failed)."""
+    the addresses it publishes change or it has events (a member withdrawn or restored,
+    the pool degraded), and again next round if ``on_change`` failed."""
 
     def __init__(
         self,
@@ -124,8 +125,11 @@ class HealthMonitor:
 
         await asyncio.gather(*(one(m.address) for m in pool.members))
         decision = health.decide(self.clock())
-        if decision.changed or name in self._undelivered:
-            decision = dataclasses.replace(decision, changed=True)
+        # Events alone are handed on too: every member down in one round changes nothing
+        # published, and that degraded episode must still be recorded.
+        if decision.changed or decision.events or name in self._undelivered:
+            if name in self._undelivered:
+                decision = dataclasses.replace(decision, changed=True)
             try:
                 await self.on_change(decision)
             except Exception:  # kept for the next round, not lost

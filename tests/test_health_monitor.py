@@ -1,6 +1,6 @@
 """The monitor with a fake clock against real servers on 127.0.0.1: a member whose server
 stops is withdrawn after exactly ``fall`` rounds and is back ``rise`` rounds after it
-restarts; the callback hears only changes. Each round is awaited (``rounds``), so no
+restarts; the callback hears only changes and events. Each round is awaited (``rounds``), so no
 test sleeps to show that a callback did not come."""
 
 from __future__ import annotations
@@ -156,6 +156,30 @@ async def test_a_failed_callback_is_retried_next_round() -> None:
         assert [await run.round() for _ in range(3)] == [0, 0, 1]
         assert not failures and run.heard[0].addresses == {B} and run.heard[0].changed
         assert [await run.round() for _ in range(2)] == [0, 0]
+    finally:
+        await run.monitor.stop()
+
+
+async def test_every_member_down_at_once_is_heard_though_nothing_published_changes() -> None:
+    down: set[str] = set()
+
+    async def probe(pool: Pool, address: str) -> ProbeResult:
+        return ProbeResult(address not in down, "seen")
+
+    run = Run(HealthConfig(pools=(http_pool(),)), probe)
+    run.monitor.start()
+    try:
+        await until(lambda: run.monitor.rounds[NAME] == 1, "the first round")
+        down.update({A, B})
+        assert [await run.round() for _ in range(3)] == [0, 0, 1]
+        [degraded] = run.heard
+        assert degraded.addresses == {A, B} and not degraded.changed and degraded.degraded
+        assert [type(e).__name__ for e in degraded.events] == [
+            "Transition",
+            "Transition",
+            "Degraded",
+        ]
+        assert [await run.round() for _ in range(2)] == [0, 0]  # once per episode
     finally:
         await run.monitor.stop()
 

@@ -687,6 +687,8 @@ def test_schema_2_store_is_migrated_with_a_transfer_log(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.execute("DROP TABLE transfers")
     conn.execute("DROP TABLE notify_status")  # schema 4
+    conn.execute("DROP TABLE health_events")  # schema 5
+    conn.execute("DROP TABLE drains")
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     conn.close()
@@ -717,6 +719,8 @@ def test_schema_3_store_gains_the_notify_status(tmp_path: Path) -> None:
     Store(path).close()
     conn = sqlite3.connect(path)
     conn.execute("DROP TABLE notify_status")
+    conn.execute("DROP TABLE health_events")  # schema 5
+    conn.execute("DROP TABLE drains")
     conn.execute("PRAGMA user_version = 3")
     conn.commit()
     conn.close()

@@ -37,6 +37,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("zonefan.config_cli", "config_group"),
     "healthcheck": ("zonefan.healthcheck", "healthcheck_cmd"),
     "audit": ("zonefan.audit_cli", "audit_group"),
+    "drain": ("zonefan.pools_cli", "drain_cmd"),
+    "undrain": ("zonefan.pools_cli", "undrain_cmd"),
 }
 
 

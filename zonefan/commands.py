@@ -69,7 +69,16 @@ from zonefan.common import (
     update_policies,
 )
 from zonefan.keys_cli import keys_group, zone_maintain, zone_sign
-from zonefan.options import F, addresses, duration, json_option, networks, size, zone_name
+from zonefan.options import (
+    F,
+    addresses,
+    config_of,
+    duration,
+    json_option,
+    networks,
+    size,
+    zone_name,
+)
 from zonefan.progress import Progress
 from zonefan.serve_sync import link_sidecar
 
@@ -260,8 +269,13 @@ def serve_cmd(
         rrl=RrlSettings(rrl_ratelimit, rrl_slip, rrl_ipv4_prefix, rrl_ipv6_prefix, rrl_exempt),
         cache_size=cache_size,
     )
+    companions = [] if link is None else [link.companion]
+    if "pool" in config_of(ctx):  # the health checks load only when pools are configured
+        from zonefan.pools import pool_runner
+
+        companions.append(pool_runner(ctx, zones).run)
     try:
-        serve(config, [] if link is None else [link.companion])
+        serve(config, companions)
     except ListenError as e:
         raise click.ClickException(str(e)) from e
     except OSError as e:
@@ -849,7 +863,8 @@ def record_add(
 
     NAME is relative to ZONE (`@` for the apex) unless it ends with a dot."""
     origin = zone_name(zone)
-    _, _, recs = _records(origin, name, ttl, rdtype, [" ".join(rdata)])
+    owner, t, recs = _records(origin, name, ttl, rdtype, [" ".join(rdata)])
+    _refuse_pool_rrset(ctx, owner, t)
     with open_store(ctx, create=False) as store:
         cs = editor_for(ctx, store).change_records(origin, [], recs, author_of(author, message))
     _report(cs, as_json)
@@ -876,6 +891,7 @@ def record_delete(
     """Delete one RR (with RDATA) or the whole RRset NAME/TYPE (without)."""
     origin = zone_name(zone)
     owner, t, recs = _records(origin, name, "0", rdtype, [" ".join(rdata)] if rdata else [])
+    _refuse_pool_rrset(ctx, owner, t)
     with open_store(ctx, create=False) as store:
         editor = editor_for(ctx, store)
         who = author_of(author, message)
@@ -915,9 +931,19 @@ def record_set(
     if not texts:
         raise click.BadParameter("give at least one RDATA (to delete, use `record delete`)")
     owner, t, recs = _records(origin, name, ttl, rdtype, texts)
+    _refuse_pool_rrset(ctx, owner, t)
     with open_store(ctx, create=False) as store:
         cs = editor_for(ctx, store).set_rrset(origin, owner, t, recs, author_of(author, message))
     _report(cs, as_json)
+
+
+def _refuse_pool_rrset(ctx: click.Context, owner: dns.name.Name, rdtype: int) -> None:
+    """A pool's RRset is published by its health checks and drains, not by hand."""
+    config = config_of(ctx)
+    if "pool" in config:
+        from zonefan.pools import refuse_pool_rrset
+
+        refuse_pool_rrset(config, owner, rdtype)
 
 
 # -- output --------------------------------------------------------------------------------

@@ -141,6 +141,13 @@ def _check_primary(ctx: click.Context, config: Table, report: Report) -> dict[st
     updates = report.check(lambda: policies_from_config(config.data)) or {}
     for zone, policy in updates.items():
         report.note(section, f"update-policy for {zone}: {len(policy.rules)} rule(s)")
+    if "pool" in config or "health" in config:  # the health package loads only for pools
+        from zonefan.pools import health_config
+
+        health = report.check(lambda: health_config(config))
+        for pool in health.pools if health is not None else ():
+            regions = ", ".join(sorted({m.region for m in pool.members}))
+            report.note(section, f"pool {pool.label}: {len(pool.members)} member(s) in {regions}")
     return labelled
 
 

@@ -5,7 +5,8 @@ environment variables, which win over the file (``--config``, ``ZONEFAN_CONFIG``
 The file is read in the one settings grammar (:mod:`settings`) and every key in it is
 checked: a key nobody reads is refused with its key path, not ignored. Top-level keys are the
 store (``db``, ``key-dir``, ``catalog-zone``), the tables the server and signer read
-(``[key.NAME]``, ``[[secondary]]``, ``[policy.NAME]``, ``[zone."NAME"]``) and, for any
+(``[key.NAME]``, ``[[secondary]]``, ``[policy.NAME]``, ``[zone."NAME"]``, ``[pool."NAME"]``,
+``[health]``) and, for any
 command, a table of its option defaults (``[serve]``, ``[zone.import]``).
 """
 
@@ -22,7 +23,7 @@ from settings import SettingsError, Source, Table, load_toml, parse_name
 DEFAULT_DB = "zonefan.db"
 DEFAULT_CONFIG = "zonefan.toml"
 # Read by the server, signer and store (zonefan.common); the rest are command defaults.
-STORE_KEYS = ("db", "key-dir", "catalog-zone", "key", "secondary", "policy")
+STORE_KEYS = ("db", "key-dir", "catalog-zone", "key", "secondary", "policy", "pool", "health")
 ZONE_TABLE_KEYS = ("update-policy",)
 
 

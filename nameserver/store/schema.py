@@ -15,6 +15,9 @@ schema version):
   rdata; the primary key (changeset_id, op, position) keeps the changeset's order.
 * ``transfers`` (schema 3): the transfer log, one row per zone transfer served: time,
   zone, client, key, kind, serial_from, serial_to, messages, rrs, bytes, duration, error.
+* ``notify_status`` (schema 4): the latest NOTIFY per zone and secondary.
+* ``health_events`` and ``drains`` (schema 5): what health-checked pools went through
+  (withdrawn, restored, degraded, ...) and the maintenance drains of regions.
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ from nameserver.errors import StoreError, StoreMissingError, UnknownZoneError
 from nameserver.store.codec import _zone_key
 from settings.files import create_data_file
 
-# 2: DNSSEC tables (dnssec_zones, dnssec_keys); 3: transfer log; 4: NOTIFY status
-SCHEMA_VERSION = 4
+# 2: DNSSEC tables (dnssec_zones, dnssec_keys); 3: transfer log; 4: NOTIFY status;
+# 5: health events and drains
+SCHEMA_VERSION = 5
 APPLICATION_ID = 0x7A6F6E66  # "zonf": marks the SQLite file as a zonefan store
 BUSY_TIMEOUT_S = 10.0
 
@@ -219,7 +223,7 @@ class StoreFile:
                 f"{self.path} has store schema version {version}, newer than this zonefan "
                 f"understands ({SCHEMA_VERSION}); upgrade zonefan to use it"
             )
-        if version in (1, 2, 3):
+        if version in (1, 2, 3, 4):
             with self._write():
                 # Re-read inside the write lock: another process may have migrated first.
                 if self._pragma("user_version") == 1:
@@ -228,6 +232,8 @@ class StoreFile:
                     self._create_transfer_schema()
                 if self._pragma("user_version") in (1, 2, 3):
                     self._create_notify_schema()
+                if self._pragma("user_version") in (1, 2, 3, 4):
+                    self._create_continuity_schema()
                     self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             version = SCHEMA_VERSION
         if version < SCHEMA_VERSION:
@@ -309,6 +315,7 @@ class StoreFile:
         self._create_dnssec_schema()
         self._create_transfer_schema()
         self._create_notify_schema()
+        self._create_continuity_schema()
         self._conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -374,6 +381,37 @@ class StoreFile:
                 acked REAL,
                 error TEXT NOT NULL,
                 PRIMARY KEY (zone, target)
+            ) STRICT"""
+        )
+
+    def _create_continuity_schema(self) -> None:
+        # Logs keyed by names, not zone ids: they outlive a deleted zone or pool. ``member``
+        # is NULL for an event of the whole pool (degraded, recovered, started).
+        self._db.execute(
+            """CREATE TABLE health_events (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                time REAL NOT NULL,
+                pool TEXT NOT NULL,
+                member TEXT,
+                region TEXT,
+                event TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                checkers TEXT NOT NULL
+            ) STRICT"""
+        )
+        self._db.execute("CREATE INDEX health_events_pool ON health_events (pool, id)")
+        # ``zone`` NULL: the drain holds in every zone; ``undrained`` NULL: still in force.
+        self._db.execute(
+            """CREATE TABLE drains (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                region TEXT NOT NULL,
+                zone TEXT,
+                since REAL NOT NULL,
+                author TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                undrained REAL,
+                undrained_by TEXT,
+                undrain_reason TEXT
             ) STRICT"""
         )
 
