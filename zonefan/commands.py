@@ -4,6 +4,7 @@ when one of them runs."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import tempfile
@@ -35,6 +36,7 @@ from nameserver.server import (
     TCP_MAX_PER_CLIENT,
     TCP_PIPELINE_DEPTH,
     TRANSFERS_PER_CLIENT,
+    Companion,
     ListenError,
     ServerConfig,
     serve,
@@ -69,7 +71,16 @@ from zonefan.common import (
     update_policies,
 )
 from zonefan.keys_cli import keys_group, zone_maintain, zone_sign
-from zonefan.options import F, addresses, duration, json_option, networks, size, zone_name
+from zonefan.options import (
+    F,
+    addresses,
+    duration,
+    json_option,
+    metrics_option,
+    networks,
+    size,
+    zone_name,
+)
 from zonefan.progress import Progress
 from zonefan.serve_sync import link_sidecar
 
@@ -204,6 +215,7 @@ def limit_option(flag: str, default: int, help: str) -> Callable[[F], F]:
     help="Also run the sync sidecar of this config in the same process (as `zonefan sync "
     "run` would): one command for a primary and its providers.",
 )
+@metrics_option
 @click.pass_context
 def serve_cmd(
     ctx: click.Context,
@@ -222,6 +234,7 @@ def serve_cmd(
     rrl_exempt: tuple[Network, ...],
     cache_size: int | None,
     sync: Path | None,
+    metrics: Address | None,
 ) -> None:
     """Serve every zone in the store; changes committed meanwhile are served at once.
 
@@ -242,6 +255,16 @@ def serve_cmd(
         )
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
+    companions: list[Companion] = []
+    registry = None
+    if metrics is not None:
+        from zonefan.metrics import new_registry, serve_metrics
+
+        registry = new_registry()
+        companions.append(functools.partial(serve_metrics, registry, metrics))
+    if link is not None:
+        link.metrics = registry  # `serve --sync`: the sidecar's metrics on the same endpoint
+        companions.append(link.companion)
     config = ServerConfig(
         ctx.obj,
         listen_on,
@@ -259,9 +282,10 @@ def serve_cmd(
         transfers_per_client=transfers_per_client,
         rrl=RrlSettings(rrl_ratelimit, rrl_slip, rrl_ipv4_prefix, rrl_ipv6_prefix, rrl_exempt),
         cache_size=cache_size,
+        metrics=registry,
     )
     try:
-        serve(config, [] if link is None else [link.companion])
+        serve(config, companions)
     except ListenError as e:
         raise click.ClickException(str(e)) from e
     except OSError as e:
