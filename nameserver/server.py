@@ -183,7 +183,7 @@ class UdpHandler(asyncio.DatagramProtocol):
         if response is not None and self.rrl is not None:
             response = self.rrl.limit(addr, data, response)
         if response is not None and self.transport is not None:
-            self.answers[(response[2] & 2) << 3 | response[3] & 15] += 1  # metrics.answer_slot
+            self.answers[response[3]] += 1  # counts.answer_slot, inlined
             pending = self._pending
             pending.append((response, addr))
             if len(pending) == 1:

@@ -30,16 +30,19 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from nameserver.store.store import Store
 from settings import Address
 from sync.engine import Outcome
 from sync.errors import TargetUnavailableError
 from sync.metrics import SyncCollector
+from sync.providers.testkit.faults import Fault as ProxyFault
+from sync.providers.testkit.faults import FaultProxy
 from sync.providers.testkit.memory import Fault, MemoryTarget, StaticSource
 from tests.clock import FakeClock
 from tests.pdns import PdnsServer
 from tests.servers import ZonefanServer, query_message, run_cli
-from tests.sidecar import API_KEY_ENV
-from tests.test_sync_e2e import KEY, PLAIN, build_store, dig
+from tests.sidecar import API_KEY_ENV, SECRET_ENV, Sidecar
+from tests.test_sync_e2e import KEY, PLAIN, build_store, dig, primary_config
 from tests.test_sync_engine import ORIGIN, engine_for, zone
 from tests.tools import example_store, free_port, write_private
 from tests.wait import until, wait_until
@@ -194,6 +197,18 @@ def test_an_update_bumps_the_serial_changesets_and_signing_count(
     assert value(after, "zonefan_changesets_total", zone=ZONE) == changesets + 1
     assert (value(after, "zonefan_signing_seconds_count") or 0) > signings
     assert (value(after, "zonefan_signing_seconds_sum") or 0) > 0
+
+
+def test_a_taken_metrics_port_fails_serve_before_it_starts(tmp_path: Path) -> None:
+    example_store(tmp_path / "z.db", signed=False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ("serve", "--listen", f"127.0.0.1:{free_port()}", "--metrics", f"127.0.0.1:{port}")
+        done = run_cli(tmp_path / "z.db", *args, check=False)
+    assert done.returncode == 1
+    assert f"cannot serve metrics on 127.0.0.1:{port}: Address already in use" in done.stderr
 
 
 def test_the_metrics_option_needs_a_port_and_an_address(tmp_path: Path) -> None:
@@ -379,6 +394,89 @@ def test_a_push_duration_is_observed_in_the_engines_time(tmp_path: Path) -> None
     assert value(found, "zonefan_sync_push_seconds_sum", target="t") == 2.0
     assert value(found, "zonefan_sync_push_seconds_bucket", target="t", le="2.5") == 1
     assert value(found, "zonefan_sync_push_seconds_bucket", target="t", le="1.0") == 0
+
+
+def _stored_serial(server: ZonefanServer, zone: str) -> int:
+    with Store(server.db) as store:
+        return store.serial(dns.name.from_text(zone))
+
+
+@pytest.mark.external
+def test_sync_run_metrics_in_sync_then_behind_a_failing_target(
+    tmp_path: Path, pdns: PdnsServer
+) -> None:
+    """`zonefan sync run --metrics` pushing to pdns_server through the fault proxy: in sync
+    (serials equal, lag 0) after the first push; then every request fails (HTTP 500) and a
+    new serial arrives by NOTIFY: the errors grow, the lag since it arrived is over 0, and
+    the target keeps the old serial."""
+    db = build_store(tmp_path)
+    sidecar_port = free_port()
+    config = primary_config(tmp_path, sidecar_port)
+    with (
+        ZonefanServer(tmp_path / "primary", db=db, probe_name=PLAIN, config=config) as primary,
+    ):
+        proxy = FaultProxy(pdns.api_url).start()
+        try:
+            sync = write_private(
+                tmp_path / "sync.toml",
+                f"""state = "sync.db"
+listen = "127.0.0.1:{sidecar_port}"
+refresh-interval = "1h"
+retry-base = "0.2s"
+retry-max = "0.5s"
+
+[primary]
+address = "127.0.0.1:{primary.port}"
+key = "{KEY.name}"
+zones = ["{PLAIN}"]
+
+[key.{KEY.name}]
+algorithm = "{KEY.algorithm}"
+secret-env = "{SECRET_ENV}"
+
+[target.pdns]
+type = "powerdns"
+url = "{proxy.url}"
+api-key-env = "{API_KEY_ENV}"
+timeout = "2s"
+dns = "127.0.0.1:{pdns.dns_port}"
+""",
+            )
+            port = free_port()
+            env = {SECRET_ENV: KEY.secret, API_KEY_ENV: pdns.api_key}
+            labels = {"target": "pdns", "zone": PLAIN}
+            with Sidecar(tmp_path, sync, env, ["--metrics", f"127.0.0.1:{port}"]):
+                wait_until(lambda: _reachable(port), 20, what="the sidecar's metrics endpoint")
+
+                def pushed() -> float | None:
+                    found = samples(scrape(port))
+                    return value(found, "zonefan_sync_target_serial", **labels)
+
+                first = _stored_serial(primary, PLAIN)
+                wait_until(lambda: pushed() == first, 20, what=f"serial {first} pushed")
+                found = samples(scrape(port))
+                assert value(found, "zonefan_sync_source_serial", **labels) == first
+                assert value(found, "zonefan_sync_lag_seconds", **labels) == 0
+                assert value(found, "zonefan_sync_errors_total", **labels) == 0
+                assert value(found, "zonefan_sync_last_success_timestamp_seconds", **labels)
+
+                proxy.faults.append(ProxyFault("500", 100_000))
+                primary.cli("record", "add", PLAIN, "metrics", "300", "A", "192.0.2.99")
+                second = _stored_serial(primary, PLAIN)
+
+                def failing() -> bool:
+                    found = samples(scrape(port))
+                    errors = value(found, "zonefan_sync_errors_total", **labels) or 0
+                    source = value(found, "zonefan_sync_source_serial", **labels)
+                    return source == second and errors >= 2
+
+                wait_until(failing, 20, what="two failed pushes of the new serial counted")
+                found = samples(scrape(port))
+                assert value(found, "zonefan_sync_target_serial", **labels) == first
+                assert (value(found, "zonefan_sync_lag_seconds", **labels) or 0) > 0
+                assert (value(found, "zonefan_sync_push_seconds_count", target="pdns") or 0) >= 3
+        finally:
+            proxy.stop()
 
 
 @pytest.mark.external

@@ -258,10 +258,11 @@ def serve_cmd(
     companions: list[Companion] = []
     registry = None
     if metrics is not None:
-        from zonefan.metrics import new_registry, serve_metrics
+        from zonefan.metrics import bind, new_registry, serve_metrics
 
         registry = new_registry()
-        companions.append(functools.partial(serve_metrics, registry, metrics))
+        sock = bind(metrics)  # a taken port fails here, before the zones load
+        companions.append(functools.partial(serve_metrics, registry, metrics, sock))
     if link is not None:
         link.metrics = registry  # `serve --sync`: the sidecar's metrics on the same endpoint
         companions.append(link.companion)

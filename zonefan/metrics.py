@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -72,8 +73,10 @@ class MetricsEndpoint:
         lifetime: float = LIFETIME,
         reuse: float = REUSE,
         clock: Callable[[], float] = time.monotonic,
+        sock: socket.socket | None = None,
     ) -> None:
         self.registry = registry
+        self.sock = sock  # bound to ``address`` already (see :func:`bind`), else bound by start
         self.address = address
         self.max_connections = max_connections
         self.lifetime = lifetime
@@ -99,14 +102,10 @@ class MetricsEndpoint:
             lingering_time=0,  # a body is never read: close rather than drain it
             access_log=None,
         )
-        try:
-            self._listener = await loop.create_server(
-                self._accept, self.address.host, self.address.port, backlog=self.max_connections
-            )
-        except OSError as e:
-            raise MetricsError(
-                f"cannot serve metrics on {self.address}: {e.strerror or e}"
-            ) from None
+        sock = self.sock if self.sock is not None else bind(self.address)
+        self._listener = await loop.create_server(
+            self._accept, sock=sock, backlog=self.max_connections
+        )
         self.port = self._listener.sockets[0].getsockname()[1]
         self._sweeper = loop.call_later(self.lifetime / 4, self._sweep)
         log.info("metrics at http://%s%s", Address(self.address.host, self.port), PATH)
@@ -179,9 +178,31 @@ def new_registry() -> CollectorRegistry:
     return registry
 
 
-async def serve_metrics(registry: CollectorRegistry, address: Address) -> None:
-    """Serve ``registry`` at ``address`` until cancelled."""
-    endpoint = MetricsEndpoint(registry, address)
+def bind(address: Address) -> socket.socket:
+    """A TCP socket bound to ``address``, before anything else starts: a taken port fails
+    the command at once with :class:`MetricsError`."""
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address.host, address.port))
+        sock.setblocking(False)
+    except OSError as e:
+        sock.close()
+        raise MetricsError(
+            f"cannot serve metrics on {address}: {e.strerror or e}; pick another address or "
+            "port with --metrics"
+        ) from None
+    return sock
+
+
+async def serve_metrics(
+    registry: CollectorRegistry, address: Address, sock: socket.socket | None = None
+) -> None:
+    """Serve ``registry`` at ``address`` (on ``sock`` when bound already) until cancelled."""
+    endpoint = MetricsEndpoint(registry, address, sock=sock)
     await endpoint.start()
     try:
         await asyncio.Event().wait()

@@ -15,10 +15,12 @@ import dns.name
 
 from nameserver.zone.changeset import Changeset
 
-# An answer's slot in a protocol's list: its RCODE (4 bits of the header) plus 16 when it
-# is truncated (TC). One index computed from two header octets, no branch.
-SLOTS = 32
-TC_SLOT = 16
+# An answer's slot in a protocol's list: the header's fourth octet as it is (RA, Z, AD, CD
+# and the RCODE in its low 4 bits), folded to RCODEs when scraped. One subscript per answer,
+# no arithmetic: masking out the RCODE, or also reading TC from the third octet, doubles the
+# cost of counting (timed in the UDP handler, where a cached answer costs 0.35 us).
+SLOTS = 256
+RCODE_MASK = 0x0F
 # Upper bounds (seconds) of the signing histogram's buckets: one RRset's signatures take
 # milliseconds, a full pass over a large zone seconds.
 SIGNING_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -26,12 +28,12 @@ SIGNING_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 
 def answer_slot(response: bytes) -> int:
     """The slot of ``response`` in a :class:`QueryCounts` list (the UDP handler inlines it)."""
-    return (response[2] & 0x02) << 3 | response[3] & 0x0F
+    return response[3]
 
 
 class QueryCounts:
-    """Answers sent by protocol, RCODE and truncation, and messages left unanswered. The
-    handlers write on the event loop, the collector reads there too."""
+    """Answers sent by protocol and RCODE, and messages left unanswered. The handlers
+    write on the event loop, the collector reads there too."""
 
     __slots__ = ("tcp", "tcp_unanswered", "udp", "udp_unanswered")
 

@@ -23,11 +23,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from nameserver.serve.counts import SIGNING_BUCKETS, TC_SLOT, Activity, QueryCounts
+from nameserver.serve.counts import RCODE_MASK, SIGNING_BUCKETS, Activity, QueryCounts
 from nameserver.serve.rrl import RateLimiter
 from nameserver.zone.zones import ZoneRegistry
 
-RCODE_NAMES = tuple(dns.rcode.to_text(dns.rcode.Rcode.make(i)) for i in range(TC_SLOT))
+RCODE_NAMES = tuple(dns.rcode.to_text(dns.rcode.Rcode.make(i)) for i in range(RCODE_MASK + 1))
 # RCODEs reported even at zero, so that a rate() over them has a series from the start.
 COMMON_RCODES = (0, 1, 2, 3, 4, 5)
 
@@ -64,9 +64,6 @@ class ServerCollector(Collector):
             "DNS answers sent, by protocol and RCODE (UPDATEs included, zone transfers not).",
             labels=("protocol", "rcode"),
         )
-        truncated = CounterMetricFamily(
-            "zonefan_queries_truncated", "Answers sent truncated (TC).", labels=("protocol",)
-        )
         unanswered = CounterMetricFamily(
             "zonefan_queries_unanswered",
             "Messages that got no answer: malformed, dropped by rate limiting, or a TCP "
@@ -78,14 +75,14 @@ class ServerCollector(Collector):
             ("udp", list(counts.udp), counts.udp_unanswered),
             ("tcp", list(counts.tcp), counts.tcp_unanswered),
         ):
-            for rcode in range(TC_SLOT):
-                total = slots[rcode] + slots[TC_SLOT + rcode]
+            by_rcode = [0] * (RCODE_MASK + 1)
+            for slot, count in enumerate(slots):
+                by_rcode[slot & RCODE_MASK] += count
+            for rcode, total in enumerate(by_rcode):
                 if total or rcode in COMMON_RCODES:
                     queries.add_metric((protocol, RCODE_NAMES[rcode]), total)
-            truncated.add_metric((protocol,), sum(slots[TC_SLOT:]))
             unanswered.add_metric((protocol,), none)
         yield queries
-        yield truncated
         yield unanswered
         if self.rrl is not None:
             limited = self.rrl.limited
