@@ -30,7 +30,10 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from nameserver.serve.counts import Activity, QueryCounts
+from nameserver.serve.metrics import ServerCollector
 from nameserver.store.store import Store
+from nameserver.zone.zones import ZoneRegistry
 from settings import Address
 from sync.engine import Outcome
 from sync.errors import TargetUnavailableError
@@ -219,6 +222,37 @@ def test_the_metrics_option_needs_a_port_and_an_address(tmp_path: Path) -> None:
     done = run_cli(tmp_path / "z.db", "--config", str(config), "serve", check=False)
     assert done.returncode != 0
     assert "serve.metrics" in done.stderr and "not an IP address" in done.stderr
+
+
+def test_the_collector_folds_header_flags_into_rcodes_and_reports_activity() -> None:
+    counts, activity = QueryCounts(), Activity()
+    counts.udp[0x83] += 2  # NXDOMAIN, RA set
+    counts.udp[0x03] += 1  # NXDOMAIN
+    counts.udp[0x20 | 0x0C] += 1  # AD set, RCODE 12 (unassigned): reported once seen
+    counts.tcp[0x05] += 1
+    counts.udp_unanswered = 4
+    activity.signed(dns.name.root, 0.003)
+    activity.signed(dns.name.root, 100.0)
+    for acked in (False, False, True):
+        activity.notify_attempt(ZONE, "192.0.2.1:53", acked=acked, failed=not acked)
+    registry = CollectorRegistry()
+    registry.register(ServerCollector(ZoneRegistry(), counts, activity))
+    found = samples(generate_latest(registry).decode())
+    assert value(found, "zonefan_queries_total", protocol="udp", rcode="NXDOMAIN") == 3
+    assert value(found, "zonefan_queries_total", protocol="udp", rcode="12") == 1
+    assert value(found, "zonefan_queries_total", protocol="udp", rcode="NOERROR") == 0
+    assert value(found, "zonefan_queries_total", protocol="tcp", rcode="REFUSED") == 1
+    assert value(found, "zonefan_queries_total", protocol="tcp", rcode="12") is None
+    assert value(found, "zonefan_queries_unanswered_total", protocol="udp") == 4
+    assert value(found, "zonefan_signing_seconds_bucket", le="0.0025") == 0
+    assert value(found, "zonefan_signing_seconds_bucket", le="0.005") == 1
+    assert value(found, "zonefan_signing_seconds_bucket", le="60.0") == 1
+    assert value(found, "zonefan_signing_seconds_bucket", le="+Inf") == 2
+    assert value(found, "zonefan_signing_seconds_count") == 2
+    assert value(found, "zonefan_signing_seconds_sum") == 100.003
+    secondary = {"zone": ZONE, "secondary": "192.0.2.1:53"}
+    assert value(found, "zonefan_notify_failures_total", **secondary) == 2
+    assert value(found, "zonefan_notify_acked", **secondary) == 1
 
 
 # -- the endpoint's bounds ---------------------------------------------------------------------
