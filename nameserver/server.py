@@ -13,14 +13,16 @@ import socket
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import dns.name
 import dns.rdatatype
 
 from nameserver.dnssec.maintenance import MaintenanceScheduler, ManagerFactory
+from nameserver.dnssec.manager import DnssecManager
 from nameserver.edit.updatepolicy import UpdatePolicy
 from nameserver.errors import NameserverError
+from nameserver.serve.counts import Activity, QueryCounts, answer_slot
 from nameserver.serve.lograte import LogLimiter, flush_all
 from nameserver.serve.responder import Responder
 from nameserver.serve.rrl import RateLimiter, RrlSettings
@@ -28,6 +30,7 @@ from nameserver.store.loader import StoreFollower
 from nameserver.store.logs import NotifyRecord
 from nameserver.store.store import Store
 from nameserver.store.storethread import StoreThread
+from nameserver.store.versions import ZoneVersions
 from nameserver.transfer.acl import TransferAcl
 from nameserver.transfer.notify import Notifier, NotifyStatus, NotifyTarget
 from nameserver.transfer.tsig import Keyring, tsig_offset
@@ -37,6 +40,9 @@ from nameserver.zone.snapshot import ZoneSnapshot, decode_rdata
 from nameserver.zone.wirename import key_of
 from nameserver.zone.zones import ZoneRegistry
 from settings import Address
+
+if TYPE_CHECKING:  # the metrics library is loaded only when metrics are served
+    from prometheus_client.registry import Collector, CollectorRegistry
 
 log = logging.getLogger(__name__)
 _limited = LogLimiter(log)  # lines a client can cause
@@ -101,6 +107,9 @@ class ServerConfig:
     transfers_per_client: int = TRANSFERS_PER_CLIENT
     # Response rate limiting of UDP answers (ratelimit 0: off).
     rrl: RrlSettings = field(default_factory=RrlSettings)
+    # Prometheus: the server's collector is registered here while it runs (None: no
+    # metrics). Whoever passes it serves it (the CLI's ``--metrics`` endpoint).
+    metrics: CollectorRegistry | None = None
 
     def tcp_limits(self) -> TcpLimits:
         """The TCP settings as the connection table takes them."""
@@ -123,11 +132,14 @@ class UdpHandler(asyncio.DatagramProtocol):
         transfers: TransferService | None = None,
         updates: UpdateService | None = None,
         rrl: RateLimiter | None = None,
+        counts: QueryCounts | None = None,
     ) -> None:
         self.responder = responder
         self.transfers = transfers
         self.updates = updates
         self.rrl = rrl
+        self.counts = counts if counts is not None else QueryCounts()
+        self.answers = self.counts.udp  # one attribute read per answer (see metrics)
         self.transport: asyncio.DatagramTransport | None = None
         # Answers waiting for the end of the datagrams read in one go (see _flush).
         self._pending: list[tuple[bytes, tuple[str | int, ...]]] = []
@@ -171,12 +183,15 @@ class UdpHandler(asyncio.DatagramProtocol):
         if response is not None and self.rrl is not None:
             response = self.rrl.limit(addr, data, response)
         if response is not None and self.transport is not None:
+            self.answers[response[3]] += 1  # counts.answer_slot, inlined
             pending = self._pending
             pending.append((response, addr))
             if len(pending) == 1:
                 asyncio.get_running_loop().call_soon(self._flush)
             elif len(pending) >= MAX_PENDING_UDP_ANSWERS:
                 self._flush()  # the call_soon above then finds nothing to send
+        else:
+            self.counts.udp_unanswered += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._pending.clear()
@@ -202,9 +217,12 @@ class UdpHandler(asyncio.DatagramProtocol):
             response = await self.updates.respond(data, client)
         except Exception:
             log.exception("failed to answer an UPDATE from %s", client[0])
-            return
+            response = None
         if response is not None and self.transport is not None:
+            self.answers[answer_slot(response)] += 1
             self.transport.sendto(response, addr)
+        else:
+            self.counts.udp_unanswered += 1
 
     def error_received(self, exc: Exception) -> None:
         log.debug("UDP error: %s", exc)
@@ -365,8 +383,10 @@ class TcpHandler(asyncio.Protocol):
         connections: TcpConnections,
         transfers: TransferService | None = None,
         updates: UpdateService | None = None,
+        counts: QueryCounts | None = None,
     ) -> None:
         self.responder = responder
+        self.counts = counts if counts is not None else QueryCounts()
         self.connections = connections
         self.limits = connections.limits
         self.transfers = transfers
@@ -567,9 +587,11 @@ class TcpHandler(asyncio.Protocol):
             log.exception("failed to answer a TCP query from %s", self.peer[0])
             response = None
         if response is None:
+            self.counts.tcp_unanswered += 1
             self._close()  # nothing sensible to say: end the stream
             return
         if self.transport is not None and not self.closing:
+            self.counts.tcp[answer_slot(response)] += 1
             self.transport.write(len(response).to_bytes(2, "big") + response)
 
     def _tcp_answer(self, data: bytes) -> bytes | None:
@@ -627,8 +649,10 @@ class TcpHandler(asyncio.Protocol):
         except Exception:
             log.exception("failed to answer an UPDATE from %s", self.peer[0])
             response = None
-        if response is not None:
-            await self._write(response)
+        if response is not None and await self._write(response):
+            self.counts.tcp[answer_slot(response)] += 1
+        else:
+            self.counts.tcp_unanswered += 1
 
     def _plain(self, message: bytes) -> None:
         """A transfer query the transfer service left to the responder (malformed)."""
@@ -638,7 +662,10 @@ class TcpHandler(asyncio.Protocol):
             log.exception("failed to answer a TCP query from %s", self.peer[0])
             response = None
         if self.transport is not None and response is not None and not self.closing:
+            self.counts.tcp[answer_slot(response)] += 1
             self.transport.write(len(response).to_bytes(2, "big") + response)
+        else:
+            self.counts.tcp_unanswered += 1
 
     async def _write(self, wire: bytes) -> bool:
         """Write one message of a transfer (or an UPDATE's answer) once the transport takes
@@ -710,6 +737,9 @@ class Server:
             self.registry, config.store_path, config.tsig_keys, config.transfer_acl
         )
         self.tcp = TcpConnections(config.tcp_limits())
+        self.counts = QueryCounts()
+        self.activity = Activity()
+        self._collector: Collector | None = None  # registered in config.metrics by start()
         self._compact_task: asyncio.Task[None] | None = None
         self._closers: list[asyncio.BaseTransport | asyncio.base_events.Server] = []
         self._follow_task: asyncio.Task[None] | None = None
@@ -721,12 +751,20 @@ class Server:
                 config.store_path,
                 config.tsig_keys,
                 config.update_policies,
-                config.dnssec,
+                self._managed,
                 shared=self.served,
             )
         self.notifier = Notifier(self._notify_targets, on_status=self._record_notify)
         self._status = StoreThread(config.store_path, "status")
         self._notified: dict[bytes, int] = {}
+
+    def _managed(self, store: Store, versions: ZoneVersions) -> DnssecManager:
+        """A DNSSEC manager of ``config.dnssec`` whose signing and commits are counted."""
+        assert self.config.dnssec is not None
+        manager = self.config.dnssec(store, versions)
+        manager.on_signed = self.activity.signed
+        manager.on_commit = self.activity.committed
+        return manager
 
     def _notify_targets(self, origin: dns.name.Name) -> list[NotifyTarget]:
         cfg = self.config
@@ -762,14 +800,18 @@ class Server:
         # truncated answer) can then connect over TCP at once, on any address.
         for _, _, _, tcp_sock in bound:
             tcp = await loop.create_server(
-                lambda: TcpHandler(self.responder, self.tcp, self.transfers, self.updates),
+                lambda: TcpHandler(
+                    self.responder, self.tcp, self.transfers, self.updates, self.counts
+                ),
                 sock=tcp_sock,
                 backlog=TCP_BACKLOG,
             )
             self._closers.append(tcp)
         for host, port, udp_sock, _ in bound:
             udp, _ = await loop.create_datagram_endpoint(
-                lambda: UdpHandler(self.responder, self.transfers, self.updates, self.rrl),
+                lambda: UdpHandler(
+                    self.responder, self.transfers, self.updates, self.rrl, self.counts
+                ),
                 sock=udp_sock,
             )
             self._closers.append(udp)
@@ -779,12 +821,24 @@ class Server:
             self._compact_task = asyncio.create_task(self._compact(cfg.journal_keep))
         self.registry.on_change(self._notify_new_serials)
         self._notify_new_serials()  # at start too: secondaries check what they hold
+        if cfg.metrics is not None:
+            from nameserver.serve.metrics import ServerCollector
+
+            self._collector = ServerCollector(
+                self.registry, self.counts, self.activity, self.rrl, lambda: len(self.tcp.open)
+            )
+            cfg.metrics.register(self._collector)
         if cfg.dnssec is not None:
-            self.maintenance = MaintenanceScheduler(cfg.store_path, cfg.dnssec, shared=self.served)
+            self.maintenance = MaintenanceScheduler(
+                cfg.store_path, self._managed, shared=self.served
+            )
             self._maintenance_task = asyncio.create_task(self.maintenance.run())
 
     async def stop(self) -> None:
         """Close listeners, the store follower and the maintenance scheduler."""
+        if self.config.metrics is not None and self._collector is not None:
+            self.config.metrics.unregister(self._collector)
+            self._collector = None
         self.follower.stop()
         if self.maintenance is not None:
             self.maintenance.stop()
@@ -813,7 +867,11 @@ class Server:
     def _record_notify(
         self, origin: dns.name.Name, target: NotifyTarget, status: NotifyStatus
     ) -> None:
-        """Keep the latest NOTIFY state in the store, for `zonefan zone status`."""
+        """Keep the latest NOTIFY state in the store, for `zonefan zone status`, and in
+        the metrics."""
+        self.activity.notify_attempt(
+            origin.to_text(), str(target), status.acked is not None, bool(status.error)
+        )
         record = NotifyRecord(
             origin,
             str(target),

@@ -156,6 +156,8 @@ class SyncEngine:
         # Per (target, zone): the zone as the target holds it after our last push or read.
         # Planning against it costs no read; the drift check reads back on its interval.
         self._known: dict[tuple[str, dns.name.Name], Held[Any]] = {}
+        # Told of every push attempt (the outcome and the seconds it took): the metrics.
+        self.observers: list[Callable[[Outcome, float], None]] = []
 
     # -- zones ------------------------------------------------------------------------------
 
@@ -372,7 +374,16 @@ class SyncEngine:
 
     async def attempt(self, item: OutboxItem) -> Outcome:
         """One try at an outbox item; failures are recorded and rescheduled, refusals
-        recorded and unscheduled, neither raised."""
+        recorded and unscheduled, neither raised. Each observer is told the outcome and
+        how long the attempt took, in the engine's time."""
+        started = self.clock()
+        outcome = await self._attempt(item)
+        took = self.clock() - started
+        for observe in self.observers:
+            observe(outcome, took)
+        return outcome
+
+    async def _attempt(self, item: OutboxItem) -> Outcome:
         zone = dns.name.from_text(item.zone)
         try:
             return await self.push(item.target, zone, force=item.force)

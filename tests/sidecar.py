@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.servers import STOP_TIMEOUT, _clean_env
@@ -19,10 +20,13 @@ class Sidecar:
     """``python -m zonefan.cli sync run --config CONFIG`` with ``env`` added; its log in
     ``workdir/sidecar-N.log``; stopped by PID (SIGTERM, or :meth:`kill` for SIGKILL)."""
 
-    def __init__(self, workdir: Path, config: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, workdir: Path, config: Path, env: dict[str, str], extra_args: Sequence[str] = ()
+    ) -> None:
         self.workdir = workdir
         self.config = config
         self.env = env
+        self.extra_args = list(extra_args)  # further `sync run` options
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.log_path = workdir / "sidecar-0.log"
@@ -41,6 +45,7 @@ class Sidecar:
                     "run",
                     "--config",
                     str(self.config),
+                    *self.extra_args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

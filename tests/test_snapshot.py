@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import dns.name
+from dns.rdtypes.ANY.RRSIG import RRSIG
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -57,3 +60,32 @@ def test_patched_equals_rebuilt(
 
 def test_serial_comes_from_the_soa() -> None:
     assert ZoneSnapshot.from_records(ORIGIN, records()).serial == 2026010101
+
+
+# RRSIGs over A and TXT with a few expiration times (Unix seconds), so patches remove the
+# earliest, add an earlier one, or leave it alone.
+rrsig = st.tuples(
+    names, st.sampled_from(["A", "TXT"]), st.sampled_from([1_900_000_000 + i for i in range(5)])
+).map(
+    lambda t: parse_record(
+        t[0], 300, "RRSIG", f"{t[1]} 13 3 300 {t[2]} 1800000000 12345 test. AAAA", ORIGIN
+    )
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(rrsig, max_size=10), st.lists(rrsig, max_size=6), st.data())
+def test_the_earliest_expiration_is_carried_along_by_patches(
+    start: list[Record], add: list[Record], data: st.DataObject
+) -> None:
+    before = ZoneSnapshot.from_records(ORIGIN, [*records(), *start])
+    if data.draw(st.booleans()):
+        before.earliest_expiration()  # tallied before the patch: patched() carries it along
+    remove = data.draw(st.lists(st.sampled_from(start), max_size=len(start))) if start else []
+    patched = before.patched(remove, add)
+    gone = {r.identity for r in remove}
+    kept = [r for r in start if r.identity not in gone]
+    expected = min((int(cast(RRSIG, r.rdata).expiration) for r in [*kept, *add]), default=None)
+    assert patched.earliest_expiration() == expected
+    rebuilt = ZoneSnapshot.from_records(ORIGIN, [*records(), *kept, *add])
+    assert rebuilt.earliest_expiration() == expected

@@ -4,6 +4,7 @@ when one of them runs."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import tempfile
@@ -35,6 +36,7 @@ from nameserver.server import (
     TCP_MAX_PER_CLIENT,
     TCP_PIPELINE_DEPTH,
     TRANSFERS_PER_CLIENT,
+    Companion,
     ListenError,
     ServerConfig,
     serve,
@@ -75,6 +77,7 @@ from zonefan.options import (
     config_of,
     duration,
     json_option,
+    metrics_option,
     networks,
     size,
     zone_name,
@@ -213,6 +216,7 @@ def limit_option(flag: str, default: int, help: str) -> Callable[[F], F]:
     help="Also run the sync sidecar of this config in the same process (as `zonefan sync "
     "run` would): one command for a primary and its providers.",
 )
+@metrics_option
 @click.pass_context
 def serve_cmd(
     ctx: click.Context,
@@ -231,6 +235,7 @@ def serve_cmd(
     rrl_exempt: tuple[Network, ...],
     cache_size: int | None,
     sync: Path | None,
+    metrics: Address | None,
 ) -> None:
     """Serve every zone in the store; changes committed meanwhile are served at once.
 
@@ -251,6 +256,17 @@ def serve_cmd(
         )
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
+    companions: list[Companion] = []
+    registry = None
+    if metrics is not None:
+        from zonefan.metrics import bind, new_registry, serve_metrics
+
+        registry = new_registry()
+        sock = bind(metrics)  # a taken port fails here, before the zones load
+        companions.append(functools.partial(serve_metrics, registry, metrics, sock))
+    if link is not None:
+        link.metrics = registry  # `serve --sync`: the sidecar's metrics on the same endpoint
+        companions.append(link.companion)
     config = ServerConfig(
         ctx.obj,
         listen_on,
@@ -268,6 +284,7 @@ def serve_cmd(
         transfers_per_client=transfers_per_client,
         rrl=RrlSettings(rrl_ratelimit, rrl_slip, rrl_ipv4_prefix, rrl_ipv6_prefix, rrl_exempt),
         cache_size=cache_size,
+        metrics=registry,
     )
     companions = [] if link is None else [link.companion]
     if "pool" in config_of(ctx):  # the health checks load only when pools are configured

@@ -68,6 +68,26 @@ duration = _scalar(parse_duration)
 size = _scalar(parse_size)
 
 
+def _metrics_address(text: str) -> Address:
+    """``ADDR:PORT`` of a metrics endpoint; the port must be written (no usual one)."""
+    address = parse_address(text, default_port=-1)
+    if address.port < 0:
+        raise ValueError(f"{text!r}: give the port too, e.g. 127.0.0.1:9153")
+    return address
+
+
+def metrics_option(f: F) -> F:
+    """``--metrics ADDR:PORT``: serve Prometheus metrics at http://ADDR:PORT/metrics."""
+    return click.option(
+        "--metrics",
+        callback=_scalar(_metrics_address),
+        default=None,
+        metavar="ADDR:PORT",
+        help="Serve Prometheus metrics at http://ADDR:PORT/metrics (default: off); see "
+        'README "Metrics".',
+    )(f)
+
+
 def addresses(
     ctx: click.Context, param: click.Parameter, value: tuple[str, ...] | None
 ) -> tuple[Address, ...]:

@@ -18,7 +18,7 @@ import dataclasses
 import ipaddress
 from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import dns.name
@@ -28,6 +28,9 @@ from nameserver.transfer.notify import NotifyTarget
 from settings import Address, SettingsError, TsigKey
 from sync.config import SyncConfig, load_sync_config
 
+if TYPE_CHECKING:  # imported with --metrics only: other commands start faster
+    from prometheus_client.registry import CollectorRegistry
+
 
 @dataclasses.dataclass
 class SidecarLink:
@@ -35,6 +38,7 @@ class SidecarLink:
 
     cfg: SyncConfig
     notify_to: Address | None = None  # the NOTIFY listener, once it is bound
+    metrics: CollectorRegistry | None = None  # the server's, when it serves metrics
 
     def listening(self, address: Address) -> None:
         """The sidecar's NOTIFY listener is bound at ``address``."""
@@ -73,7 +77,9 @@ class SidecarLink:
         """The sidecar, for the server's event loop."""
         from zonefan.sync_cli import sidecar
 
-        return sidecar(self.cfg, handle_signals=False, on_listening=self.listening)
+        return sidecar(
+            self.cfg, handle_signals=False, on_listening=self.listening, registry=self.metrics
+        )
 
 
 def link_sidecar(

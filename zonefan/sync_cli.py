@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import dns.name
@@ -31,8 +31,11 @@ from sync.settings import Address
 from sync.source import NotifyListener, ZoneSource
 from sync.state import SyncState
 from sync.status import STATUS_TIMEOUT, ask_primary, target_rows, zone_statuses
-from zonefan.options import json_option, zone_name
+from zonefan.options import json_option, metrics_option, zone_name
 from zonefan.progress import Progress
+
+if TYPE_CHECKING:  # imported with --metrics only: other commands start faster
+    from prometheus_client.registry import CollectorRegistry
 
 T = TypeVar("T")
 
@@ -136,24 +139,42 @@ async def _refresh(engine: SyncEngine, zones: list[dns.name.Name]) -> None:
 
 @sync_group.command("run")
 @config_option
-def sync_run(config_path: Path) -> None:
+@metrics_option
+def sync_run(config_path: Path, metrics: Address | None) -> None:
     """The sidecar: transfer on NOTIFY (and by SOA polling), push to every target in
     parallel, retry until each converges, repair drift. Stops on SIGTERM/SIGINT."""
     cfg = load_config_or_exit(config_path)
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
-    _run(sidecar(cfg), bounded=False)
+    _run(sidecar(cfg, metrics=metrics), bounded=False)
 
 
 async def sidecar(
     cfg: SyncConfig,
     handle_signals: bool = True,
     on_listening: Callable[[Address], None] | None = None,
+    metrics: Address | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> None:
     """The sidecar until SIGTERM/SIGINT (``handle_signals``) or until cancelled (inside
     ``zonefan serve --sync``, whose server owns the signals). ``on_listening`` learns where
-    the NOTIFY listener is bound (its port, when ``listen`` asks for any free one)."""
-    async with _engine(cfg) as engine:
+    the NOTIFY listener is bound (its port, when ``listen`` asks for any free one). Its
+    metrics go to ``registry`` (the server's, which serves them) or are served at
+    ``metrics``."""
+    async with _engine(cfg) as engine, contextlib.AsyncExitStack() as stack:
+        if metrics is not None and registry is None:
+            from zonefan.metrics import MetricsEndpoint, new_registry
+
+            registry = new_registry()
+            endpoint = MetricsEndpoint(registry, metrics)
+            await endpoint.start()
+            stack.push_async_callback(endpoint.stop)
+        if registry is not None:
+            from sync.metrics import SyncCollector
+
+            collector = SyncCollector(engine)
+            registry.register(collector)
+            stack.callback(registry.unregister, collector)
         listener = None
         if cfg.listen is not None:
             listener = NotifyListener(

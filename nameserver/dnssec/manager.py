@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import dns.name
@@ -134,6 +134,10 @@ class DnssecManager:
         self.key_timings = KeyTimings(store, self.zone_policies, self._now, versions)
         self.key_pairs = KeyPairs(store, key_dir, self.zone_policies, self.key_timings, self._now)
         self.parent_ds = ParentDs(store, self.zone_policies, self.key_timings, self._now)
+        # Told how long each signing step took (origin, seconds) and of every changeset
+        # this manager's editors commit: the server's metrics; None for a one-shot command.
+        self.on_signed: Callable[[dns.name.Name, float], None] | None = None
+        self.on_commit: Callable[[Changeset], None] | None = None
 
     def _now(self) -> float:
         return self.clock()
@@ -184,7 +188,11 @@ class DnssecManager:
         params = self._params(policy, inputs.keys, inputs.files, int(self.clock()))
         nsec3 = params.nsec3 is not None
         names = every_name(new) if full else touched_names(old, new, changed, nsec3)
-        return reconcile(new, old, names, params, full=full)
+        started = time.perf_counter()
+        delta = reconcile(new, old, names, params, full=full)
+        if self.on_signed is not None:
+            self.on_signed(origin, time.perf_counter() - started)
+        return delta
 
     def _params(
         self, policy: Policy, keys: Sequence[KeyTiming], files: Mapping[str, str], now: int
@@ -220,7 +228,9 @@ class DnssecManager:
 
     def editor(self) -> ZoneEditor:
         """An editor of this store that signs through this manager."""
-        return ZoneEditor(self.store, self.clock, signer=self, versions=self.versions)
+        return ZoneEditor(
+            self.store, self.clock, signer=self, versions=self.versions, on_commit=self.on_commit
+        )
 
     def enable(
         self,
@@ -280,7 +290,9 @@ class DnssecManager:
         files.update((key_id, name) for key_id, (name, _) in generated.items())
         inputs = _Inputs(state, keys, files, changed_rows(stored, keys, generated))
         signer = _Resign(self, inputs)
-        editor = ZoneEditor(self.store, self.clock, signer=signer, versions=self.versions)
+        editor = ZoneEditor(
+            self.store, self.clock, signer=signer, versions=self.versions, on_commit=self.on_commit
+        )
         due = force or bool(actions)
         cs = editor.resign(
             origin,

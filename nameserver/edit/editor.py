@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -134,12 +134,15 @@ class ZoneEditor:
         clock: Clock = time.time,
         signer: ChangeSigner | None = None,
         versions: ZoneVersions | None = None,
+        on_commit: Callable[[Changeset], None] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.signer = signer
         # Long-lived editors keep zones warm; one-shot ones (the CLI) load them whole.
         self.versions = versions
+        # Told of every changeset committed (the server counts them for its metrics).
+        self.on_commit = on_commit
 
     # -- whole zones ----------------------------------------------------------------------
 
@@ -192,7 +195,10 @@ class ZoneEditor:
             self.versions.forget(cs.zone)
         if cs.serial_before is None:
             return self.store.create_zone(cs, policy)
-        return self.store.commit(cs, plan.keys)
+        committed = self.store.commit(cs, plan.keys)
+        if self.on_commit is not None:
+            self.on_commit(committed)
+        return committed
 
     def rollback(self, origin: dns.name.Name, serial: int, author: Author) -> Changeset:
         """A new version whose data equals the version at ``serial`` (its SOA fields too),
@@ -312,6 +318,8 @@ class ZoneEditor:
         zone with ``plain`` applied: the version kept warm is it plus the signer's part,
         so indexes built on it while signing carry over to the next change."""
         committed = self.store.commit(signed, keys, dnssec)
+        if self.on_commit is not None:
+            self.on_commit(committed)
         if self.versions is not None:
             signer_part = replace(
                 committed,

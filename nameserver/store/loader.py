@@ -90,5 +90,8 @@ class StoreFollower:
             current = served.get(origin)
             if current is not None and current.serial == serials[name]:
                 continue
-            updates.append((origin, brought_forward(store, name, current)))
+            snapshot = brought_forward(store, name, current)
+            # Here, off the event loop: a first call walks the zone (its metrics read it).
+            snapshot.earliest_expiration()
+            updates.append((origin, snapshot))
         return updates

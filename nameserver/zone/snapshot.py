@@ -79,6 +79,7 @@ class ZoneSnapshot:
     __slots__ = (
         "_below",
         "_changed",
+        "_expirations",
         "_nodes",
         "_ordered",
         "_ttls",
@@ -95,6 +96,7 @@ class ZoneSnapshot:
         ordered: dict[int, OrderedOwners] | None = None,
         ttls: dict[int, int] | None = None,
         changed: dict[bytes, Node | None] | None = None,
+        expirations: dict[int, int] | None = None,
     ) -> None:
         self.origin_wire = origin_wire
         self.origin = lower(origin_wire)
@@ -108,6 +110,9 @@ class ZoneSnapshot:
         self._ordered: dict[int, OrderedOwners] = ordered or {}
         # How many data RRsets have each TTL: built on first max_ttl(), then carried along.
         self._ttls = ttls
+        # How many RRSIGs expire at each time: built on first earliest_expiration(), then
+        # carried along like the TTL tally (a signing run makes a few dozen distinct times).
+        self._expirations = expirations
         self.serial = _serial_of(self.node(self.origin))
 
     # -- building -------------------------------------------------------------------------
@@ -218,7 +223,8 @@ class ZoneSnapshot:
                     nodes[key] = node
             changed = {}
         ttls = self._retallied(work)
-        return ZoneSnapshot(self.origin_wire, nodes, below, ordered, ttls, changed)
+        expirations = self._expirations_after(work)
+        return ZoneSnapshot(self.origin_wire, nodes, below, ordered, ttls, changed, expirations)
 
     def _retallied(
         self, work: dict[bytes, tuple[bytes, dict[int, RRsetData]]]
@@ -238,6 +244,24 @@ class ZoneSnapshot:
                 if t < _SIG_BASE:
                     ttls[rs.ttl] = ttls.get(rs.ttl, 0) + 1
         return ttls
+
+    def _expirations_after(
+        self, work: dict[bytes, tuple[bytes, dict[int, RRsetData]]]
+    ) -> dict[int, int] | None:
+        """The RRSIG expiration tally after the nodes in ``work`` changed (None when never
+        built)."""
+        if self._expirations is None:
+            return None
+        tally = dict(self._expirations)
+        for key, (_owner, sets) in work.items():
+            old = self.node(key)
+            for expiration in _sig_expirations(old.rrsets if old else {}):
+                tally[expiration] -= 1
+                if not tally[expiration]:
+                    del tally[expiration]
+            for expiration in _sig_expirations(sets):
+                tally[expiration] = tally.get(expiration, 0) + 1
+        return tally
 
     def _reordered(
         self,
@@ -319,6 +343,19 @@ class ZoneSnapshot:
             self._ttls = ttls
         return max(self._ttls, default=0)
 
+    def earliest_expiration(self) -> int | None:
+        """The earliest expiration of the zone's RRSIGs (seconds since the epoch, as the
+        RRSIG holds it), None when it has none. The first call walks the zone; versions
+        patched from it carry the tally, so later calls cost only its few distinct times.
+        The RRSIG field is 32 bits (RFC 4034 §3.1.5): read as plain Unix time until 2106."""
+        if self._expirations is None:
+            tally: dict[int, int] = {}
+            for node in self.nodes.values():
+                for expiration in _sig_expirations(node.rrsets):
+                    tally[expiration] = tally.get(expiration, 0) + 1
+            self._expirations = tally
+        return min(self._expirations, default=None)
+
     def rrset_records(self, name: dns.name.Name, rdtype: int) -> list[Record]:
         """The RRs of one RRset as :class:`Record` objects (empty when absent)."""
         node = self.node(key_of(name))
@@ -391,6 +428,14 @@ def _same_rdata(rdtype: int, wire: bytes, rdata: dns.rdata.Rdata) -> bool:
         return True
     other = decode_rdata(rdtype, wire)
     return bool(other == rdata)
+
+
+def _sig_expirations(rrsets: Mapping[int, RRsetData]) -> Iterator[int]:
+    """The expiration times of the RRSIGs among ``rrsets`` (wire offset 8, RFC 4034 §3.1)."""
+    for t, rs in rrsets.items():
+        if t >= _SIG_BASE:
+            for wire in rs.rdatas:
+                yield int.from_bytes(wire[8:12], "big")
 
 
 def _serial_of(apex: Node | None) -> int:
