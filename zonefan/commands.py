@@ -286,7 +286,6 @@ def serve_cmd(
         cache_size=cache_size,
         metrics=registry,
     )
-    companions = [] if link is None else [link.companion]
     if "pool" in config_of(ctx):  # the health checks load only when pools are configured
         from zonefan.pools import pool_runner
 
