@@ -26,6 +26,7 @@ from aiohttp import web
 
 from nameserver.store.store import Store
 from tests.servers import KnotSecondary, XfrKey, ZonefanServer, _Process, transfer_config
+from tests.test_metrics import samples, scrape, value
 from tests.tools import example_store, free_port, require_tool, write_private
 from tests.wait import wait_until
 
@@ -137,17 +138,31 @@ def pool_history(server: ZonefanServer) -> list[dict[str, Any]]:
     )
 
 
-def serving(tmp_path: Path, backends: Backends, signed: bool = False) -> ZonefanServer:
+def serving(
+    tmp_path: Path, backends: Backends, signed: bool = False, metrics_port: int | None = None
+) -> ZonefanServer:
     db = example_store(tmp_path / "zonefan.db", signed=signed)
-    config = pool_config(tmp_path / "zonefan.toml", backends.port)
+    extra = "" if metrics_port is None else f'[serve]\nmetrics = "127.0.0.1:{metrics_port}"\n'
+    config = pool_config(tmp_path / "zonefan.toml", backends.port, extra)
     return ZonefanServer(tmp_path / "serve", db=db, probe_name=ZONE, config=config)
+
+
+def pool_gauges(port: int) -> tuple[float | None, float | None, float | None]:
+    """The pool's members, healthy members and degraded flag, as a scrape reports them."""
+    found = samples(scrape(port))
+    return tuple(  # type: ignore[return-value]
+        value(found, f"zonefan_pool_{name}", pool=POOL)
+        for name in ("members", "healthy_members", "degraded")
+    )
 
 
 def test_a_dead_backend_is_withdrawn_and_comes_back(tmp_path: Path, backends: Backends) -> None:
     backends.start(FRA)
     backends.start(AMS)
-    with serving(tmp_path, backends) as server:
+    metrics = free_port()
+    with serving(tmp_path, backends, metrics_port=metrics) as server:
         wait_until(lambda: addresses(server) == {FRA, AMS}, what="both members published")
+        assert pool_gauges(metrics) == (2, 2, 0)
         [started] = pool_history(server)
         assert "health checks started" in started["message"]
 
@@ -158,6 +173,7 @@ def test_a_dead_backend_is_withdrawn_and_comes_back(tmp_path: Path, backends: Ba
         print(f"failover: backend stopped -> answer without it in {failover:.2f} s")
         withdrawn = pool_history(server)[-1]
         assert f"{FRA} (fra) withdrawn" in withdrawn["message"]
+        wait_until(lambda: pool_gauges(metrics) == (2, 1, 0), what="1 of 2 healthy, scraped")
         assert "down for local: 1 of 1 checkers" in withdrawn["message"]
 
         backends.start(FRA)
@@ -217,12 +233,14 @@ def test_every_member_down_keeps_them_all_and_is_recorded_once(
         with Store(server.db, read_only=True) as store:
             return [e for e in store.health_events(pool) if e.event == kind]
 
-    with serving(tmp_path, backends) as server:
+    metrics = free_port()
+    with serving(tmp_path, backends, metrics_port=metrics) as server:
         wait_until(lambda: addresses(server) == {FRA, AMS}, what="both members published")
         backends.stop(FRA)
         backends.stop(AMS)
         wait_until(lambda: events("degraded"), FAILOVER_DEADLINE, 0.05, "pool degraded")
         assert addresses(server) == {FRA, AMS}
+        wait_until(lambda: pool_gauges(metrics) == (2, 0, 1), what="degraded in the metrics")
         [degraded] = events("degraded")
         assert "all members down: keeping all 2" in degraded.reason
         # Rounds go by with both down (rise = 2 rounds at least before AMS is back).

@@ -289,7 +289,12 @@ def serve_cmd(
     if "pool" in config_of(ctx):  # the health checks load only when pools are configured
         from zonefan.pools import pool_runner
 
-        companions.append(pool_runner(ctx, zones).run)
+        runner = pool_runner(ctx, zones)
+        if registry is not None:
+            from zonefan.pool_metrics import PoolCollector
+
+            registry.register(PoolCollector(runner.states))
+        companions.append(runner.run)
     try:
         serve(config, companions)
     except ListenError as e:

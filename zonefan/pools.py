@@ -49,6 +49,17 @@ _ATTEMPTS = 3  # commits against a zone other writers keep moving, as UPDATE ret
 
 
 @dataclass(frozen=True)
+class PoolState:
+    """A pool's health by its checks, for the metrics (what it publishes, drains included,
+    is the zone's own data); replaced whole on every decision, so a scrape on another
+    thread reads one consistent value."""
+
+    members: int
+    healthy: int  # by the checks, before drains; 0 while every member is down
+    degraded: bool
+
+
+@dataclass(frozen=True)
 class PlacedPool:
     """A pool and the zone of the store it is published in."""
 
@@ -171,6 +182,7 @@ class PoolRunner:
         self.clock = clock
         self._thread = StoreThread(store_path, "health")
         self._editor: ZoneEditor | None = None
+        self.states: dict[dns.name.Name, PoolState] = {}
 
     async def run(self) -> None:
         """Publish every member not drained, then check until cancelled."""
@@ -206,6 +218,7 @@ class PoolRunner:
             pool = placed.pool
             everyone = [m.address for m in pool.members]
             addresses = publish(pool, everyone, drained_addresses(placed, drains))
+            self.states[pool.name] = PoolState(len(everyone), len(everyone), degraded=False)
             why = f"health checks started: {len(addresses)} of {len(pool.members)} members"
             editor.store.record_health([HealthEvent(now, pool.name, "started", why)])
             try:
@@ -227,6 +240,9 @@ class PoolRunner:
             editor.store.record_health(events)  # kept even if the commit below fails
         drained = drained_addresses(placed, editor.store.drains())
         addresses = publish(placed.pool, decision.addresses, drained)
+        healthy = 0 if decision.degraded else len(decision.addresses)
+        members = len(placed.pool.members)
+        self.states[decision.pool] = PoolState(members, healthy, decision.degraded)
         reason = decision.reason or "health checks changed the published members"
         cs = apply_pool(editor, placed, addresses, Author(decision.author, reason))
         if cs is not None:
