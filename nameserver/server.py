@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, cast
 import dns.name
 import dns.rdatatype
 
-from nameserver.dnssec.maintenance import MaintenanceScheduler, ManagerFactory
-from nameserver.dnssec.manager import DnssecManager
+from nameserver.dnssec.maintenance import MaintenanceScheduler
+from nameserver.dnssec.manager import DnssecManager, ManagerFactory
 from nameserver.edit.updatepolicy import UpdatePolicy
 from nameserver.errors import NameserverError
 from nameserver.serve.counts import Activity, QueryCounts, answer_slot
@@ -110,6 +110,9 @@ class ServerConfig:
     # Prometheus: the server's collector is registered here while it runs (None: no
     # metrics). Whoever passes it serves it (the CLI's ``--metrics`` endpoint).
     metrics: CollectorRegistry | None = None
+    # What the workers report for the metrics (commits, signing, NOTIFY); given, so that a
+    # companion committing in the same process (the pools' health checks) counts in it.
+    activity: Activity = field(default_factory=Activity)
 
     def tcp_limits(self) -> TcpLimits:
         """The TCP settings as the connection table takes them."""
@@ -738,7 +741,7 @@ class Server:
         )
         self.tcp = TcpConnections(config.tcp_limits())
         self.counts = QueryCounts()
-        self.activity = Activity()
+        self.activity = config.activity
         self._collector: Collector | None = None  # registered in config.metrics by start()
         self._compact_task: asyncio.Task[None] | None = None
         self._closers: list[asyncio.BaseTransport | asyncio.base_events.Server] = []
@@ -761,10 +764,7 @@ class Server:
     def _managed(self, store: Store, versions: ZoneVersions) -> DnssecManager:
         """A DNSSEC manager of ``config.dnssec`` whose signing and commits are counted."""
         assert self.config.dnssec is not None
-        manager = self.config.dnssec(store, versions)
-        manager.on_signed = self.activity.signed
-        manager.on_commit = self.activity.committed
-        return manager
+        return counted(self.config.dnssec, self.activity)(store, versions)
 
     def _notify_targets(self, origin: dns.name.Name) -> list[NotifyTarget]:
         cfg = self.config
@@ -980,3 +980,15 @@ def serve(config: ServerConfig, companions: Sequence[Companion] = ()) -> None:
         asyncio.run(run_forever(config, companions=companions))
         return
     uvloop.run(run_forever(config, companions=companions))
+
+
+def counted(factory: ManagerFactory, activity: Activity) -> ManagerFactory:
+    """``factory`` with its managers' signing steps and commits reported to ``activity``."""
+
+    def make(store: Store, versions: ZoneVersions) -> DnssecManager:
+        manager = factory(store, versions)
+        manager.on_signed = activity.signed
+        manager.on_commit = activity.committed
+        return manager
+
+    return make

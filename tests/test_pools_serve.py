@@ -181,6 +181,12 @@ def test_a_dead_backend_is_withdrawn_and_comes_back(tmp_path: Path, backends: Ba
         restored = pool_history(server)[-1]
         assert f"{FRA} (fra) restored" in restored["message"]
         assert len(pool_history(server)) == 3
+
+        def counted() -> float | None:
+            return value(samples(scrape(metrics)), "zonefan_changesets_total", zone=ZONE)
+
+        # The pools' commits count in the server's metrics like an UPDATE's.
+        wait_until(lambda: counted() == 3, what="the three pool changesets counted")
         stopped_cleanly(server)
     with Store(server.db) as store:
         events = [(e.event, e.member) for e in store.health_events(dns.name.from_text(POOL))]

@@ -39,6 +39,7 @@ from nameserver.server import (
     Companion,
     ListenError,
     ServerConfig,
+    counted,
     serve,
 )
 from nameserver.store.copies import zone_copies
@@ -289,7 +290,8 @@ def serve_cmd(
     if "pool" in config_of(ctx):  # the health checks load only when pools are configured
         from zonefan.pools import pool_runner
 
-        runner = pool_runner(ctx, zones)
+        # Its commits and signing count in the server's metrics like an UPDATE's.
+        runner = pool_runner(ctx, zones, counted(dnssec_factory(ctx), config.activity))
         if registry is not None:
             from zonefan.pool_metrics import PoolCollector
 

@@ -28,23 +28,20 @@ import dns.rdatatype
 
 from health import HealthConfig, HealthMonitor, Pool, PoolDecision, parse_health
 from health.pool import Degraded, Event, Recovered, Transition
-from nameserver.dnssec.manager import DnssecManager
+from nameserver.dnssec.manager import ManagerFactory
 from nameserver.edit.editor import Author, ZoneEditor
 from nameserver.errors import ConflictError, NameserverError
 from nameserver.store.continuity import Drain, HealthEvent
-from nameserver.store.store import Store
 from nameserver.store.storethread import StoreThread
 from nameserver.store.versions import ZoneVersions, current_snapshot
 from nameserver.zone.changeset import Changeset
 from nameserver.zone.records import Record, parse_rdata
 from settings import SettingsError, Table
 from signer.errors import SignerError
-from zonefan.common import dnssec_factory
 from zonefan.options import config_of
 
 log = logging.getLogger("zonefan.health")
 
-ManagerFactory = Callable[[Store, ZoneVersions | None], DnssecManager]
 _ATTEMPTS = 3  # commits against a zone other writers keep moving, as UPDATE retries
 
 
@@ -154,11 +151,13 @@ def stored_events(events: Sequence[Event]) -> list[HealthEvent]:
     return out
 
 
-def pool_runner(ctx: click.Context, zones: Collection[dns.name.Name]) -> PoolRunner:
-    """The health checks of ``zonefan serve`` for the pools of the settings file; an error
-    names a pool outside the store's zones."""
+def pool_runner(
+    ctx: click.Context, zones: Collection[dns.name.Name], factory: ManagerFactory
+) -> PoolRunner:
+    """The health checks of ``zonefan serve`` for the pools of the settings file, committing
+    through managers of ``factory``; an error names a pool outside the store's zones."""
     health = health_config(config_of(ctx))
-    return PoolRunner(ctx.obj, health, place_pools(health, zones), dnssec_factory(ctx))
+    return PoolRunner(ctx.obj, health, place_pools(health, zones), factory)
 
 
 class PoolRunner:

@@ -16,15 +16,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import dns.name
 
-from nameserver.dnssec.manager import DnssecManager
+from nameserver.dnssec.manager import DnssecManager, ManagerFactory
 from nameserver.edit.editor import Author
 from nameserver.errors import NameserverError
-from nameserver.store.store import Store
 from nameserver.store.storethread import StoreThread
 from nameserver.store.versions import SnapshotSource, ZoneVersions
 from nameserver.zone.serial import Clock
@@ -32,7 +30,6 @@ from signer.policy import DsCheck
 
 log = logging.getLogger(__name__)
 
-ManagerFactory = Callable[[Store, ZoneVersions], DnssecManager]
 AUTHOR = Author("zonefan-maintenance", "scheduled DNSSEC maintenance")
 
 

@@ -57,6 +57,7 @@ from signer.timing import Action, Forecast, KeyTiming, Plan, Role, advance, zone
 __all__ = [
     "DnssecManager",
     "MaintenanceResult",
+    "ManagerFactory",
 ]
 
 
@@ -410,3 +411,7 @@ def _seconds_to(expiration: int, now: int) -> int:
 def _earliest(*times: int | None) -> int | None:
     known = [t for t in times if t is not None]
     return min(known) if known else None
+
+
+# How the server's workers get a manager of their own store connection and zone versions.
+ManagerFactory = Callable[[Store, ZoneVersions], DnssecManager]

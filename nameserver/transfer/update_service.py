@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import dns.exception
 import dns.flags
@@ -23,13 +23,12 @@ import dns.rcode
 import dns.rdatatype
 import dns.update
 
-from nameserver.dnssec.manager import DnssecManager
+from nameserver.dnssec.manager import DnssecManager, ManagerFactory
 from nameserver.edit.editor import Author
 from nameserver.edit.update import UpdateDecision, process_update
 from nameserver.edit.updatepolicy import UpdatePolicy
 from nameserver.errors import ConflictError, NameserverError, ZoneValidationError
 from nameserver.serve.lograte import LogLimiter
-from nameserver.store.store import Store
 from nameserver.store.storethread import StoreThread
 from nameserver.store.versions import SnapshotSource, ZoneVersions
 from nameserver.transfer.tsig import (
@@ -51,7 +50,6 @@ log = logging.getLogger(__name__)
 _refusals = LogLimiter(log)
 
 Client = tuple[str, int]
-ManagerFactory = Callable[[Store, ZoneVersions], DnssecManager]
 _ATTEMPTS = 3  # decisions against a zone that keeps moving before SERVFAIL
 
 
