@@ -47,6 +47,7 @@ from tests.servers import ZonefanServer, query_message, run_cli
 from tests.sidecar import API_KEY_ENV, SECRET_ENV, Sidecar
 from tests.test_sync_e2e import KEY, PLAIN, build_store, dig, primary_config
 from tests.test_sync_engine import ORIGIN, engine_for, zone
+from tests.test_sync_serve import serve_with_sync
 from tests.tools import example_store, free_port, write_private
 from tests.wait import until, wait_until
 from zonefan.metrics import MetricsEndpoint
@@ -517,32 +518,8 @@ dns = "127.0.0.1:{pdns.dns_port}"
 def test_serve_with_sync_serves_both_on_one_endpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pdns: PdnsServer
 ) -> None:
-    db = build_store(tmp_path)
-    config = write_private(
-        tmp_path / "zonefan.toml",
-        f'[key.{KEY.name}]\nalgorithm = "{KEY.algorithm}"\nsecret = "{KEY.secret}"\n',
-    )
-    monkeypatch.setenv(API_KEY_ENV, pdns.api_key)
-    sync = tmp_path / "sync.toml"
-    sync.write_text(
-        f"""state = "sync.db"
-refresh-interval = "1h"
-
-[primary]
-key = "{KEY.name}"
-zones = ["{PLAIN}"]
-
-[target.pdns]
-type = "powerdns"
-url = "{pdns.api_url}"
-api-key-env = "{API_KEY_ENV}"
-dns = "127.0.0.1:{pdns.dns_port}"
-""",
-        encoding="utf-8",
-    )
     port = free_port()
-    primary = ZonefanServer(tmp_path / "primary", db=db, probe_name=PLAIN, config=config)
-    primary.extra_args = ["--sync", str(sync), "--metrics", f"127.0.0.1:{port}"]
+    primary = serve_with_sync(tmp_path, monkeypatch, pdns, "--metrics", f"127.0.0.1:{port}")
     labels = {"target": "pdns", "zone": PLAIN}
     with primary:
         wait_until(lambda: dig(pdns.dns_port, f"mail1.{PLAIN}", "A") == ["192.0.2.25"], 20)

@@ -48,12 +48,11 @@ def test_serve_with_sync_pushes_changes_to_the_provider(
     assert "stopping:" not in primary.log_text()
 
 
-def test_serve_with_sync_wires_itself(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pdns: PdnsServer
-) -> None:
-    """No [[secondary]] entry, no NOTIFY address, no key repeated in sync.toml, no primary
-    address: the change still reaches the provider by NOTIFY, not by the SOA poll (an
-    hour here)."""
+def serve_with_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pdns: PdnsServer, *extra: str
+) -> ZonefanServer:
+    """``zonefan serve --sync`` (plus ``extra`` options) of the e2e store, pushing to
+    ``pdns``, with nothing in either file that the wiring can work out by itself."""
     db = build_store(tmp_path)
     config = write_private(
         tmp_path / "zonefan.toml",
@@ -78,7 +77,17 @@ dns = "127.0.0.1:{pdns.dns_port}"
         encoding="utf-8",
     )
     primary = ZonefanServer(tmp_path / "primary", db=db, probe_name=PLAIN, config=config)
-    primary.extra_args = ["--sync", str(sync)]
+    primary.extra_args = ["--sync", str(sync), *extra]
+    return primary
+
+
+def test_serve_with_sync_wires_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pdns: PdnsServer
+) -> None:
+    """No [[secondary]] entry, no NOTIFY address, no key repeated in sync.toml, no primary
+    address: the change still reaches the provider by NOTIFY, not by the SOA poll (an
+    hour here)."""
+    primary = serve_with_sync(tmp_path, monkeypatch, pdns)
     with primary:
         wait_until(lambda: dig(pdns.dns_port, f"mail1.{PLAIN}", "A") == ["192.0.2.25"], 20)
         primary.cli("record", "add", PLAIN, "wired", "300", "A", "192.0.2.251")
