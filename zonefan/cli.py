@@ -38,6 +38,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "healthcheck": ("zonefan.healthcheck", "healthcheck_cmd"),
     "drain": ("zonefan.pools_cli", "drain_cmd"),
     "undrain": ("zonefan.pools_cli", "undrain_cmd"),
+    "drill": ("zonefan.drill_cli", "drill_group"),
 }
 
 
