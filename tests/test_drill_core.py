@@ -6,11 +6,14 @@ timed as converged, the bounded query rate, the timeout, and the drill's order o
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import click
 import dns.dnssec
 import dns.flags
 import dns.message
@@ -26,8 +29,14 @@ from nameserver.store.drills import Drill, DrillEndpoint
 from nameserver.store.schema import SCHEMA_VERSION
 from nameserver.store.store import Store
 from settings import Address
-from tests.tools import example_store
+from sync.config import load_sync_config
+from tests.tools import example_store, write_private
+from zonefan.cli import main
+from zonefan.common import config_keys
 from zonefan.drill import Ask, DrillPlan, Endpoint, Reached, Watch, judge, measure, reach, run_drill
+from zonefan.drill_cli import _deferred_signals, find_endpoints
+from zonefan.options import CONFIG
+from zonefan.settings import load_config
 
 ZONE = dns.name.from_text("example.test.")
 POOL = dns.name.from_text("pool.example.test.")
@@ -408,3 +417,91 @@ def test_a_schema_5_store_gains_the_drill_tables(tmp_path: Path) -> None:
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     conn.close()
+
+
+# -- which endpoints ---------------------------------------------------------------------------
+
+
+def test_the_endpoints_come_from_both_configs(tmp_path: Path) -> None:
+    other = "other.test."
+    primary_toml = write_private(
+        tmp_path / "zonefan.toml",
+        f"""[serve]
+listen = ["0.0.0.0:5399"]
+
+[key.k]
+algorithm = "hmac-sha256"
+secret = "{"a" * 44}"
+
+[[secondary]]
+address = "127.0.0.1"
+key = "k"
+notify = "127.0.0.1@5301"
+
+[[secondary]]
+address = "192.0.2.7"
+zones = ["{other}"]
+notify = "192.0.2.7@53"
+
+[[secondary]]
+address = "192.0.2.8"
+
+[[secondary]]
+address = "127.0.0.1"
+notify = "127.0.0.1@5399"
+""",
+    )
+    sync_toml = tmp_path / "sync.toml"
+    sync_toml.write_text(
+        f"""listen = "127.0.0.1:5399"
+
+[primary]
+address = "127.0.0.1:5399"
+zones = ["{ZONE}", "{other}"]
+
+[target.pdns]
+type = "powerdns-secondary"
+url = "http://127.0.0.1:8081"
+api-key-env = "ZF_TEST_PDNS"
+dns = "127.0.0.1:5302"
+
+[target.knot]
+type = "rfc2136"
+server = "127.0.0.1:5303"
+key = "k"
+zones = ["{other}"]
+
+[target.cloud]
+type = "desec"
+api-token-env = "ZF_TEST_DESEC"
+""",
+        encoding="utf-8",
+    )
+    ctx = click.Context(main)
+    ctx.meta[CONFIG] = load_config(str(primary_toml))
+    with ctx, pytest.MonkeyPatch.context() as env:
+        env.setenv("ZF_TEST_PDNS", "x")
+        env.setenv("ZF_TEST_DESEC", "y")
+        sync = load_sync_config(sync_toml, shared_keys=config_keys(ctx))
+        found = find_endpoints(ctx, [ZONE], sync)
+    assert [(e.kind, e.name, e.address and str(e.address), bool(e.note)) for e in found] == [
+        ("primary", "primary", "127.0.0.1:5399", False),  # the wildcard, asked on loopback
+        ("secondary", "127.0.0.1:5301", "127.0.0.1:5301", False),
+        ("secondary", "192.0.2.8", None, True),  # no notify address: listed, not asked
+        ("sidecar", "127.0.0.1:5399", None, True),
+        ("target", "pdns", "127.0.0.1:5302", False),
+        ("target", "cloud", None, True),
+    ]  # 192.0.2.7 and the knot target serve only other.test.
+    assert found[2].note.startswith("not measured: no address")
+    assert found[5].note.startswith("not measured: no address")
+
+
+def test_ctrl_c_and_sigterm_during_the_restore_wait_until_it_is_done() -> None:
+    pending: list[str] = []
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    with _deferred_signals(pending):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        done = "the undrain committed"  # reached: neither signal cut the block short
+    assert done and pending == ["signal SIGINT", "signal SIGTERM"]
+    assert {s: signal.getsignal(s) for s in before} == before

@@ -193,10 +193,10 @@ async def measure(
 
     async def one(e: Endpoint) -> Reached:
         mine = [w for w in watches if e.serves(w.zone)]
+        deadline = since + timeout
         return await reach(
-            e, mine, keys, since, since + timeout, ask=ask, clock=clock, sleep=sleep,
-            interval=interval,
-        )  # fmt: skip
+            e, mine, keys, since, deadline, ask=ask, clock=clock, sleep=sleep, interval=interval
+        )
 
     results = await asyncio.gather(*(one(e) for e in asked))
     return {e.name: r for e, r in zip(asked, results, strict=True)}

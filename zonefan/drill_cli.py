@@ -137,8 +137,11 @@ def drill_run(
                 for p in placed
             ]
 
+        pending: list[str] = []  # a signal that came while the undrain was committed
+
         def undrain() -> list[Watch]:
-            undrain_region(ctx, store, region, origin, who)
+            with _deferred_signals(pending):
+                undrain_region(ctx, store, region, origin, who)
             return [
                 Watch(
                     p.zone,
@@ -150,6 +153,8 @@ def drill_run(
             ]
 
         def timed(watches: Sequence[Watch], since: float) -> Mapping[str, Reached]:
+            if pending:
+                raise KeyboardInterrupt(pending[0])
             return asyncio.run(
                 measure(endpoints, watches, keys, since, timeout, clock=time.monotonic)
             )
@@ -268,6 +273,22 @@ def _sigterm_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _deferred_signals(pending: list[str]) -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block is done (the restore is never cut short);
+    their names are added to ``pending``."""
+
+    def defer(signum: int, frame: FrameType | None) -> None:
+        pending.append(f"signal {signal.Signals(signum).name}")
+
+    previous = {s: signal.signal(s, defer) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 # -- report ----------------------------------------------------------------------------------
