@@ -689,6 +689,8 @@ def test_schema_2_store_is_migrated_with_a_transfer_log(tmp_path: Path) -> None:
     conn.execute("DROP TABLE notify_status")  # schema 4
     conn.execute("DROP TABLE health_events")  # schema 5
     conn.execute("DROP TABLE drains")
+    conn.execute("DROP TABLE drill_endpoints")  # schema 6
+    conn.execute("DROP TABLE drills")
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     conn.close()
@@ -721,6 +723,8 @@ def test_schema_3_store_gains_the_notify_status(tmp_path: Path) -> None:
     conn.execute("DROP TABLE notify_status")
     conn.execute("DROP TABLE health_events")  # schema 5
     conn.execute("DROP TABLE drains")
+    conn.execute("DROP TABLE drill_endpoints")  # schema 6
+    conn.execute("DROP TABLE drills")
     conn.execute("PRAGMA user_version = 3")
     conn.commit()
     conn.close()

@@ -39,6 +39,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("zonefan.audit_cli", "audit_group"),
     "drain": ("zonefan.pools_cli", "drain_cmd"),
     "undrain": ("zonefan.pools_cli", "undrain_cmd"),
+    "drill": ("zonefan.drill_cli", "drill_group"),
 }
 
 

@@ -4,6 +4,7 @@ commands load without the nameserver package)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 import click
@@ -114,3 +115,24 @@ def networks(
             raise click.BadParameter(f"{text!r}: a network has no port here", ctx, param)
         out.append(network)
     return tuple(out)
+
+
+DATE_FORMAT = "ISO 8601: 2026-12-01, 2026-12-01T08:00, 2026-12-01T08:00:00+01:00 (UTC if no zone)"
+
+
+def parse_when(text: str, option: str) -> float:
+    """An ISO 8601 date (its midnight) or date and time, as POSIX seconds; UTC unless the
+    text names a zone. A BadParameter naming ``option`` and the format otherwise."""
+    try:
+        if len(text) == 10:  # a date alone: datetime would take it too, as midnight
+            day = date.fromisoformat(text)
+            when = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        else:
+            when = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a date or time; use {DATE_FORMAT}", param_hint=option
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()

@@ -130,37 +130,52 @@ def drain_cmd(
     origin = None if zone is None else zone_name(zone)
     who = author_of(author, message)
     with open_store(ctx, create=False) as store:
-        placed = _pools(ctx, store, origin)
-        _known_region(region, placed, origin)
-        active = store.drains()
-        same = [d for d in active if d.region == region and (d.zone is None or d.zone == origin)]
-        if same:
-            d = same[0]
-            scope = "every zone" if d.zone is None else str(d.zone)
-            raise click.ClickException(
-                f"region {region} is drained already in {scope} since {_iso(d.since)} by "
-                f"{d.author}: {d.reason}"
-            )
-        planned = Drain(0, region, origin, time.time(), who.name, message)
-        emptied = [
-            p.pool.label
-            for p in placed
-            if any(m.region == region for m in p.pool.members)
-            and drained_addresses(p, [*active, planned]) == {m.address for m in p.pool.members}
-        ]
-        if emptied and not force:
-            raise click.ClickException(
-                f"draining {region} would leave pool(s) {', '.join(emptied)} with no member; "
-                "nothing was changed (drain with --force to delete their RRsets anyway)"
-            )
-        drain = store.add_drain(region, origin, planned.since, who.name, message)
-        changes = _republish(store, ctx, placed, who)
+        drain, placed, changes = drain_region(ctx, store, region, origin, who, force)
     if as_json:
         click.echo(json.dumps({"drain": _drain_json(drain, placed), "changes": changes}, indent=2))
         return
     scope = "every zone" if origin is None else str(origin)
     click.echo(f"drained {region} in {scope}")
     _say_changes(changes)
+
+
+def drain_region(
+    ctx: click.Context,
+    store: Store,
+    region: str,
+    origin: dns.name.Name | None,
+    who: Author,
+    force: bool = False,
+) -> tuple[Drain, list[PlacedPool], list[dict[str, Any]]]:
+    """Drain ``region`` (in ``origin`` only, when given), ``who.message`` the reason: the
+    drain recorded and each pool republished. Refused, with nothing changed, for an
+    unknown region, a region drained already, or (unless ``force``) a pool left empty."""
+    placed = _pools(ctx, store, origin)
+    _known_region(region, placed, origin)
+    active = store.drains()
+    same = [d for d in active if d.region == region and (d.zone is None or d.zone == origin)]
+    if same:
+        d = same[0]
+        scope = "every zone" if d.zone is None else str(d.zone)
+        raise click.ClickException(
+            f"region {region} is drained already in {scope} since {_iso(d.since)} by "
+            f"{d.author}: {d.reason}"
+        )
+    planned = Drain(0, region, origin, time.time(), who.name, who.message)
+    emptied = [
+        p.pool.label
+        for p in placed
+        if any(m.region == region for m in p.pool.members)
+        and drained_addresses(p, [*active, planned]) == {m.address for m in p.pool.members}
+    ]
+    if emptied and not force:
+        raise click.ClickException(
+            f"draining {region} would leave pool(s) {', '.join(emptied)} with no member; "
+            "nothing was changed (drain with --force to delete their RRsets anyway)"
+        )
+    drain = store.add_drain(region, origin, planned.since, who.name, who.message)
+    changes = _republish(store, ctx, placed, who)
+    return drain, placed, changes
 
 
 @click.command("undrain")
@@ -182,24 +197,33 @@ def undrain_cmd(
     origin = None if zone is None else zone_name(zone)
     who = author_of(author, message or f"undrain {region}")
     with open_store(ctx, create=False) as store:
-        placed = _pools(ctx, store, None)
-        active = store.drains()
-        ending = [d for d in active if d.region == region and (origin is None or d.zone == origin)]
-        if not ending:
-            _known_region(region, placed, None)
-            drained = ", ".join(sorted({d.region for d in active})) or "none"
-            raise click.ClickException(
-                f"region {region} is not drained"
-                + (f" in {origin}" if origin is not None else "")
-                + f" (drained regions: {drained})"
-            )
-        store.end_drains([d.id for d in ending], time.time(), who.name, who.message)
-        changes = _republish(store, ctx, placed, who)
+        ending, changes = undrain_region(ctx, store, region, origin, who)
     if as_json:
         click.echo(json.dumps({"undrained": [d.id for d in ending], "changes": changes}, indent=2))
         return
     click.echo(f"undrained {region}")
     _say_changes(changes)
+
+
+def undrain_region(
+    ctx: click.Context, store: Store, region: str, origin: dns.name.Name | None, who: Author
+) -> tuple[list[Drain], list[dict[str, Any]]]:
+    """End the drains of ``region`` (of ``origin`` only, when given) and republish every
+    pool; the drains ended and the changes. An error when it is not drained."""
+    placed = _pools(ctx, store, None)
+    active = store.drains()
+    ending = [d for d in active if d.region == region and (origin is None or d.zone == origin)]
+    if not ending:
+        _known_region(region, placed, None)
+        drained = ", ".join(sorted({d.region for d in active})) or "none"
+        raise click.ClickException(
+            f"region {region} is not drained"
+            + (f" in {origin}" if origin is not None else "")
+            + f" (drained regions: {drained})"
+        )
+    store.end_drains([d.id for d in ending], time.time(), who.name, who.message)
+    changes = _republish(store, ctx, placed, who)
+    return ending, changes
 
 
 def _drain_json(drain: Drain, placed: Sequence[PlacedPool]) -> dict[str, Any]:

@@ -18,6 +18,8 @@ schema version):
 * ``notify_status`` (schema 4): the latest NOTIFY per zone and secondary.
 * ``health_events`` and ``drains`` (schema 5): what health-checked pools went through
   (withdrawn, restored, degraded, ...) and the maintenance drains of regions.
+* ``drills`` and ``drill_endpoints`` (schema 6): measured failover tests, each endpoint's
+  times to serve the drained and the restored answer.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ from nameserver.store.codec import _zone_key
 from settings.files import create_data_file
 
 # 2: DNSSEC tables (dnssec_zones, dnssec_keys); 3: transfer log; 4: NOTIFY status;
-# 5: health events and drains
-SCHEMA_VERSION = 5
+# 5: health events and drains; 6: drills
+SCHEMA_VERSION = 6
 APPLICATION_ID = 0x7A6F6E66  # "zonf": marks the SQLite file as a zonefan store
 BUSY_TIMEOUT_S = 10.0
 
@@ -223,7 +225,7 @@ class StoreFile:
                 f"{self.path} has store schema version {version}, newer than this zonefan "
                 f"understands ({SCHEMA_VERSION}); upgrade zonefan to use it"
             )
-        if version in (1, 2, 3, 4):
+        if version in (1, 2, 3, 4, 5):
             with self._write():
                 # Re-read inside the write lock: another process may have migrated first.
                 if self._pragma("user_version") == 1:
@@ -234,6 +236,8 @@ class StoreFile:
                     self._create_notify_schema()
                 if self._pragma("user_version") in (1, 2, 3, 4):
                     self._create_continuity_schema()
+                if self._pragma("user_version") in (1, 2, 3, 4, 5):
+                    self._create_drill_schema()
                     self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             version = SCHEMA_VERSION
         if version < SCHEMA_VERSION:
@@ -316,6 +320,7 @@ class StoreFile:
         self._create_transfer_schema()
         self._create_notify_schema()
         self._create_continuity_schema()
+        self._create_drill_schema()
         self._conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -412,6 +417,40 @@ class StoreFile:
                 undrained REAL,
                 undrained_by TEXT,
                 undrain_reason TEXT
+            ) STRICT"""
+        )
+
+    def _create_drill_schema(self) -> None:
+        # ``zones``: a JSON list of zone names; ``restore_start``: seconds after ``start``.
+        self._db.execute(
+            """CREATE TABLE drills (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                region TEXT NOT NULL,
+                zones TEXT NOT NULL,
+                author TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                start REAL NOT NULL,
+                outcome TEXT NOT NULL,
+                restore_start REAL,
+                finished REAL,
+                timeout REAL NOT NULL,
+                error TEXT NOT NULL
+            ) STRICT"""
+        )
+        self._db.execute("CREATE INDEX drills_start ON drills (start)")
+        self._db.execute(
+            """CREATE TABLE drill_endpoints (
+                drill_id INTEGER NOT NULL REFERENCES drills(id),
+                position INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                name TEXT NOT NULL,
+                address TEXT,
+                measured INTEGER NOT NULL,
+                drained_at REAL,
+                restored_at REAL,
+                queries INTEGER NOT NULL,
+                note TEXT NOT NULL,
+                PRIMARY KEY (drill_id, position)
             ) STRICT"""
         )
 

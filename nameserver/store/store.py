@@ -9,18 +9,19 @@ new SOA included, RFC 1995), enough to serve IXFR, show history and roll back.
 The parts, one concept a module: the row codec (``codec``), the file, schema and
 transactions (``schema``), zones and the commit path (``commit``), key rows (``keys``),
 the journal (``journal``), the NOTIFY and transfer logs (``logs``), health events and
-drains (``continuity``).
+drains (``continuity``), measured drills (``drills``).
 """
 
 from __future__ import annotations
 
 from nameserver.store.commit import ZoneRows
 from nameserver.store.continuity import Continuity
+from nameserver.store.drills import Drills
 from nameserver.store.journal import Journal
 from nameserver.store.logs import Logs
 
 
-class Store(ZoneRows, Journal, Logs, Continuity):
+class Store(ZoneRows, Journal, Logs, Continuity, Drills):
     """A zonefan store in one SQLite file, shared safely by several processes.
 
     Methods are serialised by a lock, so one Store may be used from several threads.

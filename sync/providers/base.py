@@ -18,6 +18,7 @@ import dns.rdata
 from sync.model import RRset, ZoneData
 from sync.plan import Plan
 from sync.providers.capabilities import Capabilities, DnssecMode, Normalized, normalize
+from sync.settings import Address
 
 __all__ = [
     "Capabilities",
@@ -67,6 +68,12 @@ class Target(abc.ABC):
     async def dnskeys(self, zone: dns.name.Name) -> list[dns.rdata.Rdata]:
         """The provider's own DNSKEYs (self-signing targets only)."""
         return []
+
+    def dns_address(self) -> Address | None:
+        """Where the target answers DNS queries for its zones, when its config says
+        (``zonefan drill`` asks it there); None for a provider whose nameservers the
+        config does not name."""
+        return None
 
 
 class RecordTarget(Target, Generic[S]):

@@ -173,6 +173,9 @@ class Rfc2136Target(RecordTarget[None]):
             except dns.exception.DNSException:
                 pass  # an unsigned error answer: the server is there, TSIG is judged later
 
+    def dns_address(self) -> Address | None:
+        return self.server
+
     async def nameservers(self, zone: dns.name.Name) -> list[dns.name.Name]:
         """The configured ``nameservers``, else the apex NS the server holds."""
         if self.configured_nameservers:

@@ -51,6 +51,7 @@ from sync.providers.powerdns.config import (
     require_secondary_settings,
 )
 from sync.settings import (
+    Address,
     TargetContext,
 )
 
@@ -106,6 +107,9 @@ class PowerDnsTarget(RecordTarget[PdnsZoneState]):
     async def close(self) -> None:
         """Close the HTTP session (shared with the secondary mode)."""
         await self.api.close()
+
+    def dns_address(self) -> Address | None:
+        return self.settings.dns
 
     def for_zone(self, signed: bool) -> Target:
         """A signed zone goes to pdns as a secondary of our primary (``signed-zones =
@@ -231,6 +235,9 @@ class PowerDnsSecondaryTarget(SecondaryTarget):
         """Close the HTTP session unless the record target it came from owns it."""
         if self._owns_api:
             await self.api.close()
+
+    def dns_address(self) -> Address | None:
+        return self.dns
 
     async def provision(self, zone: dns.name.Name) -> bool:
         """Create the zone as a Slave of the primary, or correct its kind, masters and TSIG
