@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
 from pathlib import Path
 
 import click
@@ -26,27 +25,7 @@ from zonefan.audit import (
 )
 from zonefan.audit_render import RENDERERS
 from zonefan.common import dnssec_manager, open_store
-from zonefan.options import json_option, zone_name
-
-DATE_FORMAT = "ISO 8601: 2026-12-01, 2026-12-01T08:00, 2026-12-01T08:00:00+01:00 (UTC if no zone)"
-
-
-def parse_when(text: str, option: str) -> float:
-    """An ISO 8601 date (its midnight) or date and time, as POSIX seconds; UTC unless the
-    text names a zone. A BadParameter naming ``option`` and the format otherwise."""
-    try:
-        if len(text) == 10:  # a date alone: datetime would take it too, as midnight
-            day = date.fromisoformat(text)
-            when = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        else:
-            when = datetime.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is not a date or time; use {DATE_FORMAT}", param_hint=option
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
+from zonefan.options import DATE_FORMAT, json_option, parse_when, zone_name
 
 
 @click.group("audit")
