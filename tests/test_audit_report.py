@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import math
 import re
@@ -27,6 +28,8 @@ import dns.zone
 import pytest
 from click.testing import CliRunner, Result
 
+from nameserver.store.continuity import HealthEvent
+from nameserver.store.drills import DrillEndpoint
 from nameserver.store.store import Store
 from sync.engine import SyncEngine, TargetSpec
 from sync.errors import TargetUnavailableError
@@ -141,7 +144,64 @@ def evidence(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evidence]:
         asyncio.run(_sync(engine, fail_first=False))
         _axfr(server)
         engine.state.close()
+    _continuity(db)
     yield Evidence(db, state, work)
+
+
+POOL = dns.name.from_text("www.example.test.")
+ELSEWHERE = dns.name.from_text("www.other.test.")  # a pool of a zone the store lacks
+
+
+def _continuity(db: Path) -> None:
+    """Health events, drains and drills, written through the store's own methods (what
+    `serve`, `drain` and `drill` write is tested with them; here: what the report reads)."""
+    with Store(db) as store:
+        # In the fixture's own past, so that a report up to now holds them; hundredths of a
+        # second apart, between the first change and the next.
+        t = min(c["time"] for c in raw_changes(db))
+        store.record_health(
+            [
+                HealthEvent(t, POOL, "started", "health checks started: 2 of 2 members"),
+                HealthEvent(
+                    t + 0.01, POOL, "withdrawn", "HTTP 503 <b>", "192.0.2.10", "fra", ("local", "b")
+                ),
+                HealthEvent(t + 0.02, ELSEWHERE, "withdrawn", "timeout", "192.0.2.99", "fra"),
+                HealthEvent(
+                    t + 0.03, POOL, "restored", "HTTP 200", "192.0.2.10", "fra", ("local",)
+                ),
+            ]
+        )
+        ended = store.add_drain("fra", None, t + 0.04, "ops", "kernel update")
+        store.end_drains([ended.id], t + 0.1, "ops", "done")
+        store.add_drain("ams", dns.name.from_text("other.test."), t + 0.05, "ops", "elsewhere")
+        store.add_drain("ams", ORIGIN, t + 0.06, "ops", HOSTILE_MESSAGE)
+        passed = store.start_drill("fra", [ORIGIN], "ops", "quarterly", t + 0.2, 60)
+        store.finish_drill(
+            dataclasses.replace(
+                passed,
+                outcome="passed",
+                restore_start=3.0,
+                finished=t + 0.25,
+                endpoints=(
+                    DrillEndpoint("primary", "primary", "127.0.0.1:53", True, 0.05, 0.04, 3),
+                    DrillEndpoint("secondary", "knot", "127.0.0.1:5301", True, 0.21, 1.1, 9),
+                    DrillEndpoint("target", "desec", None, False, note="no address"),
+                ),
+            )
+        )
+        failed = store.start_drill("ams", [ORIGIN], "ops", "after the move", t + 0.3, 60)
+        store.finish_drill(
+            dataclasses.replace(
+                failed,
+                outcome="failed",
+                restore_start=60.5,
+                finished=t + 0.4,
+                endpoints=(
+                    DrillEndpoint("primary", "primary", "127.0.0.1:53", True, 0.05, 0.04, 3),
+                    DrillEndpoint("secondary", "nsd", "127.0.0.1:5302", True, None, 0.3, 1200),
+                ),
+            )
+        )
 
 
 # -- the raw tables, read independently ----------------------------------------------------
@@ -570,3 +630,64 @@ def test_the_sync_state_is_only_read(evidence: Evidence) -> None:
 def test_iso_is_utc_to_the_microsecond() -> None:
     assert iso(1_800_000_000.25) == "2027-01-15T08:00:00.250000Z"
     assert iso(None) is None
+
+
+# -- continuity: health checks, drains, drills -----------------------------------------------
+
+
+def test_health_drains_and_drills_are_the_stored_ones_of_the_zone(evidence: Evidence) -> None:
+    [zone] = json_report(evidence)["zones"]
+    assert [(h["event"], h["member"], h["checkers"]) for h in zone["health"]] == [
+        ("started", None, []),
+        ("withdrawn", "192.0.2.10", ["local", "b"]),  # not the pool of other.test.
+        ("restored", "192.0.2.10", ["local"]),
+    ]
+    assert zone["summary"]["health"] == {
+        "count": 3,
+        "events": {"started": 1, "withdrawn": 1, "restored": 1},
+    }
+    drains = {(d["region"], d["scope"]): d for d in zone["drains"]}
+    assert set(drains) == {("fra", "every zone"), ("ams", ZONE)}
+    assert drains["fra", "every zone"]["seconds"] == 0.06
+    assert drains["fra", "every zone"]["undrained_by"] == "ops"
+    assert drains["ams", ZONE]["undrained"] is None
+    assert zone["summary"]["drains"] == {"count": 2, "in_force": 1}
+
+    passed, failed = zone["drills"]
+    assert (passed["outcome"], failed["outcome"]) == ("passed", "failed")
+    assert passed["slowest_drained"] == {"name": "knot", "seconds": 0.21}
+    assert passed["slowest_restored"] == {"name": "knot", "seconds": 1.1}
+    assert passed["failures"] == []
+    assert [e["measured"] for e in passed["endpoints"]] == [True, True, False]
+    assert failed["slowest_drained"] == {"name": "nsd", "seconds": None}
+    [failure] = failed["failures"]
+    assert "nsd" in failure and "drained" in failure
+    # A drill that never converged leaves the worst time unknown, not its best part.
+    assert zone["summary"]["drills"] == {
+        "count": 2,
+        "failed": 1,
+        "max_drained_seconds": None,
+        "max_restored_seconds": 1.1,
+    }
+    totals = json_report(evidence)["summary"]
+    assert (totals["drills"], totals["drills_failed"], totals["drains"]) == (2, 1, 2)
+
+
+def test_continuity_rows_keep_to_the_period(evidence: Evidence) -> None:
+    with Store(evidence.db, read_only=True) as store:
+        [first, second] = store.drills()
+        [fra] = [d for d in store.drains(active_only=False) if d.region == "fra"]
+    between = ["--since", just_after(first.start), "--until", just_after(second.start)]
+    [zone] = json_report(evidence, *between)["zones"]
+    assert [d["id"] for d in zone["drills"]] == [second.id]
+    assert zone["health"] == []  # every health event is before the first drill
+    assert fra.undrained is not None
+    # The fra drain ended before the period; the ams drain of the zone is still in force.
+    assert [d["region"] for d in zone["drains"]] == ["ams"]
+
+
+def test_the_html_shows_the_drills_escaped(evidence: Evidence) -> None:
+    html = report(evidence, "--since", "2000-01-01", "--format", "html").stdout
+    assert "Failover drills" in html and "Maintenance drains" in html
+    assert "quarterly" in html and "knot" in html
+    assert "<b>" not in html and escape("HTTP 503 <b>") in html

@@ -4,8 +4,9 @@ and the sync sidecar's state, never written by hand.
 Per zone, a report is a list of *sections*, each a list of rows (JSON objects) and a
 summary. The built-in ones: the changes (who, when, what, why), the key events, the
 transfers to secondaries and how long each serial took to reach each of them, and per sync
-target how long each serial took to converge and every failure. A new kind of evidence
-(health transitions, drains, drills) is one more :class:`Section` registered with
+target how long each serial took to converge and every failure, the health checks'
+transitions of the zone's pools, the maintenance drains and the failover drills with their
+measured times. A new kind of evidence is one more :class:`Section` registered with
 :func:`register_section`: the JSON, HTML and text outputs show it with no other change.
 """
 
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 
 import dns.name
 
+from nameserver.store.drills import Drill, DrillEndpoint
 from nameserver.store.journal import ChangesetSummary
 from nameserver.store.store import Store
 from nameserver.zone.records import Record
@@ -466,6 +468,139 @@ class SyncFailures:
         return {"count": len(rows), "kinds": counts}
 
 
+# -- continuity: health checks, drains, drills -----------------------------------------------
+
+
+def _owning_zone(name: dns.name.Name, zones: Sequence[dns.name.Name]) -> dns.name.Name | None:
+    """The store zone a pool is published in: the longest one that contains its name."""
+    inside = [z for z in zones if name.is_subdomain(z)]
+    return max(inside, key=len) if inside else None
+
+
+class HealthTransitions:
+    """What the pools' health checks did to the zone's pools: members withdrawn and
+    restored (with what the check saw and which checkers agreed), pools degraded (every
+    member down, all kept) and recovered, the checks started."""
+
+    key = "health"
+    title = "Health-checked pools: transitions"
+
+    def collect(self, ctx: ZoneContext) -> list[dict[str, Any]]:
+        zones = ctx.store.zone_names()
+        return [
+            {
+                "time": iso(e.time),
+                "pool": e.pool.to_text(),
+                "event": e.event,
+                "member": e.member,
+                "region": e.region,
+                "reason": e.reason,
+                "checkers": list(e.checkers),
+            }
+            for e in ctx.store.health_events(since=ctx.period.since)
+            if e.time in ctx.period and _owning_zone(e.pool, zones) == ctx.zone
+        ]
+
+    def summarise(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        events: dict[str, int] = {}
+        for r in rows:
+            events[r["event"]] = events.get(r["event"], 0) + 1
+        return {"count": len(rows), "events": events}
+
+
+class Drains:
+    """Maintenance drains in force at any time of the period that cover the zone (drains
+    of every zone included): who drained which region, when and why, and the undrain."""
+
+    key = "drains"
+    title = "Maintenance drains"
+
+    def collect(self, ctx: ZoneContext) -> list[dict[str, Any]]:
+        rows = []
+        for d in ctx.store.drains(active_only=False):
+            ended = d.undrained if d.undrained is not None else math.inf
+            if d.since >= ctx.period.until or ended < ctx.period.since:
+                continue
+            if d.zone is not None and d.zone != ctx.zone:
+                continue
+            rows.append(
+                {
+                    "region": d.region,
+                    "scope": "every zone" if d.zone is None else d.zone.to_text(),
+                    "since": iso(d.since),
+                    "author": d.author,
+                    "reason": d.reason,
+                    "undrained": iso(d.undrained),
+                    "undrained_by": d.undrained_by,
+                    "undrain_reason": d.undrain_reason,
+                    "seconds": None if d.undrained is None else round(d.undrained - d.since, 6),
+                }
+            )
+        return rows
+
+    def summarise(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        return {"count": len(rows), "in_force": sum(r["undrained"] is None for r in rows)}
+
+
+def _endpoint(e: DrillEndpoint) -> dict[str, Any]:
+    return {
+        "kind": e.kind,
+        "name": e.name,
+        "address": e.address,
+        "measured": e.measured,
+        "drained_seconds": e.drained_at,
+        "restored_seconds": e.restored_at,
+        "queries": e.queries,
+        "note": e.note,
+    }
+
+
+def _slowest(drill: Drill, phase: str) -> dict[str, Any] | None:
+    e = drill.slowest(phase)
+    if e is None:
+        return None
+    return {"name": e.name, "seconds": e.drained_at if phase == "drained" else e.restored_at}
+
+
+class Drills:
+    """Failover drills of the zone's pools started in the period, with each endpoint's
+    measured time to serve the answer without the drained region and with it back (the
+    recovery time measured, not promised), the slowest, and what failed."""
+
+    key = "drills"
+    title = "Failover drills"
+
+    def collect(self, ctx: ZoneContext) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": d.id,
+                "region": d.region,
+                "author": d.author,
+                "reason": d.reason,
+                "start": iso(d.start),
+                "outcome": d.outcome,
+                "slowest_drained": _slowest(d, "drained"),
+                "slowest_restored": _slowest(d, "restored"),
+                "failures": d.failures,
+                "endpoints": [_endpoint(e) for e in d.endpoints],
+            }
+            for d in ctx.store.drills(ctx.period.since, ctx.period.until, ctx.zone)
+        ]
+
+    def summarise(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        def worst(phase: str) -> float | None:
+            taken = [r[phase]["seconds"] for r in rows if r[phase] is not None]
+            known = [t for t in taken if t is not None]
+            return None if len(known) < len(taken) or not known else max(known)
+
+        return {
+            "count": len(rows),
+            "failed": sum(r["outcome"] != "passed" for r in rows),
+            "max_drained_seconds": worst("slowest_drained"),
+            "max_restored_seconds": worst("slowest_restored"),
+        }
+
+
 for _section in (
     Changes(),
     KeyEvents(),
@@ -473,6 +608,9 @@ for _section in (
     SecondaryConvergence(),
     SyncConvergence(),
     SyncFailures(),
+    HealthTransitions(),
+    Drains(),
+    Drills(),
 ):
     register_section(_section)
 
@@ -535,6 +673,10 @@ def _totals(zones: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "key_events": count("key_events", "count"),
         "transfers": count("secondaries", "transfers"),
         "sync_failures": count("sync_failures", "count"),
+        "health_events": count("health", "count"),
+        "drains": count("drains", "count"),
+        "drills": count("drills", "count"),
+        "drills_failed": count("drills", "failed"),
         "sync_pending": sum(
             int(t["pending"]) for z in zones for t in z["summary"].get("sync", {}).values()
         ),
