@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
+import math
 import os
 import socket
 import urllib.request
@@ -32,6 +34,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from nameserver.serve.counts import Activity, QueryCounts
 from nameserver.serve.metrics import ServerCollector
+from nameserver.store.drills import DrillEndpoint
 from nameserver.store.store import Store
 from nameserver.zone.zones import ZoneRegistry
 from settings import Address
@@ -51,6 +54,7 @@ from tests.test_sync_serve import serve_with_sync
 from tests.tools import example_store, free_port, write_private
 from tests.wait import until, wait_until
 from zonefan.metrics import MetricsEndpoint
+from zonefan.pool_metrics import DrillCollector
 
 ZONE = "example.test."
 SECRET = base64.b64encode(b"metrics-test-secret-0123456789ab").decode()
@@ -537,3 +541,49 @@ def test_serve_with_sync_serves_both_on_one_endpoint(
         assert value(found, "zonefan_sync_lag_seconds", **labels) == 0
         assert value(found, "zonefan_sync_errors_total", **labels) == 0
         assert value(found, "zonefan_sync_last_success_timestamp_seconds", **labels)
+
+
+# -- drills ----------------------------------------------------------------------------------
+
+
+def test_the_latest_drill_of_each_region_is_scraped(tmp_path: Path) -> None:
+    """Read from the store, as `zonefan drill` writes it; an endpoint that never served the
+    answer makes its phase +Inf, and a drill still running is not reported."""
+    db = example_store(tmp_path / "z.db")
+    origin = dns.name.from_text(ZONE)
+    with Store(db) as store:
+        for region, start, restored in (("fra", 1000.0, 0.5), ("fra", 2000.0, None)):
+            drill = store.start_drill(region, [origin], "ops", "drill", start, 60)
+            store.finish_drill(
+                dataclasses.replace(
+                    drill,
+                    outcome="passed" if restored is not None else "failed",
+                    restore_start=1.0,
+                    finished=start + 2,
+                    endpoints=(
+                        DrillEndpoint("primary", "primary", "127.0.0.1:53", True, 0.02, 0.01),
+                        DrillEndpoint("secondary", "knot", "127.0.0.1:54", True, 0.3, restored),
+                    ),
+                )
+            )
+        ams = store.start_drill("ams", [origin], "ops", "drill", 1500.0, 60)
+        store.finish_drill(
+            dataclasses.replace(
+                ams,
+                outcome="passed",
+                restore_start=1.0,
+                finished=1502.0,
+                endpoints=(DrillEndpoint("primary", "primary", "127.0.0.1:53", True, 0.2, 0.7),),
+            )
+        )
+        store.start_drill("ber", [origin], "ops", "running", 3000.0, 60)
+    registry = CollectorRegistry()
+    registry.register(DrillCollector(db))
+    found = samples(generate_latest(registry).decode())
+    assert value(found, "zonefan_drill_last_start_timestamp_seconds", region="fra") == 2000.0
+    assert value(found, "zonefan_drill_last_passed", region="fra") == 0
+    assert value(found, "zonefan_drill_last_seconds", region="fra", phase="drained") == 0.3
+    assert value(found, "zonefan_drill_last_seconds", region="fra", phase="restored") == math.inf
+    assert value(found, "zonefan_drill_last_passed", region="ams") == 1
+    assert value(found, "zonefan_drill_last_seconds", region="ams", phase="restored") == 0.7
+    assert value(found, "zonefan_drill_last_passed", region="ber") is None

@@ -293,9 +293,10 @@ def serve_cmd(
         # Its commits and signing count in the server's metrics like an UPDATE's.
         runner = pool_runner(ctx, zones, counted(dnssec_factory(ctx), config.activity))
         if registry is not None:
-            from zonefan.pool_metrics import PoolCollector
+            from zonefan.pool_metrics import DrillCollector, PoolCollector
 
             registry.register(PoolCollector(runner.states))
+            registry.register(DrillCollector(ctx.obj))
         companions.append(runner.run)
     try:
         serve(config, companions)

@@ -163,9 +163,13 @@ class Drills(StoreFile):
         since: float | None = None,
         until: float | None = None,
         zone: dns.name.Name | None = None,
+        latest: bool = False,
     ) -> list[Drill]:
-        """Drills started in [since, until), oldest first; of one zone when given."""
+        """Drills started in [since, until), oldest first; of one zone when given; only
+        the latest of each region with ``latest`` (bounded by the regions, for metrics)."""
         where, args = ["1"], list[object]()
+        if latest:
+            where.append("id IN (SELECT MAX(id) FROM drills GROUP BY region)")
         if since is not None:
             where.append("start >= ?")
             args.append(since)
