@@ -9,6 +9,13 @@
     pool-probes = 8                          # probes in flight per pool
     stale-intervals = 3                      # a report older than this many intervals is ignored
 
+    [pool."cdn.example.test."]                 # active/passive: one CNAME, the first
+    type = "CNAME"                             # member up (in this order) is published
+    ttl = 60
+    members = [{ target = "fra.cdn.example.net.", address = "192.0.2.10", region = "fra" },
+               { target = "ams.cdn.example.net.", address = "192.0.2.20", region = "ams" }]
+    check = { kind = "https", path = "/healthz", host = "cdn.example.test" }
+
     [pool."www.example.test."]
     type = "A"
     ttl = 30
@@ -61,7 +68,7 @@ _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 _HEADER_VALUE = re.compile(r"[\x21-\x7e]+")
 
 POOL_KEYS = ("type", "ttl", "members", "check", "quorum", "damping")
-MEMBER_KEYS = ("address", "region")
+MEMBER_KEYS = ("address", "region", "target")
 HEALTH_KEYS = ("checker", "remote-checkers", "max-probes", "pool-probes", "stale-intervals")
 DAMPING_KEYS = ("penalty", "half-life", "suppress", "reuse", "max-suppress")
 _COMMON_CHECK_KEYS = ("kind", "port", "interval", "timeout", "rise", "fall")
@@ -103,10 +110,18 @@ class Check:
 
 @dataclass(frozen=True)
 class Member:
-    """One address of a pool and the region it is in (the unit of a maintenance drain)."""
+    """One member of a pool: the address its checks probe (its identity in reports,
+    drains and events), the region it is in (the unit of a maintenance drain), and for a
+    CNAME pool the name published while it is the one chosen."""
 
     address: str  # compressed text, as ipaddress writes it
     region: str
+    target: dns.name.Name | None = None  # CNAME pools only
+
+    @property
+    def value(self) -> str:
+        """The RDATA text the pool publishes for this member."""
+        return self.address if self.target is None else self.target.to_text()
 
 
 @dataclass(frozen=True)
@@ -257,11 +272,9 @@ def _rcode(value: Any) -> dns.rcode.Rcode:
 
 
 def _pool_type(value: Any) -> dns.rdatatype.RdataType:
-    if value == "CNAME":
-        raise ValueError('CNAME pools are not supported yet; write "A" or "AAAA"')
-    if value not in ("A", "AAAA"):
-        raise ValueError(f'{value!r} is not a pool type; write "A" or "AAAA"')
-    return dns.rdatatype.A if value == "A" else dns.rdatatype.AAAA
+    if value not in ("A", "AAAA", "CNAME"):
+        raise ValueError(f'{value!r} is not a pool type; write "A", "AAAA" or "CNAME"')
+    return dns.rdatatype.from_text(value)
 
 
 # --- tables -----------------------------------------------------------------------------------
@@ -347,7 +360,9 @@ def _members(table: Table, rdtype: dns.rdatatype.RdataType) -> tuple[Member, ...
     entries = table.entries("members")
     if not entries:
         raise table.error("members", "empty: a pool needs at least one member")
-    version = 4 if rdtype == dns.rdatatype.A else 6
+    # A CNAME pool's members are probed at either family; its records are the targets.
+    version = {dns.rdatatype.A: 4, dns.rdatatype.AAAA: 6}.get(rdtype)
+    kind = dns.rdatatype.to_text(rdtype)
     members: list[Member] = []
     for entry in entries:
         entry.allow(MEMBER_KEYS)
@@ -357,14 +372,24 @@ def _members(table: Table, rdtype: dns.rdatatype.RdataType) -> tuple[Member, ...
                 ip = ipaddress.ip_address(value if isinstance(value, str) else "")
             except ValueError:
                 raise ValueError(f"{value!r} is not an IP address (without a port)") from None
-            if ip.version != version:
-                kind = dns.rdatatype.to_text(rdtype)
+            if version is not None and ip.version != version:
                 raise ValueError(f"{value!r} is not an IPv{version} address (a {kind} pool)")
             return ip.compressed
 
-        member = Member(entry.get("address", address), entry.get("region", _label))
+        target = None
+        if rdtype == dns.rdatatype.CNAME:
+            if "target" not in entry:
+                raise entry.error("target", "required in a CNAME pool: the name it publishes")
+            target = entry.get("target", parse_name)
+        elif "target" in entry:
+            raise entry.error(
+                "target", f"only CNAME pools have targets; a {kind} pool publishes the address"
+            )
+        member = Member(entry.get("address", address), entry.get("region", _label), target)
         if any(m.address == member.address for m in members):
             raise entry.error("address", f"{member.address} is a member already")
+        if target is not None and any(m.target == target for m in members):
+            raise entry.error("target", f"{target} is a member's target already")
         members.append(member)
     return tuple(members)
 

@@ -505,3 +505,17 @@ def test_ctrl_c_and_sigterm_during_the_restore_wait_until_it_is_done() -> None:
         done = "the undrain committed"  # reached: neither signal cut the block short
     assert done and pending == ["signal SIGINT", "signal SIGTERM"]
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_judge_reads_a_cname_pools_target_without_case() -> None:
+    query = dns.message.make_query(POOL, dns.rdatatype.CNAME)
+    out = dns.message.make_response(query)
+    out.flags |= dns.flags.AA
+    out.answer.append(dns.rrset.from_text(POOL, 60, "IN", "CNAME", "AMS.cdn.example.net."))
+    answer = dns.message.from_wire(out.to_wire())
+    cname = dns.rdatatype.CNAME
+    away = Watch(ZONE, POOL, cname, absent=frozenset({"fra.cdn.example.net."}))
+    back = Watch(ZONE, POOL, cname, present=frozenset({"fra.cdn.example.net."}))
+    assert judge(answer, away, None) == ""
+    assert judge(answer, Watch(ZONE, POOL, cname, absent=frozenset({"ams.cdn.example.net."})), None)
+    assert judge(answer, back, None) == f"does not serve fra.cdn.example.net. at {POOL} yet"

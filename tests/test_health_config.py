@@ -100,7 +100,21 @@ def replace(key: str, line: str | None) -> str:
 BAD = [
     # (config, key path, words of the reason)
     (replace("type", 'type = "MX"'), f"{POOL}.type", "not a pool type"),
-    (replace("type", 'type = "CNAME"'), f"{POOL}.type", "CNAME pools are not supported yet"),
+    (replace("type", 'type = "CNAME"'), f"{POOL}.members#1.target", "required in a CNAME"),
+    (
+        replace("members", 'members = [{ address = "192.0.2.10", region = "fra", target = "a." }]'),
+        f"{POOL}.members#1.target",
+        "only CNAME pools have targets",
+    ),
+    (
+        www(
+            'type = "CNAME"\nttl = 30\ncheck = { kind = "tcp", port = 80 }\nmembers = ['
+            '{ address = "192.0.2.10", region = "fra", target = "a.cdn.test." }, '
+            '{ address = "192.0.2.11", region = "ams", target = "A.cdn.test." }]'
+        ),
+        f"{POOL}.members#2.target",
+        "A.cdn.test. is a member's target already",
+    ),
     (replace("type", None), f"{POOL}.type", "required"),
     (replace("ttl", "ttl = 86400"), f"{POOL}.ttl", "longer than 3600"),
     (replace("ttl", 'ttl = "1.5s"'), f"{POOL}.ttl", "whole number of seconds"),
@@ -255,3 +269,21 @@ def test_the_readme_example_is_read_as_written() -> None:
     [pool] = config.pools
     assert [m.region for m in pool.members] == ["fra", "ams"]
     assert (pool.check.kind, pool.check.fall, pool.quorum) == ("http", 3, None)
+
+
+def test_a_cname_pool_publishes_targets_and_probes_either_family() -> None:
+    config = parse_health(
+        table(
+            www(
+                'type = "CNAME"\nttl = 60\ncheck = { kind = "tcp", port = 443 }\nmembers = ['
+                '{ address = "192.0.2.10", region = "fra", target = "fra.cdn.example.net." }, '
+                '{ address = "2001:db8::20", region = "ams", target = "ams.cdn.example.net" }]'
+            )
+        )
+    )
+    [pool] = config.pools
+    assert pool.rdtype == dns.rdatatype.CNAME
+    assert [(m.address, m.value) for m in pool.members] == [
+        ("192.0.2.10", "fra.cdn.example.net."),
+        ("2001:db8::20", "ams.cdn.example.net."),
+    ]

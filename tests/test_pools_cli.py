@@ -18,7 +18,7 @@ from nameserver.store.schema import SCHEMA_VERSION
 from nameserver.store.store import Store
 from tests.servers import run_cli
 from tests.tools import example_store, free_port
-from zonefan.pools import PlacedPool, drained_addresses, place_pools, publish
+from zonefan.pools import PlacedPool, drained_addresses, place_pools, pool_records, publish
 
 ZONE = "example.test."
 POOL = "pool.example.test."
@@ -252,3 +252,27 @@ def test_publish_keeps_the_configured_order_and_never_answers_with_nothing() -> 
         Drain(3, "hel", None, 1.0, "ops", "x", undrained=2.0),
     ]
     assert drained_addresses(placed, drains) == {"192.0.2.1"}
+
+
+def test_a_cname_pool_publishes_the_first_chosen_members_target_alone() -> None:
+    members = (
+        Member("192.0.2.1", "fra", _name("fra.cdn.example.net.")),
+        Member("192.0.2.2", "ams", _name("ams.cdn.example.net.")),
+    )
+    pool = Pool(_name(POOL), dns.rdatatype.CNAME, 60, members, Check("tcp", 443))
+    [only] = pool_records(pool, publish(pool, {"192.0.2.1", "192.0.2.2"}, set()))
+    assert (only.rdtype, only.rdata.to_text(), only.ttl) == (
+        dns.rdatatype.CNAME,
+        "fra.cdn.example.net.",
+        60,
+    )
+    [failover] = pool_records(pool, publish(pool, {"192.0.2.2"}, set()))
+    assert failover.rdata.to_text() == "ams.cdn.example.net."
+    [drained] = pool_records(pool, publish(pool, {"192.0.2.1", "192.0.2.2"}, {"192.0.2.1"}))
+    assert drained.rdata.to_text() == "ams.cdn.example.net."
+    # An A pool publishes every chosen address.
+    a_pool = _pool(POOL, ("192.0.2.1", "fra"), ("192.0.2.2", "ams"))
+    assert [r.rdata.to_text() for r in pool_records(a_pool, ["192.0.2.1", "192.0.2.2"])] == [
+        "192.0.2.1",
+        "192.0.2.2",
+    ]

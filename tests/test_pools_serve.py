@@ -193,6 +193,56 @@ def test_a_dead_backend_is_withdrawn_and_comes_back(tmp_path: Path, backends: Ba
     assert events == [("started", None), ("withdrawn", FRA), ("restored", FRA)]
 
 
+CDN = "cdn.example.test."
+
+
+def cname_target(server: _Process) -> str | None:
+    found = answer(server, CDN, "CNAME").get_rrset(
+        dns.message.ANSWER, dns.name.from_text(CDN), dns.rdataclass.IN, dns.rdatatype.CNAME
+    )
+    return None if found is None else str(found[0].target)
+
+
+def test_a_cname_pool_fails_over_to_the_next_members_target(
+    tmp_path: Path, backends: Backends
+) -> None:
+    """Active/passive: the first member up, in the configured order, is the one CNAME."""
+    backends.start(FRA)
+    backends.start(AMS)
+    db = example_store(tmp_path / "zonefan.db")
+    check = (
+        f'{{ kind = "http", path = "/healthz", port = {backends.port}, '
+        f'interval = "{INTERVAL:g}s", timeout = "0.5s", rise = {RISE}, fall = {FALL} }}'
+    )
+    config = write_private(
+        tmp_path / "zonefan.toml",
+        f"""[pool."{CDN}"]
+type = "CNAME"
+ttl = 60
+members = [{{ target = "fra.cdn.example.net.", address = "{FRA}", region = "fra" }},
+           {{ target = "ams.cdn.example.net.", address = "{AMS}", region = "ams" }}]
+check = {check}
+""",
+    )
+    with ZonefanServer(tmp_path / "serve", db=db, probe_name=ZONE, config=config) as server:
+        wait_until(lambda: cname_target(server) == "fra.cdn.example.net.", what="fra first")
+        backends.stop(FRA)
+        wait_until(
+            lambda: cname_target(server) == "ams.cdn.example.net.",
+            FAILOVER_DEADLINE,
+            0.02,
+            "failed over to ams",
+        )
+        backends.start(FRA)
+        wait_until(
+            lambda: cname_target(server) == "fra.cdn.example.net.",
+            FAILOVER_DEADLINE,
+            0.02,
+            "back on fra",
+        )
+        stopped_cleanly(server)
+
+
 def stopped_cleanly(server: ZonefanServer) -> None:
     """SIGTERM ends serve and its health checks with exit status 0 and no traceback."""
     assert server.proc is not None

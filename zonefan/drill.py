@@ -99,7 +99,11 @@ async def ask(
     return response
 
 
-def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+def _canonical(rdtype: dns.rdatatype.RdataType, text: str) -> object:
+    """An RDATA text of a pool as compared: an address, or a CNAME's target name (names
+    compare without case)."""
+    if rdtype == dns.rdatatype.CNAME:
+        return dns.name.from_text(text)
     return ipaddress.ip_address(text)
 
 
@@ -114,11 +118,11 @@ def judge(response: dns.message.Message, watch: Watch, keys: dns.rrset.RRset | N
     rrset = response.get_rrset(response.answer, watch.name, dns.rdataclass.IN, watch.rdtype)
     if rrset is None or not len(rrset):
         return f"serves no {dns.rdatatype.to_text(watch.rdtype)} at {watch.name}"
-    served = {_ip(r.to_text()) for r in rrset}
-    stale = sorted(a for a in watch.absent if _ip(a) in served)
+    served = {_canonical(watch.rdtype, r.to_text()) for r in rrset}
+    stale = sorted(a for a in watch.absent if _canonical(watch.rdtype, a) in served)
     if stale:
         return f"still serves {', '.join(stale)} at {watch.name}"
-    missing = sorted(a for a in watch.present if _ip(a) not in served)
+    missing = sorted(a for a in watch.present if _canonical(watch.rdtype, a) not in served)
     if missing:
         return f"does not serve {', '.join(missing)} at {watch.name} yet"
     if keys is not None:

@@ -177,7 +177,7 @@ def drill_run(
 
 
 def _in_region(p: PlacedPool, region: str) -> frozenset[str]:
-    return frozenset(m.address for m in p.pool.members if m.region == region)
+    return frozenset(m.value for m in p.pool.members if m.region == region)
 
 
 def _published(store: Store, p: PlacedPool) -> frozenset[str]:

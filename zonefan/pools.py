@@ -102,7 +102,15 @@ def publish(pool: Pool, healthy: Collection[str], drained: Collection[str]) -> l
 
 
 def pool_records(pool: Pool, addresses: Sequence[str]) -> list[Record]:
-    return [Record(pool.name, pool.ttl, parse_rdata(pool.rdtype, a, pool.name)) for a in addresses]
+    """The RRset of the members at ``addresses`` (in the configured order): their
+    addresses, or in a CNAME pool the first one's target alone (a CNAME is the name's only
+    record, RFC 1034 §3.6.2: the pool fails over from one member to the next)."""
+    by_address = {m.address: m for m in pool.members}
+    chosen = addresses[:1] if pool.rdtype == dns.rdatatype.CNAME else addresses
+    return [
+        Record(pool.name, pool.ttl, parse_rdata(pool.rdtype, by_address[a].value, pool.name))
+        for a in chosen
+    ]
 
 
 def apply_pool(
