@@ -67,6 +67,7 @@ class HealthMonitor:
         self.rounds = dict.fromkeys(self.pools, 0)  # completed rounds per pool
         self.last: dict[dns.name.Name, PoolDecision] = {}
         self._undelivered: set[dns.name.Name] = set()
+        self._failing: dict[dns.name.Name, str] = {}  # the error each undelivered pool had
         self._total = asyncio.Semaphore(config.max_probes)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -132,11 +133,28 @@ class HealthMonitor:
                 decision = dataclasses.replace(decision, changed=True)
             try:
                 await self.on_change(decision)
-            except Exception:  # kept for the next round, not lost
-                log.exception("pool %s: applying the decision failed", pool.label)
+            except Exception as exc:  # kept for the next round, not lost
                 self._undelivered.add(name)
+                self._failed(name, exc)
             else:
                 self._undelivered.discard(name)
+                if self._failing.pop(name, None) is not None:
+                    log.info("pool %s: its decisions are applied again", pool.label)
         self.last[name] = decision
         self.rounds[name] += 1
         return decision
+
+    def _failed(self, name: dns.name.Name, exc: Exception) -> None:
+        """A decision that could not be applied is retried every round; logged when its
+        error is new (with the traceback), not once a round."""
+        text = f"{type(exc).__name__}: {exc}"
+        if self._failing.get(name) == text:
+            return
+        self._failing[name] = text
+        log.error(
+            "pool %s: applying the decision failed (retried every round, logged again when "
+            "the error changes): %s",
+            self.pools[name].pool.label,
+            text,
+            exc_info=exc,
+        )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import AsyncIterator
 
 import dns.name
@@ -158,6 +159,36 @@ async def test_a_failed_callback_is_retried_next_round() -> None:
         assert [await run.round() for _ in range(2)] == [0, 0]
     finally:
         await run.monitor.stop()
+
+
+async def test_a_decision_failing_every_round_is_logged_once_per_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def probe(pool: Pool, address: str) -> ProbeResult:
+        return ProbeResult(address != A, "seen")
+
+    run = Run(HealthConfig(pools=(http_pool(),)), probe)
+    errors = [RuntimeError("CNAME and other data"), *[RuntimeError("zone locked")] * 3]
+
+    async def failing(decision: PoolDecision) -> None:
+        if errors:
+            raise errors.pop()
+        run.heard.append(decision)
+
+    run.monitor.on_change = failing
+    caplog.set_level(logging.INFO, logger="zonefan.health")
+    run.monitor.start()
+    try:
+        await until(lambda: run.monitor.rounds[NAME] == 1, "the first round")
+        # A is withdrawn in round 3; rounds 3-6 fail (three times one error, then another)
+        # and round 7 applies it.
+        assert [await run.round() for _ in range(6)] == [0, 0, 0, 0, 0, 1]
+    finally:
+        await run.monitor.stop()
+    failed = [r.getMessage() for r in caplog.records if "applying the decision failed" in r.message]
+    assert len(failed) == 2
+    assert "zone locked" in failed[0] and "CNAME and other data" in failed[1]
+    assert any("applied again" in r.getMessage() for r in caplog.records)
 
 
 async def test_every_member_down_at_once_is_heard_though_nothing_published_changes() -> None:
