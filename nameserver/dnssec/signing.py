@@ -18,25 +18,20 @@ import hashlib
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import TypeVar
 
 import dns.name
 import dns.rdataclass
 import dns.rdatatype
-import dns.wire
-from dns.rdtypes.ANY.NSEC import NSEC as NsecRdata
-from dns.rdtypes.ANY.NSEC import Bitmap as NsecBitmap
 
 from nameserver.edit.editor import SignerDelta
 from nameserver.progress import Progress
 from nameserver.zone.ordered import OrderedOwners
-from nameserver.zone.records import Record
+from nameserver.zone.records import AnyRecord, WireRecord
 from nameserver.zone.snapshot import (
     Node,
     RRsetData,
     ZoneSnapshot,
-    decode_rdata,
     is_sig_key,
     sig_key,
 )
@@ -45,7 +40,7 @@ from signer.batch import SignRequest, sign_requests
 from signer.keys import KeyPair
 from signer.nsec import type_bitmap
 from signer.nsec3 import NSEC3PARAM_TTL, Nsec3Params, encode_hash, nsec3_hash, nsec3param
-from signer.rrsig import canonical_rdata, make_rrsig
+from signer.rrsig import canonical_rdata
 
 T = dns.rdatatype
 SOA, NS, DS, RRSIG = int(T.SOA), int(T.NS), int(T.DS), int(T.RRSIG)
@@ -58,6 +53,7 @@ _APEX_SETS = (DNSKEY, CDS, CDNSKEY, NSEC3PARAM)
 _PROGRESS_CHUNK = 4096  # signatures per progress report, when one is asked for
 _Item = TypeVar("_Item")
 _UINT32 = 1 << 32
+_RRSIG_HEAD = struct.Struct("!HBBIIIH")  # type covered ... key tag (RFC 4034 §3.1)
 # RFC 8078 §4: the CDS/CDNSKEY that ask the parent to remove the DS RRset.
 _CDS_DELETE = b"\x00\x00\x00\x00\x00"  # tag 0, algorithm 0, digest type 0, digest 00
 _CDNSKEY_DELETE = b"\x00\x00\x03\x00\x00"
@@ -106,14 +102,15 @@ class SigningParams:
 
 
 def touched_names(
-    old: ZoneSnapshot, new: ZoneSnapshot, changed: Iterable[Record], nsec3: bool
+    old: ZoneSnapshot, new: ZoneSnapshot, changed: Iterable[AnyRecord], nsec3: bool
 ) -> set[bytes]:
     """Names whose DNSSEC records a data change may alter: the changed owners, the apex,
     every name below a delegation that appeared or went, and with NSEC3 the ancestors of
     changed names (they may become or stop being empty non-terminals)."""
     names = {new.origin}
     for record in changed:
-        names.add(lower(record.name.to_wire() or b"\x00"))
+        owner = record.owner if isinstance(record, WireRecord) else record.name.to_wire()
+        names.add(lower(owner or b"\x00"))
     cuts = [k for k in names if k != new.origin and _has(old, k, NS) != _has(new, k, NS)]
     for cut in cuts:
         names.update(k for k in new.nodes if is_below_or_at(k, cut))
@@ -175,11 +172,8 @@ class _Pass:
         self.old = old
         self.params = params
         self.origin = new.origin
-        self.origin_name = new.origin_name
         self.delta = SignerDelta()
         self.requests: list[tuple[bytes, RRsetData, KeyPair]] = []
-        self._names: dict[bytes, dns.name.Name] = {}
-        self._bitmaps: dict[bytes, NsecBitmap] = {}
         self.apex_sets = _apex_sets(params, new)
 
     # ---- phases
@@ -439,36 +433,11 @@ class _Pass:
 
     # ---- output
 
-    def _name(self, owner: bytes) -> dns.name.Name:
-        name = self._names.get(owner)
-        if name is None:
-            name = self._names[owner] = dns.name.from_wire(owner, 0)[0]
-        return name
-
     def _remove(self, owner: bytes, rrset: RRsetData) -> None:
-        self.delta.removed.extend(self._records(owner, rrset))
+        self.delta.removed.extend(_wire_records(owner, rrset))
 
     def _add(self, owner: bytes, rrset: RRsetData) -> None:
-        self.delta.added.extend(self._records(owner, rrset))
-
-    def _records(self, owner: bytes, rrset: RRsetData) -> Iterator[Record]:
-        name = self._name(owner)
-        decode = self._nsec if rrset.rdtype == NSEC else partial(decode_rdata, rrset.rdtype)
-        return (Record(name, rrset.ttl, decode(w)) for w in rrset.rdatas)
-
-    def _nsec(self, wire: bytes) -> dns.rdata.Rdata:
-        """An NSEC rdata from its wire form (every name of a zone has one, so a full pass
-        makes as many): the next name comes from this pass's name cache, and each
-        distinct type bitmap (a zone has few) is parsed and checked by dnspython once."""
-        end = _name_end(wire)
-        bitmap = self._bitmaps.get(wire[end:])
-        if bitmap is None:
-            parser = dns.wire.Parser(wire[end:])
-            windows = NsecBitmap.from_wire_parser(parser).windows
-            bitmap = self._bitmaps[wire[end:]] = NsecBitmap(windows)
-        return NsecRdata(  # type: ignore[no-untyped-call]
-            dns.rdataclass.IN, dns.rdatatype.NSEC, self._name(wire[:end]), bitmap
-        )
+        self.delta.added.extend(_wire_records(owner, rrset))
 
     def _sign(self) -> None:
         """Make every requested signature, one batch per validity window."""
@@ -513,20 +482,20 @@ class _Pass:
             expiration,
             workers=self.params.workers,
         )
+        # The RRSIG rdata (RFC 4034 §3.1) as the signed data began it, signer name in
+        # the zone's own case, then the signature.
+        tail = self.new.origin_wire
+        added = self.delta.added.append
         for (owner, r), signature in zip(batch, signatures, strict=True):
             k = keys[r.key]
-            rrsig = make_rrsig(
-                r.rdtype,
-                k.algorithm,
-                r.labels,
-                r.ttl,
-                expiration,
-                inception,
-                k.key_tag(),
-                self.origin_name,
-                signature,
+            head = _RRSIG_HEAD.pack(
+                r.rdtype, k.algorithm, r.labels, r.ttl, expiration, inception, k.key_tag()
             )
-            self.delta.added.append(Record(self._name(owner), r.ttl, rrsig))
+            added(WireRecord(owner, RRSIG, r.ttl, head + tail + signature))
+
+
+def _wire_records(owner: bytes, rrset: RRsetData) -> Iterator[WireRecord]:
+    return (WireRecord(owner, rrset.rdtype, rrset.ttl, w) for w in rrset.rdatas)
 
 
 def _chunks(items: list[_Item], size: int) -> Iterator[list[_Item]]:
@@ -599,14 +568,6 @@ def seconds_left(rrsig_wire: bytes, now: int) -> int:
     expiration = int.from_bytes(rrsig_wire[8:12], "big")
     delta = (expiration - now) % _UINT32
     return delta - _UINT32 if delta >= 1 << 31 else delta
-
-
-def _name_end(wire: bytes) -> int:
-    """Where the uncompressed domain name at the start of ``wire`` ends."""
-    at = 0
-    while wire[at]:
-        at += wire[at] + 1
-    return at + 1
 
 
 def _label_count(key: bytes) -> int:
