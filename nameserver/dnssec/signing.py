@@ -41,7 +41,7 @@ from signer.batch import SignRequest, sign_requests
 from signer.keys import KeyPair
 from signer.nsec import type_bitmap
 from signer.nsec3 import NSEC3PARAM_TTL, Nsec3Params, encode_hash, nsec3_hash, nsec3param
-from signer.rrsig import canonical_rdata
+from signer.rrsig import LOWERCASE_RDATA_TYPES, canonical_rdata
 
 T = dns.rdatatype
 SOA, NS, DS, RRSIG = int(T.SOA), int(T.NS), int(T.DS), int(T.RRSIG)
@@ -54,6 +54,8 @@ _APEX_SETS = (DNSKEY, CDS, CDNSKEY, NSEC3PARAM)
 _PROGRESS_CHUNK = 4096  # signatures per progress report, when one is asked for
 _Item = TypeVar("_Item")
 _UINT32 = 1 << 32
+_SETTLED = tuple(SIGNER_OWNED - {RRSIG})  # the signer's RRsets besides signatures
+_SIG_KEYS = sig_key(0)  # RRSIG sets are kept under keys from here on (snapshot.sig_key)
 _OWNER = itemgetter(0)  # a WireRecord's owner
 _RRSIG_HEAD = struct.Struct("!HBBIIIH")  # type covered ... key tag (RFC 4034 §3.1)
 # RFC 8078 §4: the CDS/CDNSKEY that ask the parent to remove the DS RRset.
@@ -177,6 +179,8 @@ class _Pass:
         self.delta = SignerDelta()
         self.requests: list[tuple[bytes, RRsetData, KeyPair]] = []
         self._bitmaps: dict[tuple[str, frozenset[int], bool], bytes] = {}
+        # (algorithm, key tag) -> key of the signers of each type, for this pass.
+        self._wanted: dict[int, dict[tuple[int, int], KeyPair]] = {}
         self.apex_sets = _apex_sets(params, new)
 
     # ---- phases
@@ -375,7 +379,7 @@ class _Pass:
         node = self.new.node(key)
         current = node.rrsets if node else {}
         changed: set[int] = set()
-        for rdtype in SIGNER_OWNED - {RRSIG}:
+        for rdtype in _SETTLED:
             have = current.get(rdtype)
             wanted = sets.get(rdtype)
             if have is None and wanted is None:
@@ -388,15 +392,17 @@ class _Pass:
             if wanted is not None:
                 self._add(owner, wanted)
         for rset_key, sigs in current.items():
-            if is_sig_key(rset_key) and (rset_key & 0xFFFF) not in signed:
+            if rset_key >= _SIG_KEYS and (rset_key & 0xFFFF) not in signed:
                 self._remove(owner, sigs)
         for rdtype in signed:
             rrset = sets.get(rdtype) or current.get(rdtype)
             assert rrset is not None
-            stale = rdtype in changed or (
-                rdtype not in sets and self._data_changed(key, rdtype, rrset)
+            have_sigs = current.get(sig_key(rdtype))
+            # Whether the RRset changed matters only to signatures it already has.
+            stale = have_sigs is not None and (
+                rdtype in changed or (rdtype not in sets and self._data_changed(key, rdtype, rrset))
             )
-            self._settle_signatures(owner, rrset, current.get(sig_key(rdtype)), stale)
+            self._settle_signatures(owner, rrset, have_sigs, stale)
 
     def _data_changed(self, key: bytes, rdtype: int, rrset: RRsetData) -> bool:
         before = self.old.rrset(key, rdtype)
@@ -409,8 +415,10 @@ class _Pass:
         sigs: RRsetData | None,
         changed: bool,
     ) -> None:
-        signers = self._signers(rrset.rdtype)
-        wanted = {(k.algorithm, k.key_tag()): k for k in signers}
+        wanted = self._wanted.get(rrset.rdtype)
+        if wanted is None:
+            signers = self._signers(rrset.rdtype)
+            wanted = self._wanted[rrset.rdtype] = {(k.algorithm, k.key_tag()): k for k in signers}
         kept: set[tuple[int, int]] = set()
         stale: list[bytes] = []
         for wire in sigs.rdatas if sigs else ():
@@ -460,18 +468,19 @@ class _Pass:
         keys = _unique(k for _, _, k in self.requests)
         index = {id(k): i for i, k in enumerate(keys)}
         batches: dict[tuple[int, int], list[tuple[bytes, SignRequest]]] = {}
+        window = self.params.window
+        owners: dict[bytes, tuple[bytes, int]] = {}  # owner -> lowered, RRSIG labels
         for owner, rrset, key_pair in self.requests:
-            lowered = lower(owner)
-            window = self.params.window(lowered, rrset.rdtype)
-            request = SignRequest(
-                lowered,
-                _label_count(lowered),
-                rrset.rdtype,
-                rrset.ttl,
-                tuple(canonical_rdata(rrset.rdtype, w) for w in rrset.rdatas),
-                index[id(key_pair)],
-            )
-            batches.setdefault(window, []).append((owner, request))
+            known = owners.get(owner)
+            if known is None:
+                lowered = lower(owner)
+                known = owners[owner] = (lowered, _label_count(lowered))
+            rdtype, rdatas = rrset.rdtype, rrset.rdatas
+            if rdtype in LOWERCASE_RDATA_TYPES:
+                rdatas = tuple(canonical_rdata(rdtype, w) for w in rdatas)
+            lowered, labels = known
+            request = SignRequest(lowered, labels, rdtype, rrset.ttl, rdatas, index[id(key_pair)])
+            batches.setdefault(window(lowered, rdtype), []).append((owner, request))
         signer_wire = self.origin
         done, total = 0, len(self.requests)
         for (inception, expiration), whole in sorted(batches.items()):

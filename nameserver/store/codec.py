@@ -446,6 +446,7 @@ class _Encoder:
         self._owners: dict[tuple[bytes, ...], tuple[str, str]] = {}
         self._targets: dict[tuple[bytes, ...], tuple[bytes, bytes]] = {}
         self._wire_owners: dict[bytes, tuple[str, str]] = {}
+        self._signer = (b"\x00", b"\x00")  # RRSIG signer name: wire, lowered
 
     def row(self, record: AnyRecord) -> _Row:
         """Original-case owner text and rdata wire, plus the identity keys."""
@@ -500,7 +501,18 @@ class _Encoder:
                     f"{owner_wire!r} is not one well-formed domain name"
                 )
             owner = self._wire_owners[owner_wire] = (text, text.lower())
-        key = _wire_key(rtype, wire)
+        signer, lowered = self._signer
+        key: bytes | None
+        if rtype == _RRSIG_T and wire.startswith(signer, 18) and len(wire) > 18 + len(signer):
+            # The signer name of the last RRSIG again (a zone's RRSIGs share one): a
+            # name ends where its bytes say, so the same bytes are the same whole name.
+            key = wire[:18] + lowered + wire[18 + len(signer) :]
+        else:
+            key = _wire_key(rtype, wire)
+            if key is not None and rtype == _RRSIG_T:
+                end = _name_end(wire, 18)
+                assert end is not None
+                self._signer = (wire[18:end], key[18:end])
         if key is None:
             raise StoreError(
                 f"cannot store the {type_text(rtype)} RR of {owner[0]} in wire form: only the "
