@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import TypeVar
@@ -92,14 +92,27 @@ class SigningParams:
     def window(self, owner: bytes, rdtype: int) -> tuple[int, int]:
         """(inception, expiration) of a signature made now, both modulo 2**32. The
         jitter is derived from the RRset so a re-run makes the same times."""
-        spread = 0
-        if self.jitter > 0:
-            seed = hashlib.blake2b(owner + rdtype.to_bytes(2, "big"), digest_size=4).digest()
-            # Whole buckets keep one batch per expiration time (see _sign).
-            step = max(self.jitter // 64, 1)
-            spread = (int.from_bytes(seed, "big") % 64) * step
-        expiration = self.now + self.validity - min(spread, self.jitter)
-        return (self.now - self.inception_offset) % _UINT32, expiration % _UINT32
+        return self.windows()(owner, rdtype)
+
+    def windows(self) -> Callable[[bytes, int], tuple[int, int]]:
+        """:meth:`window` as a function, with all but the RRset's hash worked out once
+        (a pass asks it once per signature)."""
+        inception = (self.now - self.inception_offset) % _UINT32
+        # Whole buckets keep one batch per expiration time (see _sign).
+        step = max(self.jitter // 64, 1)
+        times = tuple(
+            (inception, (self.now + self.validity - min(bucket * step, self.jitter)) % _UINT32)
+            for bucket in range(64 if self.jitter > 0 else 1)
+        )
+        if self.jitter <= 0:
+            return lambda owner, rdtype: times[0]
+        blake2b = hashlib.blake2b
+
+        def window(owner: bytes, rdtype: int) -> tuple[int, int]:
+            seed = blake2b(owner + rdtype.to_bytes(2, "big"), digest_size=4).digest()
+            return times[seed[3] & 63]  # the seed modulo 64: its last octet's low bits
+
+        return window
 
 
 # -- which names a change touches -------------------------------------------------------
@@ -468,7 +481,7 @@ class _Pass:
         keys = _unique(k for _, _, k in self.requests)
         index = {id(k): i for i, k in enumerate(keys)}
         batches: dict[tuple[int, int], list[tuple[bytes, SignRequest]]] = {}
-        window = self.params.window
+        window = self.params.windows()
         owners: dict[bytes, tuple[bytes, int]] = {}  # owner -> lowered, RRSIG labels
         for owner, rrset, key_pair in self.requests:
             known = owners.get(owner)

@@ -367,8 +367,8 @@ _DECODED_WIRE_TYPES = frozenset(
     )
 )
 _LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
-# Label bytes that Name.to_text() writes as they are (no escape): the common case.
-_PLAIN_LABEL = re.compile(rb"[A-Za-z0-9_*-]+")
+# Names whose labels hold only bytes that Name.to_text() writes as they are (no escape).
+_PLAIN_NAME = re.compile(rb"[A-Za-z0-9_*.-]+")
 
 
 def _name_end(wire: bytes, at: int) -> int | None:
@@ -392,12 +392,15 @@ def _owner_text(wire: bytes) -> str | None:
     labels = []
     at = 0
     while wire[at]:
-        label = wire[at + 1 : at + 1 + wire[at]]
-        if not _PLAIN_LABEL.fullmatch(label):
-            return str(dns.name.from_wire(wire, 0)[0].to_text())
-        labels.append(label)
+        labels.append(wire[at + 1 : at + 1 + wire[at]])
         at += wire[at] + 1
-    return b".".join(labels).decode("ascii") + "." if labels else "."
+    if not labels:
+        return "."
+    text = b".".join(labels)
+    # One check for the whole name: only plain bytes, and no dot but the separators.
+    if _PLAIN_NAME.fullmatch(text) and text.count(b".") == len(labels) - 1:
+        return text.decode("ascii") + "."
+    return str(dns.name.from_wire(wire, 0)[0].to_text())
 
 
 def _bitmap_ok(wire: bytes, at: int) -> bool:
