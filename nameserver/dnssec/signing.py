@@ -194,6 +194,7 @@ class _Pass:
         self._bitmaps: dict[tuple[str, frozenset[int], bool], bytes] = {}
         # (algorithm, key tag) -> key of the signers of each type, for this pass.
         self._wanted: dict[int, dict[tuple[int, int], KeyPair]] = {}
+        self._nsec_ttl: int | None = None  # of the pass's zone, which it does not change
         self.apex_sets = _apex_sets(params, new)
 
     # ---- phases
@@ -464,9 +465,11 @@ class _Pass:
 
     def _denial_ttl(self) -> int:
         """RFC 9077: min(SOA TTL, SOA MINIMUM) for NSEC and NSEC3."""
-        soa = self.new.rrset(self.origin, SOA)
-        assert soa is not None
-        return min(soa.ttl, int.from_bytes(soa.rdatas[0][-4:], "big"))
+        if self._nsec_ttl is None:
+            soa = self.new.rrset(self.origin, SOA)
+            assert soa is not None
+            self._nsec_ttl = min(soa.ttl, int.from_bytes(soa.rdatas[0][-4:], "big"))
+        return self._nsec_ttl
 
     # ---- output
 
