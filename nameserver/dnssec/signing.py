@@ -242,6 +242,8 @@ class _Pass:
     def _occluded(self, key: bytes) -> bool:
         """True below a zone cut (glue and anything else the parent is not authoritative
         for)."""
+        if key[key[0] + 1 :] == self.origin:
+            return False  # a child of the apex: the apex is no cut
         return any(u != self.origin and _has(self.new, u, NS) for u in ancestors(key, self.origin))
 
     # ---- NSEC
@@ -477,7 +479,10 @@ class _Pass:
         self.delta.removed.extend(_wire_records(owner, rrset))
 
     def _add(self, owner: bytes, rrset: RRsetData) -> None:
-        self.delta.added.extend(_wire_records(owner, rrset))
+        if len(rrset.rdatas) == 1:  # every NSEC and NSEC3
+            self.delta.added.append(WireRecord(owner, rrset.rdtype, rrset.ttl, rrset.rdatas[0]))
+        else:
+            self.delta.added.extend(_wire_records(owner, rrset))
 
     def _sign(self) -> None:
         """Make every requested signature, one batch per validity window."""
