@@ -32,6 +32,7 @@ from nameserver.zone.records import (
     WireRecord,
     type_text,
 )
+from nameserver.zone.wirename import lower
 
 _IN = dns.rdataclass.IN
 _ADD = "add"
@@ -366,7 +367,6 @@ _DECODED_WIRE_TYPES = frozenset(
         dns.rdatatype.NSEC3PARAM,
     )
 )
-_LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
 # Names whose labels hold only bytes that Name.to_text() writes as they are (no escape).
 _PLAIN_NAME = re.compile(rb"[A-Za-z0-9_*.-]+")
 
@@ -421,7 +421,7 @@ def _wire_key(rtype: int, wire: bytes) -> bytes | None:
         end = _name_end(wire, 18)
         if end is None or end >= len(wire):
             return None
-        return wire[:18] + wire[18:end].translate(_LOWER) + wire[end:]
+        return wire[:18] + lower(wire[18:end]) + wire[end:]
     if rtype == _NSEC_T:
         end = _name_end(wire, 0)
         return wire if end is not None and _bitmap_ok(wire, end) else None

@@ -46,8 +46,8 @@ class Record(NamedTuple):
 class WireRecord(NamedTuple):
     """One RR of class IN in wire form, as the signer makes it: owner and rdata
     uncompressed with their original case. The store writes it without decoding it
-    (for the types whose canonical form it derives from the wire, see
-    ``nameserver.store``); ``name``, ``rdata`` and ``to_text`` decode on demand."""
+    (for the signer's types, whose canonical form it derives from the wire, see
+    ``nameserver.store.codec``); ``name``, ``rdata`` and ``to_text`` decode on demand."""
 
     owner: bytes
     rdtype: int
@@ -62,8 +62,7 @@ class WireRecord(NamedTuple):
     @property
     def rdata(self) -> dns.rdata.Rdata:
         """The rdata as a dnspython object."""
-        t = dns.rdatatype.RdataType.make(self.rdtype)
-        return dns.rdata.from_wire(dns.rdataclass.IN, t, self.wire, 0, len(self.wire))
+        return decode_rdata(self.rdtype, self.wire)
 
     @property
     def identity(self) -> tuple[dns.name.Name, int, dns.rdata.Rdata]:
@@ -86,6 +85,12 @@ AnyRecord = Record | WireRecord
 def type_text(rdtype: int) -> str:
     """The mnemonic of a type code (``TYPE65534`` for unknown ones)."""
     return str(dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype)))
+
+
+def decode_rdata(rdtype: int, wire: bytes) -> dns.rdata.Rdata:
+    """Rdata from its uncompressed wire form."""
+    t = dns.rdatatype.RdataType.make(rdtype)
+    return dns.rdata.from_wire(dns.rdataclass.IN, t, wire, 0, len(wire))
 
 
 def rdata_wire(rdata: dns.rdata.Rdata) -> bytes:

@@ -17,7 +17,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from nameserver.zone.ordered import OrderedOwners
-from nameserver.zone.records import AnyRecord, Record, WireRecord, rdata_wire
+from nameserver.zone.records import AnyRecord, Record, WireRecord, decode_rdata, rdata_wire
 from nameserver.zone.wirename import ancestors, key_of, lower
 
 SOA = int(dns.rdatatype.SOA)
@@ -415,12 +415,6 @@ def row_of(record: AnyRecord) -> WireRow:
     if isinstance(record, WireRecord):
         return record.owner, record.rdtype, record.ttl, record.wire
     return record_row(record)
-
-
-def decode_rdata(rdtype: int, wire: bytes) -> dns.rdata.Rdata:
-    """Rdata from its uncompressed wire form."""
-    t = dns.rdatatype.RdataType.make(rdtype)
-    return dns.rdata.from_wire(dns.rdataclass.IN, t, wire, 0, len(wire))
 
 
 def _same_rdata(rdtype: int, wire: bytes, other: bytes, record: AnyRecord) -> bool:
