@@ -36,7 +36,8 @@ from nameserver.transfer.notify import Notifier, NotifyStatus, NotifyTarget
 from nameserver.transfer.tsig import Keyring, tsig_offset
 from nameserver.transfer.update_service import UpdateService, is_update
 from nameserver.transfer.xfr import TransferService, transfer_qtype
-from nameserver.zone.snapshot import ZoneSnapshot, decode_rdata
+from nameserver.zone.records import decode_rdata
+from nameserver.zone.snapshot import ZoneSnapshot
 from nameserver.zone.wirename import key_of
 from nameserver.zone.zones import ZoneRegistry
 from settings import Address

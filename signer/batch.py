@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import dns.exception
 import dns.name
@@ -46,8 +47,8 @@ _MIN_CHUNK = 250
 _MAX_CHUNK = 4000
 _CHUNKS_PER_WORKER = 4  # more chunks than workers: a worker slowed by other load gets fewer
 
-# One request as sent to a worker: a plain tuple pickles several times faster than the
-# dataclass.  (owner_wire, labels, rdtype, ttl, rdatas, key index)
+# One request as sent to a worker: a plain tuple pickles faster than a SignRequest (which
+# pickles with its class).  (owner_wire, labels, rdtype, ttl, rdatas, key index)
 _Item = tuple[bytes, int, int, int, tuple[bytes, ...], int]
 
 
@@ -55,13 +56,13 @@ class SigningError(SignerError):
     """A request that could not be signed, or a worker process that failed."""
 
 
-@dataclass(frozen=True, slots=True)
-class SignRequest:
+class SignRequest(NamedTuple):
     """One RRSIG to make: the RRset in canonical form and which key signs it.
 
     ``owner_wire`` is the lowercase uncompressed owner name, ``labels`` the RRSIG Labels
     field, ``rdatas`` the canonical rdata (RFC 4034 §6.2), ``key`` an index into the
-    ``keys`` given to :func:`sign_requests`.
+    ``keys`` given to :func:`sign_requests`. A tuple: a zone makes one per signature,
+    and the signing loop takes it as it is.
     """
 
     owner_wire: bytes
@@ -281,5 +282,5 @@ def sign_requests(
     count = _worker_count(workers)
     if count <= 1 or len(requests) < PARALLEL_THRESHOLD:
         ctx = _context(keys, signer_wire, inception, expiration)
-        return _sign_items(map(_item, requests), ctx)
+        return _sign_items(requests, ctx)
     return _sign_in_pool(requests, keys, signer_wire, inception, expiration, count)

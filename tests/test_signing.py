@@ -5,9 +5,11 @@ signatures and key changes are re-made, nothing else is."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import dns.dnssec
@@ -16,7 +18,6 @@ import dns.rdataset
 import dns.rdatatype
 import dns.rrset
 import pytest
-from dns.rdtypes.ANY.NSEC import NSEC as NsecRdata
 from dns.rdtypes.ANY.RRSIG import RRSIG as RRSIGRdata
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,8 +29,11 @@ from nameserver.dnssec.signing import (
     reconcile,
     touched_names,
 )
-from nameserver.zone.records import Record, parse_record
-from nameserver.zone.snapshot import ZoneSnapshot, decode_rdata
+from nameserver.store.store import Store
+from nameserver.zone.changeset import Changeset
+from nameserver.zone.records import Record, parse_record, type_text
+from nameserver.zone.serial import SerialPolicy
+from nameserver.zone.snapshot import ZoneSnapshot
 from nameserver.zone.zonefile import write_zone_file
 from signer.keys import ZSK_FLAGS, generate
 from signer.nsec3 import Nsec3Params
@@ -304,21 +308,73 @@ def test_chain_equals_the_whole_zone_signers(denial: str) -> None:
     assert mine == other and len(mine) > 10
 
 
-def test_nsec_records_equal_dnspythons_decoding_of_their_wire() -> None:
-    """The pass builds NSEC rdata from its wire with cached names and bitmaps: each one
-    must be the object dnspython's own parser makes of that wire (same type, equal, same
-    text and wire, the next name's case kept), in what it adds and what it removes."""
-    zone = _zone()
-    signed = _sign_full(zone, _params())
-    switch = reconcile(signed, signed, every_name(signed), _params(NSEC3), full=True)
-    nsec = int(dns.rdatatype.NSEC)
-    made = [r.rdata for r in signed.records() if r.rdtype == nsec]
-    made += [r.rdata for r in switch.removed if r.rdtype == nsec]
-    assert len(made) > 20
-    for rdata in made:
-        wire = rdata.to_wire()
-        assert wire is not None
-        theirs = decode_rdata(nsec, wire)
-        assert isinstance(rdata, NsecRdata) and isinstance(theirs, NsecRdata)
-        assert type(rdata) is type(theirs) and rdata == theirs
-        assert rdata.to_text() == theirs.to_text() and rdata.next.labels == theirs.next.labels
+WIRE_ORIGIN = dns.name.from_text("Wire.Example.")
+WIRE_ZONE = [
+    ("@", 3600, "SOA", "ns.Wire.Example. Host.Wire.Example. 1 7200 3600 1209600 300"),
+    ("@", 3600, "NS", "ns.Wire.Example."),
+    ("ns", 3600, "A", "192.0.2.1"),
+    ("Mixed.Case", 300, "A", "192.0.2.2"),
+    ("we\\.ird", 300, "TXT", '"a dot in the label"'),
+    ("sp\\032ace.Sub", 300, "AAAA", "2001:db8::1"),
+    ("\\200bin", 300, "A", "192.0.2.3"),
+    ("*.Wild", 300, "A", "192.0.2.4"),
+    ("Deleg", 3600, "NS", "ns.Deleg.Wire.Example."),
+    ("ns.Deleg", 3600, "A", "192.0.2.5"),
+    ("Deleg", 3600, "DS", "60485 13 2 " + "AB" * 32),
+]
+
+
+def _store_tables(db: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """Every row of the zone's records and of the journal, in the order written."""
+    with sqlite3.connect(db) as conn:
+        records = conn.execute(
+            "SELECT owner, owner_key, rtype, ttl, rdata, rdata_key FROM records ORDER BY id"
+        ).fetchall()
+        journal = conn.execute(
+            "SELECT changeset_id, op, position, owner, rtype, ttl, rdata FROM changeset_records "
+            "ORDER BY changeset_id, op, position"
+        ).fetchall()
+    return records, journal
+
+
+def test_the_signers_wire_records_store_what_their_decoded_records_do(tmp_path: Path) -> None:
+    """The pass hands the store its RRs in wire form (WireRecord); committed, they must
+    leave the rows and the journal a decoded Record of each would: owner text (escapes,
+    case), identity keys, rdata, in the same order. Three passes: NSEC with a CSK, NSEC3
+    with split keys (the NSEC chain, DNSKEY, CDS and CDNSKEY removed), NSEC again."""
+    records = [parse_record(n, t, ty, rd, WIRE_ORIGIN) for n, t, ty, rd in WIRE_ZONE]
+    stores = [Store(tmp_path / "wire.db"), Store(tmp_path / "decoded.db")]
+    created = Changeset(WIRE_ORIGIN, None, 1, (), tuple(records), "t", "import", 1.0)
+    for store in stores:
+        store.create_zone(created, SerialPolicy.INCREMENT)
+    zone = ZoneSnapshot.from_records(WIRE_ORIGIN, records)
+    split = KeySet((CSK, ZSK), (CSK,), (ZSK,), (CSK, ZSK))
+    passes = [_params(), _params(NSEC3, keys=split), _params()]
+    types: set[int] = set()
+    for serial, params in enumerate(passes, start=1):
+        delta = reconcile(zone, zone, every_name(zone), params, full=True)
+        wire = Changeset(
+            WIRE_ORIGIN, serial, serial + 1, (*delta.removed,), (*delta.added,), "t", "", 2.0
+        )
+        decoded = replace(
+            wire,
+            removed=tuple(r.record() for r in delta.removed),
+            added=tuple(r.record() for r in delta.added),
+        )
+        stores[0].commit(wire)
+        stores[1].commit(decoded)
+        types.update(r.rdtype for r in (*delta.removed, *delta.added))
+        zone = zone.patched(delta.removed, delta.added)
+    for store in stores:
+        store.close()
+    ours, theirs = _store_tables(tmp_path / "wire.db"), _store_tables(tmp_path / "decoded.db")
+    assert ours == theirs
+    signer_types = {"RRSIG", "NSEC", "NSEC3", "NSEC3PARAM", "DNSKEY", "CDS", "CDNSKEY"}
+    assert {type_text(t) for t in types} == signer_types
+    owners = {row[0] for row in ours[0]}
+    assert {
+        "we\\.ird.Wire.Example.",
+        "sp\\032ace.Sub.Wire.Example.",
+        "\\200bin.Wire.Example.",
+    } <= owners
+    _verify_in_process(zone)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dns.name
+import dns.rdatatype
 import pytest
 from dns.rdtypes.ANY.RRSIG import RRSIG as RRSIGRdata
 
@@ -22,7 +23,9 @@ from nameserver.dnssec.manager import DnssecManager
 from nameserver.dnssec.signing import seconds_left
 from nameserver.edit.editor import Author
 from nameserver.store.store import Store
+from nameserver.store.versions import brought_forward
 from nameserver.zone.records import Record
+from nameserver.zone.snapshot import ZoneSnapshot, record_row
 from nameserver.zone.validate import SIGNER_TYPES
 from nameserver.zone.zonefile import write_zone_file
 from signer.policy import Denial
@@ -225,3 +228,25 @@ def test_next_due_is_the_stored_zones_earliest_refresh(unsigned: tuple[Path, int
     assert before & after and after - before, "some signatures kept, some re-made"
     due = _earliest_refresh(db, refresh, int(now[0]))
     assert again.next_due == min(due, again.plan.next_event or due)
+
+
+def test_the_journal_of_zone_sign_leads_from_the_unsigned_zone_to_the_signed(
+    unsigned: tuple[Path, int],
+) -> None:
+    """IXFR serves the journal: the unsigned zone patched with the changeset of `zone
+    sign` must be the signed zone (what AXFR serves), and undoing it must give back the
+    unsigned zone."""
+    db, serial = unsigned
+    with Store(db) as store:
+        before = ZoneSnapshot.from_rows(ORIGIN, store.rows(ORIGIN))
+        data = sorted(r.to_text() for r in store.records(ORIGIN))
+    _enable(db)
+    with Store(db) as store:
+        [change] = store.changesets_between(ORIGIN, serial)
+        assert any(r.rdtype == dns.rdatatype.RRSIG for r in change.added)
+        journal = brought_forward(store, ORIGIN, before)
+        whole = ZoneSnapshot.from_rows(ORIGIN, store.rows(ORIGIN))
+        assert journal.serial == whole.serial == store.serial(ORIGIN) != serial
+        assert sorted(map(record_row, journal.records())) == sorted(store.rows(ORIGIN))
+        assert sorted(map(record_row, whole.records())) == sorted(store.rows(ORIGIN))
+        assert sorted(r.to_text() for r in store.records_at(ORIGIN, serial)) == data

@@ -30,7 +30,7 @@ from nameserver.errors import (
 from nameserver.store import codec, commit, schema
 from nameserver.store.store import Store
 from nameserver.zone.changeset import Changeset
-from nameserver.zone.records import Record, parse_record
+from nameserver.zone.records import AnyRecord, Record, WireRecord, parse_record
 from nameserver.zone.serial import SerialPolicy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +52,7 @@ def soa(serial: int, origin: dns.name.Name = ZONE) -> Record:
     )
 
 
-def texts(records: Iterable[Record]) -> list[str]:
+def texts(records: Iterable[AnyRecord]) -> list[str]:
     """Sorted presentation forms: compares records including the case of names."""
     return sorted(r.to_text() for r in records)
 
@@ -201,6 +201,58 @@ def test_errors_for_unknown_and_existing_zones(store: Store) -> None:
     create(store)
     with pytest.raises(ZoneExistsError, match="already exists"):
         create(store, dns.name.from_text("EXAMPLE.com."))
+
+
+_RRSIG_HEAD = bytes.fromhex("0001 0d 02 00000e10 6a000000 69000000 1234".replace(" ", ""))
+_SIGNER = b"\x07Example\x03COM\x00"
+_OWNER = b"\x03WWW\x07Example\x03COM\x00"
+
+
+@pytest.mark.parametrize(
+    ("owner", "rdtype", "ttl", "wire"),
+    [
+        (_OWNER, "RRSIG", 300, _RRSIG_HEAD[:17]),  # cut in the fixed fields
+        (_OWNER, "RRSIG", 300, _RRSIG_HEAD + _SIGNER),  # no signature
+        (_OWNER, "RRSIG", 300, _RRSIG_HEAD + b"\x07Example\x03COM"),  # signer not ended
+        (_OWNER, "RRSIG", 300, _RRSIG_HEAD + b"\x40" + bytes(64) + b"\x00sig"),  # label > 63
+        (_OWNER, "NSEC", 300, _SIGNER + b"\x00\x00"),  # empty window
+        (_OWNER, "NSEC", 300, _SIGNER + b"\x00\x21" + bytes(33)),  # window over 32 octets
+        (_OWNER, "NSEC", 300, _SIGNER + b"\x00\x01\x40\x00\x01\x40"),  # window repeated
+        (_OWNER, "NSEC", 300, _SIGNER + b"\x00\x02\x40"),  # window cut short
+        (_OWNER, "NSEC3", 300, b"\x01\x00\x00\x00\x00\x00"),  # no next hash
+        (_OWNER, "NSEC3", 300, b"\x01\x00\x00\x00\x01"),  # salt cut short
+        (_OWNER, "DNSKEY", 300, b"\x01"),
+        (_OWNER, "A", 300, b"\xc0\x00\x02\x01"),  # not a signer type
+        (b"\x03WWW\x07Example", "NSEC", 300, _SIGNER + b"\x00\x01\x40"),  # owner not ended
+        (_OWNER + b"x", "NSEC", 300, _SIGNER + b"\x00\x01\x40"),  # bytes after the owner
+        (_OWNER, "NSEC", -1, _SIGNER + b"\x00\x01\x40"),
+        (_OWNER, "NSEC", 2**31, _SIGNER + b"\x00\x01\x40"),
+    ],
+)
+def test_a_malformed_signer_row_is_refused_and_changes_nothing(
+    store: Store, owner: bytes, rdtype: str, ttl: int, wire: bytes
+) -> None:
+    """The store writes the signer's WireRecords without decoding them; it checks their
+    shape instead, and refuses the whole changeset when one is not well formed."""
+    create(store)
+    good = WireRecord(_OWNER, int(dns.rdatatype.NSEC), 300, _SIGNER + b"\x00\x01\x40")
+    bad = WireRecord(owner, int(dns.rdatatype.from_text(rdtype)), ttl, wire)
+    cs = Changeset(ZONE, 1, 2, (soa(1),), (soa(2), good, bad), "bob", "", 2000.0)
+    with pytest.raises(StoreError, match="cannot store"):
+        store.commit(cs)
+    assert store.serial(ZONE) == 1
+    assert texts(store.records(ZONE)) == texts([soa(1), *INITIAL])
+    assert [c.id for c in store.changesets(ZONE)] == [1]
+
+
+def test_a_well_formed_signer_row_is_stored(store: Store) -> None:
+    """The counterpart of the test above: the good row alone is taken, and reads back
+    as the RR whose wire it carried."""
+    create(store)
+    good = WireRecord(_OWNER, int(dns.rdatatype.NSEC), 300, _SIGNER + b"\x00\x01\x40")
+    store.commit(Changeset(ZONE, 1, 2, (soa(1),), (soa(2), good), "bob", "", 2000.0))
+    nsec = [r for r in store.records(ZONE) if r.rdtype == dns.rdatatype.NSEC]
+    assert [r.to_text() for r in nsec] == ["WWW.Example.COM. 300 IN NSEC Example.COM. A"]
 
 
 def test_set_serial_policy(store: Store) -> None:

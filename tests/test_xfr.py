@@ -35,7 +35,7 @@ from nameserver.store.store import Store
 from nameserver.transfer.acl import TransferAcl, parse_secondaries
 from nameserver.transfer.tsig import parse_keys, tsig_offset
 from nameserver.transfer.xfr import TransferService
-from nameserver.zone.records import Record
+from nameserver.zone.records import AnyRecord
 from nameserver.zone.zones import ZoneRegistry
 from settings import SettingsError, Source, Table
 from tests.servers import ZonefanServer, run_cli
@@ -272,7 +272,7 @@ def test_ixfr_after_a_change_is_exactly_the_changeset(server: ZonefanServer) -> 
     messages = transferred(server, "IXFR", before)
     rrs = answer_rrs(messages)
 
-    def soa_first(records: tuple[Record, ...]) -> list[RrTuple]:
+    def soa_first(records: tuple[AnyRecord, ...]) -> list[RrTuple]:
         soa = [_tuple(r.name, r.ttl, r.rdata) for r in records if r.rdtype == dns.rdatatype.SOA]
         rest = [_tuple(r.name, r.ttl, r.rdata) for r in records if r.rdtype != dns.rdatatype.SOA]
         return soa + rest

@@ -46,6 +46,7 @@ from nameserver.store.copies import zone_copies
 from nameserver.store.store import Store
 from nameserver.zone.changeset import Changeset
 from nameserver.zone.records import (
+    AnyRecord,
     Record,
     canonical_key,
     parse_name,
@@ -977,7 +978,7 @@ def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
-def _rr_json(r: Record) -> dict[str, Any]:
+def _rr_json(r: AnyRecord) -> dict[str, Any]:
     return {
         "name": str(r.name),
         "ttl": r.ttl,
@@ -986,7 +987,7 @@ def _rr_json(r: Record) -> dict[str, Any]:
     }
 
 
-def _ordered(records: Sequence[Record]) -> list[Record]:
+def _ordered(records: Sequence[AnyRecord]) -> list[AnyRecord]:
     return sorted(records, key=lambda r: (canonical_key(r.name), r.rdtype))
 
 
@@ -1015,10 +1016,10 @@ def _size_text(summary: dict[str, Any]) -> str:
     return text
 
 
-def _net_change(changesets: Sequence[Changeset]) -> tuple[list[Record], list[Record]]:
+def _net_change(changesets: Sequence[Changeset]) -> tuple[list[AnyRecord], list[AnyRecord]]:
     """The net effect of consecutive changesets: intermediate states cancel out."""
-    removed: dict[object, Record] = {}
-    added: dict[object, Record] = {}
+    removed: dict[object, AnyRecord] = {}
+    added: dict[object, AnyRecord] = {}
     for cs in changesets:
         for r in cs.removed:
             if r.identity in added and added[r.identity].ttl == r.ttl:
@@ -1035,7 +1036,7 @@ def _net_change(changesets: Sequence[Changeset]) -> tuple[list[Record], list[Rec
 
 def _serial_diff(
     store: Store, origin: dns.name.Name, from_serial: int, to_serial: int | None
-) -> tuple[list[Record], list[Record]]:
+) -> tuple[list[AnyRecord], list[AnyRecord]]:
     """(removed, added) going from one serial to the other, in either order: a journal
     runs forward only, so a newer FROM is the forward change from TO, reversed."""
     try:

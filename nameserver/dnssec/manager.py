@@ -46,7 +46,7 @@ from nameserver.store.keys import StoredKey, ZoneDnssec
 from nameserver.store.store import Store
 from nameserver.store.versions import ZoneVersions, current_snapshot
 from nameserver.zone.changeset import Changeset
-from nameserver.zone.records import Record
+from nameserver.zone.records import AnyRecord, WireRecord
 from nameserver.zone.serial import Clock
 from nameserver.zone.snapshot import ZoneSnapshot, is_sig_key
 from signer.keys import KeyPair
@@ -96,7 +96,7 @@ class _Resign:
         return self.inputs.state is not None and self.inputs.state.signed
 
     def delta(
-        self, old: ZoneSnapshot, new: ZoneSnapshot, changed: Sequence[Record], full: bool
+        self, old: ZoneSnapshot, new: ZoneSnapshot, changed: Sequence[AnyRecord], full: bool
     ) -> tuple[SignerDelta, Sequence[StoredKey]]:
         delta = self.manager._sign_delta(old, new, changed, full, self.inputs)
         return delta, self.inputs.rows
@@ -151,7 +151,7 @@ class DnssecManager:
         return state is not None and state.signed
 
     def delta(
-        self, old: ZoneSnapshot, new: ZoneSnapshot, changed: Sequence[Record], full: bool
+        self, old: ZoneSnapshot, new: ZoneSnapshot, changed: Sequence[AnyRecord], full: bool
     ) -> tuple[SignerDelta, Sequence[StoredKey]]:
         """The signer records for a change (``full``: every name, for maintenance), with
         the zone's DNSSEC setting and keys as stored."""
@@ -167,7 +167,7 @@ class DnssecManager:
         self,
         old: ZoneSnapshot,
         new: ZoneSnapshot,
-        changed: Sequence[Record],
+        changed: Sequence[AnyRecord],
         full: bool,
         inputs: _Inputs,
     ) -> SignerDelta:
@@ -395,10 +395,13 @@ def _next_refresh(
     return now + min(_seconds_to(e, now) for e in expirations) - policy.rrsig_refresh
 
 
-def _expirations(records: Iterable[Record]) -> Iterator[int]:
+def _expirations(records: Iterable[AnyRecord]) -> Iterator[int]:
     """The expiration times of the RRSIGs among ``records``."""
     for r in records:
-        if isinstance(r.rdata, RRSIG):
+        if isinstance(r, WireRecord):
+            if r.rdtype == dns.rdatatype.RRSIG:
+                yield int.from_bytes(r.wire[8:12], "big")
+        elif isinstance(r.rdata, RRSIG):
             yield int(r.rdata.expiration)
 
 

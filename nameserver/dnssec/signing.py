@@ -16,36 +16,32 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import partial
+from operator import itemgetter
 from typing import TypeVar
 
 import dns.name
 import dns.rdataclass
 import dns.rdatatype
-import dns.wire
-from dns.rdtypes.ANY.NSEC import NSEC as NsecRdata
-from dns.rdtypes.ANY.NSEC import Bitmap as NsecBitmap
 
 from nameserver.edit.editor import SignerDelta
 from nameserver.progress import Progress
 from nameserver.zone.ordered import OrderedOwners
-from nameserver.zone.records import Record
+from nameserver.zone.records import AnyRecord, WireRecord
 from nameserver.zone.snapshot import (
     Node,
     RRsetData,
     ZoneSnapshot,
-    decode_rdata,
     is_sig_key,
     sig_key,
 )
-from nameserver.zone.wirename import ancestors, is_below_or_at, label_starts, lower
+from nameserver.zone.wirename import ancestors, canonical_key, is_below_or_at, label_starts, lower
 from signer.batch import SignRequest, sign_requests
 from signer.keys import KeyPair
 from signer.nsec import type_bitmap
 from signer.nsec3 import NSEC3PARAM_TTL, Nsec3Params, encode_hash, nsec3_hash, nsec3param
-from signer.rrsig import canonical_rdata, make_rrsig
+from signer.rrsig import LOWERCASE_RDATA_TYPES, canonical_rdata
 
 T = dns.rdatatype
 SOA, NS, DS, RRSIG = int(T.SOA), int(T.NS), int(T.DS), int(T.RRSIG)
@@ -58,6 +54,10 @@ _APEX_SETS = (DNSKEY, CDS, CDNSKEY, NSEC3PARAM)
 _PROGRESS_CHUNK = 4096  # signatures per progress report, when one is asked for
 _Item = TypeVar("_Item")
 _UINT32 = 1 << 32
+_SETTLED = tuple(SIGNER_OWNED - {RRSIG})  # the signer's RRsets besides signatures
+_SIG_KEYS = sig_key(0)  # RRSIG sets are kept under keys from here on (snapshot.sig_key)
+_OWNER = itemgetter(0)  # a WireRecord's owner
+_RRSIG_HEAD = struct.Struct("!HBBIIIH")  # type covered ... key tag (RFC 4034 §3.1)
 # RFC 8078 §4: the CDS/CDNSKEY that ask the parent to remove the DS RRset.
 _CDS_DELETE = b"\x00\x00\x00\x00\x00"  # tag 0, algorithm 0, digest type 0, digest 00
 _CDNSKEY_DELETE = b"\x00\x00\x03\x00\x00"
@@ -92,28 +92,42 @@ class SigningParams:
     def window(self, owner: bytes, rdtype: int) -> tuple[int, int]:
         """(inception, expiration) of a signature made now, both modulo 2**32. The
         jitter is derived from the RRset so a re-run makes the same times."""
-        spread = 0
-        if self.jitter > 0:
-            seed = hashlib.blake2b(owner + rdtype.to_bytes(2, "big"), digest_size=4).digest()
-            # Whole buckets keep one batch per expiration time (see _sign).
-            step = max(self.jitter // 64, 1)
-            spread = (int.from_bytes(seed, "big") % 64) * step
-        expiration = self.now + self.validity - min(spread, self.jitter)
-        return (self.now - self.inception_offset) % _UINT32, expiration % _UINT32
+        return self.windows()(owner, rdtype)
+
+    def windows(self) -> Callable[[bytes, int], tuple[int, int]]:
+        """:meth:`window` as a function, with all but the RRset's hash worked out once
+        (a pass asks it once per signature)."""
+        inception = (self.now - self.inception_offset) % _UINT32
+        # Whole buckets keep one batch per expiration time (see _sign).
+        step = max(self.jitter // 64, 1)
+        times = tuple(
+            (inception, (self.now + self.validity - min(bucket * step, self.jitter)) % _UINT32)
+            for bucket in range(64 if self.jitter > 0 else 1)
+        )
+        if self.jitter <= 0:
+            return lambda owner, rdtype: times[0]
+        blake2b = hashlib.blake2b
+
+        def window(owner: bytes, rdtype: int) -> tuple[int, int]:
+            seed = blake2b(owner + rdtype.to_bytes(2, "big"), digest_size=4).digest()
+            return times[seed[3] & 63]  # the seed modulo 64: its last octet's low bits
+
+        return window
 
 
 # -- which names a change touches -------------------------------------------------------
 
 
 def touched_names(
-    old: ZoneSnapshot, new: ZoneSnapshot, changed: Iterable[Record], nsec3: bool
+    old: ZoneSnapshot, new: ZoneSnapshot, changed: Iterable[AnyRecord], nsec3: bool
 ) -> set[bytes]:
     """Names whose DNSSEC records a data change may alter: the changed owners, the apex,
     every name below a delegation that appeared or went, and with NSEC3 the ancestors of
     changed names (they may become or stop being empty non-terminals)."""
     names = {new.origin}
     for record in changed:
-        names.add(lower(record.name.to_wire() or b"\x00"))
+        owner = record.owner if isinstance(record, WireRecord) else record.name.to_wire()
+        names.add(lower(owner or b"\x00"))
     cuts = [k for k in names if k != new.origin and _has(old, k, NS) != _has(new, k, NS)]
     for cut in cuts:
         names.update(k for k in new.nodes if is_below_or_at(k, cut))
@@ -175,11 +189,12 @@ class _Pass:
         self.old = old
         self.params = params
         self.origin = new.origin
-        self.origin_name = new.origin_name
         self.delta = SignerDelta()
         self.requests: list[tuple[bytes, RRsetData, KeyPair]] = []
-        self._names: dict[bytes, dns.name.Name] = {}
-        self._bitmaps: dict[bytes, NsecBitmap] = {}
+        self._bitmaps: dict[tuple[str, frozenset[int], bool], bytes] = {}
+        # (algorithm, key tag) -> key of the signers of each type, for this pass.
+        self._wanted: dict[int, dict[tuple[int, int], KeyPair]] = {}
+        self._nsec_ttl: int | None = None  # of the pass's zone, which it does not change
         self.apex_sets = _apex_sets(params, new)
 
     # ---- phases
@@ -201,6 +216,11 @@ class _Pass:
             if key not in wants:  # a chain neighbour outside ``names``
                 self._settle_name(key, self._classify(key), nsec)
         self._sign()
+        # Grouped by owner rather than in hash and signing-window order: the store's
+        # identity index takes the rows of a big pass far faster when they come near
+        # each other.
+        self.delta.removed.sort(key=_OWNER)
+        self.delta.added.sort(key=_OWNER)
 
     def _classify(self, key: bytes) -> _Want:
         node = self.new.node(key)
@@ -222,6 +242,8 @@ class _Pass:
     def _occluded(self, key: bytes) -> bool:
         """True below a zone cut (glue and anything else the parent is not authoritative
         for)."""
+        if key[key[0] + 1 :] == self.origin:
+            return False  # a child of the apex: the apex is no cut
         return any(u != self.origin and _has(self.new, u, NS) for u in ancestors(key, self.origin))
 
     # ---- NSEC
@@ -230,7 +252,9 @@ class _Pass:
         """The NSEC rdata (wire) each name must hold, for the names whose NSEC may change."""
         members = {k for k, w in wants.items() if w.status in ("apex", "name", "delegation")}
         if full:
-            chain = OrderedOwners.of(members)
+            # Every member is rewritten: its next name is its successor in one sort.
+            ordered = sorted(members, key=canonical_key)
+            nexts = dict(zip(ordered, [*ordered[1:], *ordered[:1]], strict=True))
         else:
             old_chain = self.new.owners_of(NSEC)
             enter = [k for k in members if k not in old_chain]
@@ -238,16 +262,22 @@ class _Pass:
             chain = old_chain.changed(enter, leave)
             members.update(chain.before(k) or k for k in (*enter, *leave))
             members = {k for k in members if k in chain}
+            nexts = {k: chain.after(k) or k for k in members}
         writes: dict[bytes, bytes] = {}
-        for key in members:
-            nxt = chain.after(key)
-            assert nxt is not None
+        for key, nxt in nexts.items():
             want = wants.get(key) or self._classify(key)
             node = self.new.node(nxt)
             next_wire = node.owner if node else nxt
-            bitmap = _bitmap_wire(self._nsec_types(key, want))
-            writes[key] = next_wire + bitmap
+            writes[key] = next_wire + self._nsec_bitmap(key, want)
         return writes
+
+    def _nsec_bitmap(self, key: bytes, want: _Want) -> bytes:
+        """The type bitmap of the NSEC at ``key``, made once per distinct type set."""
+        shape = (want.status, want.types, key == self.origin)
+        bitmap = self._bitmaps.get(shape)
+        if bitmap is None:
+            bitmap = self._bitmaps[shape] = _bitmap_wire(self._nsec_types(key, want))
+        return bitmap
 
     def _nsec_types(self, key: bytes, want: _Want) -> set[int]:
         # RRSIG is set even at an insecure delegation: the NSEC there is signed.
@@ -365,7 +395,7 @@ class _Pass:
         node = self.new.node(key)
         current = node.rrsets if node else {}
         changed: set[int] = set()
-        for rdtype in SIGNER_OWNED - {RRSIG}:
+        for rdtype in _SETTLED:
             have = current.get(rdtype)
             wanted = sets.get(rdtype)
             if have is None and wanted is None:
@@ -378,15 +408,17 @@ class _Pass:
             if wanted is not None:
                 self._add(owner, wanted)
         for rset_key, sigs in current.items():
-            if is_sig_key(rset_key) and (rset_key & 0xFFFF) not in signed:
+            if rset_key >= _SIG_KEYS and (rset_key & 0xFFFF) not in signed:
                 self._remove(owner, sigs)
         for rdtype in signed:
             rrset = sets.get(rdtype) or current.get(rdtype)
             assert rrset is not None
-            stale = rdtype in changed or (
-                rdtype not in sets and self._data_changed(key, rdtype, rrset)
+            have_sigs = current.get(sig_key(rdtype))
+            # Whether the RRset changed matters only to signatures it already has.
+            stale = have_sigs is not None and (
+                rdtype in changed or (rdtype not in sets and self._data_changed(key, rdtype, rrset))
             )
-            self._settle_signatures(owner, rrset, current.get(sig_key(rdtype)), stale)
+            self._settle_signatures(owner, rrset, have_sigs, stale)
 
     def _data_changed(self, key: bytes, rdtype: int, rrset: RRsetData) -> bool:
         before = self.old.rrset(key, rdtype)
@@ -399,8 +431,10 @@ class _Pass:
         sigs: RRsetData | None,
         changed: bool,
     ) -> None:
-        signers = self._signers(rrset.rdtype)
-        wanted = {(k.algorithm, k.key_tag()): k for k in signers}
+        wanted = self._wanted.get(rrset.rdtype)
+        if wanted is None:
+            signers = self._signers(rrset.rdtype)
+            wanted = self._wanted[rrset.rdtype] = {(k.algorithm, k.key_tag()): k for k in signers}
         kept: set[tuple[int, int]] = set()
         stale: list[bytes] = []
         for wire in sigs.rdatas if sigs else ():
@@ -433,60 +467,41 @@ class _Pass:
 
     def _denial_ttl(self) -> int:
         """RFC 9077: min(SOA TTL, SOA MINIMUM) for NSEC and NSEC3."""
-        soa = self.new.rrset(self.origin, SOA)
-        assert soa is not None
-        return min(soa.ttl, int.from_bytes(soa.rdatas[0][-4:], "big"))
+        if self._nsec_ttl is None:
+            soa = self.new.rrset(self.origin, SOA)
+            assert soa is not None
+            self._nsec_ttl = min(soa.ttl, int.from_bytes(soa.rdatas[0][-4:], "big"))
+        return self._nsec_ttl
 
     # ---- output
 
-    def _name(self, owner: bytes) -> dns.name.Name:
-        name = self._names.get(owner)
-        if name is None:
-            name = self._names[owner] = dns.name.from_wire(owner, 0)[0]
-        return name
-
     def _remove(self, owner: bytes, rrset: RRsetData) -> None:
-        self.delta.removed.extend(self._records(owner, rrset))
+        self.delta.removed.extend(_wire_records(owner, rrset))
 
     def _add(self, owner: bytes, rrset: RRsetData) -> None:
-        self.delta.added.extend(self._records(owner, rrset))
-
-    def _records(self, owner: bytes, rrset: RRsetData) -> Iterator[Record]:
-        name = self._name(owner)
-        decode = self._nsec if rrset.rdtype == NSEC else partial(decode_rdata, rrset.rdtype)
-        return (Record(name, rrset.ttl, decode(w)) for w in rrset.rdatas)
-
-    def _nsec(self, wire: bytes) -> dns.rdata.Rdata:
-        """An NSEC rdata from its wire form (every name of a zone has one, so a full pass
-        makes as many): the next name comes from this pass's name cache, and each
-        distinct type bitmap (a zone has few) is parsed and checked by dnspython once."""
-        end = _name_end(wire)
-        bitmap = self._bitmaps.get(wire[end:])
-        if bitmap is None:
-            parser = dns.wire.Parser(wire[end:])
-            windows = NsecBitmap.from_wire_parser(parser).windows
-            bitmap = self._bitmaps[wire[end:]] = NsecBitmap(windows)
-        return NsecRdata(  # type: ignore[no-untyped-call]
-            dns.rdataclass.IN, dns.rdatatype.NSEC, self._name(wire[:end]), bitmap
-        )
+        if len(rrset.rdatas) == 1:  # every NSEC and NSEC3
+            self.delta.added.append(WireRecord(owner, rrset.rdtype, rrset.ttl, rrset.rdatas[0]))
+        else:
+            self.delta.added.extend(_wire_records(owner, rrset))
 
     def _sign(self) -> None:
         """Make every requested signature, one batch per validity window."""
         keys = _unique(k for _, _, k in self.requests)
         index = {id(k): i for i, k in enumerate(keys)}
         batches: dict[tuple[int, int], list[tuple[bytes, SignRequest]]] = {}
+        window = self.params.windows()
+        owners: dict[bytes, tuple[bytes, int]] = {}  # owner -> lowered, RRSIG labels
         for owner, rrset, key_pair in self.requests:
-            lowered = lower(owner)
-            window = self.params.window(lowered, rrset.rdtype)
-            request = SignRequest(
-                lowered,
-                _label_count(lowered),
-                rrset.rdtype,
-                rrset.ttl,
-                tuple(canonical_rdata(rrset.rdtype, w) for w in rrset.rdatas),
-                index[id(key_pair)],
-            )
-            batches.setdefault(window, []).append((owner, request))
+            known = owners.get(owner)
+            if known is None:
+                lowered = lower(owner)
+                known = owners[owner] = (lowered, _label_count(lowered))
+            rdtype, rdatas = rrset.rdtype, rrset.rdatas
+            if rdtype in LOWERCASE_RDATA_TYPES:
+                rdatas = tuple(canonical_rdata(rdtype, w) for w in rdatas)
+            lowered, labels = known
+            request = SignRequest(lowered, labels, rdtype, rrset.ttl, rdatas, index[id(key_pair)])
+            batches.setdefault(window(lowered, rdtype), []).append((owner, request))
         signer_wire = self.origin
         done, total = 0, len(self.requests)
         for (inception, expiration), whole in sorted(batches.items()):
@@ -513,20 +528,20 @@ class _Pass:
             expiration,
             workers=self.params.workers,
         )
+        # The RRSIG rdata (RFC 4034 §3.1) as the signed data began it, signer name in
+        # the zone's own case, then the signature.
+        tail = self.new.origin_wire
+        added = self.delta.added.append
         for (owner, r), signature in zip(batch, signatures, strict=True):
             k = keys[r.key]
-            rrsig = make_rrsig(
-                r.rdtype,
-                k.algorithm,
-                r.labels,
-                r.ttl,
-                expiration,
-                inception,
-                k.key_tag(),
-                self.origin_name,
-                signature,
+            head = _RRSIG_HEAD.pack(
+                r.rdtype, k.algorithm, r.labels, r.ttl, expiration, inception, k.key_tag()
             )
-            self.delta.added.append(Record(self._name(owner), r.ttl, rrsig))
+            added(WireRecord(owner, RRSIG, r.ttl, head + tail + signature))
+
+
+def _wire_records(owner: bytes, rrset: RRsetData) -> Iterator[WireRecord]:
+    return (WireRecord(owner, rrset.rdtype, rrset.ttl, w) for w in rrset.rdatas)
 
 
 def _chunks(items: list[_Item], size: int) -> Iterator[list[_Item]]:
@@ -599,14 +614,6 @@ def seconds_left(rrsig_wire: bytes, now: int) -> int:
     expiration = int.from_bytes(rrsig_wire[8:12], "big")
     delta = (expiration - now) % _UINT32
     return delta - _UINT32 if delta >= 1 << 31 else delta
-
-
-def _name_end(wire: bytes) -> int:
-    """Where the uncompressed domain name at the start of ``wire`` ends."""
-    at = 0
-    while wire[at]:
-        at += wire[at] + 1
-    return at + 1
 
 
 def _label_count(key: bytes) -> int:

@@ -22,7 +22,7 @@ from nameserver.store.keys import StoredKey, ZoneDnssec
 from nameserver.store.store import Store
 from nameserver.store.versions import ZoneVersions, current_snapshot
 from nameserver.zone.changeset import Changeset
-from nameserver.zone.records import Record, dedupe, type_text
+from nameserver.zone.records import AnyRecord, Record, WireRecord, dedupe, type_text
 from nameserver.zone.serial import Clock, SerialPolicy, next_serial, serial_gt
 from nameserver.zone.snapshot import ZoneSnapshot, record_row
 from nameserver.zone.validate import (
@@ -77,7 +77,7 @@ def change_size(cs: Changeset) -> ChangeSize:
     )
     skip = SOA if serial_only else -1
 
-    def counts(records: Sequence[Record]) -> tuple[int, int]:
+    def counts(records: Sequence[AnyRecord]) -> tuple[int, int]:
         signer = sum(1 for r in records if r.rdtype in SIGNER_TYPES)
         return len(records) - signer - sum(1 for r in records if r.rdtype == skip), signer
 
@@ -99,8 +99,8 @@ class Plan:
 class SignerDelta:
     """Signer records to take out of and put into a zone, for one changeset."""
 
-    removed: list[Record] = field(default_factory=list)
-    added: list[Record] = field(default_factory=list)
+    removed: list[WireRecord] = field(default_factory=list)
+    added: list[WireRecord] = field(default_factory=list)
 
     @property
     def is_empty(self) -> bool:
@@ -117,7 +117,7 @@ class ChangeSigner(Protocol):
         ...
 
     def delta(
-        self, old: ZoneSnapshot, new: ZoneSnapshot, changed: Sequence[Record], full: bool
+        self, old: ZoneSnapshot, new: ZoneSnapshot, changed: Sequence[AnyRecord], full: bool
     ) -> tuple[SignerDelta, Sequence[StoredKey]]:
         """Signer records for ``new`` (``old`` patched with a data change), and key
         metadata to store with the change."""
@@ -457,7 +457,7 @@ def _soa_record(records: Iterable[Record], origin: dns.name.Name) -> Record:
     raise ZoneValidationError(str(origin), [Problem("the zone apex has no SOA record")])
 
 
-def _soa_rdata(record: Record) -> dns.rdtypes.ANY.SOA.SOA:
+def _soa_rdata(record: AnyRecord) -> dns.rdtypes.ANY.SOA.SOA:
     assert isinstance(record.rdata, dns.rdtypes.ANY.SOA.SOA)
     return record.rdata
 

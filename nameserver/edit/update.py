@@ -30,9 +30,9 @@ import dns.rrset
 
 from nameserver.edit.updatepolicy import UpdatePolicy
 from nameserver.errors import UpdateRejected
-from nameserver.zone.records import MAX_TTL, Record, identity_key, type_text
+from nameserver.zone.records import MAX_TTL, Record, decode_rdata, identity_key, type_text
 from nameserver.zone.serial import serial_gt
-from nameserver.zone.snapshot import ZoneSnapshot, decode_rdata, is_sig_key
+from nameserver.zone.snapshot import ZoneSnapshot, is_sig_key
 from nameserver.zone.validate import SIGNER_TYPES
 from nameserver.zone.wirename import key_of
 

@@ -8,6 +8,7 @@ bulk types checked against dnspython at import.
 from __future__ import annotations
 
 import gc
+import re
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -24,7 +25,14 @@ import dns.rdtypes.IN.AAAA
 import dns.rdtypes.nsbase
 
 from nameserver.errors import StoreError
-from nameserver.zone.records import Record
+from nameserver.zone.records import (
+    MAX_TTL,
+    AnyRecord,
+    Record,
+    WireRecord,
+    type_text,
+)
+from nameserver.zone.wirename import lower
 
 _IN = dns.rdataclass.IN
 _ADD = "add"
@@ -338,6 +346,101 @@ def _fast_encoding_agrees() -> bool:
     return True
 
 
+# --- signer rows in wire form -----------------------------------------------------------
+#
+# The signer hands its RRs over as wire (WireRecord), so a signing pass of a big zone is
+# not decoded into dnspython objects only to be encoded again here. They are checked
+# instead: a well-formed owner, and rdata of one of the signer's types whose shape holds
+# and whose identity key is derived from the wire as dnspython's to_digestable() makes it
+# (RFC 4034 §6.2 lowercases the signer name of an RRSIG; RFC 6840 §5.1 leaves the next
+# name of an NSEC as it is; the other types hold no domain name).
+
+_RRSIG_T, _NSEC_T, _NSEC3_T = (
+    int(t) for t in (dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.NSEC3)
+)
+_DECODED_WIRE_TYPES = frozenset(
+    int(t)
+    for t in (
+        dns.rdatatype.DNSKEY,
+        dns.rdatatype.CDNSKEY,
+        dns.rdatatype.CDS,
+        dns.rdatatype.NSEC3PARAM,
+    )
+)
+# Names whose labels hold only bytes that Name.to_text() writes as they are (no escape).
+_PLAIN_NAME = re.compile(rb"[A-Za-z0-9_*.-]+")
+
+
+def _name_end(wire: bytes, at: int) -> int | None:
+    """Where the uncompressed name at ``wire[at:]`` ends (None: not a well-formed name)."""
+    start, size = at, len(wire)
+    while at < size:
+        length = wire[at]
+        if length == 0:
+            return at + 1 if at + 1 - start <= 255 else None
+        if length > 63:
+            return None
+        at += length + 1
+    return None
+
+
+def _owner_text(wire: bytes) -> str | None:
+    """The presentation form of an owner name in wire form, as Name.to_text() writes it
+    (None: not exactly one well-formed name)."""
+    if _name_end(wire, 0) != len(wire):
+        return None
+    labels = []
+    at = 0
+    while wire[at]:
+        labels.append(wire[at + 1 : at + 1 + wire[at]])
+        at += wire[at] + 1
+    if not labels:
+        return "."
+    text = b".".join(labels)
+    # One check for the whole name: only plain bytes, and no dot but the separators.
+    if _PLAIN_NAME.fullmatch(text) and text.count(b".") == len(labels) - 1:
+        return text.decode("ascii") + "."
+    return str(dns.name.from_wire(wire, 0)[0].to_text())
+
+
+def _bitmap_ok(wire: bytes, at: int) -> bool:
+    """A well-formed type bitmap fills ``wire[at:]`` (RFC 4034 §4.1.2)."""
+    last = -1
+    size = len(wire)
+    while at < size:
+        if at + 2 > size or wire[at] <= last or not 1 <= wire[at + 1] <= 32:
+            return False
+        last = wire[at]
+        at += 2 + wire[at + 1]
+    return at == size
+
+
+def _wire_key(rtype: int, wire: bytes) -> bytes | None:
+    """The identity key of a signer RR's rdata, or None when it is not well formed."""
+    if rtype == _RRSIG_T:
+        end = _name_end(wire, 18)
+        if end is None or end >= len(wire):
+            return None
+        return wire[:18] + lower(wire[18:end]) + wire[end:]
+    if rtype == _NSEC_T:
+        end = _name_end(wire, 0)
+        return wire if end is not None and _bitmap_ok(wire, end) else None
+    if rtype == _NSEC3_T:
+        if len(wire) < 6:
+            return None
+        at = 5 + wire[4]  # algorithm, flags, iterations, salt length, salt
+        if at >= len(wire) or wire[at] == 0:
+            return None
+        return wire if _bitmap_ok(wire, at + 1 + wire[at]) else None
+    if rtype in _DECODED_WIRE_TYPES:
+        try:  # apex RRsets: a few RRs a pass, checked by dnspython
+            _from_wire(rtype, wire)
+        except dns.exception.DNSException:
+            return None
+        return wire
+    return None
+
+
 class _Encoder:
     """Turns records into ``records`` rows, converting each distinct owner name once."""
 
@@ -345,9 +448,13 @@ class _Encoder:
         self._fast = _FAST_ENCODING if fast is None else fast
         self._owners: dict[tuple[bytes, ...], tuple[str, str]] = {}
         self._targets: dict[tuple[bytes, ...], tuple[bytes, bytes]] = {}
+        self._wire_owners: dict[bytes, tuple[str, str]] = {}
+        self._signer = (b"\x00", b"\x00")  # RRSIG signer name: wire, lowered
 
-    def row(self, record: Record) -> _Row:
+    def row(self, record: AnyRecord) -> _Row:
         """Original-case owner text and rdata wire, plus the identity keys."""
+        if isinstance(record, WireRecord):
+            return self._wire_row(record)
         name, ttl, rdata = record
         owner = self._owners.get(name.labels)  # labels, not name: the cache is case-exact
         if owner is None:
@@ -385,6 +492,39 @@ class _Encoder:
         wire = _wire(rdata)
         return wire, wire if int(rdata.rdtype) in _NAMELESS_TYPES else rdata.to_digestable()
 
+    def _wire_row(self, record: WireRecord) -> _Row:
+        """The row of an RR the signer made in wire form: checked, not decoded."""
+        owner_wire, rtype, ttl, wire = record
+        owner = self._wire_owners.get(owner_wire)
+        if owner is None:
+            text = _owner_text(owner_wire)
+            if text is None:
+                raise StoreError(
+                    f"cannot store a {type_text(rtype)} RR in wire form: its owner "
+                    f"{owner_wire!r} is not one well-formed domain name"
+                )
+            owner = self._wire_owners[owner_wire] = (text, text.lower())
+        signer, lowered = self._signer
+        key: bytes | None
+        if rtype == _RRSIG_T and wire.startswith(signer, 18) and len(wire) > 18 + len(signer):
+            # The signer name of the last RRSIG again (a zone's RRSIGs share one): a
+            # name ends where its bytes say, so the same bytes are the same whole name.
+            key = wire[:18] + lowered + wire[18 + len(signer) :]
+        else:
+            key = _wire_key(rtype, wire)
+            if key is not None and rtype == _RRSIG_T:
+                end = _name_end(wire, 18)
+                assert end is not None
+                self._signer = (wire[18:end], key[18:end])
+        if key is None:
+            raise StoreError(
+                f"cannot store the {type_text(rtype)} RR of {owner[0]} in wire form: only the "
+                f"signer's types are, and its rdata must be well formed ({wire.hex()})"
+            )
+        if type(ttl) is not int or not 0 <= ttl <= MAX_TTL:
+            raise StoreError(f"cannot store the {type_text(rtype)} RR of {owner[0]}: TTL {ttl}")
+        return owner[0], owner[1], rtype, ttl, wire, key
+
     @staticmethod
     def _owner(record: Record) -> tuple[str, str]:
         if not record.name.is_absolute():
@@ -394,7 +534,7 @@ class _Encoder:
         # DNS name comparison does (RFC 4343).
         return text, text.lower()
 
-    def key(self, record: Record) -> _Key:
+    def key(self, record: AnyRecord) -> _Key:
         """The RR identity: lowercase owner, type, canonical rdata (TTL excluded)."""
         _owner, owner_key, rtype, _ttl, _wire, key = self.row(record)
         return owner_key, rtype, key
@@ -403,7 +543,7 @@ class _Encoder:
 _FAST_ENCODING = _fast_encoding_agrees()
 
 
-def _chunks(items: Iterable[Record], size: int) -> Iterator[list[Record]]:
+def _chunks(items: Iterable[AnyRecord], size: int) -> Iterator[list[AnyRecord]]:
     """Consume ``items`` lazily, ``size`` at a time (the caller may stream a huge change)."""
     it = iter(items)
     while chunk := list(islice(it, size)):

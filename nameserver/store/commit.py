@@ -25,7 +25,7 @@ from nameserver.store.codec import (
 )
 from nameserver.store.keys import KeyRows, StoredKey, ZoneDnssec
 from nameserver.zone.changeset import Changeset
-from nameserver.zone.records import Record, canonical_key
+from nameserver.zone.records import AnyRecord, Record, canonical_key
 from nameserver.zone.serial import SerialPolicy
 
 _CHUNK = 2000  # rows converted and inserted per step while streaming a changeset
@@ -235,7 +235,7 @@ class ZoneRows(KeyRows):
         conn: sqlite3.Connection,
         zone: dns.name.Name,
         zone_id: int,
-        records: Sequence[Record],
+        records: Sequence[AnyRecord],
         rows: Sequence[_Row],
     ) -> None:
         # Row by row, because each removal must hit exactly one RR (sqlite-utils'
@@ -257,7 +257,7 @@ class ZoneRows(KeyRows):
         conn: sqlite3.Connection,
         zone: dns.name.Name,
         zone_id: int,
-        records: Sequence[Record],
+        records: Sequence[AnyRecord],
         rows: Sequence[_Row],
     ) -> None:
         try:
@@ -277,7 +277,7 @@ class ZoneRows(KeyRows):
         conn: sqlite3.Connection,
         zone: dns.name.Name,
         zone_id: int,
-        records: Sequence[Record],
+        records: Sequence[AnyRecord],
         rows: Sequence[_Row],
     ) -> ConflictError:
         """Name the RR that broke the identity index (the chunk's inserts were undone)."""

@@ -14,7 +14,7 @@ from nameserver.errors import JournalError
 from nameserver.store.codec import _ADD, _REMOVE, _Decoder, _Encoder, _Key
 from nameserver.store.schema import StoreFile
 from nameserver.zone.changeset import Changeset
-from nameserver.zone.records import Record
+from nameserver.zone.records import Record, WireRecord
 from nameserver.zone.validate import SIGNER_TYPES
 
 
@@ -161,7 +161,10 @@ class Journal(StoreFile):
                         f"{record.to_text()}, which is not in the zone; it cannot be undone"
                     )
             for record in cs.removed:
-                current[key_of(record)] = record
+                # The journal is read back decoded: a WireRecord is not expected here.
+                current[key_of(record)] = (
+                    record.record() if isinstance(record, WireRecord) else record
+                )
         return list(current.values())
 
     def changesets(

@@ -69,9 +69,9 @@ from nameserver.transfer.tsig import (
     verify,
 )
 from nameserver.zone.changeset import Changeset
-from nameserver.zone.records import Record, rdata_wire
+from nameserver.zone.records import AnyRecord
 from nameserver.zone.serial import serial_ge
-from nameserver.zone.snapshot import SOA, ZoneSnapshot
+from nameserver.zone.snapshot import SOA, ZoneSnapshot, row_of
 from nameserver.zone.wirename import lower
 from nameserver.zone.zones import ZoneRegistry
 
@@ -226,12 +226,12 @@ def full_zone(zone: ZoneSnapshot) -> Iterator[Rr]:
     yield soa
 
 
-def _record_rr(record: Record) -> Rr:
-    owner = record.name.to_wire() or b"\x00"
-    return (owner, lower(owner), record.rdtype, record.ttl, rdata_wire(record.rdata))
+def _record_rr(record: AnyRecord) -> Rr:
+    owner, rdtype, ttl, rdata = row_of(record)
+    return (owner, lower(owner), rdtype, ttl, rdata)
 
 
-def _soa_first(records: Iterable[Record]) -> list[Rr]:
+def _soa_first(records: Iterable[AnyRecord]) -> list[Rr]:
     soas = [_record_rr(r) for r in records if r.rdtype == SOA]
     rest = [_record_rr(r) for r in records if r.rdtype != SOA]
     return soas[:1] + rest

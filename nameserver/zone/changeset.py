@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import dns.name
 import dns.rdatatype
 
-from nameserver.zone.records import Record
+from nameserver.zone.records import AnyRecord
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,8 @@ class Changeset:
     zone: dns.name.Name
     serial_before: int | None  # None: the zone is created by this changeset
     serial_after: int
-    removed: tuple[Record, ...]
-    added: tuple[Record, ...]
+    removed: tuple[AnyRecord, ...]
+    added: tuple[AnyRecord, ...]
     author: str
     message: str
     time: float  # seconds since the epoch, UTC

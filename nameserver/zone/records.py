@@ -43,9 +43,54 @@ class Record(NamedTuple):
         return f"{name} {self.ttl} IN {rdtype} {rdata}"
 
 
+class WireRecord(NamedTuple):
+    """One RR of class IN in wire form, as the signer makes it: owner and rdata
+    uncompressed with their original case. The store writes it without decoding it
+    (for the signer's types, whose canonical form it derives from the wire, see
+    ``nameserver.store.codec``); ``name``, ``rdata`` and ``to_text`` decode on demand."""
+
+    owner: bytes
+    rdtype: int
+    ttl: int
+    wire: bytes
+
+    @property
+    def name(self) -> dns.name.Name:
+        """The owner as a dnspython name."""
+        return dns.name.from_wire(self.owner, 0)[0]
+
+    @property
+    def rdata(self) -> dns.rdata.Rdata:
+        """The rdata as a dnspython object."""
+        return decode_rdata(self.rdtype, self.wire)
+
+    @property
+    def identity(self) -> tuple[dns.name.Name, int, dns.rdata.Rdata]:
+        """As :attr:`Record.identity`."""
+        return (self.name, self.rdtype, self.rdata)
+
+    def record(self) -> Record:
+        """The same RR as a :class:`Record`."""
+        return Record(self.name, self.ttl, self.rdata)
+
+    def to_text(self, origin: dns.name.Name | None = None) -> str:
+        """As :meth:`Record.to_text`."""
+        return self.record().to_text(origin)
+
+
+#: An RR of a changeset: decoded, or in wire form as the signer made it.
+AnyRecord = Record | WireRecord
+
+
 def type_text(rdtype: int) -> str:
     """The mnemonic of a type code (``TYPE65534`` for unknown ones)."""
     return str(dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype)))
+
+
+def decode_rdata(rdtype: int, wire: bytes) -> dns.rdata.Rdata:
+    """Rdata from its uncompressed wire form."""
+    t = dns.rdatatype.RdataType.make(rdtype)
+    return dns.rdata.from_wire(dns.rdataclass.IN, t, wire, 0, len(wire))
 
 
 def rdata_wire(rdata: dns.rdata.Rdata) -> bytes:

@@ -17,7 +17,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from nameserver.zone.ordered import OrderedOwners
-from nameserver.zone.records import Record, rdata_wire
+from nameserver.zone.records import AnyRecord, Record, WireRecord, decode_rdata, rdata_wire
 from nameserver.zone.wirename import ancestors, key_of, lower
 
 SOA = int(dns.rdatatype.SOA)
@@ -156,7 +156,7 @@ class ZoneSnapshot:
         """Build a snapshot from records."""
         return cls.from_rows(origin, (record_row(r) for r in records))
 
-    def patched(self, removed: Iterable[Record], added: Iterable[Record]) -> ZoneSnapshot:
+    def patched(self, removed: Iterable[AnyRecord], added: Iterable[AnyRecord]) -> ZoneSnapshot:
         """A new snapshot with ``removed`` taken out and then ``added`` put in.
 
         Removal matches RRs by identity (case-insensitive names, canonical rdata). Untouched
@@ -164,34 +164,34 @@ class ZoneSnapshot:
         """
         work: dict[bytes, tuple[bytes, dict[int, RRsetData]]] = {}
 
-        def node_for(record: Record) -> tuple[bytes, dict[int, RRsetData]]:
-            key = key_of(record.name)
+        def node_for(owner: bytes) -> tuple[bytes, dict[int, RRsetData]]:
+            key = lower(owner)
             if key not in work:
                 old = self.node(key)
-                owner = old.owner if old else (record.name.to_wire() or b"\x00")
-                work[key] = (owner, dict(old.rrsets) if old else {})
+                work[key] = (old.owner if old else owner, dict(old.rrsets) if old else {})
             return work[key]
 
         for r in removed:
-            sets = node_for(r)[1]
-            where = _record_key(r)
+            owner, rdtype, _ttl, wire = row_of(r)
+            sets = node_for(owner)[1]
+            where = rrset_key(rdtype, wire)
             current = sets.get(where)
             if current is None:
                 continue
-            kept = tuple(w for w in current.rdatas if not _same_rdata(r.rdtype, w, r.rdata))
+            kept = tuple(w for w in current.rdatas if not _same_rdata(rdtype, w, wire, r))
             if kept:
-                sets[where] = RRsetData(r.rdtype, current.ttl, kept)
+                sets[where] = RRsetData(rdtype, current.ttl, kept)
             else:
                 del sets[where]
         for r in added:
-            sets = node_for(r)[1]
-            wire = rdata_wire(r.rdata)
-            where = rrset_key(r.rdtype, wire)
+            owner, rdtype, ttl, wire = row_of(r)
+            sets = node_for(owner)[1]
+            where = rrset_key(rdtype, wire)
             current = sets.get(where)
             if current is None:
-                sets[where] = RRsetData(r.rdtype, r.ttl, (wire,))
-            elif not any(_same_rdata(r.rdtype, w, r.rdata) for w in current.rdatas):
-                sets[where] = RRsetData(r.rdtype, r.ttl, (*current.rdatas, wire))
+                sets[where] = RRsetData(rdtype, ttl, (wire,))
+            elif not any(_same_rdata(rdtype, w, wire, r) for w in current.rdatas):
+                sets[where] = RRsetData(rdtype, ttl, (*current.rdatas, wire))
         return self._with_nodes(work)
 
     def _with_nodes(self, work: dict[bytes, tuple[bytes, dict[int, RRsetData]]]) -> ZoneSnapshot:
@@ -410,24 +410,19 @@ def record_row(record: Record) -> WireRow:
     return (record.name.to_wire() or b"\x00", record.rdtype, record.ttl, rdata_wire(record.rdata))
 
 
-def _record_key(record: Record) -> int:
-    if record.rdtype == RRSIG:
-        return _SIG_BASE | int(record.rdata.covers())
-    return record.rdtype
+def row_of(record: AnyRecord) -> WireRow:
+    """The wire row of a record in either form."""
+    if isinstance(record, WireRecord):
+        return record.owner, record.rdtype, record.ttl, record.wire
+    return record_row(record)
 
 
-def decode_rdata(rdtype: int, wire: bytes) -> dns.rdata.Rdata:
-    """Rdata from its uncompressed wire form."""
-    t = dns.rdatatype.RdataType.make(rdtype)
-    return dns.rdata.from_wire(dns.rdataclass.IN, t, wire, 0, len(wire))
-
-
-def _same_rdata(rdtype: int, wire: bytes, rdata: dns.rdata.Rdata) -> bool:
-    """RR identity on rdata (RFC 4034 §6.2 canonical form: names in rdata case-insensitive)."""
-    if wire == rdata_wire(rdata):
+def _same_rdata(rdtype: int, wire: bytes, other: bytes, record: AnyRecord) -> bool:
+    """RR identity on rdata (RFC 4034 §6.2 canonical form: names in rdata case-insensitive):
+    ``wire`` against ``record``, whose rdata is ``other`` in wire form."""
+    if wire == other:
         return True
-    other = decode_rdata(rdtype, wire)
-    return bool(other == rdata)
+    return bool(decode_rdata(rdtype, wire) == record.rdata)
 
 
 def _sig_expirations(rrsets: Mapping[int, RRsetData]) -> Iterator[int]:

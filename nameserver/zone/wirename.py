@@ -46,7 +46,10 @@ def is_below_or_at(key: bytes, ancestor: bytes) -> bool:
     if not key.endswith(ancestor):
         return False
     cut = len(key) - len(ancestor)
-    return any(start == cut for start in label_starts(key))
+    at = 0
+    while at < cut:
+        at += key[at] + 1
+    return at == cut
 
 
 def ancestors(key: bytes, stop: bytes) -> list[bytes]:
