@@ -63,7 +63,11 @@ def zonefan(
     return done
 
 
-def primary_config(path: Path, port: int, backend_port: int, notify: list[int]) -> Path:
+def primary_config(
+    path: Path, port: int, backend_port: int, notify: list[int], pool_extra: str = ""
+) -> Path:
+    """`zonefan serve`'s config: the pool (``pool_extra``: more keys of its table), the
+    TSIG key and a secondary per port in ``notify``."""
     secondaries = "".join(
         f"""
 [[secondary]]
@@ -84,12 +88,45 @@ ttl = 30
 members = [{{ address = "{FRA}", region = "fra" }}, {{ address = "{AMS}", region = "ams" }}]
 check = {{ kind = "http", path = "/healthz", port = {backend_port}, interval = "1s", \
 timeout = "0.5s", rise = 2, fall = 2 }}
-
+{pool_extra}
 [key.{KEY.name}]
 algorithm = "{KEY.algorithm}"
 secret = "{KEY.secret}"
 {secondaries}""",
     )
+
+
+def sync_config(workdir: Path, port: int, sidecar_port: int, pdns: PdnsServer) -> Path:
+    """`zonefan sync run`'s config in ``workdir``: the zone from the primary on ``port``,
+    NOTIFY received on ``sidecar_port``, ``pdns`` its one target (through its API)."""
+    sync = workdir / "sync.toml"
+    sync.write_text(
+        f"""state = "{workdir / "sync.db"}"
+listen = "127.0.0.1:{sidecar_port}"
+refresh-interval = "2s"
+retry-base = "0.2s"
+retry-max = "2s"
+
+[primary]
+address = "127.0.0.1:{port}"
+key = "{KEY.name}"
+zones = ["{ZONE}"]
+
+[key.{KEY.name}]
+algorithm = "{KEY.algorithm}"
+secret-env = "{SECRET_ENV}"
+
+[target.pdns]
+type = "powerdns"
+url = "{pdns.api_url}"
+api-key-env = "{API_KEY_ENV}"
+dns = "127.0.0.1:{pdns.dns_port}"
+tsig-key = "{KEY.name}"
+nameservers = ["ns1.pdns-provider.test."]
+""",
+        encoding="utf-8",
+    )
+    return sync
 
 
 def addresses(port: int) -> set[str] | None:
@@ -162,33 +199,7 @@ def test_a_drill_times_every_endpoint_as_an_independent_poller_does(
     nsd = NsdSecondary(tmp_path / "nsd", [ZONE], port, KEY)
     nsd.fixed_port = nsd_port
     with primary, knot, nsd, PdnsServer(tmp_path / "pdns") as pdns:
-        sync = tmp_path / "sync.toml"
-        sync.write_text(
-            f"""state = "{tmp_path / "sync.db"}"
-listen = "127.0.0.1:{sidecar_port}"
-refresh-interval = "2s"
-retry-base = "0.2s"
-retry-max = "2s"
-
-[primary]
-address = "127.0.0.1:{port}"
-key = "{KEY.name}"
-zones = ["{ZONE}"]
-
-[key.{KEY.name}]
-algorithm = "{KEY.algorithm}"
-secret-env = "{SECRET_ENV}"
-
-[target.pdns]
-type = "powerdns"
-url = "{pdns.api_url}"
-api-key-env = "{API_KEY_ENV}"
-dns = "127.0.0.1:{pdns.dns_port}"
-tsig-key = "{KEY.name}"
-nameservers = ["ns1.pdns-provider.test."]
-""",
-            encoding="utf-8",
-        )
+        sync = sync_config(tmp_path, port, sidecar_port, pdns)
         env = {SECRET_ENV: KEY.secret, API_KEY_ENV: pdns.api_key}
         with Sidecar(tmp_path, sync, env):
             ports = {
