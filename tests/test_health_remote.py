@@ -3,8 +3,11 @@ taken by `zonefan serve` into the pools' quorum and never written to the zone.""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ import dns.rdtypes.ANY.TXT
 import dns.update
 import pytest
 
-from health import CheckerReport, ReportError, parse_health
+from health import CheckerReport, ProbeResult, ReportError, parse_health
 from health.errors import HealthConfigError
 from nameserver.transfer.health_reports import (
     MAX_REPORTS,
@@ -33,7 +36,13 @@ from tests.servers import ZonefanServer
 from tests.test_pools_serve import Backends, addresses, pool_history
 from tests.tools import example_store, free_port, write_private
 from tests.wait import wait_until
-from zonefan.health_remote import REPORTS_PER_MEMBER, ReportIntake, report_message, send_reports
+from zonefan.health_remote import (
+    REPORTS_PER_MEMBER,
+    ReportIntake,
+    remote_rounds,
+    report_message,
+    send_reports,
+)
 
 ZONE = "example.test."
 POOL = "pool.example.test."
@@ -210,6 +219,45 @@ def test_reports_beyond_the_limit_are_dropped_per_checker() -> None:
     assert sorted(intake._windows) == ["b", "c"]  # state only for configured checkers
 
 
+def test_a_remote_round_probes_every_member_and_sends_one_message_per_pool() -> None:
+    keys = "[key.checker-b]\nsecret = 'x'\n"
+    pool = (
+        f'[pool."{POOL}"]\ntype = "A"\nttl = 30\n'
+        f'members = [{{ address = "{X}", region = "fra" }},\n'
+        f'           {{ address = "{Y}", region = "ams" }}]\n'
+        'check = { kind = "tcp", port = 80, interval = "5s" }\n'
+    )
+    import tomllib
+
+    health = parse_health(Table(tomllib.loads(f'[health]\nchecker = "b"\n{keys}{pool}'), ""))
+    now = [100.0]
+    slept: list[float] = []
+    sent: list[list[CheckerReport]] = []
+
+    async def probe(_: Any, address: str) -> ProbeResult:
+        now[0] += 1.0
+        return ProbeResult(address == X, "up" if address == X else "refused")
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    def send(reports: Sequence[CheckerReport]) -> int:
+        sent.append(list(reports))
+        return dns.rcode.REFUSED if len(sent) == 2 else dns.rcode.NOERROR
+
+    rcodes = asyncio.run(
+        remote_rounds(health, send, 2, probe=probe, clock=lambda: now[0], sleep=sleep)
+    )
+    assert rcodes == [dns.rcode.NOERROR, dns.rcode.REFUSED]  # a refusal does not stop it
+    assert slept == [3.0]  # the rest of the 5s interval after 2s of probes
+    first = sent[0]
+    assert [(r.checker, r.address, r.ok, r.detail) for r in first] == [
+        ("b", X, True, "up"),
+        ("b", Y, False, "refused"),
+    ]
+    assert {r.pool for r in first} == {POOL_NAME}
+
+
 # -- end to end: zonefan serve with a local checker "a" and remotes "b" and "c" -----------
 
 
@@ -219,6 +267,7 @@ def remote_config(path: Path, port: int) -> Path:
         path,
         f"""{keys}[health]
 checker = "a"
+stale-intervals = 10   # the remotes' reports outlive a slow CLI call under load
 remote-checkers = [{{ id = "b", key = "checker-b" }}, {{ id = "c", key = "checker-c" }}]
 
 [pool."{POOL}"]
@@ -274,10 +323,8 @@ def test_a_quorum_of_checkers_withdraws_and_one_does_not(tmp_path: Path) -> None
 
             wait_until(y_withdrawn, 15, 0.5, "Y withdrawn by b and c")
             history = pool_history(server)
-            assert (
-                f"{Y} (ams) withdrawn: refused (down for b, c: 2 of 3 checkers)"
-                in (history[-1]["message"])
-            )
+            [y_change] = [h for h in history if f"{Y} (ams) withdrawn" in h["message"]]
+            assert "refused (down for b, c: 2 of 3 checkers)" in y_change["message"]
             assert not any(f"{X} (fra) withdrawn" in h["message"] for h in history)
 
             # c now agrees with b about X: two of three, though X's backend is up.
@@ -286,7 +333,8 @@ def test_a_quorum_of_checkers_withdraws_and_one_does_not(tmp_path: Path) -> None
                 return addresses(server) == {Z}
 
             wait_until(x_withdrawn, 15, 0.5, "X withdrawn by b and c")
-            assert "down for b, c: 2 of 3 checkers" in pool_history(server)[-1]["message"]
+            [x_change] = [h for h in pool_history(server) if f"{X} (fra) withdrawn" in h["message"]]
+            assert "down for b, c: 2 of 3 checkers" in x_change["message"]
 
             # The one-shot sender, as a script runs it.
             conf = ["--config", str(config)]
@@ -299,6 +347,19 @@ def test_a_quorum_of_checkers_withdraws_and_one_does_not(tmp_path: Path) -> None
             )
             assert done.returncode == 1
             assert "answered REFUSED" in done.stderr
+
+            # The remote checker's loop, one round, as checker c with its own config.
+            pools = config.read_text().split("[pool.", 1)[1]
+            c_config = write_private(
+                tmp_path / "checker-c.toml",
+                f'[key.checker-c]\nsecret = "{SECRETS["checker-c"]}"\n\n'
+                f'[health]\nchecker = "c"\n\n[pool.{pools}',
+            )
+            done = server.cli(
+                "--config", str(c_config), "health", "check", "--report-to", target,
+                "--key", "checker-c", "--rounds", "1", "--json",
+            )  # fmt: skip
+            assert json.loads(done.stdout) == {"checker": "c", "rcodes": ["NOERROR"]}
 
             # Nothing of the reports is in the zone.
             query = dns.message.make_query(report_owner(POOL_NAME), "TXT")

@@ -3,8 +3,10 @@ TSIG-signed UPDATE (see README "Health checks (pools)")."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections.abc import Sequence
 
 import click
 import dns.exception
@@ -14,9 +16,10 @@ import dns.rcode
 from health import CheckerReport, ReportError
 from settings import Address
 from zonefan.common import config_keys
-from zonefan.health_remote import send_reports
+from zonefan.health_remote import remote_rounds, send_reports
 from zonefan.options import address as address_option
-from zonefan.options import json_option
+from zonefan.options import config_of, json_option
+from zonefan.pools import health_config
 
 
 @click.group("health")
@@ -86,3 +89,44 @@ def report_cmd(
         click.echo(json.dumps({"pool": pool, "address": report.address, "ok": ok, "rcode": text}))
     else:
         click.echo(f"{report.address} in {report.pool}: {'ok' if ok else 'fail'} reported ({text})")
+
+
+@health_group.command("check")
+@click.option(
+    "--report-to",
+    "server",
+    required=True,
+    callback=address_option,
+    metavar="ADDR:PORT",
+    help="The primary (`zonefan serve`) to report to.",
+)
+@click.option(
+    "--key", "key_label", required=True, metavar="NAME", help="The [key.NAME] to sign with."
+)
+@click.option(
+    "--rounds", type=click.IntRange(min=1), default=None, metavar="N", help="Stop after N rounds."
+)
+@json_option
+@click.pass_context
+def check_cmd(
+    ctx: click.Context, server: Address, key_label: str, rounds: int | None, as_json: bool
+) -> None:
+    """Run as a remote checker: probe the members of the config's pools every interval and
+    report each pool's results as [health] checker, until stopped (or N rounds)."""
+    keys = config_keys(ctx)
+    if key_label not in keys:
+        raise click.BadParameter(f"no [key.{key_label}] table in the config", param_hint="--key")
+    health = health_config(config_of(ctx))
+    if not health.pools:
+        raise click.ClickException('the config has no [pool."NAME"] tables to check')
+    key = keys[key_label]
+
+    def send(reports: Sequence[CheckerReport]) -> int:
+        return send_reports(reports, key, (server.host, server.port))
+
+    rcodes = asyncio.run(remote_rounds(health, send, rounds))
+    texts = [dns.rcode.to_text(dns.rcode.Rcode.make(r)) for r in rcodes]
+    if as_json:
+        click.echo(json.dumps({"checker": health.checker, "rcodes": texts}))
+    else:
+        click.echo(f"{len(texts)} report message(s) as {health.checker}: {', '.join(texts)}")

@@ -13,9 +13,10 @@ import asyncio
 import concurrent.futures
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import dns.exception
 import dns.message
 import dns.name
 import dns.query
@@ -25,7 +26,8 @@ import dns.rdatatype
 import dns.rdtypes.ANY.TXT
 import dns.update
 
-from health import CheckerReport, HealthConfig, HealthMonitor, ReportError
+from health import CheckerReport, HealthConfig, HealthMonitor, Pool, ProbeResult, ReportError
+from health.monitor import probe_member
 from nameserver.serve.lograte import LogLimiter
 from nameserver.transfer.health_reports import RawReport, report_owner
 from settings import TsigKey
@@ -179,3 +181,45 @@ def send_reports(
     message = report_message(reports, key, zone)
     response, _ = dns.query.udp_with_fallback(message, server[0], timeout, server[1])
     return response.rcode()
+
+
+Send = Callable[[Sequence[CheckerReport]], int]
+
+
+async def remote_rounds(
+    health: HealthConfig,
+    send: Send,
+    rounds: int | None = None,
+    *,
+    probe: Callable[[Pool, str], Awaitable[ProbeResult]] = probe_member,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> list[int]:
+    """The remote checker: every pool's members probed each (shortest) interval and each
+    pool's results sent in one report message as ``health.checker``; ``rounds`` None runs
+    until cancelled. The RCODE of every message sent, in order (a refusal is logged and
+    the checker goes on: the primary may be restarting with a new config)."""
+    interval = min((p.check.interval for p in health.pools), default=5.0)
+    rcodes: list[int] = []
+    done = 0
+    while rounds is None or done < rounds:
+        started = clock()
+        for pool in health.pools:
+            results = await asyncio.gather(*(probe(pool, m.address) for m in pool.members))
+            reports = [
+                CheckerReport(health.checker, pool.name, m.address, r.ok, clock(), r.detail)
+                for m, r in zip(pool.members, results, strict=True)
+            ]
+            try:
+                rcode = await asyncio.to_thread(send, reports)
+            except (OSError, dns.exception.DNSException) as e:
+                log.warning("pool %s: reports not sent: %s", pool.label, e)
+                continue
+            if rcode != dns.rcode.NOERROR:
+                text = dns.rcode.to_text(dns.rcode.Rcode.make(rcode))
+                log.warning("pool %s: the primary answered %s", pool.label, text)
+            rcodes.append(rcode)
+        done += 1
+        if rounds is None or done < rounds:
+            await sleep(max(0.0, started + interval - clock()))
+    return rcodes
