@@ -121,11 +121,13 @@ class UpdateService:
                 tsig_failure(verified),
             )
             return tsig_error_response(message, verified)
-        if is_report(message):
+        # Health-check reports come every check interval: taken ones are not worth a line.
+        report = is_report(message)
+        if report:
             rcode, reason = self._report(message, verified.key)
         else:
             rcode, reason = self._apply(message, verified.key, client)
-        if rcode == dns.rcode.NOERROR and is_report(message):
+        if rcode == dns.rcode.NOERROR and report:
             log.debug("UPDATE from %s (key %s): %s", client[0], _key_text(verified.key), reason)
         elif rcode == dns.rcode.NOERROR:
             log.info("UPDATE from %s (key %s): %s", client[0], _key_text(verified.key), reason)
