@@ -18,6 +18,8 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.update
 
+from nameserver.errors import NameserverError
+
 # The first label of every report's owner name; the rest is the pool's name.
 REPORT_LABEL = b"_zonefan-health"
 # One report per member: more RRs than this in one message is not a checker's round.
@@ -41,7 +43,7 @@ class RawReport:
 HealthReports = Callable[[Sequence[RawReport], dns.name.Name], int]
 
 
-class NotAReport(Exception):
+class NotAReport(NameserverError):
     """An UPDATE that touches the reserved name but is not a well-formed report."""
 
 
