@@ -4,7 +4,9 @@
 
     [health]
     checker = "hel"                          # this checker's id in reports (default "local")
-    remote-checkers = ["fra-probe", "ams-probe"]   # ids whose reports are taken
+    remote-checkers = ["fra-probe", { id = "ams-probe", key = "ams" }]   # ids whose reports
+                                             # are taken; `key`: the [key.NAME] its TSIG-signed
+                                             # UPDATE reports must be signed with
     max-probes = 64                          # probes in flight, all pools together
     pool-probes = 8                          # probes in flight per pool
     stale-intervals = 3                      # a report older than this many intervals is ignored
@@ -35,7 +37,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -174,6 +176,9 @@ class HealthConfig:
     pools: tuple[Pool, ...] = ()
     checker: str = "local"
     remote_checkers: frozenset[str] = frozenset()
+    # The [key.NAME] each remote checker signs its UPDATE reports with (by checker id);
+    # a checker without one can report by no transport that needs a key.
+    checker_keys: Mapping[str, str] = field(default_factory=dict)
     max_probes: int = 64
     pool_probes: int = 8
     stale_intervals: int = 3
@@ -218,14 +223,34 @@ def _label(value: Any) -> str:
     return value
 
 
-def _labels(value: Any) -> frozenset[str]:
+def _remote_checkers(health: Table, keys: Table | None) -> dict[str, str | None]:
+    """``remote-checkers``: ids, or ``{ id, key }`` tables naming a ``[key.NAME]``."""
+    value = health.data.get("remote-checkers", [])
     if not isinstance(value, list):
-        raise ValueError(f'{value!r} is not a list of checker ids, e.g. ["fra-probe"]')
-    ids = [_label(v) for v in value]
-    twice = sorted({v for v in ids if ids.count(v) > 1})
-    if twice:
-        raise ValueError(f"{twice[0]!r} is listed twice")
-    return frozenset(ids)
+        raise health.error(
+            "remote-checkers", f'{value!r} is not a list of checker ids, e.g. ["fra-probe"]'
+        )
+    out: dict[str, str | None] = {}
+    where = health.where("remote-checkers")
+    for i, item in enumerate(value, 1):
+        entry = Table(
+            item if isinstance(item, dict) else {"id": item}, f"{where}#{i}", health.source
+        )
+        entry.allow(("id", "key"))
+        checker = entry.get("id", _label)
+        key = entry.get("key", _key_label, None)
+        if key is not None and (keys is None or key not in keys):
+            raise entry.error("key", f"no [key.{key}] table in the config")
+        if checker in out:
+            raise entry.error("id", f"{checker!r} is listed twice")
+        out[checker] = key
+    return out
+
+
+def _key_label(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{value!r} is not the NAME of a [key.NAME] table")
+    return value
 
 
 def _kind(value: Any) -> Kind:
@@ -293,12 +318,13 @@ def _parse_health(config: Table) -> HealthConfig:
     health = config.table("health") or Table({}, "health", config.source)
     health.allow(HEALTH_KEYS)
     checker = health.get("checker", _label, "local")
-    remote = health.get("remote-checkers", _labels, frozenset[str]())
+    remote = _remote_checkers(health, config.table("key"))
     if checker in remote:
         raise health.error("remote-checkers", f"{checker!r} is this checker's own id")
     settings = HealthConfig(
         checker=checker,
-        remote_checkers=remote,
+        remote_checkers=frozenset(remote),
+        checker_keys={c: k for c, k in remote.items() if k is not None},
         max_probes=health.get("max-probes", _count(1, 4096), 64),
         pool_probes=health.get("pool-probes", _count(1, 4096), 8),
         stale_intervals=health.get("stale-intervals", _count(1, 1000), 3),
@@ -318,6 +344,7 @@ def _parse_health(config: Table) -> HealthConfig:
         pools=tuple(parsed),
         checker=settings.checker,
         remote_checkers=settings.remote_checkers,
+        checker_keys=settings.checker_keys,
         max_probes=settings.max_probes,
         pool_probes=settings.pool_probes,
         stale_intervals=settings.stale_intervals,

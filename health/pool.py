@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import math
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +87,44 @@ class CheckerReport:
         except dns.exception.DNSException as exc:
             raise ReportError(f"pool {pool!r} is not a domain name: {exc}") from None
         return cls(checker, name, address, ok, float(at), detail)
+
+    def to_fields(self) -> list[str]:
+        """The report as ``key=value`` strings (one TXT RR of an UPDATE report; the pool
+        is the owner name, see :meth:`from_fields`)."""
+        fields = [
+            f"checker={self.checker}",
+            f"address={self.address}",
+            f"ok={'true' if self.ok else 'false'}",
+            f"at={self.at!r}",  # repr: the float read back is the same
+        ]
+        return [*fields, f"detail={self.detail}"] if self.detail else fields
+
+    @classmethod
+    def from_fields(cls, pool: dns.name.Name, strings: Sequence[bytes]) -> CheckerReport:
+        """A report from :meth:`to_fields` strings about ``pool``: every field once,
+        nothing else allowed."""
+        data: dict[str, Any] = {"pool": pool.to_text()}
+        for raw in strings:
+            try:
+                text = raw.decode("ascii")
+            except UnicodeDecodeError:
+                raise ReportError("a field of a check report is not ASCII") from None
+            key, eq, value = text.partition("=")
+            if not eq or key == "pool":
+                raise ReportError(f"{text[:40]!r} is not a field of a check report (key=value)")
+            if key in data:
+                raise ReportError(f"the field {key!r} is given twice")
+            data[key] = value
+        if "ok" in data:
+            if data["ok"] not in ("true", "false"):
+                raise ReportError(f"ok {data['ok']!r} is not true or false")
+            data["ok"] = data["ok"] == "true"
+        if "at" in data:
+            try:
+                data["at"] = float(data["at"])
+            except ValueError:
+                raise ReportError(f"at {data['at']!r} is not a number") from None
+        return cls.from_mapping(data)
 
 
 @dataclass(frozen=True)

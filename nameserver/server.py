@@ -32,6 +32,7 @@ from nameserver.store.store import Store
 from nameserver.store.storethread import StoreThread
 from nameserver.store.versions import ZoneVersions
 from nameserver.transfer.acl import TransferAcl
+from nameserver.transfer.health_reports import HealthReports
 from nameserver.transfer.notify import Notifier, NotifyStatus, NotifyTarget
 from nameserver.transfer.tsig import Keyring, tsig_offset
 from nameserver.transfer.update_service import UpdateService, is_update
@@ -114,6 +115,9 @@ class ServerConfig:
     # What the workers report for the metrics (commits, signing, NOTIFY); given, so that a
     # companion committing in the same process (the pools' health checks) counts in it.
     activity: Activity = field(default_factory=Activity)
+    # Health-check reports of remote checkers, by TSIG-signed UPDATE (see
+    # nameserver.transfer.health_reports); None refuses them.
+    health_reports: HealthReports | None = None
 
     def tcp_limits(self) -> TcpLimits:
         """The TCP settings as the connection table takes them."""
@@ -757,6 +761,7 @@ class Server:
                 config.update_policies,
                 self._managed,
                 shared=self.served,
+                health_reports=config.health_reports,
             )
         self.notifier = Notifier(self._notify_targets, on_status=self._record_notify)
         self._status = StoreThread(config.store_path, "status")

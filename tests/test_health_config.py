@@ -227,7 +227,7 @@ BAD = [
     (www(BASE) + '[pool."www.example.test"]\n' + BASE, 'pool."www.example.test"', "same pool"),
     ('[health]\nchecker = "a b"\n', "health.checker", "not a name"),
     ("[health]\nmax-probes = 0\n", "health.max-probes", "range"),
-    ('[health]\nremote-checkers = ["a", "a"]\n', "health.remote-checkers", "listed twice"),
+    ('[health]\nremote-checkers = ["a", "a"]\n', "health.remote-checkers#2.id", "listed twice"),
     ('[health]\nremote-checkers = ["local"]\n', "health.remote-checkers", "own id"),
     ("[health]\nchecks = 1\n", "health.checks", "unknown setting"),
 ]

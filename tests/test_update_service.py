@@ -4,7 +4,7 @@ refusal leaves the zone as it was."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import dns.message
@@ -19,6 +19,7 @@ from nameserver.dnssec.manager import DnssecManager
 from nameserver.edit.updatepolicy import UpdatePolicy
 from nameserver.store.store import Store
 from nameserver.store.versions import ZoneVersions
+from nameserver.transfer.health_reports import RawReport, report_owner
 from nameserver.transfer.tsig import TsigKey
 from nameserver.transfer.update_service import UpdateService
 from tests.tools import PROJECT_ROOT, example_store
@@ -155,3 +156,44 @@ def test_tsig_failures_are_notauth_and_change_nothing(service: tuple[UpdateServi
     assert response.rcode() == dns.rcode.NOTAUTH
     assert response.tsig is not None and response.tsig[0].error == dns.rcode.BADSIG
     assert _serial(db) == before
+
+
+def test_health_reports_go_to_the_hook_and_never_into_the_zone(tmp_path: Path) -> None:
+    db = example_store(tmp_path / "z.db")
+
+    def factory(store: Store, versions: ZoneVersions) -> DnssecManager:
+        return DnssecManager(store, Path(f"{db}.keys"), versions=versions)
+
+    taken: list[tuple[list[RawReport], dns.name.Name]] = []
+
+    def hook(reports: Sequence[RawReport], key: dns.name.Name) -> int:
+        taken.append((list(reports), key))
+        return dns.rcode.NOERROR
+
+    # The policy grants acme-key every TXT below the zone: a report is still not a change.
+    policies = {ORIGIN: UpdatePolicy.parse(ORIGIN, RULES)}
+    owner = report_owner(dns.name.from_text("www.example.test."))
+    serial = _serial(db)
+
+    def report() -> dns.update.UpdateMessage:
+        update = dns.update.UpdateMessage(ORIGIN)
+        update.add(owner, 0, "TXT", '"checker=b" "ok=true"')
+        return update
+
+    without = UpdateService(db, {ACME.name: ACME}, policies, factory)
+    try:
+        assert _send(without, report()).rcode() == dns.rcode.REFUSED  # no hook: none taken
+    finally:
+        without.close()
+    svc = UpdateService(db, {ACME.name: ACME}, policies, factory, health_reports=hook)
+    try:
+        assert _send(svc, report(), key=None).rcode() == dns.rcode.REFUSED  # unsigned
+        assert taken == []
+        assert _send(svc, report()).rcode() == dns.rcode.NOERROR
+        [(reports, key)] = taken
+        assert key == ACME.name
+        assert reports == [RawReport(owner.parent(), (b"checker=b", b"ok=true"))]
+    finally:
+        svc.close()
+    assert _serial(db) == serial
+    assert _txt(db, owner.to_text()) == []

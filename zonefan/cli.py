@@ -36,6 +36,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "sync": ("zonefan.sync_cli", "sync_group"),
     "config": ("zonefan.config_cli", "config_group"),
     "healthcheck": ("zonefan.healthcheck", "healthcheck_cmd"),
+    "health": ("zonefan.health_cli", "health_group"),
     "audit": ("zonefan.audit_cli", "audit_group"),
     "drain": ("zonefan.pools_cli", "drain_cmd"),
     "undrain": ("zonefan.pools_cli", "undrain_cmd"),

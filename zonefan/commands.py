@@ -4,6 +4,7 @@ when one of them runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -293,6 +294,7 @@ def serve_cmd(
 
         # Its commits and signing count in the server's metrics like an UPDATE's.
         runner = pool_runner(ctx, zones, counted(dnssec_factory(ctx), config.activity))
+        config = dataclasses.replace(config, health_reports=runner.intake)  # remote checkers
         if registry is not None:
             from zonefan.pool_metrics import DrillCollector, PoolCollector
 

@@ -67,6 +67,8 @@ def _scalar(parse: Callable[[Any], V]) -> Callable[[click.Context, click.Paramet
 # A duration as seconds (``10``, ``"30s"``, ``"1.5h"``); a size in bytes (``"64M"``).
 duration = _scalar(parse_duration)
 size = _scalar(parse_size)
+# One address in the settings grammar (``ADDR``, ``ADDR:PORT``, ``[V6]:PORT``, ``ADDR@PORT``).
+address = _scalar(parse_address)
 
 
 def _metrics_address(text: str) -> Address:

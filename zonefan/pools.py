@@ -38,6 +38,8 @@ from nameserver.zone.changeset import Changeset
 from nameserver.zone.records import Record, parse_rdata
 from settings import SettingsError, Table
 from signer.errors import SignerError
+from zonefan.common import config_keys
+from zonefan.health_remote import ReportIntake
 from zonefan.options import config_of
 
 log = logging.getLogger("zonefan.health")
@@ -165,7 +167,8 @@ def pool_runner(
     """The health checks of ``zonefan serve`` for the pools of the settings file, committing
     through managers of ``factory``; an error names a pool outside the store's zones."""
     health = health_config(config_of(ctx))
-    return PoolRunner(ctx.obj, health, place_pools(health, zones), factory)
+    intake = ReportIntake(health, config_keys(ctx))
+    return PoolRunner(ctx.obj, health, place_pools(health, zones), factory, intake=intake)
 
 
 class PoolRunner:
@@ -182,8 +185,11 @@ class PoolRunner:
         placed: Sequence[PlacedPool],
         factory: ManagerFactory,
         clock: Callable[[], float] = time.time,
+        intake: ReportIntake | None = None,
     ) -> None:
         self.health = health
+        # Remote checkers' reports (the server's health-report hook), once the checks run.
+        self.intake = intake
         self.placed = {p.pool.name: p for p in placed}
         self.factory = factory
         self.clock = clock
@@ -196,6 +202,8 @@ class PoolRunner:
         try:
             await self._thread.run(self.reconcile)
             monitor = HealthMonitor(self.health, self.on_change, clock=self.clock)
+            if self.intake is not None:
+                self.intake.attach(monitor)
             monitor.start()
             try:
                 await asyncio.Event().wait()

@@ -86,7 +86,10 @@ def check_top_level(config: Table, commands: list[str]) -> None:
 
 def check_command_table(config: Table, name: str, command: click.Command) -> None:
     """The ``[NAME]`` table of defaults for ``command``: every key an option of it (or, for
-    a group, a table for a subcommand)."""
+    a group, a table for a subcommand). A store setting's table of the same name (``[health]``
+    of ``zonefan health``) is its own grammar's, checked where it is read."""
+    if name in STORE_KEYS:
+        return
     table = config.table(name)
     if table is not None:
         _check_defaults(table, command)

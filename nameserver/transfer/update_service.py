@@ -31,6 +31,7 @@ from nameserver.errors import ConflictError, NameserverError, ZoneValidationErro
 from nameserver.serve.lograte import LogLimiter
 from nameserver.store.storethread import StoreThread
 from nameserver.store.versions import SnapshotSource, ZoneVersions
+from nameserver.transfer.health_reports import HealthReports, NotAReport, is_report, raw_reports
 from nameserver.transfer.tsig import (
     NOERROR,
     Keyring,
@@ -72,8 +73,10 @@ class UpdateService:
         manager_factory: ManagerFactory,
         shared: SnapshotSource | None = None,
         replay: ReplayGuard | None = None,
+        health_reports: HealthReports | None = None,
     ) -> None:
         self._keys = keys
+        self._health_reports = health_reports
         self._replay = replay if replay is not None else ReplayGuard()
         self._policies = policies
         self._factory = manager_factory
@@ -118,8 +121,15 @@ class UpdateService:
                 tsig_failure(verified),
             )
             return tsig_error_response(message, verified)
-        rcode, reason = self._apply(message, verified.key, client)
-        if rcode == dns.rcode.NOERROR:
+        # Health-check reports come every check interval: taken ones are not worth a line.
+        report = is_report(message)
+        if report:
+            rcode, reason = self._report(message, verified.key)
+        else:
+            rcode, reason = self._apply(message, verified.key, client)
+        if rcode == dns.rcode.NOERROR and report:
+            log.debug("UPDATE from %s (key %s): %s", client[0], _key_text(verified.key), reason)
+        elif rcode == dns.rcode.NOERROR:
             log.info("UPDATE from %s (key %s): %s", client[0], _key_text(verified.key), reason)
         else:
             _refusals.info(
@@ -139,6 +149,27 @@ class UpdateService:
             store = self._thread.store
             self._manager = self._factory(store, ZoneVersions(store, self._shared))
         return self._manager
+
+    def _report(self, message: dns.update.UpdateMessage, key: TsigKey | None) -> tuple[int, str]:
+        """Health-check reports of a remote checker: handed on, never written to the zone."""
+        if self._health_reports is None:
+            return dns.rcode.REFUSED, "this server takes no health-check reports"
+        if key is None:
+            return dns.rcode.REFUSED, "a health-check report must be TSIG-signed"
+        zone_rrs = message.sections[0]
+        if len(zone_rrs) != 1 or zone_rrs[0].rdtype != dns.rdatatype.SOA:
+            return dns.rcode.FORMERR, "the zone section must hold exactly one SOA question"
+        try:
+            reports = raw_reports(message)
+        except NotAReport as e:
+            return dns.rcode.FORMERR, str(e)
+        origin = zone_rrs[0].name
+        outside = next((r.pool for r in reports if not r.pool.is_subdomain(origin)), None)
+        if outside is not None:
+            return dns.rcode.NOTZONE, f"pool {outside} is not in {origin}"
+        rcode = self._health_reports(reports, key.name)
+        text = dns.rcode.to_text(dns.rcode.Rcode.make(rcode))
+        return rcode, f"{len(reports)} health-check report(s): {text}"
 
     def _apply(
         self, message: dns.update.UpdateMessage, key: TsigKey | None, client: Client
