@@ -5,6 +5,7 @@ journalled with its author and reason, signed when the zone is, served at once."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import socket
@@ -382,11 +383,12 @@ def test_a_drain_reaches_a_running_server_and_the_checks_keep_to_it(
 KEY = XfrKey("xfr-key", "cG9vbHMtdGVzdC1zZWNyZXQtMDEyMzQ1Njc4OWFiY2Q=")
 
 
-@pytest.mark.external
-def test_a_knot_secondary_serves_the_withdrawal_signed(tmp_path: Path, backends: Backends) -> None:
-    """The withdrawal reaches a secondary the ordinary way: NOTIFY, then IXFR."""
-    for tool in ("knotd", "knotc"):
-        require_tool(tool)
+@contextlib.contextmanager
+def serving_to_knot(
+    tmp_path: Path, backends: Backends
+) -> Iterator[tuple[ZonefanServer, KnotSecondary]]:
+    """Both backends up, `zonefan serve` of the signed zone with the pool, and a Knot
+    secondary NOTIFYd by it that serves both members; serve stopped cleanly after."""
     backends.start(FRA)
     backends.start(AMS)
     db = example_store(tmp_path / "zonefan.db", signed=True)
@@ -402,24 +404,32 @@ def test_a_knot_secondary_serves_the_withdrawal_signed(tmp_path: Path, backends:
         knot.fixed_port = knot_port
         with knot:
             wait_until(lambda: addresses(knot) == {FRA, AMS}, 20, what="knot has both")
-            backends.stop(FRA)
-            stopped = time.monotonic()
-            wait_until(
-                lambda: addresses(knot) == {AMS}, FAILOVER_DEADLINE + 5, 0.02, "knot: fra out"
-            )
-            print(
-                f"failover via knot: stopped -> knot answers without it in "
-                f"{time.monotonic() - stopped:.2f} s"
-            )
-            assert_signed(knot, {AMS})
-
-            def transfers() -> list[str]:
-                # Logged after the transfer, off the server's event loop: polled.
-                with Store(db, read_only=True) as store:
-                    serial = store.serial(dns.name.from_text(ZONE))
-                    log = store.transfers(dns.name.from_text(ZONE), limit=20)
-                return [e.kind for e in log if e.serial_to == serial]
-
-            wait_until(transfers, what="the transfer of the new serial logged")
-            assert transfers() == ["IXFR"]
+            yield primary, knot
         stopped_cleanly(primary)
+
+
+@pytest.mark.external
+def test_a_knot_secondary_serves_the_withdrawal_signed(tmp_path: Path, backends: Backends) -> None:
+    """The withdrawal reaches a secondary the ordinary way: NOTIFY, then IXFR."""
+    for tool in ("knotd", "knotc"):
+        require_tool(tool)
+    with serving_to_knot(tmp_path, backends) as (primary, knot):
+        db = primary.db
+        backends.stop(FRA)
+        stopped = time.monotonic()
+        wait_until(lambda: addresses(knot) == {AMS}, FAILOVER_DEADLINE + 5, 0.02, "knot: fra out")
+        print(
+            f"failover via knot: stopped -> knot answers without it in "
+            f"{time.monotonic() - stopped:.2f} s"
+        )
+        assert_signed(knot, {AMS})
+
+        def transfers() -> list[str]:
+            # Logged after the transfer, off the server's event loop: polled.
+            with Store(db, read_only=True) as store:
+                serial = store.serial(dns.name.from_text(ZONE))
+                log = store.transfers(dns.name.from_text(ZONE), limit=20)
+            return [e.kind for e in log if e.serial_to == serial]
+
+        wait_until(transfers, what="the transfer of the new serial logged")
+        assert transfers() == ["IXFR"]

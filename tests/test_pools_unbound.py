@@ -17,27 +17,22 @@ import dns.rdatatype
 import pytest
 
 from tests.servers import (
-    KnotSecondary,
     UnboundServer,
-    ZonefanServer,
     query_message,
-    transfer_config,
     trust_anchor,
 )
 from tests.test_pools_serve import (
     AMS,
     FAILOVER_DEADLINE,
     FRA,
-    KEY,
     POOL,
     ZONE,
     Backends,
     addresses,
     assert_signed,
-    pool_config,
-    stopped_cleanly,
+    serving_to_knot,
 )
-from tests.tools import example_store, free_port, require_tool
+from tests.tools import free_port, require_tool
 from tests.wait import wait_until
 
 
@@ -71,34 +66,17 @@ def test_unbound_validates_the_withdrawal_through_the_secondary(
 ) -> None:
     for tool in ("knotd", "knotc", "unbound"):
         require_tool(tool)
-    backends.start(FRA)
-    backends.start(AMS)
-    db = example_store(tmp_path / "zonefan.db", signed=True)
-    anchor = trust_anchor(db, ZONE, cwd=tmp_path)
-    knot_port = free_port()
-    config = pool_config(
-        tmp_path / "zonefan.toml",
-        backends.port,
-        transfer_config(KEY, notify_port=knot_port, zones=[ZONE]),
-    )
-    primary = ZonefanServer(tmp_path / "serve", db=db, probe_name=ZONE, config=config)
-    with primary:
-        knot = KnotSecondary(tmp_path / "knot", [ZONE], primary.port, KEY)
-        knot.fixed_port = knot_port
-        with knot:
-            wait_until(lambda: addresses(knot) == {FRA, AMS}, 20, what="knot has both")
-            # Unbound asks only Knot; it is not asked for the pool before the withdrawal,
-            # so no cached answer (TTL 30) stands between it and the changed one.
-            with UnboundServer(tmp_path / "unbound", anchor, knot.port, ZONE) as unbound:
-                backends.stop(FRA)
-                wait_until(
-                    lambda: addresses(knot) == {AMS}, FAILOVER_DEADLINE + 5, 0.02, "knot: fra out"
-                )
-                # The secondary itself serves the new RRset, signed: a resolver's answer
-                # alone could come from a retry elsewhere.
-                assert_signed(knot, {AMS})
-                assert addresses(primary) == {AMS}
-                wait_until(
-                    lambda: validated(unbound) == ({AMS}, True), 10, 0.05, "unbound: {ams}, AD"
-                )
-        stopped_cleanly(primary)
+    with serving_to_knot(tmp_path, backends) as (primary, knot):
+        anchor = trust_anchor(primary.db, ZONE, cwd=tmp_path)
+        # Unbound asks only Knot; it is not asked for the pool before the withdrawal,
+        # so no cached answer (TTL 30) stands between it and the changed one.
+        with UnboundServer(tmp_path / "unbound", anchor, knot.port, ZONE) as unbound:
+            backends.stop(FRA)
+            wait_until(
+                lambda: addresses(knot) == {AMS}, FAILOVER_DEADLINE + 5, 0.02, "knot: fra out"
+            )
+            # The secondary itself serves the new RRset, signed: a resolver's answer
+            # alone could come from a retry elsewhere.
+            assert_signed(knot, {AMS})
+            assert addresses(primary) == {AMS}
+            wait_until(lambda: validated(unbound) == ({AMS}, True), 10, 0.05, "unbound: {ams}, AD")
