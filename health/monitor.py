@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import dns.name
 
@@ -89,17 +89,33 @@ class HealthMonitor:
 
     def observe(self, report: CheckerReport) -> None:
         """A remote checker's result (its transport has authenticated it)."""
+        self.observe_all([report])
+
+    def observe_all(self, reports: Sequence[CheckerReport]) -> None:
+        """Remote checkers' results, taken all or none: every one is checked first."""
+        now = self.clock()
+        checked = []
+        for report in reports:
+            try:
+                checked.append((self._accepted(report, now), report))
+            except ReportError as e:
+                raise ReportError(f"report of checker {report.checker!r}: {e}") from None
+        for health, r in checked:
+            health.observe(r.checker, r.address, r.ok, r.at, r.detail)
+
+    def _accepted(self, report: CheckerReport, now: float) -> PoolHealth:
+        """The pool ``report`` is about, when it may be taken; a ReportError otherwise."""
         if report.checker == self.config.checker:
             raise ReportError(f"{report.checker!r} is this checker's own id")
         health = self.pools.get(report.pool)
         if health is None:
             raise ReportError(f"no pool {report.pool}")
-        now = self.clock()
         if report.at > now + MAX_SKEW:
             raise ReportError(f"report of {report.checker} is {report.at - now:.0f}s ahead")
         if report.at < now - health.stale_after:
             raise ReportError(f"report of {report.checker} is older than {health.stale_after:g}s")
-        health.observe(report.checker, report.address, report.ok, report.at, report.detail)
+        health.accepts(report.checker, report.address)
+        return health
 
     async def _run(self, name: dns.name.Name) -> None:
         interval = self.pools[name].pool.check.interval

@@ -206,15 +206,18 @@ class PoolHealth:
         self.published = frozenset(self._members)
         self.degraded = False
 
-    def observe(self, checker: str, address: str, ok: bool, at: float, detail: str = "") -> None:
-        """A result of ``checker`` about the member at ``address``."""
+    def accepts(self, checker: str, address: str) -> None:
+        """Nothing when ``checker`` may report on ``address``; a ReportError otherwise."""
         if checker not in self.checkers:
             raise ReportError(f"unknown checker {checker!r} (known: {sorted(self.checkers)})")
-        state = self._members.get(address)
-        if state is None:
+        if address not in self._members:
             raise ReportError(f"{address} is not a member of pool {self.pool.label}")
+
+    def observe(self, checker: str, address: str, ok: bool, at: float, detail: str = "") -> None:
+        """A result of ``checker`` about the member at ``address``."""
+        self.accepts(checker, address)
         check = self.pool.check
-        streak = state.views.setdefault(checker, Streak(check.rise, check.fall))
+        streak = self._members[address].views.setdefault(checker, Streak(check.rise, check.fall))
         streak.record(ok, at, detail)
 
     def down_votes(self, address: str, now: float) -> tuple[list[str], int]:
